@@ -1,0 +1,44 @@
+# archc: two commands do all the setup on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.archc-setup
+# torch is pinned to the release that lies on this machine's disk; pyproject accepts torch>=2.5.
+TORCH   ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench figures docs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v dot >/dev/null 2>&1 || { \
+	  echo "setup: installing the graphviz binary with apt"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
+	  || echo "setup: could not install graphviz; .dot output still works, other formats need 'apt-get install graphviz'"; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/archc check specs/no_attention.yaml
+	$(BIN)/archc train specs/no_attention.yaml --data synthetic --epochs 1 --out runs/demo --no-progress
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-json=bench/results/pytest-benchmark.json
+
+figures: setup
+	$(BIN)/python -m archcompiler.tools.figures docs/figures
+
+docs: setup
+	$(BIN)/python -m archcompiler.tools.blockdocs docs/blocks.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,79 @@
+"""The `archc` command: one dispatcher, and the one place that turns errors into exit codes.
+
+Each subcommand lives in its own module with a `main(argv) -> int`. A module reports bad
+input by raising an exception with an `exit_code` attribute (1 for bad input, 2 for a bad
+command line); `entry` prints its message, never a traceback. Heavy imports (torch)
+happen inside those modules, so `archc check` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# subcommand -> (module, one-line help). Modules are imported only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("archcompiler.cli.check", "validate specs and print the layer table"),
+    "schema": ("archcompiler.cli.schema", "print the JSON Schema of the spec language"),
+    "blocks": ("archcompiler.cli.blocks", "list the registered block types"),
+    "render": ("archcompiler.cli.render", "draw a spec or a block with graphviz"),
+    "emit": ("archcompiler.cli.emit", "write standalone PyTorch source for a spec"),
+    "export": ("archcompiler.cli.export", "export a spec to ONNX"),
+    "train": ("runtime.train.cli", "train a spec"),
+    "eval": ("runtime.train.eval_cli", "evaluate a checkpoint"),
+    "compare": ("runtime.train.compare", "compare training runs"),
+    "bench": ("runtime.bench.cli", "benchmark throughput, latency, memory and MFU"),
+    "data": ("runtime.data.cli", "inspect, prepare and download datasets"),
+}
+
+USAGE = "usage: archc <command> [options]\n\ncommands:\n" + "\n".join(
+    f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()
+) + "\n\nRun 'archc <command> --help' for a command's options.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from archcompiler import __version__
+
+        print(f"archc {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        sys.stderr.write(f"archc: error: unknown command '{name}'{hint}\n\n{USAGE}")
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest)
+
+
+def entry() -> None:
+    """Console-script entry: no traceback ever reaches the user for a known kind of error."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        sys.stderr.write("archc: interrupted\n")
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except Exception as e:  # noqa: BLE001 - the one place errors become exit codes
+        # Errors meant for users carry an `exit_code` (archcompiler.errors, runtime.errors);
+        # the two packages stay independent of each other by agreeing on that attribute only.
+        code = getattr(e, "exit_code", None)
+        if code is None:
+            if os.environ.get("ARCHC_DEBUG"):
+                raise
+            sys.stderr.write(
+                f"archc: internal error: {type(e).__name__}: {e}\n"
+                "This is a bug in archc. Set ARCHC_DEBUG=1 to see the traceback.\n"
+            )
+            code = 70
+        else:
+            sys.stderr.write(f"archc: error: {e}\n")
+    sys.exit(code)
