@@ -1,0 +1,66 @@
+"""The layer table, in the spirit of the paper's Figure 7, Keras summary() and torchinfo."""
+from __future__ import annotations
+
+from archcompiler.ir.graph import Graph
+
+
+def fmt_shape(shape: tuple) -> str:
+    """H x W x C, as the paper writes it; vectors as their length."""
+    if len(shape) == 3:
+        c, h, w = shape
+        return f"{h} x {w} x {c}"
+    return str(shape[0])
+
+
+def fmt_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def fmt_flops(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3f} {unit}"
+    return str(n)
+
+
+def rows(graph: Graph, expand: bool = False, depth: int | None = None) -> list[dict]:
+    """One row per top-level layer, or per layer at every depth when expanding."""
+    out = []
+    for d, node in graph.walk():
+        if d > 0 and (not expand or (depth is not None and d > depth)):
+            continue
+        out.append(
+            {
+                "depth": d,
+                "name": node.name,
+                "type": node.type,
+                "shape": list(node.shape),
+                "params": node.meta["params"],
+                "flops": node.meta["flops"],
+                "activation_bytes": node.meta["activation_bytes"],
+            }
+        )
+    return out
+
+
+def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, depth: int | None = None) -> str:
+    header = ("Layer", "Type", "Output (H x W x C)", "Params", "FLOPs")
+    body = [
+        ("  " * r["depth"] + r["name"], r["type"], fmt_shape(r["shape"]), fmt_count(r["params"]), fmt_flops(r["flops"]))
+        for r in rows(graph, expand, depth)
+    ]
+    inp = ("input", "", fmt_shape(graph.input.shape), "", "")
+    total = ("Total", "", "", fmt_count(totals["params"]), fmt_flops(totals["flops"]))
+    table = [header, inp, *body, total]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    right = {3, 4}
+
+    def line(r):
+        cells = [r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(len(r))]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    act = totals["activation_bytes"] / 2**20
+    out = [f"{name}", line(header), rule, line(inp), *map(line, body[0:]), rule, line(total)]
+    out.append(f"activations at batch 1 (fp32): {act:.1f} MiB; FLOPs count a multiply-add as 2, forward pass, batch 1")
+    return "\n".join(out)

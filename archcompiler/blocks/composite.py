@@ -1,0 +1,56 @@
+"""Composite block types: YAML graphs over other blocks, from the standard library or a
+spec's own `blocks:` section. Their shape and cost rules are those of their expanded body."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archcompiler.blocks.registry import Block
+
+# Values every composite body may substitute, bound from the block's input shape.
+BUILTIN_VARS = ("in_channels", "in_height", "in_width")
+
+
+@dataclass
+class Composite(Block):
+    family: str = "composite"
+    definition: dict = field(default_factory=dict)  # the block's mapping: params, nodes, output
+    doc: object = None  # the Document it came from, for positions
+    path: tuple = ()  # its path in that document, ('blocks', name)
+    broken: bool = False  # its definition has errors (reported); uses of it are skipped
+
+    def __post_init__(self):
+        if not isinstance(self.definition.get("nodes"), dict):
+            self.definition = {**self.definition, "nodes": {}}
+        self.summary = self.definition.get("summary", self.summary or f"composite block '{self.name}'")
+        self.params = dict(self.definition.get("params") or {})
+        self.required = tuple(k for k, v in self.params.items() if "default" not in v)
+        self.label_keys = tuple(self.params)
+
+    @property
+    def is_composite(self) -> bool:
+        return True
+
+    @property
+    def nodes(self) -> dict:
+        return self.definition["nodes"]
+
+    @property
+    def output(self) -> str:
+        return self.definition.get("output") or list(self.nodes)[-1]
+
+    def uses(self) -> list[str]:
+        """Block types named in the body, in order."""
+        return [n["type"] for n in self.nodes.values() if isinstance(n, dict) and isinstance(n.get("type"), str)]
+
+    def bind(self, given: dict, in_shape: tuple) -> dict:
+        """Parameter values for one instance: built-ins from the input shape, then defaults,
+        then what the caller gave. A default may itself be a built-in ($in_channels)."""
+        env = {"in_channels": in_shape[0]}
+        if len(in_shape) == 3:
+            env.update(in_height=in_shape[1], in_width=in_shape[2])
+        for k, decl in self.params.items():
+            if "default" in decl:
+                d = decl["default"]
+                env[k] = env.get(d[1:]) if isinstance(d, str) and d.startswith("$") else d
+        env.update(given)
+        return env

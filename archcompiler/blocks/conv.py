@@ -1,0 +1,83 @@
+"""Convolutions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
+
+POSITIVE = {"type": "integer", "minimum": 1}
+PADDING = {
+    "oneOf": [{"enum": ["same", "valid"]}, {"type": "integer", "minimum": 0}],
+    "default": "valid",
+    "x-expected": "'same', 'valid' or an integer >= 0",
+    "description": "'same' keeps H x W (stride 1 only), 'valid' is 0, or pixels on each side",
+}
+
+
+def padding_pixels(padding, kernel: int, dilation: int = 1) -> int:
+    if padding == "valid":
+        return 0
+    if padding == "same":
+        return dilation * (kernel - 1) // 2
+    return padding
+
+
+@dataclass
+class Conv(Block):
+    name: str = "conv"
+    family: str = "conv"
+    summary: str = "2-D convolution (nn.Conv2d). `out` defaults to the input channels."
+    label_keys: tuple = ("kernel", "stride", "out")
+
+    def __post_init__(self):
+        self.params = {
+            "out": POSITIVE | {"description": "output channels (default: input channels)"},
+            "kernel": POSITIVE | {"default": 3, "description": "square kernel size"},
+            "stride": POSITIVE | {"default": 1, "description": "stride"},
+            "padding": PADDING,
+            "dilation": POSITIVE | {"default": 1, "description": "dilation"},
+            "groups": POSITIVE | {"default": 1, "description": "groups (depthwise: groups = channels)"},
+            "bias": {"type": "boolean", "default": True, "description": "add a learned bias"},
+        }
+
+    def out_channels(self, p, ins):
+        return p.get("out", ins[0][0])
+
+    def infer(self, p, ins, refs, names):
+        c, _, _ = check_spatial(ins[0], "conv")
+        out = self.out_channels(p, ins)
+        if p["padding"] == "same" and p["stride"] != 1:
+            raise ShapeError("padding 'same' needs stride 1; give the padding in pixels instead", param="padding", code="E403")
+        if c % p["groups"] or out % p["groups"]:
+            raise ShapeError(f"groups={p['groups']} must divide both the input channels ({c}) and out ({out})", param="groups", code="E402")
+        pad = padding_pixels(p["padding"], p["kernel"], p["dilation"])
+        oh, ow = slide(ins[0], p["kernel"], p["stride"], pad, p["dilation"])
+        return (out, oh, ow)
+
+    def param_count(self, p, ins, out):
+        weight = out[0] * (ins[0][0] // p["groups"]) * p["kernel"] ** 2
+        return weight + (out[0] if p["bias"] else 0)
+
+    def flops(self, p, ins, out):
+        cout, oh, ow = out
+        return 2 * cout * oh * ow * (ins[0][0] // p["groups"]) * p["kernel"] ** 2
+
+    def torch_module(self, p, ins):
+        args = [str(ins[0][0]), str(self.out_channels(p, ins)), f"kernel_size={p['kernel']}"]
+        if p["stride"] != 1:
+            args.append(f"stride={p['stride']}")
+        pad = p["padding"]
+        if pad == "same":
+            args.append('padding="same"')
+        elif pad not in ("valid", 0):
+            args.append(f"padding={pad}")
+        if p["dilation"] != 1:
+            args.append(f"dilation={p['dilation']}")
+        if p["groups"] != 1:
+            args.append(f"groups={p['groups']}")
+        if not p["bias"]:
+            args.append("bias=False")
+        return f"nn.Conv2d({', '.join(args)})"
+
+
+BLOCKS = [Conv()]

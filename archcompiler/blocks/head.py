@@ -1,0 +1,67 @@
+"""Classifier-head blocks: dropout, flatten, affine."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archcompiler.blocks.registry import Block, ShapeError, check_spatial
+
+
+@dataclass
+class Dropout(Block):
+    name: str = "dropout"
+    family: str = "head"
+    summary: str = "Zero each element with probability `p` while training (nn.Dropout)."
+    label_keys: tuple = ("p",)
+
+    def __post_init__(self):
+        self.params = {"p": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.5, "description": "drop probability"}}
+
+    def torch_module(self, p, ins):
+        return f"nn.Dropout({p['p']!r})"
+
+
+@dataclass
+class Flatten(Block):
+    name: str = "flatten"
+    family: str = "head"
+    summary: str = "A (C, H, W) map becomes a vector of C*H*W."
+
+    def infer(self, p, ins, refs, names):
+        c, h, w = check_spatial(ins[0], self.name)
+        return (c * h * w,)
+
+    def torch_module(self, p, ins):
+        return "nn.Flatten()"
+
+
+@dataclass
+class Affine(Block):
+    name: str = "affine"
+    family: str = "head"
+    summary: str = "Fully connected layer on a vector (nn.Linear)."
+    required: tuple = ("out",)
+    label_keys: tuple = ("out",)
+
+    def __post_init__(self):
+        self.params = {
+            "out": {"type": "integer", "minimum": 1, "description": "output features"},
+            "bias": {"type": "boolean", "default": True, "description": "add a learned bias"},
+        }
+
+    def infer(self, p, ins, refs, names):
+        if len(ins[0]) != 1:
+            raise ShapeError("affine needs a vector; put 'global_avgpool' or 'flatten' before it", code="E401")
+        return (p["out"],)
+
+    def param_count(self, p, ins, out):
+        return ins[0][0] * out[0] + (out[0] if p["bias"] else 0)
+
+    def flops(self, p, ins, out):
+        return 2 * ins[0][0] * out[0]
+
+    def torch_module(self, p, ins):
+        bias = "" if p["bias"] else ", bias=False"
+        return f"nn.Linear({ins[0][0]}, {p['out']}{bias})"
+
+
+BLOCKS = [Dropout(), Flatten(), Affine()]

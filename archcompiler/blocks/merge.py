@@ -1,0 +1,92 @@
+"""Merge operations over two or more inputs, given as a list in `in:`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archcompiler.blocks.registry import Block, ShapeError
+
+AXES = ("channels", "height", "width")
+
+
+def broadcast(op: str, ins, names) -> tuple:
+    """NumPy-style broadcast of equal-rank shapes: each dim equal, or 1."""
+    ranks = {len(s) for s in ins}
+    if len(ranks) != 1:
+        raise ShapeError(f"{op} cannot mix feature maps and vectors: {_list(ins, names)}", code="E410")
+    out = []
+    for axis, dims in enumerate(zip(*ins)):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            what = AXES[axis] if len(ins[0]) == 3 else "features"
+            raise ShapeError(f"{op} needs matching {what} (or 1 to broadcast): {_list(ins, names, axis)}", code="E410")
+        out.append(max(dims))
+    return tuple(out)
+
+
+def _list(ins, names, axis=None) -> str:
+    if axis is None:
+        return ", ".join(f"'{n}' is {fmt_shape(s)}" for n, s in zip(names, ins))
+    return ", ".join(f"'{n}' has {s[axis]}" for n, s in zip(names, ins))
+
+
+def fmt_shape(s) -> str:
+    return f"{s[1]}x{s[2]}x{s[0]}" if len(s) == 3 else str(s[0])
+
+
+@dataclass
+class Add(Block):
+    name: str = "add"
+    family: str = "merge"
+    summary: str = "Element-wise sum of its inputs, with broadcasting."
+    arity: int | None = None
+
+    def infer(self, p, ins, refs, names):
+        return broadcast("add", ins, names)
+
+    def torch_call(self, p, args, module, refs):
+        return " + ".join(args)
+
+
+@dataclass
+class Mul(Block):
+    name: str = "mul"
+    family: str = "merge"
+    summary: str = "Element-wise product, with broadcasting: (in[0] + offset) * in[1] * ... ; offset 1 gives attention's (1 + M) * T."
+    arity: int | None = None
+    label_keys: tuple = ("offset",)
+
+    def __post_init__(self):
+        self.params = {"offset": {"type": "number", "default": 0, "description": "added to the first input before multiplying"}}
+
+    def infer(self, p, ins, refs, names):
+        return broadcast("mul", ins, names)
+
+    def torch_call(self, p, args, module, refs):
+        first = f"({p['offset']!r} + {args[0]})" if p["offset"] else args[0]
+        return " * ".join([first, *args[1:]])
+
+    def label(self, p):
+        return f"(in0 + {p['offset']}) * in1" if p["offset"] else ""
+
+
+@dataclass
+class Concat(Block):
+    name: str = "concat"
+    family: str = "merge"
+    summary: str = "Concatenate along channels; H x W must match."
+    arity: int | None = None
+
+    def infer(self, p, ins, refs, names):
+        ranks = {len(s) for s in ins}
+        if len(ranks) != 1:
+            raise ShapeError(f"concat cannot mix feature maps and vectors: {_list(ins, p['__in__'])}", code="E411")
+        if len(ins[0]) == 3 and len({s[1:] for s in ins}) != 1:
+            sizes = ", ".join(f"'{n}' is {s[1]}x{s[2]}" for n, s in zip(names, ins))
+            raise ShapeError(f"concat needs the same H x W on every input: {sizes}", code="E411")
+        return (sum(s[0] for s in ins), *ins[0][1:])
+
+    def torch_call(self, p, args, module, refs):
+        return f"torch.cat([{', '.join(args)}], dim=1)"
+
+
+BLOCKS = [Add(), Mul(), Concat()]

@@ -1,0 +1,34 @@
+"""Normalisation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archcompiler.blocks.registry import Block
+
+
+@dataclass
+class BatchNorm(Block):
+    name: str = "batchnorm"
+    family: str = "norm_act"
+    summary: str = "Batch normalisation over channels (nn.BatchNorm2d; nn.BatchNorm1d on vectors)."
+
+    def __post_init__(self):
+        self.params = {
+            "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "description": "added to the variance"},
+            "momentum": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.1, "description": "running-statistics momentum"},
+        }
+
+    def param_count(self, p, ins, out):
+        return 2 * ins[0][0]  # weight and bias; running stats are buffers, not parameters
+
+    def torch_module(self, p, ins):
+        cls = "nn.BatchNorm2d" if len(ins[0]) == 3 else "nn.BatchNorm1d"
+        args = [str(ins[0][0])]
+        if p["eps"] != 1e-5:
+            args.append(f"eps={p['eps']!r}")
+        if p["momentum"] != 0.1:
+            args.append(f"momentum={p['momentum']!r}")
+        return f"{cls}({', '.join(args)})"
+
+
+BLOCKS = [BatchNorm()]

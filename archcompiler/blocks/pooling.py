@@ -1,0 +1,102 @@
+"""Pooling and resampling."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
+
+POSITIVE = {"type": "integer", "minimum": 1}
+
+
+@dataclass
+class _Pool(Block):
+    family: str = "pooling"
+    label_keys: tuple = ("kernel", "stride")
+    torch_class: str = ""
+
+    def __post_init__(self):
+        self.params = {
+            "kernel": POSITIVE | {"default": 2, "description": "square window size"},
+            "stride": POSITIVE | {"description": "stride (default: the kernel size)"},
+            "padding": {"type": "integer", "minimum": 0, "default": 0, "description": "pixels on each side, at most half the kernel"},
+        }
+
+    def infer(self, p, ins, refs, names):
+        c, _, _ = check_spatial(ins[0], self.name)
+        if 2 * p["padding"] > p["kernel"]:
+            raise ShapeError(f"padding {p['padding']} is more than half the {p['kernel']}x{p['kernel']} window", param="padding", code="E405")
+        oh, ow = slide(ins[0], p["kernel"], p.get("stride", p["kernel"]), p["padding"])
+        return (c, oh, ow)
+
+    def torch_module(self, p, ins):
+        args = [str(p["kernel"])]
+        if p.get("stride", p["kernel"]) != p["kernel"]:
+            args.append(f"stride={p['stride']}")
+        if p["padding"]:
+            args.append(f"padding={p['padding']}")
+        return f"{self.torch_class}({', '.join(args)})"
+
+
+@dataclass
+class MaxPool(_Pool):
+    name: str = "maxpool"
+    summary: str = "Max pooling (nn.MaxPool2d). `stride` defaults to the kernel size."
+    torch_class: str = "nn.MaxPool2d"
+
+
+@dataclass
+class AvgPool(_Pool):
+    name: str = "avgpool"
+    summary: str = "Average pooling (nn.AvgPool2d). `stride` defaults to the kernel size."
+    torch_class: str = "nn.AvgPool2d"
+
+
+@dataclass
+class GlobalAvgPool(Block):
+    name: str = "global_avgpool"
+    family: str = "pooling"
+    summary: str = "Average over H x W: a (C, H, W) map becomes a vector of C."
+
+    def infer(self, p, ins, refs, names):
+        c, _, _ = check_spatial(ins[0], self.name)
+        return (c,)
+
+    def torch_module(self, p, ins):
+        return "nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())"
+
+
+@dataclass
+class Upsample(Block):
+    name: str = "upsample"
+    family: str = "pooling"
+    summary: str = "Resize a map, to the H x W of another node (`size_of`) or by an integer `scale`."
+    refs: tuple = ("size_of",)
+    label_keys: tuple = ("mode", "scale")
+
+    def __post_init__(self):
+        self.params = {
+            "mode": {"enum": ["nearest", "bilinear"], "default": "nearest", "description": "interpolation (bilinear uses align_corners=False)"},
+            "size_of": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "description": "a node (or `input`) whose H x W to match"},
+            "scale": POSITIVE | {"description": "integer scale factor"},
+        }
+
+    def infer(self, p, ins, refs, names):
+        c, h, w = check_spatial(ins[0], self.name)
+        if ("size_of" in p) == ("scale" in p):
+            raise ShapeError("give exactly one of 'size_of' or 'scale'", code="E406")
+        if "scale" in p:
+            return (c, h * p["scale"], w * p["scale"])
+        target = check_spatial(refs["size_of"], "upsample's size_of")
+        return (c, target[1], target[2])
+
+    def torch_module(self, p, ins):
+        return None
+
+    def torch_call(self, p, args, module, refs):
+        mode = f'mode="{p["mode"]}"' + (", align_corners=False" if p["mode"] == "bilinear" else "")
+        if "scale" in p:
+            return f"F.interpolate({args[0]}, scale_factor={p['scale']}, {mode})"
+        return f"F.interpolate({args[0]}, size={refs['size_of']}.shape[-2:], {mode})"
+
+
+BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), Upsample()]

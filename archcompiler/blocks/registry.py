@@ -1,0 +1,191 @@
+"""The block registry: every block type is declared once, with everything about it.
+
+A block type knows its parameters (a JSON Schema fragment), its shape rule, its cost rule,
+how it draws and how it emits PyTorch. The spec schema, the block docs and the tests are all
+generated from this registry, so a new block type needs no edits anywhere else.
+"""
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+
+Shape = tuple  # (C, H, W) for feature maps, (N,) for vectors
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Node names become attribute names of an nn.Module and local variables of `forward`.
+RESERVED_NAMES = sorted(
+    set(keyword.kwlist)
+    | {"input", "self", "torch", "nn", "F", "x", "training", "super", "T_destination"}
+    | {
+        "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
+        "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
+        "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
+        "load_state_dict", "modules", "mtia", "named_buffers", "named_children", "named_modules",
+        "named_parameters", "parameters", "register_backward_hook", "register_buffer",
+        "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+        "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+        "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+        "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty",
+        "train", "type", "xpu", "zero_grad",
+    }
+)
+
+FAMILIES = {
+    "conv": "convolutions",
+    "pooling": "pooling and resampling",
+    "norm_act": "normalisation and activation",
+    "merge": "merge operations",
+    "head": "classifier head",
+    "composite": "composite blocks",
+}
+
+
+class ShapeError(Exception):
+    """A shape rule refused its inputs. `param` names the parameter to blame, if any."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "E400"):
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class RegistryError(Exception):
+    """A programming error in a block declaration, such as a duplicate name."""
+
+
+@dataclass
+class Block:
+    """Base class of all block types. Subclasses override the rules they need."""
+
+    name: str = ""
+    family: str = ""
+    summary: str = ""
+    params: dict = field(default_factory=dict)  # name -> JSON Schema fragment (may hold "default")
+    required: tuple = ()
+    arity: int | None = 1  # None: two or more inputs, given as a list in `in:`
+    refs: tuple = ()  # params that name another node whose shape is read (not its value)
+    label_keys: tuple = ()  # params printed on diagrams
+    origin: str = "built-in"  # where the block is defined, for docs and diagnostics
+
+    @property
+    def is_composite(self) -> bool:
+        return False
+
+    def param_schema(self) -> dict:
+        props = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("x-")} for k, v in self.params.items()}
+        return {"type": "object", "properties": props, "required": list(self.required), "additionalProperties": False}
+
+    def with_defaults(self, given: dict) -> dict:
+        out = {k: v["default"] for k, v in self.params.items() if "default" in v}
+        out.update(given)
+        return out
+
+    # --- rules over concrete values; `p` holds every parameter, defaults filled in ---
+    def infer(self, p: dict, ins: list[Shape], refs: dict[str, Shape], names: list[str]) -> Shape:
+        """Output shape from input shapes (`names` are the input nodes, for messages)."""
+        return ins[0]
+
+    def param_count(self, p: dict, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def flops(self, p: dict, ins: list[Shape], out: Shape) -> int:
+        """Forward FLOPs at batch 1, counted as torch.utils.flop_counter.FlopCounterMode does."""
+        return 0
+
+    # --- code generation: strings of Python over already-rendered argument expressions ---
+    def torch_module(self, p: dict, ins: list[Shape]) -> str | None:
+        """Constructor expression of the nn.Module this node owns, or None when stateless."""
+        return None
+
+    def torch_call(self, p: dict, args: list[str], module: str | None, refs: dict[str, str]) -> str:
+        """Expression computing the node's output from `args` (and `module`, e.g. 'self.conv1')."""
+        return f"{module}({args[0]})"
+
+    def label(self, p: dict) -> str:
+        parts = [f"{k}={_fmt(p[k])}" for k in self.label_keys if k in p and p[k] is not None]
+        return ", ".join(parts)
+
+
+def _fmt(v) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def check_spatial(shape: Shape, block: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(f"{block} needs a feature map (C, H, W) but its input is a vector of {shape[0]}", code="E401")
+    return shape
+
+
+def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output length of a sliding window (conv or pool), as PyTorch computes it (floor mode)."""
+    span = dilation * (kernel - 1) + 1
+    if size + 2 * padding < span:
+        return 0
+    return (size + 2 * padding - span) // stride + 1
+
+
+def slide(shape: Shape, kernel: int, stride: int, padding: int, dilation: int = 1) -> tuple[int, int]:
+    """Spatial output of a window over `shape`, or a ShapeError naming what does not fit."""
+    _, h, w = shape
+    oh, ow = (window_out(n, kernel, stride, padding, dilation) for n in (h, w))
+    if oh < 1 or ow < 1:
+        span = dilation * (kernel - 1) + 1
+        pad = f" with padding {padding}" if padding else ""
+        raise ShapeError(
+            f"the {span}x{span} window does not fit the {h}x{w} input{pad}; the map would shrink below 1x1",
+            param="kernel",
+            code="E404",
+        )
+    return oh, ow
+
+
+class Registry:
+    def __init__(self):
+        self._blocks: dict[str, Block] = {}
+
+    def register(self, block: Block) -> Block:
+        if not block.name:
+            raise RegistryError(f"{type(block).__name__} has no name")
+        if block.name in self._blocks:
+            raise RegistryError(f"block type '{block.name}' is registered twice ({self._blocks[block.name].origin} and {block.origin})")
+        if block.family not in FAMILIES:
+            raise RegistryError(f"block type '{block.name}' has unknown family '{block.family}'")
+        self._blocks[block.name] = block
+        return block
+
+    def get(self, name: str) -> Block | None:
+        return self._blocks.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._blocks
+
+    def __iter__(self):
+        return iter(self._blocks.values())
+
+    def names(self) -> list[str]:
+        return list(self._blocks)
+
+    def child(self) -> "Registry":
+        """A registry that sees these blocks and can take more (a spec's own `blocks:`)."""
+        r = Registry()
+        r._blocks = dict(self._blocks)
+        return r
+
+
+_BUILTIN: Registry | None = None
+
+
+def builtin_registry() -> Registry:
+    """Primitives plus the composite standard library, loaded once."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        from archcompiler.blocks import activation, conv, head, merge, norm, pooling, stdlib
+
+        reg = Registry()
+        for module in (conv, norm, activation, pooling, merge, head):
+            for block in module.BLOCKS:
+                reg.register(block)
+        stdlib.load_into(reg)
+        _BUILTIN = reg
+    return _BUILTIN

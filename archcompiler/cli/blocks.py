@@ -1,0 +1,18 @@
+"""`archc blocks`: list the registered block types and their parameters."""
+from __future__ import annotations
+
+import argparse
+
+from archcompiler.blocks.registry import FAMILIES, builtin_registry
+
+
+def main(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="archc blocks", description="List the built-in block types (docs/blocks.md has the full reference).").parse_args(argv)
+    reg = builtin_registry()
+    for family, title in FAMILIES.items():
+        blocks = [b for b in reg if b.family == family]
+        print(f"{title}:")
+        for b in blocks:
+            params = ", ".join(b.params) or "-"
+            print(f"  {b.name:<20} {params}")
+    return 0

@@ -1,0 +1,26 @@
+"""`archc schema`: print the spec language's JSON Schema (2020-12), for editors and tools."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from archcompiler.blocks.registry import builtin_registry
+from archcompiler.spec.schema import editor_schema
+
+
+def schema_text() -> str:
+    return json.dumps(editor_schema(builtin_registry()), indent=2) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="archc schema", description="Print the JSON Schema of the spec language.")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    args = p.parse_args(argv)
+    text = schema_text()
+    if args.output:
+        from archcompiler.tools.atomic import write_text
+
+        write_text(args.output, text)
+    else:
+        print(text, end="")
+    return 0

@@ -1,0 +1,96 @@
+"""The compiler front-end: YAML text -> checked, shaped, costed graph IR.
+
+    text -> positioned document -> schema check -> block definitions -> graph IR
+         -> graph rules -> shape inference (expanding composites) -> costs
+
+Every stage adds diagnostics instead of raising; a stage runs only if the one before it
+produced something sound to work on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archcompiler.blocks.registry import Registry, builtin_registry
+from archcompiler.ir.graph import Graph
+from archcompiler.passes.build import Scope, build_graph
+from archcompiler.passes.costs import annotate_costs
+from archcompiler.passes.definitions import register_blocks
+from archcompiler.passes.rules import check_rules
+from archcompiler.passes.shapes import infer_shapes
+from archcompiler.spec.diagnostics import Diagnostics
+from archcompiler.spec.loader import Document, load_file, load_text
+from archcompiler.spec.schema import validate_structure
+
+
+@dataclass
+class CheckResult:
+    file: str
+    text: str | None = None
+    doc: Document | None = None
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    graph: Graph | None = None  # set when the spec is sound
+    registry: Registry | None = None
+    totals: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.diagnostics.has_errors and self.graph is not None
+
+    @property
+    def name(self) -> str | None:
+        return self.doc.data.get("name") if self.doc else None
+
+    @property
+    def data(self) -> dict:
+        return self.doc.data if self.doc else {}
+
+    @property
+    def input_shape(self) -> tuple | None:
+        return tuple(self.data["input"]) if "input" in self.data else None
+
+    @property
+    def train(self) -> dict:
+        return dict(self.data.get("train") or {})
+
+
+def check_text(text: str, file: str = "<string>") -> CheckResult:
+    result = CheckResult(file, text)
+    result.doc = load_text(text, file, result.diagnostics)
+    _analyse(result)
+    return result
+
+
+def check_file(path: str) -> CheckResult:
+    result = CheckResult(path)
+    result.doc = load_file(path, result.diagnostics)
+    if result.doc is not None:
+        result.text = result.doc.text
+    _analyse(result)
+    return result
+
+
+def _analyse(result: CheckResult) -> None:
+    doc, diags = result.doc, result.diagnostics
+    if doc is None:
+        return
+    sound, broken_nodes, broken_blocks = validate_structure(doc, diags)
+    if not sound:
+        _sort(diags)
+        return
+    registry = builtin_registry().child()
+    register_blocks(doc, registry, diags, origin=f"{doc.file}", broken=broken_blocks)
+    result.registry = registry
+    if "nodes" not in doc.data:
+        _sort(diags)  # a block library: its definitions are all there is to check
+        return
+    scope = Scope(doc=doc, path=(), registry=registry, diags=diags, broken=broken_nodes)
+    graph, complete = build_graph(doc.data["name"], scope)
+    if check_rules(graph, scope) and complete and not diags.has_errors:
+        if infer_shapes(graph, tuple(doc.data["input"]), scope):
+            result.totals = annotate_costs(graph, registry)
+            result.graph = graph
+    _sort(diags)
+
+
+def _sort(diags: Diagnostics) -> None:
+    diags.sort(key=lambda d: (d.span.file, d.span.line, d.span.column) if d.span else ("", 0, 0))

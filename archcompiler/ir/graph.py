@@ -1,0 +1,70 @@
+"""The graph IR: a small, closed set of node kinds, after torch.fx.
+
+- `input`: the graph's formal input (one per graph, always named `input`).
+- `call`: a primitive block (conv, add, ...) computing a tensor from its inputs.
+- `composite`: a composite block; `body` holds its expanded graph, so the hierarchy is kept.
+
+Passes store their results in `meta`: "shape", "params", "flops", "activation_bytes".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archcompiler.spec.diagnostics import Span
+
+INPUT = "input"
+
+
+@dataclass
+class Node:
+    name: str
+    kind: str  # "input" | "call" | "composite"
+    type: str  # block type name; "input" for the input node
+    params: dict = field(default_factory=dict)  # every parameter, defaults filled, substituted
+    inputs: list[str] = field(default_factory=list)  # data dependencies, in order
+    refs: dict[str, str] = field(default_factory=dict)  # param -> node read for its shape only
+    span: Span | None = None  # the node's key in the spec (or the block definition)
+    meta: dict = field(default_factory=dict)
+    body: "Graph | None" = None  # expanded composite
+
+    @property
+    def shape(self) -> tuple:
+        return self.meta["shape"]
+
+    def dependencies(self) -> list[str]:
+        return self.inputs + [r for r in self.refs.values() if r not in self.inputs]
+
+
+@dataclass
+class Graph:
+    """An ordered graph: nodes in spec order, `input` first."""
+
+    name: str  # the spec name, or the block type of a composite body
+    nodes: dict[str, Node]
+    output: str
+    span: Span | None = None
+    partial: bool = False  # some nodes failed to build (and were reported); rules may still run
+
+    @property
+    def input(self) -> Node:
+        return self.nodes[INPUT]
+
+    def __iter__(self):
+        return iter(self.nodes.values())
+
+    def layers(self) -> list[Node]:
+        """Every node but the input, in spec order."""
+        return [n for n in self.nodes.values() if n.kind != "input"]
+
+    def walk(self, depth: int = 0):
+        """(depth, node) for every node, composites followed by their bodies."""
+        for node in self.layers():
+            yield depth, node
+            if node.body is not None:
+                yield from node.body.walk(depth + 1)
+
+    def primitives(self):
+        """Every primitive node, at any depth."""
+        for _, node in self.walk():
+            if node.kind == "call":
+                yield node

@@ -1,0 +1,171 @@
+"""Document -> graph IR: resolve block types, check and fill parameters, wire inputs.
+
+The same function builds a spec's top-level graph, checks a composite definition (where
+`$param` values are left in place), and instantiates a composite for one call site (where
+they are substituted and any error is blamed on the call site).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archcompiler.blocks.registry import Registry
+from archcompiler.ir.graph import INPUT, Graph, Node
+from archcompiler.spec.diagnostics import Diagnostics, Span, did_you_mean
+from archcompiler.spec.loader import Document
+from archcompiler.spec.schema import is_substitution, report_schema_errors, validator
+
+NODE_KEYS = ("type", "in")
+
+
+@dataclass
+class Scope:
+    """Where a graph is being built, and to whom its errors belong."""
+
+    doc: Document
+    path: tuple  # path of the mapping that holds `nodes` (() for a spec, ('blocks', name) for a block)
+    registry: Registry
+    diags: Diagnostics
+    env: dict | None = None  # parameter values of a composite instance; None elsewhere
+    declared: tuple | None = None  # parameter names a definition may substitute; None elsewhere
+    blame: Span | None = None  # call-site span: errors inside an instance are reported there
+    trail: list = field(default_factory=list)  # [(node, type), ...] from the call site inwards
+    broken: set = field(default_factory=set)  # nodes whose structure errors were reported already
+
+    def error(self, code: str, message: str, span: Span) -> None:
+        if self.blame is None:
+            self.diags.error(code, message, span)
+        else:
+            self.diags.error(code, f"{self.prefix()}{message.removeprefix('node ')}", self.blame)
+
+    def prefix(self) -> str:
+        """"node 'red3' (reduction) > 'pool' (maxpool) > " for errors inside composites."""
+        return "node " + "".join(f"'{n}' ({t}) > " for n, t in self.trail)
+
+    def span(self, *rel, key=False) -> Span:
+        return self.doc.span(self.path + rel, key=key)
+
+
+def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
+    """Build the graph under scope.path. Returns the graph of the nodes that could be built,
+    and whether every node and reference could (graph rules can still run on a partial one)."""
+    body = scope.doc.data if not scope.path else _get(scope.doc.data, scope.path)
+    spec_nodes: dict = body["nodes"]
+    nodes: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(key=True))}
+    ok = True
+    previous = INPUT
+    for node_name, raw in spec_nodes.items():
+        node = None if node_name in scope.broken else _build_node(node_name, raw, previous, scope)
+        previous = node_name
+        if node is None:
+            ok = False
+            continue
+        nodes[node_name] = node
+    output = body.get("output") or list(spec_nodes)[-1]
+    graph = Graph(name, nodes, output, span=scope.span(key=True))
+    refs_ok = _check_references(graph, spec_nodes, scope, skip=set(spec_nodes) - set(nodes))
+    graph.partial = not (ok and refs_ok)
+    return graph, not graph.partial
+
+
+def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | None:
+    here = ("nodes", name)
+    type_name = raw["type"]
+    block = scope.registry.get(type_name)
+    if block is None:
+        scope.error("E200", f"unknown block type '{type_name}'{did_you_mean(type_name, scope.registry.names())}", scope.span(*here, "type"))
+        return None
+    if getattr(block, "broken", False):
+        return None  # its definition's errors are reported where it is defined
+    given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
+    given = _substitute(given, here, scope)
+    if given is None:
+        return None
+    if not _check_params(block, given, here, scope):
+        return None
+    inputs = raw.get("in", previous)
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    if block.arity == 1 and len(inputs) != 1:
+        scope.error("E304", f"'{type_name}' takes one input, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
+        return None
+    if block.arity is None and len(inputs) < 2:
+        scope.error("E304", f"'{type_name}' merges two or more inputs; give them as a list, e.g. in: [a, b]", scope.span(*here, "in", key=True))
+        return None
+    # a composite's defaults may depend on its input shape ($in_channels): bound at expansion
+    params = given if block.is_composite else block.with_defaults(given)
+    refs = {k: params[k] for k in block.refs if k in params}
+    kind = "composite" if block.is_composite else "call"
+    return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True),
+                meta={"source_path": scope.path + here})
+
+
+def _substitute(given: dict, here: tuple, scope: Scope) -> dict | None:
+    """Replace `$name` values. In a definition, only check that the name is declared."""
+    out = {}
+    ok = True
+    for k, v in given.items():
+        if not is_substitution(v):
+            out[k] = v
+            continue
+        var = v[1:]
+        if scope.env is not None:
+            out[k] = scope.env[var]
+        elif scope.declared is not None:
+            if var not in scope.declared:
+                scope.error("E206", f"'{v}' is not a parameter of this block{did_you_mean(var, scope.declared)}", scope.span(*here, k))
+                ok = False
+            out[k] = v
+        else:
+            scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", scope.span(*here, k))
+            ok = False
+    return out if ok else None
+
+
+def _check_params(block, given: dict, here: tuple, scope: Scope) -> bool:
+    schema = block.param_schema()
+    if scope.declared is not None:  # a definition: `$param` values are checked when bound
+        pending = {k for k, v in given.items() if is_substitution(v)}
+        given = {k: v for k, v in given.items() if k not in pending}
+        schema = dict(schema, required=[r for r in schema["required"] if r not in pending])
+    errors = list(validator(schema).iter_errors(given))
+    if not errors:
+        return True
+    if scope.blame is None:
+        report_schema_errors(errors, scope.doc, scope.diags, base=scope.path + here, allowed_extra=NODE_KEYS)
+    else:
+        inner = Diagnostics()
+        report_schema_errors(errors, scope.doc, inner, base=here, allowed_extra=NODE_KEYS)
+        for d in inner:
+            scope.error(d.code, d.message, scope.blame)
+    return False
+
+
+def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set) -> bool:
+    """Every `in:` and node-valued parameter names a node. Nodes in `skip` failed to build:
+    they exist, so references to them are not reported again."""
+    ok = True
+    known = list(graph.nodes) + sorted(skip)
+    for node in graph.layers():
+        raw_in = spec_nodes[node.name].get("in")
+        for i, ref in enumerate(node.inputs):
+            if ref not in known:
+                rel = ("nodes", node.name, "in") + ((i,) if isinstance(raw_in, list) else ())
+                scope.error("E300", f"node '{node.name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*rel))
+                ok = False
+            elif ref == node.name:
+                scope.error("E301", f"node '{node.name}' reads itself", scope.span("nodes", node.name, "in"))
+                ok = False
+        for param, ref in node.refs.items():
+            if ref not in known:
+                scope.error("E300", f"node '{node.name}' refers to '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span("nodes", node.name, param))
+                ok = False
+    if graph.output not in known or graph.output == INPUT:
+        choices = [n for n in known if n != INPUT]
+        scope.error("E302", f"the output '{graph.output}' is not a node{did_you_mean(graph.output, choices)}", scope.span("output"))
+        ok = False
+    return ok
+
+
+def _get(data, path):
+    for k in path:
+        data = data[k]
+    return data

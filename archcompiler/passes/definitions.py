@@ -1,0 +1,67 @@
+"""Composite block definitions: register them, refuse recursion, check each body once."""
+from __future__ import annotations
+
+import networkx as nx
+
+from archcompiler.blocks.composite import BUILTIN_VARS, Composite
+from archcompiler.blocks.registry import Registry
+from archcompiler.passes.build import Scope, build_graph
+from archcompiler.passes.rules import check_rules
+from archcompiler.spec.diagnostics import Diagnostics
+from archcompiler.spec.loader import Document
+from archcompiler.spec.schema import is_substitution
+
+
+def register_blocks(doc: Document, registry: Registry, diags: Diagnostics, origin: str, broken=frozenset()) -> None:
+    """Register a document's `blocks:`. Blocks in `broken` (already reported) are registered
+    so that their uses are not reported as unknown, but are never checked or expanded."""
+    defs = doc.data.get("blocks") or {}
+    new: list[Composite] = []
+    for name, definition in defs.items():
+        if name in registry:
+            existing = registry.get(name)
+            diags.error("E207", f"block '{name}' is already defined ({existing.origin}); choose another name", doc.span(("blocks", name), key=True))
+            continue
+        block = Composite(name=name, definition=definition, doc=doc, path=("blocks", name), origin=origin, broken=name in broken)
+        registry.register(block)
+        new.append(block)
+    recursive = _check_recursion([b for b in new if not b.broken], registry, diags)
+    for block in new:
+        block.broken = block.broken or block.name in recursive
+        if not block.broken:
+            _check_definition(block, registry, diags)
+
+
+def _check_recursion(new: list[Composite], registry: Registry, diags: Diagnostics) -> set[str]:
+    g = nx.DiGraph()
+    for block in registry:
+        if block.is_composite and not block.broken:
+            g.add_node(block.name)
+            for used in block.uses():
+                target = registry.get(used)
+                if target is not None and target.is_composite:
+                    g.add_edge(block.name, used)
+    broken: set[str] = set()
+    new_names = [b.name for b in new]
+    for cycle in nx.simple_cycles(g):
+        mine = [n for n in new_names if n in cycle]
+        if not mine:
+            continue
+        start = mine[0]
+        i = cycle.index(start)
+        chain = " -> ".join(cycle[i:] + cycle[:i] + [start])
+        block = registry.get(start)
+        diags.error("E203", f"block '{start}' is recursive ({chain}); a composite cannot contain itself", block.doc.span(block.path, key=True))
+        broken.update(cycle)
+    return broken
+
+
+def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) -> None:
+    declared = tuple(block.params) + BUILTIN_VARS
+    for pname, decl in block.params.items():
+        d = decl.get("default")
+        if is_substitution(d) and d[1:] not in BUILTIN_VARS:
+            diags.error("E206", f"the default of '{pname}' may only be one of ${', $'.join(BUILTIN_VARS)}", block.doc.span(block.path + ("params", pname, "default")))
+    scope = Scope(doc=block.doc, path=block.path, registry=registry, diags=diags, declared=declared)
+    graph, _ = build_graph(block.name, scope)
+    check_rules(graph, scope)

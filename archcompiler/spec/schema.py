@@ -1,0 +1,313 @@
+"""The spec language's JSON Schema (2020-12), generated from the block registry, and the
+translation of jsonschema errors into positioned diagnostics.
+
+Two schemas come from one function:
+- the *structural* schema the compiler validates first (node parameters are left open and
+  checked per block type afterwards, with better messages);
+- the *editor* schema that `archc schema` prints and `specs/*.yaml` point to, where every
+  built-in block type's parameters are spelled out so an editor can complete them.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+from archcompiler.blocks.registry import IDENTIFIER, RESERVED_NAMES, Registry
+from archcompiler.spec.diagnostics import Diagnostics, did_you_mean
+from archcompiler.spec.loader import Document
+
+FORMAT_VERSION = 1
+SCHEMA_ID = "https://archc.dev/schema/spec-v1.json"
+SUBSTITUTION = r"^\$[A-Za-z_][A-Za-z0-9_]*$"
+
+TRAIN_SCHEMA = {
+    "type": "object",
+    "description": "Training recipe defaults; command-line flags override them.",
+    "properties": {
+        "epochs": {"type": "integer", "minimum": 1, "description": "passes over the training set"},
+        "batch_size": {"type": "integer", "minimum": 1, "description": "images per step"},
+        "optimizer": {"enum": ["adam", "adamw", "sgd"], "description": "optimizer"},
+        "lr": {"type": "number", "exclusiveMinimum": 0, "description": "initial learning rate"},
+        "weight_decay": {"type": "number", "minimum": 0, "description": "L2 (adam, sgd) or decoupled (adamw) decay"},
+        "momentum": {"type": "number", "minimum": 0, "maximum": 1, "description": "sgd momentum"},
+        "lr_schedule": {"enum": ["step", "cosine", "constant"], "description": "learning-rate schedule"},
+        "lr_decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "step schedule: factor per period"},
+        "lr_decay_every": {"type": "integer", "minimum": 1, "description": "step schedule: period in iterations"},
+        "warmup_steps": {"type": "integer", "minimum": 0, "description": "linear warm-up iterations"},
+        "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "cross-entropy label smoothing"},
+        "augment": {
+            "type": "object",
+            "properties": {
+                "flip": {"type": "boolean", "description": "random horizontal flip"},
+                "crop_padding": {"type": "integer", "minimum": 0, "description": "random crop after this much zero padding"},
+            },
+            "additionalProperties": False,
+        },
+        "normalize_std": {"type": "boolean", "description": "also divide by the training std (the paper only subtracts the mean)"},
+    },
+    "additionalProperties": False,
+}
+
+PARAM_DECL = {
+    "type": "object",
+    "description": "A composite block parameter: a small JSON Schema fragment.",
+    "properties": {
+        "type": {"enum": ["integer", "number", "string", "boolean"]},
+        "default": {},
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
+        "exclusiveMinimum": {"type": "number"},
+        "exclusiveMaximum": {"type": "number"},
+        "enum": {"type": "array", "minItems": 1},
+        "oneOf": {"type": "array", "minItems": 1},
+        "description": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+
+
+def _schema(registry: Registry | None, editor: bool) -> dict:
+    ident = {"type": "string", "pattern": IDENTIFIER, "not": {"enum": RESERVED_NAMES}}
+    ref = {"type": "string", "pattern": IDENTIFIER}
+    node = {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "pattern": IDENTIFIER, "description": "block type"},
+            "in": {
+                "description": "input node(s); default: the node above (or the block's input)",
+                "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1}],
+            },
+        },
+    }
+    if editor:
+        node["allOf"] = [_editor_case(b) for b in registry]
+    defs = {
+        "identifier": ident,
+        "ref": ref,
+        "substitution": {"type": "string", "pattern": SUBSTITUTION, "description": "a composite parameter, $name"},
+        "node": node,
+        "nodes": {"type": "object", "minProperties": 1, "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/node"}},
+        "param": PARAM_DECL,
+        "block": {
+            "type": "object",
+            "required": ["nodes"],
+            "properties": {
+                "summary": {"type": "string"},
+                "params": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/param"}},
+                "nodes": {"$ref": "#/$defs/nodes"},
+                "output": {"$ref": "#/$defs/ref"},
+            },
+            "additionalProperties": False,
+        },
+        "train": TRAIN_SCHEMA,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "archc spec",
+        "description": "A convolutional network as a YAML dataflow graph (archc spec language v1).",
+        "type": "object",
+        "required": ["archc"],
+        "properties": {
+            "archc": {"const": FORMAT_VERSION, "description": "spec format version"},
+            "name": {"$ref": "#/$defs/identifier", "description": "model name (snake_case; the emitted class is its CamelCase)"},
+            "summary": {"type": "string"},
+            "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3, "description": "input shape [C, H, W]"},
+            "nodes": {"$ref": "#/$defs/nodes"},
+            "output": {"$ref": "#/$defs/ref", "description": "output node (default: the last node)"},
+            "blocks": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/block"}},
+            "train": {"$ref": "#/$defs/train"},
+        },
+        "additionalProperties": False,
+        "if": {"required": ["nodes"]},
+        "then": {"required": ["name", "input"]},
+        "else": {"required": ["blocks"]},
+        "$defs": defs,
+    }
+
+
+def _editor_case(block) -> dict:
+    props = {"type": {"const": block.name}, "in": True}
+    for k, frag in block.param_schema()["properties"].items():
+        props[k] = {"anyOf": [frag, {"$ref": "#/$defs/substitution"}]}
+        if "description" in frag:
+            props[k]["description"] = frag["description"]
+    return {
+        "if": {"properties": {"type": {"const": block.name}}, "required": ["type"]},
+        "then": {"description": block.summary, "properties": props, "additionalProperties": False},
+    }
+
+
+def editor_schema(registry: Registry) -> dict:
+    return _schema(registry, editor=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator_for(key: str, schema_json: str):
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def validator(schema: dict):
+    import json
+
+    text = json.dumps(schema, sort_keys=True)
+    return _validator_for(text, text)
+
+
+def structural_validator():
+    return validator(_schema(None, editor=False))
+
+
+# ---------------------------------------------------------------- errors -> diagnostics
+
+TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false", "object": "a mapping", "array": "a list", "null": "null"}
+
+
+def where(path: tuple) -> str:
+    """' in node 'stem'' and the like, for messages."""
+    p = list(path)
+    parts = []
+    if p[:1] == ["blocks"] and len(p) > 1:
+        parts.append(f"block '{p[1]}'")
+        p = p[2:]
+    if p[:1] == ["nodes"] and len(p) > 1:
+        parts.append(f"node '{p[1]}'")
+    elif p[:1] == ["params"] and len(p) > 1:
+        parts.append(f"parameter '{p[1]}'")
+    elif p[:1] == ["train"]:
+        parts.append("train")
+    return " in " + ", ".join(parts) if parts else ""
+
+
+def _show(v) -> str:
+    if isinstance(v, str):
+        return f"'{v}'"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (dict, list)):
+        return "a mapping" if isinstance(v, dict) else "a list"
+    return "null" if v is None else repr(v)
+
+
+def _field(path: tuple) -> str:
+    keys = [k for k in path if isinstance(k, str)]
+    return f"'{keys[-1]}'" if keys else "the value"
+
+
+def report_schema_errors(errors, doc: Document, diags: Diagnostics, base: tuple = (), allowed_extra=()) -> list[tuple]:
+    """Turn jsonschema errors for `doc` at `base` into one diagnostic per real problem.
+    Returns the paths the diagnostics point at."""
+    seen = set()
+    paths = []
+    for err in sorted(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))):
+        for code, msg, path, is_key in _translate(err, base, allowed_extra):
+            key = (code, path, msg)
+            if key in seen:
+                continue
+            seen.add(key)
+            paths.append(path)
+            diags.error(code, msg, doc.span(path, key=is_key))
+    return paths
+
+
+def _translate(err, base: tuple, allowed_extra):
+    path = base + tuple(err.absolute_path)
+    v, inst, schema = err.validator, err.instance, err.schema
+    in_schema = "propertyNames" in err.absolute_schema_path
+    if in_schema:
+        name = inst
+        key_path = path + (name,)
+        what = {"nodes": "node", "blocks": "block", "params": "parameter"}.get(path[-1] if path else "", "")
+        outer = where(path[:-1]) if path else ""
+        if isinstance(name, str) and name in RESERVED_NAMES:
+            yield "E105", f"{what} name '{name}'{outer} is reserved: it would clash with Python or nn.Module", key_path, True
+        else:
+            yield "E105", f"{what} name '{name}'{outer} is not a Python identifier (letters, digits and _, not starting with a digit)", key_path, True
+        return
+    if v == "additionalProperties":
+        allowed = list(schema.get("properties", {})) + list(allowed_extra)
+        for extra in [k for k in inst if k not in allowed]:
+            yield "E101", f"unknown key '{extra}'{where(path + (extra,))}{did_you_mean(extra, allowed) or _expected_keys(allowed)}", path + (extra,), True
+        return
+    if v == "required":
+        for missing in [k for k in err.validator_value if k not in inst]:
+            yield "E100", f"missing required key '{missing}'{where(path + (missing,))}", path, bool(path)
+        return
+    if v == "type":
+        types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        want = " or ".join(TYPE_NAMES.get(t, t) for t in types)
+        yield "E102", f"{_field(path)}{where(path)} must be {want}, got {_show(inst)}", path, False
+        return
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        rel = {"minimum": "at least", "exclusiveMinimum": "greater than", "maximum": "at most", "exclusiveMaximum": "less than"}[v]
+        yield "E103", f"{_field(path)}{where(path)} must be {rel} {err.validator_value}, got {_show(inst)}", path, False
+        return
+    if v in ("minItems", "maxItems"):
+        if schema.get("minItems") == schema.get("maxItems"):
+            yield "E103", f"{_field(path)}{where(path)} must list exactly {schema['minItems']} values, got {len(inst)}", path, False
+        else:
+            yield "E103", f"{_field(path)}{where(path)} must not be empty", path, False
+        return
+    if v == "minProperties":
+        yield "E103", f"{_field(path)}{where(path)} must not be empty", path, False
+        return
+    if v in ("enum", "const"):
+        options = err.validator_value if v == "enum" else [err.validator_value]
+        listed = ", ".join(_show(o) for o in options)
+        yield "E104", f"{_field(path)}{where(path)} must be {'one of ' if len(options) > 1 else ''}{listed}, got {_show(inst)}{did_you_mean(inst, options)}", path, False
+        return
+    if v in ("oneOf", "anyOf"):
+        expected = schema.get("x-expected")
+        if expected is None:
+            opts = [o for sub in schema[v] for o in sub.get("enum", [])]
+            types = [TYPE_NAMES.get(sub.get("type"), "") for sub in schema[v] if "type" in sub]
+            expected = " or ".join([", ".join(_show(o) for o in opts)] * bool(opts) + [t for t in types if t])
+        opts = [o for sub in schema[v] for o in sub.get("enum", [])]
+        yield "E104", f"{_field(path)}{where(path)} must be {expected}, got {_show(inst)}{did_you_mean(inst, opts)}", path, False
+        return
+    if v == "pattern":
+        if err.validator_value == SUBSTITUTION:
+            yield "E102", f"{_field(path)}{where(path)} must be a $parameter, got {_show(inst)}", path, False
+        else:
+            yield "E105", f"{_show(inst)}{where(path)} is not a valid name: names are Python identifiers", path, False
+        return
+    yield "E199", f"{_field(path)}{where(path)}: {err.message}", path, False
+
+
+def _expected_keys(allowed) -> str:
+    return f"; expected one of: {', '.join(sorted(allowed))}" if allowed else "; this block takes no parameters"
+
+
+# Top-level keys whose errors do not stop the analysis of the graph.
+_NONFATAL = ("name", "summary", "train")
+
+
+def validate_structure(doc: Document, diags: Diagnostics) -> tuple[bool, set, set] :
+    """Check the document's shape (top-level keys, node and block structure).
+
+    Returns (sound, broken nodes, broken blocks): the analysis goes on when every error is
+    confined to single nodes or blocks (which are then skipped), so that one run reports
+    as many real problems as it can.
+    """
+    errors = list(structural_validator().iter_errors(doc.data))
+    paths = report_schema_errors(errors, doc, diags)
+    broken = {"nodes": set(), "blocks": set()}
+    sound = True
+    for path in paths:
+        if len(path) >= 2 and path[0] in broken:
+            broken[path[0]].add(path[1])
+        elif not (path and path[0] in _NONFATAL):
+            sound = False
+    return sound, broken["nodes"], broken["blocks"]
+
+
+_SUB = re.compile(SUBSTITUTION)
+
+
+def is_substitution(value) -> bool:
+    return isinstance(value, str) and bool(_SUB.match(value))
