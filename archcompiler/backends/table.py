@@ -23,11 +23,16 @@ def fmt_flops(n: int) -> str:
     return str(n)
 
 
+def shown(d: int, expand: bool = False, depth: int | None = None) -> bool:
+    """Whether a node `d` composites deep is listed. The table and the diagram both ask here."""
+    return d == 0 or (expand and (depth is None or d <= depth))
+
+
 def rows(graph: Graph, expand: bool = False, depth: int | None = None) -> list[dict]:
     """One row per top-level layer, or per layer at every depth when expanding."""
     out = []
     for d, node in graph.walk():
-        if d > 0 and (not expand or (depth is not None and d > depth)):
+        if not shown(d, expand, depth):
             continue
         out.append(
             {
