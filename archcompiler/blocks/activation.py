@@ -5,14 +5,21 @@ from dataclasses import dataclass
 
 from archcompiler.blocks.registry import Block
 
-MODULES = {"relu": "nn.ReLU()", "gelu": "nn.GELU()", "silu": "nn.SiLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()"}
+MODULES = {
+    "relu": "nn.ReLU()",
+    "relu6": "nn.ReLU6()",
+    "gelu": "nn.GELU()",
+    "silu": "nn.SiLU()",
+    "sigmoid": "nn.Sigmoid()",
+    "tanh": "nn.Tanh()",
+}
 
 
 @dataclass
 class Activation(Block):
     name: str = "activation"
     family: str = "norm_act"
-    summary: str = "An element-wise nonlinearity: relu, gelu, silu, sigmoid or tanh."
+    summary: str = "An element-wise nonlinearity: relu, relu6, gelu, silu, sigmoid or tanh."
     label_keys: tuple = ("fn",)
 
     def __post_init__(self):

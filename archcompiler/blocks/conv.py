@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archcompiler.backends.symbolic import call
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
@@ -63,21 +64,9 @@ class Conv(Block):
         return 2 * cout * oh * ow * (ins[0][0] // p["groups"]) * p["kernel"] ** 2
 
     def torch_module(self, p, ins):
-        args = [str(ins[0][0]), str(self.out_channels(p, ins)), f"kernel_size={p['kernel']}"]
-        if p["stride"] != 1:
-            args.append(f"stride={p['stride']}")
-        pad = p["padding"]
-        if pad == "same":
-            args.append('padding="same"')
-        elif pad not in ("valid", 0):
-            args.append(f"padding={pad}")
-        if p["dilation"] != 1:
-            args.append(f"dilation={p['dilation']}")
-        if p["groups"] != 1:
-            args.append(f"groups={p['groups']}")
-        if not p["bias"]:
-            args.append("bias=False")
-        return f"nn.Conv2d({', '.join(args)})"
+        keywords = [("kernel_size", p["kernel"], None), ("stride", p["stride"], 1), ("padding", p["padding"], "valid"),
+                    ("dilation", p["dilation"], 1), ("groups", p["groups"], 1), ("bias", p["bias"], True)]
+        return call("nn.Conv2d", [ins[0][0], self.out_channels(p, ins)], keywords)
 
 
 BLOCKS = [Conv()]

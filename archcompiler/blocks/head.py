@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archcompiler.backends.symbolic import call
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial
 
 
@@ -17,7 +18,7 @@ class Dropout(Block):
         self.params = {"p": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.5, "description": "drop probability"}}
 
     def torch_module(self, p, ins):
-        return f"nn.Dropout({p['p']!r})"
+        return call("nn.Dropout", [p["p"]], [])
 
 
 @dataclass
@@ -60,8 +61,7 @@ class Affine(Block):
         return 2 * ins[0][0] * out[0]
 
     def torch_module(self, p, ins):
-        bias = "" if p["bias"] else ", bias=False"
-        return f"nn.Linear({ins[0][0]}, {p['out']}{bias})"
+        return call("nn.Linear", [ins[0][0], p["out"]], [("bias", p["bias"], True)])
 
 
 BLOCKS = [Dropout(), Flatten(), Affine()]

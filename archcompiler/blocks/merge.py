@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archcompiler.backends.symbolic import literal
 from archcompiler.blocks.registry import Block, ShapeError
 
 AXES = ("channels", "height", "width")
@@ -62,7 +63,7 @@ class Mul(Block):
         return broadcast("mul", ins, names)
 
     def torch_call(self, p, args, module, refs):
-        first = f"({p['offset']!r} + {args[0]})" if p["offset"] else args[0]
+        first = f"({literal(p['offset'])} + {args[0]})" if p["offset"] else args[0]
         return " * ".join([first, *args[1:]])
 
     def label(self, p):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archcompiler.backends.symbolic import call
 from archcompiler.blocks.registry import Block
 
 
@@ -23,12 +24,7 @@ class BatchNorm(Block):
 
     def torch_module(self, p, ins):
         cls = "nn.BatchNorm2d" if len(ins[0]) == 3 else "nn.BatchNorm1d"
-        args = [str(ins[0][0])]
-        if p["eps"] != 1e-5:
-            args.append(f"eps={p['eps']!r}")
-        if p["momentum"] != 0.1:
-            args.append(f"momentum={p['momentum']!r}")
-        return f"{cls}({', '.join(args)})"
+        return call(cls, [ins[0][0]], [("eps", p["eps"], 1e-5), ("momentum", p["momentum"], 0.1)])
 
 
 BLOCKS = [BatchNorm()]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archcompiler.backends.symbolic import call, literal
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
@@ -29,12 +30,8 @@ class _Pool(Block):
         return (c, oh, ow)
 
     def torch_module(self, p, ins):
-        args = [str(p["kernel"])]
-        if p.get("stride", p["kernel"]) != p["kernel"]:
-            args.append(f"stride={p['stride']}")
-        if p["padding"]:
-            args.append(f"padding={p['padding']}")
-        return f"{self.torch_class}({', '.join(args)})"
+        keywords = [("stride", p["stride"], p["kernel"])] if "stride" in p else []
+        return call(self.torch_class, [p["kernel"]], keywords + [("padding", p["padding"], 0)])
 
 
 @dataclass
@@ -93,7 +90,7 @@ class Upsample(Block):
         return None
 
     def torch_call(self, p, args, module, refs):
-        mode = f'mode="{p["mode"]}"' + (", align_corners=False" if p["mode"] == "bilinear" else "")
+        mode = f"mode={literal(p['mode'])}" + (", align_corners=False" if p["mode"] == "bilinear" else "")
         if "scale" in p:
             return f"F.interpolate({args[0]}, scale_factor={p['scale']}, {mode})"
         return f"F.interpolate({args[0]}, size={refs['size_of']}.shape[-2:], {mode})"

@@ -6,6 +6,7 @@ import json
 import sys
 
 from archcompiler.backends.table import render_table, rows
+from archcompiler.cli.common import print_diagnostics
 from archcompiler.frontend import CheckResult, check_file
 
 
@@ -49,9 +50,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write("\n")
     else:
         for r in results:
-            sources = {r.file: r.text} if r.text is not None else {}
-            for d in r.diagnostics:
-                print(d.concise() if args.concise else d.pretty(sources), file=sys.stderr)
+            print_diagnostics(r, args.concise)
             if r.ok and not args.quiet:
                 print(render_table(f"{r.name}  ({r.file})", r.graph, r.totals, args.expand, args.depth))
                 print()

@@ -95,7 +95,7 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
     refs = {k: params[k] for k in block.refs if k in params}
     kind = "composite" if block.is_composite else "call"
     return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True),
-                meta={"source_path": scope.path + here})
+                meta={"source_path": scope.path + here, "given": given})
 
 
 def _substitute(given: dict, here: tuple, scope: Scope) -> dict | None:

@@ -1,0 +1,22 @@
+"""Helpers shared by the subcommands that need a compiled spec."""
+from __future__ import annotations
+
+import sys
+
+
+def print_diagnostics(result, concise: bool = False) -> None:
+    sources = {result.file: result.text} if result.text is not None else {}
+    for d in result.diagnostics:
+        print(d.concise() if concise else d.pretty(sources), file=sys.stderr)
+
+
+def compile_or_report(path: str):
+    """A `Compiled` for `path`, or None after printing its diagnostics (exit code 1)."""
+    from archcompiler.api import Compiled
+    from archcompiler.frontend import check_file
+
+    result = check_file(path)
+    if not result.ok:
+        print_diagnostics(result)
+        return None
+    return Compiled(result)
