@@ -1,0 +1,236 @@
+"""The diagram backend: graph IR -> a graphviz Digraph (DOT text). No files, no CLI.
+
+What is drawn, so a test can hold the drawing to the IR:
+- Nodes: the graph's `input`, one node per layer the `check` table lists (the same `shown`
+  rule over the same `Graph.walk`), and an `@output` terminal fed by the graph's output.
+- A listed composite whose body is listed too becomes a cluster, headed by the composite's
+  own node. The head stands for the body's formal `input`, which is not drawn: edges into the
+  composite end at the head, and the body's uses of `input` start there (unlabelled: the
+  tensor is the one on the edge into the head). Edges out of a cluster start at the node of
+  its body's output (or the head again, for a body that returns its input).
+- Edges: one per data input of each drawn node (solid) and one per shape-only reference that
+  is not also a data input (dashed, e.g. upsample's `size_of`), labelled with the producer's
+  shape in H x W x C.
+
+Node IDs are node paths joined with '.' ('attn.trunk1.bn1'); names are identifiers, so the
+paths never collide, nor with `@output`. Heads put cluster labels inside a node, where
+graphviz routes edges around them instead of through them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+
+from graphviz import Digraph
+
+from archcompiler.backends.table import fmt_count, fmt_shape, shown
+from archcompiler.blocks.registry import Registry
+from archcompiler.ir.graph import INPUT, Graph, Node
+
+OUTPUT = "@output"
+FONT = "Helvetica"
+
+# family -> (fill, border, legend text). Light fills keep black text readable in print.
+FAMILY_STYLE = {
+    "conv": ("#cfe2f3", "#3d85c6", "conv"),
+    "pooling": ("#d9ead3", "#6aa84f", "pooling / resampling"),
+    "norm_act": ("#fff2cc", "#bf9000", "norm / activation"),
+    "merge": ("#f9cb9c", "#e69138", "merge"),
+    "composite": ("#e4dcf4", "#8e7cc3", "composite"),
+    "head": ("#f4cccc", "#cc4125", "head"),
+}
+# Nested clusters alternate between two tints so a cluster never hides inside its parent.
+CLUSTER_FILLS = ("#f5f1fb", "#e9e1f6")
+TERMINAL = ("#ffffff", "#666666")
+MERGE_SYMBOL = {"add": "+", "concat": "concat"}
+
+
+@dataclass
+class _Item:
+    """One thing drawn: a node, or a cluster holding more items."""
+
+    id: str
+    node: Node
+    depth: int
+    cluster: bool
+    children: list["_Item"] = field(default_factory=list)
+
+
+def to_digraph(
+    graph: Graph,
+    registry: Registry,
+    *,
+    expand: bool = False,
+    depth: int | None = None,
+    rankdir: str = "TB",
+    title: str | None = None,
+) -> Digraph:
+    """Draw `graph` (top-level nodes, or nested clusters with `expand`, at most `depth` deep)."""
+    dot = Digraph(name=graph.name)
+    dot.attr("graph", rankdir=rankdir, fontname=FONT, newrank="true", nodesep="0.45", ranksep="0.35", labelloc="t")
+    dot.attr("node", fontname=FONT, fontsize="11", shape="box", style="rounded,filled", margin="0.12,0.05")
+    dot.attr("edge", fontname=FONT, fontsize="9", color="#555555", fontcolor="#333333", arrowsize="0.7")
+
+    top, scopes = _layout(graph, expand, depth)
+    dot.node(INPUT, _terminal_label("input", fmt_shape(graph.input.shape)), shape="box", style="rounded,filled",
+             fillcolor=TERMINAL[0], color=TERMINAL[1])
+    families: list[str] = []
+    _emit(dot, top, registry, families)
+    dot.node(OUTPUT, _terminal_label("output", None), shape="box", style="rounded,filled", fillcolor=TERMINAL[0], color=TERMINAL[1])
+
+    for prefix, item in _drawn(top):
+        g = scopes[prefix][0]
+        for i in item.node.inputs:
+            # out of a cluster's head, the tensor is the one labelled on the edge into the head
+            label = None if (i == INPUT and prefix) else _shape_label(g.nodes[i].shape)
+            dot.edge(_source(scopes, prefix, i), item.id, label=label)
+        for param, r in item.node.refs.items():
+            if r not in item.node.inputs:
+                dot.edge(_source(scopes, prefix, r), item.id, label=_shape_label(g.nodes[r].shape, param), style="dashed")
+    dot.edge(_source(scopes, (), graph.output), OUTPUT, label=_shape_label(graph.nodes[graph.output].shape))
+
+    dot.attr("graph", label=_legend(title, families))
+    return dot
+
+
+def to_dot(graph: Graph, registry: Registry, **options) -> str:
+    return to_digraph(graph, registry, **options).source
+
+
+# --- structure: which nodes are drawn, and as what ---
+
+def _layout(graph: Graph, expand: bool, depth: int | None):
+    """The drawn items as a tree, and for each path prefix its (graph, composite node).
+
+    The walk and the `shown` rule are those of the check table's rows."""
+    scopes: dict[tuple, tuple[Graph, Node | None]] = {(): (graph, None)}
+    top: list[_Item] = []
+    open_: list[_Item] = []  # the clusters enclosing the current node, outermost first
+    path: list[str] = []
+    for d, node in graph.walk():
+        del path[d:]
+        path.append(node.name)
+        if not shown(d, expand, depth):
+            continue
+        del open_[d:]
+        cluster = node.body is not None and shown(d + 1, expand, depth)
+        item = _Item(".".join(path), node, d, cluster)
+        (open_[-1].children if d else top).append(item)
+        if cluster:
+            open_.append(item)
+            scopes[tuple(path)] = (node.body, node)
+    return top, scopes
+
+
+def _drawn(items: list[_Item], prefix: tuple = ()):
+    """(prefix, item) for every item drawn, clusters before their contents, in walk order."""
+    for item in items:
+        yield prefix, item
+        if item.cluster:
+            yield from _drawn(item.children, prefix + (item.node.name,))
+
+
+def _source(scopes: dict, prefix: tuple, name: str) -> str:
+    """The drawn node that produces tensor `name` of the graph at `prefix`."""
+    if name == INPUT:
+        return ".".join(prefix) if prefix else INPUT  # a body's input: its cluster's head
+    inner = prefix + (name,)
+    if inner in scopes:  # a cluster: its body's output node
+        return _source(scopes, inner, scopes[inner][0].output)
+    return ".".join(inner)
+
+
+# --- drawing ---
+
+def _emit(dot: Digraph, items: list[_Item], registry: Registry, families: list[str]) -> None:
+    for item in items:
+        node = item.node
+        block = registry.get(node.type)
+        family = block.family if block else "composite"
+        if family not in families:
+            families.append(family)
+        if item.cluster:
+            sub = Digraph(name=f"cluster_{item.id}")
+            sub.attr("graph", label="", style="rounded,filled", fillcolor=CLUSTER_FILLS[item.depth % 2],
+                     color=FAMILY_STYLE["composite"][1], margin="10")
+            fill, border, _ = FAMILY_STYLE["composite"]
+            sub.node(item.id, _node_label(node, block), fillcolor=fill, color=border, style="filled", penwidth="1.5")
+            _emit(sub, item.children, registry, families)
+            dot.subgraph(sub)
+            continue
+        fill, border, _ = FAMILY_STYLE[family]
+        if family == "merge":
+            dot.node(item.id, _merge_label(node), shape="ellipse", style="filled", fillcolor=fill, color=border, margin="0.04,0.02")
+        else:
+            dot.node(item.id, _node_label(node, block), fillcolor=fill, color=border)
+
+
+def _html(lines: list[str]) -> str:
+    """Lines as table rows: graphviz spaces <br/> lines of mixed sizes too tightly to read."""
+    rows = "".join(f"<tr><td>{line}</td></tr>" for line in lines)
+    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{rows}</table>>'
+
+
+def _small(text: str, size: int = 9) -> str:
+    return f'<font point-size="{size}">{escape(text)}</font>'
+
+
+def _node_label(node: Node, block) -> str:
+    """name / type(key parameters) / parameter count."""
+    return _html([f"<b>{escape(node.name)}</b>", _small(_call(node, block), 10), _small(_count(node))])
+
+
+KEY_PARAMS = ("kernel", "stride", "out")  # always shown when a block has them
+
+
+def _call(node: Node, block) -> str:
+    """'conv(kernel=3, stride=1, out=64)': the block's label keys. A composite labels all its
+    parameters, so there those left at their default are dropped, except the key ones."""
+    if block is None:
+        return node.type
+    p = dict(node.params)
+    if "out" in block.label_keys and "out" not in p and len(node.shape) == 3:
+        p["out"] = node.shape[0]  # `out` left to its default (the input channels): show the value
+    if block.is_composite:
+        p = {k: v for k, v in p.items() if k in KEY_PARAMS or block.params.get(k, {}).get("default") != v}
+    args = block.label(p)
+    return f"{node.type}({args})" if args else node.type
+
+
+def _count(node: Node) -> str:
+    n = node.meta.get("params", 0)
+    return f"{fmt_count(n)} param" + ("" if n == 1 else "s")
+
+
+def _merge_label(node: Node) -> str:
+    """The operator, written over the node's own inputs: '(1 + mask) * trunk2' for attention."""
+    if node.type == "mul":
+        offset = node.params.get("offset", 0)
+        first = f"({_num(offset)} + {node.inputs[0]})" if offset else node.inputs[0]
+        op = " * ".join([first, *node.inputs[1:]])
+    else:
+        op = MERGE_SYMBOL.get(node.type, node.type)
+    return _html([f"<b>{escape(op)}</b>", _small(node.name)])
+
+
+def _num(v) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _terminal_label(name: str, shape: str | None) -> str:
+    return _html([f"<b>{name}</b>"] + ([_small(shape)] if shape else []))
+
+
+def _shape_label(shape: tuple, ref: str | None = None) -> str:
+    return f"{ref}: {fmt_shape(shape)}" if ref else fmt_shape(shape)
+
+
+def _legend(title: str | None, families: list[str]) -> str:
+    cells = "".join(
+        f'<td bgcolor="{FAMILY_STYLE[f][0]}" border="1" color="{FAMILY_STYLE[f][1]}">{_small(FAMILY_STYLE[f][2])}</td>'
+        for f in FAMILY_STYLE
+        if f in families
+    )
+    rows = f"<tr><td><b>{escape(title)}</b></td></tr>" if title else ""
+    rows += f'<tr><td><table border="0" cellspacing="4" cellpadding="3"><tr>{cells}</tr></table></td></tr>'
+    return f'<<table border="0" cellspacing="0" cellpadding="2">{rows}</table>>'
