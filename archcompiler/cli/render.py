@@ -1,0 +1,204 @@
+"""`archc render`: draw a spec, or one block definition, with graphviz.
+
+    archc render SPEC -o model.svg [--expand [--depth N]] [--rankdir LR]
+    archc render --block soft_attention -o attention.png [--input 64,64,64] [--set pool=2]
+    archc render SPEC --block my_block -o my_block.svg     # a block from the spec's `blocks:`
+
+The format is the output's extension. `.dot` needs only the graphviz Python package; the
+others run the `dot` program. The output file is written atomically, so a failed render
+leaves nothing behind (and an older file in place).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+
+from archcompiler.backends.dot import to_digraph
+from archcompiler.backends.table import fmt_count, fmt_shape
+from archcompiler.blocks.registry import RESERVED_NAMES, Registry, builtin_registry
+from archcompiler.errors import ArchcError, UsageError
+from archcompiler.frontend import CheckResult, check_file, check_text
+from archcompiler.ir.graph import Graph
+from archcompiler.tools.atomic import write_bytes, write_text
+
+FORMATS = ("svg", "png", "pdf", "dot")
+INSTALL = "install it with 'apt-get install graphviz' (or 'make setup'), or write a .dot file instead"
+
+# Where the paper uses each standard block (Figure 7, reference reading of specs/attn_reduction.yaml),
+# so `--block NAME` alone draws the paper's Figures 1-4: input (C, H, W) and parameters.
+PAPER_INSTANCES: dict[str, tuple[tuple, dict]] = {
+    "residual": ((128, 31, 31), {}),
+    "residual_inception": ((320, 15, 15), {"reduce": 64}),
+    "reduction": ((64, 64, 64), {"conv_out": 32, "double_out": 32}),
+    "soft_attention": ((64, 64, 64), {}),
+    "conv_bn_relu": ((64, 64, 64), {}),
+}
+DEFAULT_INPUT = (64, 64, 64)  # the stem's output, where every paper model starts its blocks
+
+
+class SpecError(ArchcError):
+    """A spec (or a block instance) did not check; `result` holds its diagnostics."""
+
+    def __init__(self, result: CheckResult):
+        errors = sum(d.is_error for d in result.diagnostics)
+        super().__init__(f"{result.file}: {errors} error{'s' * (errors != 1)}")
+        self.result = result
+
+
+def output_format(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in FORMATS:
+        raise UsageError(f"cannot tell the format of '{path}': use one of the extensions {', '.join('.' + f for f in FORMATS)}")
+    return ext
+
+
+def diagram(
+    spec: str | None = None,
+    *,
+    block: str | None = None,
+    expand: bool = False,
+    depth: int | None = None,
+    rankdir: str = "TB",
+    input_shape: tuple | None = None,
+    params: dict | None = None,
+):
+    """The graphviz Digraph of a spec, or of one block drawn at a concrete input shape."""
+    result = check_file(spec) if spec is not None else None
+    if result is not None and (result.diagnostics.has_errors or result.registry is None):
+        raise SpecError(result)
+    if block is None:
+        if result.graph is None:  # a block library: nothing to draw but its blocks
+            names = [b.name for b in result.registry if b.origin == result.file]
+            raise UsageError(f"{spec} has no nodes; draw one of its blocks with --block ({', '.join(names)})")
+        g = result.graph
+        title = f"{result.name} - {fmt_count(result.totals['params'])} params"
+        return to_digraph(g, result.registry, expand=expand, depth=depth, rankdir=rankdir, title=title)
+    graph, registry, title = block_graph(block, result, input_shape, params)
+    return to_digraph(graph, registry, expand=expand, depth=depth, rankdir=rankdir, title=title)
+
+
+def block_graph(name: str, result: CheckResult | None, input_shape=None, params=None) -> tuple[Graph, Registry, str]:
+    """The body of block `name` instantiated at an input shape, by checking a one-node spec.
+
+    The shape and parameters come from, in order: the flags; the spec's first use of the
+    block; where the paper uses it; DEFAULT_INPUT."""
+    registry = result.registry if result is not None else builtin_registry()
+    if name not in registry:
+        from archcompiler.spec.diagnostics import did_you_mean
+
+        raise UsageError(f"unknown block '{name}'{did_you_mean(name, registry.names())}")
+    shape, given = _instance(name, result, registry)
+    if input_shape is not None:
+        shape = tuple(input_shape)
+    given = {**given, **(params or {})}
+    node = name if name not in RESERVED_NAMES else "block"
+    data = {"archc": 1, "name": "figure", "input": list(shape), "nodes": {node: {"type": name, **given}}}
+    if result is not None and result.data.get("blocks"):
+        data["blocks"] = result.data["blocks"]
+    inst = check_text(yaml.safe_dump(data, sort_keys=False), f"<block {name}>")
+    if not inst.ok:
+        raise SpecError(inst)
+    n = inst.graph.nodes[node]
+    label = registry.get(name).label(n.params)
+    title = f"{name}({label}) at {fmt_shape(shape)} - {fmt_count(n.meta['params'])} params"
+    return (n.body if n.body is not None else inst.graph), inst.registry, title
+
+
+def _instance(name: str, result: CheckResult | None, registry: Registry) -> tuple[tuple, dict]:
+    if result is not None and result.graph is not None:
+        inputs: list[Graph] = [result.graph]  # the graph each walked node lives in, by depth
+        for d, node in result.graph.walk():
+            del inputs[d + 1:]
+            if node.type == name:
+                return inputs[d].nodes[node.inputs[0]].shape, dict(node.params)
+            if node.body is not None:
+                inputs.append(node.body)
+    if name in PAPER_INSTANCES and registry.get(name) is builtin_registry().get(name):
+        return PAPER_INSTANCES[name]
+    return DEFAULT_INPUT, {}
+
+
+def render(spec: str | None, output: str, **options) -> str:
+    """Draw and write `output` (format from its extension). Returns the format written."""
+    fmt = output_format(output)
+    dot = diagram(spec, **options)
+    if fmt == "dot":
+        write_text(output, dot.source)
+        return fmt
+    import graphviz
+
+    try:
+        data = dot.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise ArchcError(f"writing .{fmt} needs graphviz's 'dot' program, which is not on PATH; {INSTALL}") from None
+    except graphviz.CalledProcessError as e:
+        detail = (e.stderr or b"").decode(errors="replace").strip()
+        raise ArchcError(f"graphviz's dot failed on {output}: {detail or e}") from None
+    write_bytes(output, data)
+    return fmt
+
+
+# --- command line ---
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="archc render",
+        description="Draw a spec, or one block definition, with graphviz. The format is the extension of -o: .svg, .png, .pdf or .dot.",
+    )
+    p.add_argument("spec", nargs="?", metavar="SPEC", help="spec file (.yaml); optional with --block for built-in blocks")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .svg, .png, .pdf or .dot")
+    p.add_argument("--block", metavar="NAME", help="draw this block's definition (built-in, or from SPEC's blocks:)")
+    p.add_argument("--expand", action="store_true", help="draw composite blocks as nested clusters")
+    p.add_argument("--depth", type=int, metavar="N", help="with --expand, nest at most N levels (as archc check)")
+    p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
+    p.add_argument("--input", metavar="C,H,W", help="with --block: the input shape to draw the block at")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --block: a block parameter (repeatable)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.spec is None and args.block is None:
+        raise UsageError("give a SPEC to draw, or --block NAME")
+    if args.depth is not None and (args.depth < 0 or not args.expand):
+        raise UsageError("--depth N limits --expand: give --expand too, and N >= 0")
+    if args.block is None and (args.input or args.set):
+        raise UsageError("--input and --set apply to --block only")
+    output_format(args.output)  # a bad extension is a usage error before any work
+    try:
+        render(
+            args.spec,
+            args.output,
+            block=args.block,
+            expand=args.expand,
+            depth=args.depth,
+            rankdir=args.rankdir,
+            input_shape=_shape(args.input) if args.input else None,
+            params=dict(_setting(s) for s in args.set),
+        )
+    except SpecError as e:
+        sources = {e.result.file: e.result.text} if e.result.text is not None else {}
+        for d in e.result.diagnostics:
+            print(d.pretty(sources), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _shape(text: str) -> tuple:
+    try:
+        dims = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) not in (1, 3) or min(dims) < 1:
+        raise UsageError(f"--input wants C,H,W (or a vector length N) as positive integers, not '{text}'")
+    return dims
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--set wants KEY=VALUE, not '{text}'")
+    return key.strip(), yaml.safe_load(value)
