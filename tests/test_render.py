@@ -1,0 +1,350 @@
+"""`archc render`: the diagram is the IR, node for node and edge for edge.
+
+The DOT text is parsed back and compared with the graph IR and with the `check` table's rows,
+collapsed and expanded; SVGs are parsed as XML; one small spec has golden DOT files; a
+missing `dot` program is simulated by emptying PATH.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from archcompiler.backends.dot import OUTPUT, to_dot
+from archcompiler.backends.table import fmt_shape, rows, shown
+from archcompiler.blocks.registry import builtin_registry
+from archcompiler.cli.render import SpecError, block_graph, diagram, render
+from archcompiler.errors import ArchcError
+from archcompiler.frontend import check_file
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(str(p) for p in (ROOT / "specs").glob("*.yaml"))
+GOLDEN = ROOT / "tests" / "golden"
+SMALL = str(GOLDEN / "render_small.yaml")
+COMPOSITES = [b.name for b in builtin_registry() if b.is_composite]
+HAS_DOT = shutil.which("dot") is not None
+needs_dot = pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot program is not installed")
+# (expand, depth) settings, as `archc check --expand --depth N` takes them
+MODES = [(False, None), (True, 0), (True, 1), (True, None)]
+
+
+# --- reading DOT back ---
+
+_ID = r'"(?:[^"\\]|\\.)*"|[A-Za-z0-9_@.]+'
+_EDGE = re.compile(rf"^\s*({_ID}) -> ({_ID})(?: \[(.*)\])?$")
+_NODE = re.compile(rf"^\s*({_ID})(?: \[(.*)\])?$")
+_CLUSTER = re.compile(rf"^\s*subgraph ({_ID}) \{{$")
+
+
+def _unquote(s: str) -> str:
+    return s[1:-1].replace('\\"', '"') if s.startswith('"') else s
+
+
+def _label(attrs: str | None) -> str | None:
+    m = re.search(r'(?:^| )label=("(?:[^"\\]|\\.)*"|[^ \]<]+)', attrs or "")
+    return _unquote(m.group(1)) if m else None
+
+
+def parse_dot(text: str):
+    """(node ids in order, clusters in order, edges as (src, dst, label, dashed))."""
+    nodes, clusters, edges = [], [], []
+    for line in text.splitlines():
+        if m := _CLUSTER.match(line):
+            clusters.append(_unquote(m.group(1)))
+        elif m := _EDGE.match(line):
+            attrs = m.group(3) or ""
+            edges.append((_unquote(m.group(1)), _unquote(m.group(2)), _label(attrs), "style=dashed" in attrs))
+        elif (m := _NODE.match(line)) and m.group(1) not in ("graph", "node", "edge"):
+            nodes.append(_unquote(m.group(1)))
+    return nodes, clusters, edges
+
+
+# --- what the IR says should be drawn ---
+
+def walk_paths(graph):
+    """(path, depth, node, the graph it lives in) over Graph.walk."""
+    path, graphs = [], [graph]
+    for d, node in graph.walk():
+        del path[d:], graphs[d + 1:]
+        path.append(node.name)
+        yield tuple(path), d, node, graphs[d]
+        if node.body is not None:
+            graphs.append(node.body)
+
+
+def expected_edges(graph, expand, depth) -> Counter:
+    """The documented rule (archcompiler/backends/dot.py): one edge per dependency of each
+    drawn node; `input` of a body is its cluster's head; a cluster's value is its body output's."""
+    opened = {p: n.body for p, d, n, _ in walk_paths(graph) if shown(d, expand, depth) and n.body is not None and shown(d + 1, expand, depth)}
+
+    def source(prefix, name):
+        if name == "input":
+            return ".".join(prefix) or "input"
+        inner = prefix + (name,)
+        return source(inner, opened[inner].output) if inner in opened else ".".join(inner)
+
+    out = Counter()
+    for path, d, node, g in walk_paths(graph):
+        if not shown(d, expand, depth):
+            continue
+        prefix, me = path[:-1], ".".join(path)
+        for i in node.inputs:
+            label = None if (i == "input" and prefix) else fmt_shape(g.nodes[i].shape)
+            out[(source(prefix, i), me, label, False)] += 1
+        for param, r in node.refs.items():
+            if r not in node.inputs:
+                out[(source(prefix, r), me, f"{param}: {fmt_shape(g.nodes[r].shape)}", True)] += 1
+    out[(source((), graph.output), OUTPUT, fmt_shape(graph.nodes[graph.output].shape), False)] += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def checked():
+    cache = {}
+
+    def get(path):
+        if path not in cache:
+            cache[path] = check_file(path)
+            assert cache[path].ok, path
+        return cache[path]
+
+    return get
+
+
+# --- the drawing is the IR ---
+
+@pytest.mark.parametrize("spec", SPECS + [SMALL], ids=os.path.basename)
+def test_collapsed_dot_is_the_top_level_graph(spec, checked):
+    r = checked(spec)
+    nodes, clusters, edges = parse_dot(to_dot(r.graph, r.registry))
+    assert nodes == ["input", *[n.name for n in r.graph.layers()], OUTPUT]
+    assert clusters == []
+    want = Counter((d, n.name, fmt_shape(r.graph.nodes[d].shape), False) for n in r.graph.layers() for d in n.inputs)
+    want.update((ref, n.name, f"{p}: {fmt_shape(r.graph.nodes[ref].shape)}", True) for n in r.graph.layers() for p, ref in n.refs.items() if ref not in n.inputs)
+    want[(r.graph.output, OUTPUT, fmt_shape(r.graph.nodes[r.graph.output].shape), False)] += 1
+    assert Counter(edges) == want
+
+
+@pytest.mark.parametrize("expand,depth", MODES)
+@pytest.mark.parametrize("spec", SPECS + [SMALL], ids=os.path.basename)
+def test_nodes_are_the_check_table_rows(spec, expand, depth, checked):
+    """One DOT node per row of `archc check --expand --depth N`, in the same order, and a
+    cluster exactly for each composite whose contents are rows too."""
+    r = checked(spec)
+    nodes, clusters, _ = parse_dot(to_dot(r.graph, r.registry, expand=expand, depth=depth))
+    assert nodes[0] == "input" and nodes[-1] == OUTPUT
+    drawn = [(n.count("."), n.rsplit(".", 1)[-1]) for n in nodes[1:-1]]
+    assert drawn == [(row["depth"], row["name"]) for row in rows(r.graph, expand, depth)]
+    opened = [f"cluster_{'.'.join(p)}" for p, d, n, _ in walk_paths(r.graph) if n.body is not None and shown(d, expand, depth) and shown(d + 1, expand, depth)]
+    assert clusters == opened
+
+
+@pytest.mark.parametrize("expand,depth", MODES)
+@pytest.mark.parametrize("spec", SPECS + [SMALL], ids=os.path.basename)
+def test_edges_are_the_ir_dependencies(spec, expand, depth, checked):
+    r = checked(spec)
+    _, _, edges = parse_dot(to_dot(r.graph, r.registry, expand=expand, depth=depth))
+    assert Counter(edges) == expected_edges(r.graph, expand, depth)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=os.path.basename)
+def test_fully_expanded_edges_carry_their_producers_shape(spec, checked):
+    """Independent of how edges are routed: every labelled edge starts at a node whose IR
+    shape is its label, and the primitives are exactly the non-head nodes."""
+    r = checked(spec)
+    by_path = {".".join(p): n for p, _, n, _ in walk_paths(r.graph)}
+    nodes, _, edges = parse_dot(to_dot(r.graph, r.registry, expand=True))
+    assert sorted(n for n in nodes if n in by_path and by_path[n].kind == "call") == sorted(
+        ".".join(p) for p, _, n, _ in walk_paths(r.graph) if n.kind == "call"
+    )
+    for src, _, label, dashed in edges:
+        if label is not None and src != "input":
+            shape = fmt_shape(by_path[src].shape)
+            assert label == (label.split(": ")[0] + ": " + shape if dashed else shape)
+
+
+def test_soft_attention_reads_as_two_branches_joining_at_the_gate():
+    graph, registry, _ = block_graph("soft_attention", None)
+    text = to_dot(graph, registry)
+    _, _, edges = parse_dot(text)
+    into_gate = sorted(src for src, dst, *_ in edges if dst == "gate")
+    assert into_gate == ["mask", "trunk2"]
+    assert re.search(r"gate \[label=<.*\(1 \+ mask\) \* trunk2", text)
+    assert ("input", "up", "size_of: 64 x 64 x 64", True) in edges  # the shape-only edge is dashed
+
+
+@pytest.mark.parametrize("name", COMPOSITES)
+def test_blocks_draw_their_body_at_the_papers_shape(name):
+    graph, registry, title = block_graph(name, None)
+    nodes, _, edges = parse_dot(to_dot(graph, registry))
+    assert nodes == ["input", *[n.name for n in graph.layers()], OUTPUT]  # the formal input and output
+    want = {"residual": "31 x 31 x 128", "residual_inception": "15 x 15 x 320", "reduction": "64 x 64 x 64", "soft_attention": "64 x 64 x 64"}
+    if name in want:
+        assert f"at {want[name]}" in title
+        assert all(label.endswith(want[name]) for src, _, label, _ in edges if src == "input")
+
+
+# --- golden DOT ---
+
+@pytest.mark.parametrize("expand", [False, True], ids=["collapsed", "expanded"])
+def test_golden_dot(expand, checked):
+    golden = GOLDEN / ("render_small.expanded.dot" if expand else "render_small.dot")
+    r = checked(SMALL)
+    text = diagram(SMALL, expand=expand).source
+    if os.environ.get("ARCHC_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), "diagram changed; rerun with ARCHC_UPDATE_GOLDEN=1 if intended, and look at it"
+    assert r.ok
+
+
+# --- SVG ---
+
+def _svg_texts(path: Path) -> tuple[list[str], list[str]]:
+    """(every <text> string, every node/edge <title>) of an SVG written by dot."""
+    root = ET.parse(path).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [(t.text or "").strip() for t in root.iter(f"{ns}text")]
+    titles = [t.text for g in root.iter(f"{ns}g") if g.get("class") in ("node", "edge") for t in g.findall(f"{ns}title")]
+    return texts, titles
+
+
+@needs_dot
+@pytest.mark.parametrize("expand", [False, True], ids=["collapsed", "expanded"])
+@pytest.mark.parametrize("spec", SPECS, ids=os.path.basename)
+def test_svg_carries_names_and_shapes(spec, expand, tmp_path, checked):
+    r = checked(spec)
+    out = tmp_path / "x.svg"
+    render(spec, str(out), expand=expand)
+    texts, titles = _svg_texts(out)
+    nodes, _, edges = parse_dot(diagram(spec, expand=expand).source)
+    for row in rows(r.graph, expand):
+        assert row["name"] in texts
+    for _, _, label, _ in edges:
+        if label is not None:
+            assert label in texts
+    assert Counter(titles) == Counter(nodes) + Counter(f"{s}->{d}" for s, d, *_ in edges)
+
+
+@needs_dot
+@pytest.mark.parametrize("name", COMPOSITES)
+def test_block_svg(name, tmp_path):
+    out = tmp_path / f"{name}.png"
+    render(None, str(out), block=name)
+    assert out.read_bytes().startswith(b"\x89PNG")
+    out = tmp_path / f"{name}.svg"
+    render(None, str(out), block=name)
+    graph, _, _ = block_graph(name, None)
+    texts, _ = _svg_texts(out)
+    assert {n.name for n in graph.layers()} <= set(texts)
+
+
+# --- a missing dot program ---
+
+def test_missing_dot_program(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    old = tmp_path / "old.svg"
+    old.write_text("<svg/>")
+    for target in (tmp_path / "new.svg", old):
+        with pytest.raises(ArchcError, match=r"'dot' program.*apt-get install graphviz"):
+            render(SMALL, str(target))
+    assert not (tmp_path / "new.svg").exists() and old.read_text() == "<svg/>"  # nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.svg"]
+    render(SMALL, str(tmp_path / "ok.dot"))  # DOT needs only the Python package
+    assert (tmp_path / "ok.dot").read_text().startswith("digraph render_small {")
+
+
+def archc(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "archcompiler", *args], capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_cli_missing_dot_program(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path / "empty")}
+    p = archc("render", SMALL, "-o", str(tmp_path / "x.png"), env=env)
+    assert p.returncode == 1
+    assert p.stderr.startswith("archc: error: writing .png needs graphviz's 'dot' program") and "apt-get install graphviz" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "x.png").exists()
+
+
+# --- the command line ---
+
+@needs_dot
+def test_cli_renders_by_extension(tmp_path):
+    for ext, magic in (("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF"), ("dot", b"digraph")):
+        out = tmp_path / f"m.{ext}"
+        p = archc("render", SMALL, "--expand", "--rankdir", "LR", "-o", str(out))
+        assert p.returncode == 0, p.stderr
+        assert out.read_bytes().startswith(magic)
+    assert "rankdir=LR" in (tmp_path / "m.dot").read_text()
+
+
+def test_cli_unknown_extension_is_a_usage_error(tmp_path):
+    p = archc("render", SMALL, "-o", str(tmp_path / "m.jpeg"))
+    assert p.returncode == 2 and "use one of the extensions .svg, .png, .pdf, .dot" in p.stderr
+    assert not (tmp_path / "m.jpeg").exists()
+
+
+def test_cli_bad_spec_prints_diagnostics(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archc: 1\nname: bad\ninput: [3, 8, 8]\nnodes:\n  a: {type: convv}\n")
+    p = archc("render", str(bad), "-o", str(tmp_path / "bad.svg"))
+    assert p.returncode == 1
+    assert f"{bad}:5:" in p.stderr and "convv" in p.stderr and "^" in p.stderr  # with the caret snippet
+    assert "Traceback" not in p.stderr and not (tmp_path / "bad.svg").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--block", "resdual"], "unknown block 'resdual'; did you mean 'residual'?"),
+        ([], "give a SPEC to draw, or --block NAME"),
+        ([SMALL, "--depth", "1"], "--depth N limits --expand"),
+        ([SMALL, "--input", "3,8,8"], "--input and --set apply to --block only"),
+        (["--block", "residual", "--input", "8,8"], "--input wants C,H,W"),
+    ],
+)
+def test_cli_usage_errors(args, message, tmp_path):
+    p = archc("render", *args, "-o", str(tmp_path / "x.dot"))
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+
+
+def test_cli_block_input_and_params(tmp_path):
+    out = tmp_path / "r.dot"
+    p = archc("render", "--block", "reduction", "--input", "16,9,9", "--set", "conv_out=8", "--set", "double_out=4", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    _, _, edges = parse_dot(out.read_text())
+    assert ("cat", "relu", "4 x 4 x 28", False) in edges  # 16 + 8 + 4 channels at (9 - 3) // 2 + 1
+    p = archc("render", "--block", "reduction", "--input", "16,2,2", "-o", str(out))
+    assert p.returncode == 1 and "<block reduction>" in p.stderr  # the instance's diagnostics
+
+
+def test_block_from_the_specs_own_blocks(tmp_path):
+    spec = tmp_path / "own.yaml"
+    spec.write_text(
+        "archc: 1\nname: own\ninput: [3, 32, 32]\n"
+        "blocks:\n  pair:\n    params:\n      width: {type: integer, minimum: 1}\n"
+        "    nodes:\n      a: {type: conv_bn_relu, out: $width, padding: same}\n      b: {type: conv_bn_relu, padding: same}\n"
+        "nodes:\n  stem: {type: conv, out: 8, stride: 2, padding: 1}\n  p: {type: pair, width: 12}\n"
+    )
+    graph, _, title = block_graph("pair", check_file(str(spec)))
+    assert [n.name for n in graph.layers()] == ["a", "b"]
+    assert title.startswith("pair(width=12) at 16 x 16 x 8")  # where the spec uses it
+    with pytest.raises(ArchcError, match="unknown block"):
+        diagram(None, block="pair")  # not a built-in
+    # a spec's uses of a built-in block set its shape too
+    _, _, title = block_graph("residual", check_file(str(ROOT / "specs" / "no_attention.yaml")))
+    assert "at 31 x 31 x 128" in title
+
+
+def test_spec_error_carries_diagnostics(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archc: 1\nname: bad\ninput: [3, 8, 8]\nnodes:\n  a: {type: conv, kernel: 9}\n")
+    with pytest.raises(SpecError) as e:
+        diagram(str(bad))
+    assert any(d.is_error for d in e.value.result.diagnostics)
