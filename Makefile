@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	  || echo "setup: could not install graphviz; .dot output still works, other formats need 'apt-get install graphviz'"; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,onnx]'
 	@touch $(STAMP)
 
 demo: setup

@@ -141,12 +141,15 @@ class Emitter:
         return _Body(init, forward, shapes[output], uses)
 
     def _init_forward(self, cls, sig, body: _Body, span_of):
-        lines = [(f"    def __init__({sig}):", None), ("        super().__init__()", None)]
-        lines += [(f"        {code}", LineInfo(cls, node, span_of(node))) for code, node in body.init]
+        lines = [(text, None) for text in wrap(f"def __init__({sig}):", 4)]
+        lines.append(("        super().__init__()", None))
+        for code, node in body.init:
+            info = LineInfo(cls, node, span_of(node))
+            lines += [(text, info) for text in wrap(code, 8)]
         lines += [("", None), ("    def forward(self, x: torch.Tensor) -> torch.Tensor:", None)]
         for code, comment, node, _ in body.forward:
-            text = f"        {code}" + (f"  # {comment}" if comment else "")
-            lines.append((text, LineInfo(cls, node, span_of(node))))
+            info = LineInfo(cls, node, span_of(node))
+            lines += [(text, info) for text in wrap(code, 8, f"  # {comment}" if comment else "")]
         return lines
 
     # ---------------------------------------------------------------- the model
@@ -183,6 +186,67 @@ def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, heade
 
 
 # -------------------------------------------------------------------- helpers
+
+LINE_LENGTH = 120
+
+
+def wrap(code: str, indent: int, comment: str = "") -> list[str]:
+    """Lay out one statement as ruff/black format would at LINE_LENGTH: on one line if it
+    fits, else its outermost call split after "(", else one argument per line."""
+    pad = " " * indent
+    if len(pad) + len(code) + len(comment) <= LINE_LENGTH:
+        return [pad + code + comment]
+    open_at, close_at = _outer_call(code)
+    if open_at is None:
+        return [pad + code + comment]
+    head, inner, tail = code[: open_at + 1], code[open_at + 1 : close_at], code[close_at:]
+    args = _split_args(inner)
+    one_line = pad + "    " + ", ".join(args)
+    if not code.startswith("def ") and len(one_line) <= LINE_LENGTH:
+        return [pad + head, one_line, pad + tail + comment]
+    return [pad + head, *(f"{pad}    {a}," for a in args), pad + tail + comment]
+
+
+def _outer_call(code: str):
+    """The first "(" whose matching ")" ends the expression (before a trailing ":")."""
+    end = len(code) - 1 - code.endswith(":")
+    depth, opened = 0, None
+    quote = None
+    for i, ch in enumerate(code):
+        if quote:
+            quote = None if ch == quote else quote
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            if depth == 0 and ch == "(":
+                opened = i
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0 and ch == ")" and opened is not None:
+                if i == end:
+                    return opened, i
+                opened = None
+    return None, None
+
+
+def _split_args(inner: str) -> list[str]:
+    args, depth, start, quote = [], 0, 0, None
+    for i, ch in enumerate(inner):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(inner[start:i].strip())
+            start = i + 1
+    args.append(inner[start:].strip())
+    return [a for a in args if a]
 
 
 def _raw_node(node) -> dict:
