@@ -226,11 +226,12 @@ def _shape_label(shape: tuple, ref: str | None = None) -> str:
 
 
 def _legend(title: str | None, families: list[str]) -> str:
-    cells = "".join(
-        f'<td bgcolor="{FAMILY_STYLE[f][0]}" border="1" color="{FAMILY_STYLE[f][1]}">{_small(FAMILY_STYLE[f][2])}</td>'
+    """The title over one line of coloured squares, one per family drawn. A single text cell:
+    graphviz stretches table cells to the title's width, which pulls a legend apart."""
+    keys = "&nbsp;&nbsp;&nbsp;".join(
+        f'<font color="{FAMILY_STYLE[f][1]}" point-size="13">&#9632;</font>{_small(" " + FAMILY_STYLE[f][2], 10)}'
         for f in FAMILY_STYLE
         if f in families
     )
-    rows = f"<tr><td><b>{escape(title)}</b></td></tr>" if title else ""
-    rows += f'<tr><td><table border="0" cellspacing="4" cellpadding="3"><tr>{cells}</tr></table></td></tr>'
-    return f'<<table border="0" cellspacing="0" cellpadding="2">{rows}</table>>'
+    lines = ([f"<b>{escape(title)}</b>"] if title else []) + [keys]
+    return _html(lines)
