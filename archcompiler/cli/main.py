@@ -1,6 +1,8 @@
 """The `archc` command: one dispatcher, and the one place that turns errors into exit codes.
 
-Each subcommand lives in its own module with a `main(argv) -> int`. A module reports bad
+Each subcommand lives in its own module with a `main(argv) -> int`. Commands that need a
+compiled spec (train, eval, bench) live here and hand plain nn.Modules to `runtime/`, which
+knows nothing of specs; commands that need no spec (data, compare) live in `runtime/`. A module reports bad
 input by raising an exception with an `exit_code` attribute (1 for bad input, 2 for a bad
 command line); `entry` prints its message, never a traceback. Heavy imports (torch)
 happen inside those modules, so `archc check` stays fast.
@@ -19,10 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("archcompiler.cli.render", "draw a spec or a block with graphviz"),
     "emit": ("archcompiler.cli.emit", "write standalone PyTorch source for a spec"),
     "export": ("archcompiler.cli.export", "export a spec to ONNX"),
-    "train": ("runtime.train.cli", "train a spec"),
-    "eval": ("runtime.train.eval_cli", "evaluate a checkpoint"),
-    "compare": ("runtime.train.compare", "compare training runs"),
-    "bench": ("runtime.bench.cli", "benchmark throughput, latency, memory and MFU"),
+    "train": ("archcompiler.cli.train", "train a spec (the paper's recipe by default)"),
+    "eval": ("archcompiler.cli.evaluate", "evaluate a checkpoint: loss, top-1, top-5"),
+    "compare": ("runtime.train.compare", "compare training runs side by side"),
+    "bench": ("archcompiler.cli.bench", "benchmark throughput, latency, memory and MFU"),
     "data": ("runtime.data.cli", "inspect, prepare and download datasets"),
 }
 
