@@ -63,10 +63,18 @@ def check_text(text: str, file: str = "<string>") -> CheckResult:
 def check_file(path: str) -> CheckResult:
     result = CheckResult(path)
     result.doc = load_file(path, result.diagnostics)
-    if result.doc is not None:
-        result.text = result.doc.text
+    result.text = result.doc.text if result.doc is not None else _read_for_display(path)
     _analyse(result)
     return result
+
+
+def _read_for_display(path: str) -> str | None:
+    """The text of a file that failed to load, so diagnostics can still quote its lines."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 def _analyse(result: CheckResult) -> None:

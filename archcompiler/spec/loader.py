@@ -55,26 +55,13 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
     """Parse `text`; on failure add diagnostics and return None."""
     if _report_tabs(text, file, diags):
         return None
-    try:
-        roots = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
-        problem = (e.problem or str(e)).strip()
-        context = f" ({e.context.strip()})" if e.context else ""
-        diags.error("E001", f"invalid YAML: {problem}{context}", span)
+    root = _compose(text, file, diags)
+    if root is False:
         return None
-    except yaml.YAMLError as e:  # reader errors: bad bytes, control characters
-        diags.error("E001", f"invalid YAML: {e}", Span(file, 1, 1))
+    if root is None or (root.tag == "tag:yaml.org,2002:null" and root.value == ""):
+        what = "holds only comments" if text.strip() else "is empty"
+        diags.error("E006", f"the file {what}; expected a spec mapping with 'archc', 'name', 'input' and 'nodes'", Span(file, 1, 1))
         return None
-    if len(roots) > 1:
-        m = roots[1].start_mark
-        diags.error("E001", "expected a single YAML document, found several ('---')", Span(file, m.line + 1, m.column + 1))
-        return None
-    if not roots or roots[0] is None:
-        diags.error("E006", "the file is empty; expected a spec mapping with 'archc', 'name', 'input' and 'nodes'", Span(file, 1, 1))
-        return None
-    root = roots[0]
     if not _check_alias_expansion(root, file, diags):
         return None
     doc = Document(file, text, None)
@@ -88,6 +75,65 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
         diags.error("E007", f"a spec must be a mapping of keys to values, but this file is {kind}", doc.span(()))
         return None
     return doc
+
+
+def _compose(text: str, file: str, diags: Diagnostics):
+    """The one document's node tree (None when there is none), or False after an error."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # the reader checks for unprintable characters here
+        return loader.get_single_node()
+    except yaml.reader.ReaderError as e:
+        line, col = _line_col(text, e.position)
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        diags.error("E001", f"invalid YAML: the unprintable character U+{char:04X} is not allowed", Span(file, line, col))
+    except yaml.composer.ComposerError as e:
+        if e.problem == "but found another document":
+            m = e.problem_mark
+            diags.error("E001", "expected a single YAML document, but '---' starts another one", Span(file, m.line + 1, m.column + 1))
+        else:
+            _report_marked(e, text, file, diags)
+    except yaml.MarkedYAMLError as e:
+        _report_marked(e, text, file, diags)
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return False
+
+
+def _report_marked(e: yaml.MarkedYAMLError, text: str, file: str, diags: Diagnostics) -> None:
+    """PyYAML's problem/context pair as one line. A problem found past the last line (an
+    unclosed quote or bracket) is reported where the unclosed thing starts."""
+    problem = (e.problem or str(e)).strip()
+    context = (e.context or "").strip()
+    mark, ctx = e.problem_mark, e.context_mark
+    n_lines = max(1, len(text.splitlines()))
+    if mark is None or mark.line >= n_lines:
+        mark, ctx = (ctx, None) if ctx is not None else (mark, ctx)
+        if context and mark is e.context_mark:
+            context += " that starts here"
+    if problem == "second occurrence" and ctx is not None:  # duplicate anchor
+        problem, context = context.replace("; first occurrence", ""), f"first defined at line {ctx.line + 1}"
+    elif context and ctx is not None:
+        context += f" that starts at line {ctx.line + 1}, column {ctx.column + 1}"
+    if problem == "mapping values are not allowed here" and mark is not None:
+        before = text.splitlines()[mark.line][: mark.column]
+        if ": " in before or before.rstrip().endswith(":"):
+            problem += "; this line has a ':' already: quote a value that holds ': ', or look for a missing ':' or '{'"
+        else:
+            problem += "; check the indentation of this line"
+    if mark is None:
+        span = Span(file, 1, 1)
+    elif mark.line >= n_lines:  # past the end, nothing unclosed to point at: the last line's end
+        span = Span(file, n_lines, len(text.splitlines()[-1]) + 1 if text.strip() else 1)
+    else:
+        span = Span(file, mark.line + 1, mark.column + 1)
+    diags.error("E001", f"invalid YAML: {problem}" + (f" ({context})" if context else ""), span)
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
 def load_file(path: str, diags: Diagnostics, display: str | None = None) -> Document | None:
@@ -105,8 +151,8 @@ def load_file(path: str, diags: Diagnostics, display: str | None = None) -> Docu
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        diags.error("E001", "the file is not valid UTF-8 text", Span(display, line, col))
+        col = len(raw[raw.rfind(b"\n", 0, e.start) + 1 : e.start].decode("utf-8")) + 1  # in characters
+        diags.error("E001", f"the file is not valid UTF-8 text: byte 0x{raw[e.start]:02x} cannot be decoded; save it as UTF-8", Span(display, line, col))
         return None
     return load_text(text, display, diags)
 
@@ -122,18 +168,26 @@ def _report_tabs(text: str, file: str, diags: Diagnostics) -> bool:
 
 
 def _check_alias_expansion(root, file: str, diags: Diagnostics) -> bool:
-    """Compute the expanded size of the (DAG-shaped) node tree without expanding it."""
+    """Compute the expanded size of the node graph without expanding it. Aliases make it a
+    DAG, or a cycle when an alias sits inside its own anchor (`&a [*a]`): refuse both."""
     sizes: dict[int, int] = {}
+    visiting: set[int] = set()  # nodes whose children are still being sized
     stack = [(root, False)]
     while stack:
         node, done = stack.pop()
-        if id(node) in sizes:
-            continue
-        children = _children(node)
         if not done:
+            if id(node) in sizes:
+                continue
+            if id(node) in visiting:
+                m = node.start_mark
+                diags.error("E005", "this YAML anchor contains an alias to itself (a recursive alias); refusing to load", Span(file, m.line + 1, m.column + 1))
+                return False
+            visiting.add(id(node))
             stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in sizes)
+            stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
             continue
+        visiting.discard(id(node))
+        children = _children(node)
         total = 1 + sum(sizes[id(c)] for c in children)
         if total > MAX_EXPANDED_NODES and all(sizes[id(c)] <= MAX_EXPANDED_NODES for c in children):
             m = node.start_mark
@@ -195,9 +249,7 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _SAFE_TAGS:
                 self.diags.error("E004", "mapping keys must be plain names", self.span_of(key_node))
                 continue
-            key = self.build(key_node, path + ("<key>",))
-            self.doc.spans.pop(path + ("<key>",), None)
-            key = "null" if key is None else str(key) if not isinstance(key, bool) else str(key).lower()
+            key = key_node.value  # as written: YAML 1.1 would read `on:` as true and `1_0:` as 10
             if key in out:
                 first = self.doc.key_spans[path + (key,)]
                 self.diags.error(
