@@ -40,6 +40,10 @@ def to_json(results: list[CheckResult], expand: bool = False, depth: int | None 
     return {"files": files, "diagnostics": diagnostics}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.depth is not None and args.depth < 0:
@@ -58,5 +62,5 @@ def main(argv: list[str]) -> int:
         if len(results) > 1 or bad:
             errors = sum(1 for r in results for d in r.diagnostics if d.is_error)
             warnings = sum(1 for r in results for d in r.diagnostics if not d.is_error)
-            print(f"{len(results) - bad} of {len(results)} specs ok; {errors} errors, {warnings} warnings", file=sys.stderr)
+            print(f"{len(results) - bad} of {len(results)} specs ok; {_count(errors, 'error')}, {_count(warnings, 'warning')}", file=sys.stderr)
     return 1 if any(not r.ok for r in results) else 0

@@ -59,7 +59,7 @@ PARAM_DECL = {
         "exclusiveMinimum": {"type": "number"},
         "exclusiveMaximum": {"type": "number"},
         "enum": {"type": "array", "minItems": 1},
-        "oneOf": {"type": "array", "minItems": 1},
+        "oneOf": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/param"}},
         "description": {"type": "string"},
     },
     "additionalProperties": False,
@@ -77,6 +77,7 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
             "in": {
                 "description": "input node(s); default: the node above (or the block's input)",
                 "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1}],
+                "x-expected": "a node name or a non-empty list of node names",
             },
         },
     }
@@ -147,9 +148,15 @@ def editor_schema(registry: Registry) -> dict:
 def _validator_for(key: str, schema_json: str):
     import json
 
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(json.loads(schema_json))
+    # JSON Schema counts 16.0 as an integer; a layer width of 16.0 is a mistake in a spec
+    # (and nn.Conv2d refuses it), so only true ints are integers here.
+    types = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
+    )
+    strict = validators.extend(Draft202012Validator, type_checker=types)
+    return strict(json.loads(schema_json))
 
 
 def validator(schema: dict):
@@ -179,7 +186,7 @@ def where(path: tuple) -> str:
         parts.append(f"node '{p[1]}'")
     elif p[:1] == ["params"] and len(p) > 1:
         parts.append(f"parameter '{p[1]}'")
-    elif p[:1] == ["train"]:
+    elif p[:1] == ["train"] and len(p) > 1:
         parts.append("train")
     return " in " + ", ".join(parts) if parts else ""
 
@@ -189,14 +196,34 @@ def _show(v) -> str:
         return f"'{v}'"
     if isinstance(v, bool):
         return str(v).lower()
-    if isinstance(v, (dict, list)):
-        return "a mapping" if isinstance(v, dict) else "a list"
+    if isinstance(v, dict):
+        return "a mapping" if v else "an empty mapping"
+    if isinstance(v, list):
+        return "a list" if v else "an empty list"
     return "null" if v is None else repr(v)
 
 
 def _field(path: tuple) -> str:
     keys = [k for k in path if isinstance(k, str)]
     return f"'{keys[-1]}'" if keys else "the value"
+
+
+def _subject(path: tuple) -> str:
+    """What a value at `path` is, for messages: "node 'stem'", "'out' in node 'stem'"."""
+    p = list(path)
+    if len(p) == 2 and p[0] in ("nodes", "blocks"):
+        return f"{p[0][:-1]} '{p[1]}'"
+    if len(p) == 4 and p[0] == "blocks" and p[2] in ("nodes", "params"):
+        return f"{'node' if p[2] == 'nodes' else 'parameter'} '{p[3]}' in block '{p[1]}'"
+    return f"{_field(path)}{where(path)}"
+
+
+def _expected(schema: dict) -> str:
+    """'an integer >= 0' and the like, for one branch of a oneOf."""
+    text = TYPE_NAMES.get(schema.get("type"), "")
+    if text and "minimum" in schema:
+        text += f" >= {schema['minimum']}"
+    return text
 
 
 def report_schema_errors(errors, doc: Document, diags: Diagnostics, base: tuple = (), allowed_extra=()) -> list[tuple]:
@@ -235,13 +262,30 @@ def _translate(err, base: tuple, allowed_extra):
             yield "E101", f"unknown key '{extra}'{where(path + (extra,))}{did_you_mean(extra, allowed) or _expected_keys(allowed)}", path + (extra,), True
         return
     if v == "required":
+        if not path and "else" in err.absolute_schema_path:  # neither a model nor a block library
+            yield "E100", "missing required key 'nodes' (the model's layers), or 'blocks' for a library of composite blocks", path, False
+            return
+        in_node = len(path) >= 2 and path[-2] == "nodes"
         for missing in [k for k in err.validator_value if k not in inst]:
-            yield "E100", f"missing required key '{missing}'{where(path + (missing,))}", path, bool(path)
+            noun = "parameter" if in_node and missing != "type" else "key"
+            props = schema.get("properties") or (_schema(None, editor=False)["properties"] if not path else {})
+            about = props.get(missing, {}).get("description")
+            if missing == "archc":
+                about = f"the spec format version; add 'archc: {FORMAT_VERSION}'"
+            about = f" ({about})" if about else ""
+            yield "E100", f"missing required {noun} '{missing}'{where(path + (missing,))}{about}", path, bool(path)
         return
     if v == "type":
         types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         want = " or ".join(TYPE_NAMES.get(t, t) for t in types)
-        yield "E102", f"{_field(path)}{where(path)} must be {want}, got {_show(inst)}", path, False
+        if want == "a mapping" and _subject(path).startswith("node '"):
+            want = "a mapping such as {type: conv, out: 16}"
+        elif want == "a string" and schema.get("pattern") == IDENTIFIER:
+            want = "a name" if "not" in schema else "a node name"
+        yield "E102", f"{_subject(path)} must be {want}, got {_show(inst)}", path, False
+        return
+    if v == "not" and isinstance(inst, str) and inst in RESERVED_NAMES:
+        yield "E105", f"{_field(path)}{where(path)} cannot be '{inst}': the name is reserved (it would clash with Python or nn.Module)", path, False
         return
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         rel = {"minimum": "at least", "exclusiveMinimum": "greater than", "maximum": "at most", "exclusiveMaximum": "less than"}[v]
@@ -249,7 +293,8 @@ def _translate(err, base: tuple, allowed_extra):
         return
     if v in ("minItems", "maxItems"):
         if schema.get("minItems") == schema.get("maxItems"):
-            yield "E103", f"{_field(path)}{where(path)} must list exactly {schema['minItems']} values, got {len(inst)}", path, False
+            about = f" ({schema['description']})" if "description" in schema else ""
+            yield "E103", f"{_field(path)}{where(path)} must list exactly {schema['minItems']} values{about}, got {len(inst)}", path, False
         else:
             yield "E103", f"{_field(path)}{where(path)} must not be empty", path, False
         return
@@ -259,13 +304,15 @@ def _translate(err, base: tuple, allowed_extra):
     if v in ("enum", "const"):
         options = err.validator_value if v == "enum" else [err.validator_value]
         listed = ", ".join(_show(o) for o in options)
+        if path == ("archc",):
+            listed += f" (the spec format version this archc reads)"
         yield "E104", f"{_field(path)}{where(path)} must be {'one of ' if len(options) > 1 else ''}{listed}, got {_show(inst)}{did_you_mean(inst, options)}", path, False
         return
     if v in ("oneOf", "anyOf"):
         expected = schema.get("x-expected")
         if expected is None:
             opts = [o for sub in schema[v] for o in sub.get("enum", [])]
-            types = [TYPE_NAMES.get(sub.get("type"), "") for sub in schema[v] if "type" in sub]
+            types = [_expected(sub) for sub in schema[v] if "type" in sub]
             expected = " or ".join([", ".join(_show(o) for o in opts)] * bool(opts) + [t for t in types if t])
         opts = [o for sub in schema[v] for o in sub.get("enum", [])]
         yield "E104", f"{_field(path)}{where(path)} must be {expected}, got {_show(inst)}{did_you_mean(inst, opts)}", path, False
@@ -274,7 +321,7 @@ def _translate(err, base: tuple, allowed_extra):
         if err.validator_value == SUBSTITUTION:
             yield "E102", f"{_field(path)}{where(path)} must be a $parameter, got {_show(inst)}", path, False
         else:
-            yield "E105", f"{_show(inst)}{where(path)} is not a valid name: names are Python identifiers", path, False
+            yield "E105", f"{_field(path)}{where(path)} must be a Python identifier (letters, digits and _, not starting with a digit), got {_show(inst)}", path, False
         return
     yield "E199", f"{_field(path)}{where(path)}: {err.message}", path, False
 
@@ -284,7 +331,8 @@ def _expected_keys(allowed) -> str:
 
 
 # Top-level keys whose errors do not stop the analysis of the graph.
-_NONFATAL = ("name", "summary", "train")
+# (Shapes are only inferred for a spec without errors, so a bad `input` can wait too.)
+_NONFATAL = ("name", "summary", "train", "input")
 
 
 def validate_structure(doc: Document, diags: Diagnostics) -> tuple[bool, set, set] :
