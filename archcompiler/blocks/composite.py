@@ -22,7 +22,8 @@ class Composite(Block):
         if not isinstance(self.definition.get("nodes"), dict):
             self.definition = {**self.definition, "nodes": {}}
         self.summary = self.definition.get("summary", self.summary or f"composite block '{self.name}'")
-        self.params = dict(self.definition.get("params") or {})
+        params = self.definition.get("params")  # malformed declarations were reported; skip them
+        self.params = {k: v for k, v in params.items() if isinstance(v, dict)} if isinstance(params, dict) else {}
         self.required = tuple(k for k, v in self.params.items() if "default" not in v)
         self.label_keys = tuple(self.params)
 

@@ -80,7 +80,7 @@ class Concat(Block):
     def infer(self, p, ins, refs, names):
         ranks = {len(s) for s in ins}
         if len(ranks) != 1:
-            raise ShapeError(f"concat cannot mix feature maps and vectors: {_list(ins, p['__in__'])}", code="E411")
+            raise ShapeError(f"concat cannot mix feature maps and vectors: {_list(ins, names)}", code="E411")
         if len(ins[0]) == 3 and len({s[1:] for s in ins}) != 1:
             sizes = ", ".join(f"'{n}' is {s[1]}x{s[2]}" for n, s in zip(names, ins))
             raise ShapeError(f"concat needs the same H x W on every input: {sizes}", code="E411")

@@ -79,8 +79,10 @@ class Upsample(Block):
 
     def infer(self, p, ins, refs, names):
         c, h, w = check_spatial(ins[0], self.name)
-        if ("size_of" in p) == ("scale" in p):
-            raise ShapeError("give exactly one of 'size_of' or 'scale'", code="E406")
+        if "size_of" in p and "scale" in p:
+            raise ShapeError("give one of 'size_of' or 'scale', not both", code="E406")
+        if "size_of" not in p and "scale" not in p:
+            raise ShapeError("give 'size_of' (a node whose H x W to match) or 'scale' (an integer factor)", code="E406")
         if "scale" in p:
             return (c, h * p["scale"], w * p["scale"])
         target = check_spatial(refs["size_of"], "upsample's size_of")

@@ -88,7 +88,7 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
         scope.error("E304", f"'{type_name}' takes one input, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
         return None
     if block.arity is None and len(inputs) < 2:
-        scope.error("E304", f"'{type_name}' merges two or more inputs; give them as a list, e.g. in: [a, b]", scope.span(*here, "in", key=True))
+        scope.error("E304", f"'{type_name}' merges two or more inputs, but node '{name}' lists 1; give them as a list, e.g. in: [a, b]", scope.span(*here, "in", key=True))
         return None
     # a composite's defaults may depend on its input shape ($in_channels): bound at expansion
     params = given if block.is_composite else block.with_defaults(given)
@@ -147,16 +147,19 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set) -
     for node in graph.layers():
         raw_in = spec_nodes[node.name].get("in")
         for i, ref in enumerate(node.inputs):
+            rel = ("nodes", node.name, "in") + ((i,) if isinstance(raw_in, list) else ())
             if ref not in known:
-                rel = ("nodes", node.name, "in") + ((i,) if isinstance(raw_in, list) else ())
                 scope.error("E300", f"node '{node.name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*rel))
                 ok = False
             elif ref == node.name:
-                scope.error("E301", f"node '{node.name}' reads itself", scope.span("nodes", node.name, "in"))
+                scope.error("E301", f"node '{node.name}' reads itself", scope.span(*rel))
                 ok = False
         for param, ref in node.refs.items():
             if ref not in known:
                 scope.error("E300", f"node '{node.name}' refers to '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span("nodes", node.name, param))
+                ok = False
+            elif ref == node.name:
+                scope.error("E301", f"node '{node.name}' refers to itself in '{param}'", scope.span("nodes", node.name, param))
                 ok = False
     if graph.output not in known or graph.output == INPUT:
         choices = [n for n in known if n != INPUT]

@@ -7,9 +7,9 @@ from archcompiler.blocks.composite import BUILTIN_VARS, Composite
 from archcompiler.blocks.registry import Registry
 from archcompiler.passes.build import Scope, build_graph
 from archcompiler.passes.rules import check_rules
-from archcompiler.spec.diagnostics import Diagnostics
+from archcompiler.spec.diagnostics import Diagnostics, did_you_mean
 from archcompiler.spec.loader import Document
-from archcompiler.spec.schema import is_substitution
+from archcompiler.spec.schema import is_substitution, report_schema_errors, validator
 
 
 def register_blocks(doc: Document, registry: Registry, diags: Diagnostics, origin: str, broken=frozenset()) -> None:
@@ -22,6 +22,8 @@ def register_blocks(doc: Document, registry: Registry, diags: Diagnostics, origi
             existing = registry.get(name)
             diags.error("E207", f"block '{name}' is already defined ({existing.origin}); choose another name", doc.span(("blocks", name), key=True))
             continue
+        if not isinstance(definition, dict):  # reported by the structure check
+            definition = {}
         block = Composite(name=name, definition=definition, doc=doc, path=("blocks", name), origin=origin, broken=name in broken)
         registry.register(block)
         new.append(block)
@@ -29,7 +31,7 @@ def register_blocks(doc: Document, registry: Registry, diags: Diagnostics, origi
     for block in new:
         block.broken = block.broken or block.name in recursive
         if not block.broken:
-            _check_definition(block, registry, diags)
+            block.broken = not _check_definition(block, registry, diags)
 
 
 def _check_recursion(new: list[Composite], registry: Registry, diags: Diagnostics) -> set[str]:
@@ -56,12 +58,25 @@ def _check_recursion(new: list[Composite], registry: Registry, diags: Diagnostic
     return broken
 
 
-def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) -> None:
+def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) -> bool:
+    """Check a definition's defaults and body once; False when its own parameters are bad
+    (its uses are then skipped: every instance would repeat the same error)."""
     declared = tuple(block.params) + BUILTIN_VARS
+    sound = True
     for pname, decl in block.params.items():
+        at = block.path + ("params", pname, "default")
         d = decl.get("default")
-        if is_substitution(d) and d[1:] not in BUILTIN_VARS:
-            diags.error("E206", f"the default of '{pname}' may only be one of ${', $'.join(BUILTIN_VARS)}", block.doc.span(block.path + ("params", pname, "default")))
+        if is_substitution(d):
+            if d[1:] not in BUILTIN_VARS:
+                hint = did_you_mean(d, [f"${v}" for v in BUILTIN_VARS])
+                diags.error("E206", f"the default of '{pname}' may only be one of ${', $'.join(BUILTIN_VARS)}, got '{d}'{hint}", block.doc.span(at))
+                sound = False
+        elif "default" in decl:
+            rules = {k: v for k, v in decl.items() if k not in ("default", "description")}
+            errors = list(validator(rules).iter_errors(d))
+            sound = sound and not errors
+            report_schema_errors(errors, block.doc, diags, base=at)
     scope = Scope(doc=block.doc, path=block.path, registry=registry, diags=diags, declared=declared)
     graph, _ = build_graph(block.name, scope)
     check_rules(graph, scope)
+    return sound
