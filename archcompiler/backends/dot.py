@@ -229,7 +229,7 @@ def _legend(title: str | None, families: list[str]) -> str:
     """The title over one line of coloured squares, one per family drawn. A single text cell:
     graphviz stretches table cells to the title's width, which pulls a legend apart."""
     keys = "&nbsp;&nbsp;&nbsp;".join(
-        f'<font color="{FAMILY_STYLE[f][1]}" point-size="13">&#9632;</font>{_small(" " + FAMILY_STYLE[f][2], 10)}'
+        f'<font color="{FAMILY_STYLE[f][1]}" point-size="13">&#9632;</font>{_small(chr(0xA0) * 2 + FAMILY_STYLE[f][2], 10)}'
         for f in FAMILY_STYLE
         if f in families
     )
