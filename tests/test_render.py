@@ -348,3 +348,16 @@ def test_spec_error_carries_diagnostics(tmp_path):
     with pytest.raises(SpecError) as e:
         diagram(str(bad))
     assert any(d.is_error for d in e.value.result.diagnostics)
+
+
+@needs_dot
+def test_committed_figures_are_current(tmp_path):
+    """docs/figures is what `make figures` writes now: same files, same nodes, edges and text
+    (coordinates may differ between graphviz versions, so they are not compared)."""
+    from archcompiler.tools.figures import figures
+
+    fresh = figures(str(tmp_path), str(ROOT / "specs"))
+    committed = ROOT / "docs" / "figures"
+    assert sorted(Path(p).name for p in fresh) == sorted(p.name for p in committed.glob("*.svg"))
+    for p in fresh:
+        assert _svg_texts(Path(p)) == _svg_texts(committed / Path(p).name), f"{Path(p).name} is stale: run make figures"
