@@ -34,7 +34,18 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
+        """A model without errors: its graph is built, shaped and costed."""
         return not self.diagnostics.has_errors and self.graph is not None
+
+    @property
+    def is_library(self) -> bool:
+        """A file of `blocks:` only, with no model of its own."""
+        return self.doc is not None and "nodes" not in self.doc.data
+
+    @property
+    def valid(self) -> bool:
+        """What `archc check` exits 0 for: a model that is ok, or a library without errors."""
+        return self.ok or (self.is_library and not self.diagnostics.has_errors)
 
     @property
     def name(self) -> str | None:

@@ -50,7 +50,7 @@ def read_golden(path: Path) -> tuple[int, list[str]]:
 
 def actual(case: Path) -> tuple[int, list[str]]:
     result = check_file(rel(case))  # relative, as a user types it: the path is part of the text
-    return (0 if result.ok else 1), [d.concise() for d in result.diagnostics]
+    return (0 if result.valid else 1), [d.concise() for d in result.diagnostics]
 
 
 @pytest.fixture(autouse=True)
@@ -207,3 +207,11 @@ def test_cli_missing_file_is_an_error_not_a_crash():
     proc = run_archc("check", "--concise", "no/such/spec.yaml")
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[0] == "error[E000]: no such file: no/such/spec.yaml"
+
+
+def test_cli_a_block_library_without_errors_exits_0(tmp_path):
+    """Exit 0 means 'everything is valid': that includes a file of `blocks:` only."""
+    lib = tmp_path / "pairs.yaml"
+    lib.write_text("archc: 1\nblocks:\n  pair:\n    nodes:\n      a: {type: conv, padding: same}\n      b: {type: conv, padding: same}\n")
+    proc = run_archc("check", str(lib))
+    assert (proc.returncode, proc.stderr) == (0, "")

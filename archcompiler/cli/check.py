@@ -28,7 +28,7 @@ def check(paths: list[str]) -> list[CheckResult]:
 def to_json(results: list[CheckResult], expand: bool = False, depth: int | None = None) -> dict:
     files, diagnostics = [], []
     for r in results:
-        entry = {"path": r.file, "ok": r.ok, "name": r.name if isinstance(r.name, str) else None}
+        entry = {"path": r.file, "ok": r.valid, "name": r.name if isinstance(r.name, str) else None}
         if r.ok:
             entry["layers"] = [
                 {k: row[k] for k in ("name", "type", "shape", "params", "flops", "activation_bytes")} | ({"depth": row["depth"]} if expand else {})
@@ -58,9 +58,9 @@ def main(argv: list[str]) -> int:
             if r.ok and not args.quiet:
                 print(render_table(f"{r.name}  ({r.file})", r.graph, r.totals, args.expand, args.depth))
                 print()
-        bad = sum(not r.ok for r in results)
+        bad = sum(not r.valid for r in results)
         if len(results) > 1 or bad:
             errors = sum(1 for r in results for d in r.diagnostics if d.is_error)
             warnings = sum(1 for r in results for d in r.diagnostics if not d.is_error)
             print(f"{len(results) - bad} of {len(results)} specs ok; {_count(errors, 'error')}, {_count(warnings, 'warning')}", file=sys.stderr)
-    return 1 if any(not r.ok for r in results) else 0
+    return 1 if any(not r.valid for r in results) else 0
