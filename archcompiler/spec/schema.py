@@ -34,6 +34,7 @@ TRAIN_SCHEMA = {
         "lr_decay": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "step schedule: factor per period"},
         "lr_decay_every": {"type": "integer", "minimum": 1, "description": "step schedule: period in iterations"},
         "warmup_steps": {"type": "integer", "minimum": 0, "description": "linear warm-up iterations"},
+        "warmup_epochs": {"type": "number", "minimum": 0, "description": "linear warm-up in epochs (used when warmup_steps is 0)"},
         "label_smoothing": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "cross-entropy label smoothing"},
         "augment": {
             "type": "object",
