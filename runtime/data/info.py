@@ -1,0 +1,43 @@
+"""`dataset_info(spec)`: what a dataset holds, without decoding it.
+
+Grayscale images are counted from their headers (PIL opens files lazily), so this is quick even
+for a dataset that has no cache yet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtime.data.load import parse_spec
+from runtime.errors import DataError
+
+
+def dataset_info(spec: str) -> dict:
+    """{"format", "classes", "splits": {"train", "val"}, "grayscale"}: the JSON contract of `archc data info`."""
+    parsed = parse_spec(spec)
+    if parsed.kind == "synthetic":
+        from runtime.data.synthetic import CLASSES
+
+        config = parsed.synthetic
+        return {"format": "synthetic", "classes": len(CLASSES), "splits": {"train": config.train, "val": config.val}, "grayscale": 0}
+    from runtime.data.layout import read_layout
+
+    layout = read_layout(parsed.path, expect=parsed.layout)
+    return {
+        "format": layout.format,
+        "classes": len(layout.classes),
+        "splits": {"train": len(layout.train.files), "val": len(layout.val.files)},
+        "grayscale": count_grayscale(layout.root, layout.train.files + layout.val.files),
+    }
+
+
+def count_grayscale(root: Path, files: list[str]) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    count = 0
+    for rel in files:
+        try:
+            with Image.open(root / rel) as image:
+                count += image.mode in ("1", "L", "LA", "I", "I;16", "F")
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"{root / rel}: not a readable image ({e})") from None
+    return count
