@@ -1,12 +1,10 @@
 """Composite block definitions: register them, refuse recursion, check each body once."""
 from __future__ import annotations
 
-import networkx as nx
-
 from archcompiler.blocks.composite import BUILTIN_VARS, Composite
 from archcompiler.blocks.registry import Registry
 from archcompiler.passes.build import Scope, build_graph
-from archcompiler.passes.rules import check_rules
+from archcompiler.passes.rules import check_rules, simple_cycles, stable_topological_order
 from archcompiler.spec.diagnostics import Diagnostics, did_you_mean
 from archcompiler.spec.loader import Document
 from archcompiler.spec.schema import is_substitution, report_schema_errors, validator
@@ -35,17 +33,16 @@ def register_blocks(doc: Document, registry: Registry, diags: Diagnostics, origi
 
 
 def _check_recursion(new: list[Composite], registry: Registry, diags: Diagnostics) -> set[str]:
-    g = nx.DiGraph()
+    uses: dict[str, list[str]] = {}
     for block in registry:
         if block.is_composite and not block.broken:
-            g.add_node(block.name)
-            for used in block.uses():
-                target = registry.get(used)
-                if target is not None and target.is_composite:
-                    g.add_edge(block.name, used)
+            targets = [u for u in block.uses() if (t := registry.get(u)) is not None and t.is_composite and not t.broken]
+            uses[block.name] = list(dict.fromkeys(targets))
+    if len(stable_topological_order(uses)) == len(uses):
+        return set()  # no recursion: the common case, without importing networkx
     broken: set[str] = set()
     new_names = [b.name for b in new]
-    for cycle in nx.simple_cycles(g):
+    for cycle in simple_cycles(uses):
         mine = [n for n in new_names if n in cycle]
         if not mine:
             continue
