@@ -35,3 +35,37 @@ def annotate_costs(graph: Graph, registry: Registry) -> dict:
         for k in COSTS:
             totals[k] += cost[k]
     return totals
+
+
+def train_flops(graph: Graph) -> int:
+    """FLOPs per image of one training step's forward and backward, from an annotated graph.
+
+    The backward of a convolution or matrix multiply costs its forward twice over: once for
+    the gradient of the weight and once for the gradient of its input. The input gradient is
+    not computed where the input does not require grad, which is the case for a layer that
+    reads the model's input directly or only through parameter-free layers (a max pool). This
+    is what FlopCounterMode counts for a forward and backward, except for grouped convolutions,
+    whose weight gradient FlopCounterMode counts `groups` times over (its convolution_backward
+    formula ignores groups); here it is counted once, as the arithmetic is done once.
+    """
+    fwd, bwd = _train_flops(graph, {"input": False})
+    return fwd + bwd
+
+
+def _train_flops(graph: Graph, needs_grad: dict[str, bool]) -> tuple[int, int]:
+    """(forward, backward) FLOPs of `graph`; `needs_grad` says which nodes' outputs require
+    grad, given for the input and filled in here for every layer."""
+    fwd = bwd = 0
+    for node in graph.layers():
+        grad_in = any(needs_grad[i] for i in node.inputs)
+        if node.body is not None:
+            f, b = _train_flops(node.body, {"input": grad_in})
+            fwd, bwd = fwd + f, bwd + b
+            needs_grad[node.name] = grad_in or node.meta["params"] > 0
+            continue
+        flops = node.meta["flops"]
+        fwd += flops
+        if flops:
+            bwd += flops + (flops if grad_in else 0)  # weight gradient, then input gradient
+        needs_grad[node.name] = grad_in or node.meta["params"] > 0
+    return fwd, bwd
