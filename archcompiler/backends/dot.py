@@ -79,7 +79,7 @@ def to_digraph(
     dot.node(OUTPUT, _terminal_label("output", None), shape="box", style="rounded,filled", fillcolor=TERMINAL[0], color=TERMINAL[1])
 
     for prefix, item in _drawn(top):
-        g = scopes[prefix][0]
+        g = scopes[prefix]
         for i in item.node.inputs:
             # out of a cluster's head, the tensor is the one labelled on the edge into the head
             label = None if (i == INPUT and prefix) else _shape_label(g.nodes[i].shape)
@@ -100,10 +100,10 @@ def to_dot(graph: Graph, registry: Registry, **options) -> str:
 # --- structure: which nodes are drawn, and as what ---
 
 def _layout(graph: Graph, expand: bool, depth: int | None):
-    """The drawn items as a tree, and for each path prefix its (graph, composite node).
+    """The drawn items as a tree, and the graph at each opened path (() for the top).
 
     The walk and the `shown` rule are those of the check table's rows."""
-    scopes: dict[tuple, tuple[Graph, Node | None]] = {(): (graph, None)}
+    scopes: dict[tuple, Graph] = {(): graph}
     top: list[_Item] = []
     open_: list[_Item] = []  # the clusters enclosing the current node, outermost first
     path: list[str] = []
@@ -118,7 +118,7 @@ def _layout(graph: Graph, expand: bool, depth: int | None):
         (open_[-1].children if d else top).append(item)
         if cluster:
             open_.append(item)
-            scopes[tuple(path)] = (node.body, node)
+            scopes[tuple(path)] = node.body
     return top, scopes
 
 
@@ -136,7 +136,7 @@ def _source(scopes: dict, prefix: tuple, name: str) -> str:
         return ".".join(prefix) if prefix else INPUT  # a body's input: its cluster's head
     inner = prefix + (name,)
     if inner in scopes:  # a cluster: its body's output node
-        return _source(scopes, inner, scopes[inner][0].output)
+        return _source(scopes, inner, scopes[inner].output)
     return ".".join(inner)
 
 
