@@ -14,6 +14,7 @@ Medians over --repeat runs. Record the output in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -61,7 +62,7 @@ def in_process(spec: str, out: str, repeat: int) -> None:
         t.append(time.perf_counter())
         write_bytes(out, svg)
         t.append(time.perf_counter())
-        for k, (a, b) in zip(stages, zip(t, t[1:])):
+        for k, (a, b) in zip(stages, itertools.pairwise(t)):
             stages[k].append(b - a)
     print(f"in-process, warm, {repeat} runs         {stats(total)}")
     for k, v in stages.items():
@@ -86,7 +87,7 @@ def subprocess_wall(spec: str, out: str, repeat: int) -> None:
     for label, env in envs:
         subprocess.run(render, check=True, cwd=ROOT, capture_output=True, env=env)  # warm the caches
 
-        def wall(argv):
+        def wall(argv, env=env):
             times = []
             for _ in range(repeat):
                 t0 = time.perf_counter()
@@ -122,7 +123,7 @@ def main() -> int:
 
 def _cpu() -> str:
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        out = subprocess.run(["lscpu"], check=False, capture_output=True, text=True).stdout
         for line in out.splitlines():
             if line.startswith("Model name:"):
                 return line.split(":", 1)[1].strip() + f", {os.cpu_count()} CPUs"
@@ -133,7 +134,7 @@ def _cpu() -> str:
 
 def _dot_version() -> str:
     try:
-        return subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr.strip()
+        return subprocess.run(["dot", "-V"], check=False, capture_output=True, text=True).stderr.strip()
     except OSError:
         return "dot not found"
 

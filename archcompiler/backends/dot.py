@@ -53,7 +53,7 @@ class _Item:
     node: Node
     depth: int
     cluster: bool
-    children: list["_Item"] = field(default_factory=list)
+    children: list[_Item] = field(default_factory=list)
 
 
 def to_digraph(

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print("\n".join(d.pretty({e.result.file: e.result.text or ""}) for d in e.result.diagnostics), file=sys.stderr)
         return e.exit_code
-    except Exception as e:  # noqa: BLE001 - report like archc does, without a traceback
+    except Exception as e:  # report errors meant for users as archc does, without a traceback
         if getattr(e, "exit_code", None) is None:
             raise
         print(f"figures: error: {e}", file=sys.stderr)
