@@ -215,3 +215,15 @@ def test_cli_a_block_library_without_errors_exits_0(tmp_path):
     lib.write_text("archc: 1\nblocks:\n  pair:\n    nodes:\n      a: {type: conv, padding: same}\n      b: {type: conv, padding: same}\n")
     proc = run_archc("check", str(lib))
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_docs_list_every_code_and_quote_the_goldens_exactly():
+    doc = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "archcompiler").rglob("*.py"))
+    used = set(re.findall(r"\"([EW]\d{3})\"", source))
+    documented = set(re.findall(r"^### ([EW]\d{3}):", doc, re.M))
+    assert used and used <= documented, f"undocumented: {sorted(used - documented)}"
+    goldens = {x.removeprefix("tests/bad_specs/") for c in CASES for x in read_golden(c.with_suffix(".expected"))[1]}
+    examples = re.findall(r"^    (\d{3}_\w+\.yaml:\d+:\d+: .+)$", doc, re.M)
+    assert len(examples) > 30
+    assert [x for x in examples if x not in goldens] == []
