@@ -1,0 +1,168 @@
+"""`archc bench SPEC...`: throughput, step time, memory and MFU of specs, eager and compiled.
+
+The glue between the compiler and runtime.bench: compile each spec, describe its emitted
+module (and with --reference, the hand-written reference module from the test suite) as
+workloads with their analytic FLOPs, run them, print, save and compare. runtime.bench does
+the measuring and knows nothing of specs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+
+from archcompiler.errors import ArchcError, UsageError
+
+ROOT = Path(__file__).resolve().parents[2]  # a checkout's root, where tests/ lives
+REFERENCE_FILE = ROOT / "tests" / "reference_models.py"
+RESULTS_DIR = "bench/results"
+OPTIMIZERS = ("sgd", "adam", "adamw")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archc bench", description="Benchmark specs: images/s, step time, peak memory, "
+                                "achieved FLOP/s and MFU against the device's measured peak. Inputs are synthetic.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
+    p.add_argument("--mode", choices=("train", "infer", "both"), default="both",
+                   help="time a training step (zero_grad, forward, loss, backward, optimizer step), inference, or both")
+    p.add_argument("--batch-size", default="32", metavar="N[,N...]", help="batch sizes, comma-separated (default 32)")
+    p.add_argument("--compile", choices=("both", "on", "off"), default="both", help="eager, torch.compile, or both (default)")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode")
+    p.add_argument("--compile-backend", default="inductor", metavar="NAME", help="torch.compile backend (default inductor)")
+    p.add_argument("--amp", choices=("bf16", "off"), default="off", help="autocast to bfloat16")
+    p.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last (NHWC)")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default auto: cuda when available")
+    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps per row; the first compiles (default 3)")
+    p.add_argument("--iters", type=int, default=10, metavar="N", help="timed steps per row (default 10)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help="of the training step (default: the spec's train.optimizer, else sgd)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch.set_num_threads(N) first (CPU)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (json is a stable contract)")
+    p.add_argument("--reference", action="store_true",
+                   help="add rows for the hand-written reference modules (tests/reference_models.py, in a checkout)")
+    p.add_argument("--save", nargs="?", const="", default=None, metavar="NAME",
+                   help=f"save the run as {RESULTS_DIR}/NAME.json (default NAME: archc-bench-<machine>); a path ending in .json is used as is")
+    p.add_argument("--compare", nargs="?", const="", default=None, metavar="NAME",
+                   help="compare with a saved run (same naming as --save); exit 1 if a row regressed")
+    p.add_argument("--threshold", type=float, default=0.05, metavar="F",
+                   help="with --compare, a row slower by more than this fraction is a regression (default 0.05)")
+    p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR", help=f"where --save and --compare names live (default {RESULTS_DIR})")
+    p.add_argument("--peak-refresh", action="store_true", help="measure the device's peak again rather than reading the cache")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
+    return p
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UsageError(f"--batch-size takes comma-separated integers, e.g. 32,256; got '{text}'") from None
+    if not sizes or any(b < 1 for b in sizes):
+        raise UsageError(f"--batch-size takes positive integers, e.g. 32,256; got '{text}'")
+    return sizes
+
+
+def workloads(paths: list[str], reference: bool, optimizer: str | None = None) -> list:
+    """The emitted module of each spec, and with `reference` its hand-written counterpart.
+    A training step uses `optimizer`, else the spec's own recipe's (train.optimizer), else SGD."""
+    from archcompiler.cli.common import compile_or_report
+    from archcompiler.passes.costs import train_flops
+    from runtime.bench import Workload
+
+    refs = load_reference_models() if reference else None
+    out = []
+    for path in paths:
+        net = compile_or_report(path)
+        if net is None:
+            raise ArchcError(f"{path} has errors (above); nothing was benchmarked")
+        if len(net.output_shape) != 1:
+            raise ArchcError(f"{path}: benchmarking needs a classifier, whose output is a vector; this one is {net.output_shape}")
+        recipe = net.train.get("optimizer")
+        common = {"spec": net.name, "input_shape": tuple(net.input_shape), "num_classes": net.output_shape[0],
+                  "flops_per_image": net.totals["flops"], "train_flops_per_image": train_flops(net.graph),
+                  "optimizer": optimizer or (recipe if recipe in OPTIMIZERS else "sgd")}
+        out.append(Workload(model="emitted", build=lambda n=net: n.module(seed=0), **common))
+        if refs is not None:
+            try:
+                refs.reference(net.name)
+            except KeyError:
+                raise ArchcError(f"--reference: no hand-written reference for '{net.name}' in {REFERENCE_FILE}") from None
+            out.append(Workload(model="reference", build=lambda n=net: _reference(refs, n), **common))
+    return out
+
+
+def _reference(refs, net):
+    """The reference module with the emitted module's weights, so both compute the same thing."""
+    ref = refs.reference(net.name)
+    refs.copy_by_order(net.module(seed=0), ref)
+    return ref
+
+
+def load_reference_models():
+    """tests/reference_models.py, imported by path: it ships with a checkout, not the package."""
+    if not REFERENCE_FILE.is_file():
+        raise ArchcError(f"--reference needs the hand-written models of an archc checkout, {REFERENCE_FILE}, which is not there")
+    spec = importlib.util.spec_from_file_location("archc_reference_models", REFERENCE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def result_path(name: str, results_dir: str, machine: str) -> Path:
+    from runtime.bench.device import machine_slug
+
+    if not name:
+        name = f"archc-bench-{machine_slug(machine)}"
+    return Path(name) if name.endswith(".json") or "/" in name else Path(results_dir) / f"{name}.json"
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    batch_sizes = parse_batch_sizes(args.batch_size)
+    if args.threshold <= 0 or args.threshold >= 1:
+        raise UsageError("--threshold is a fraction between 0 and 1, e.g. 0.05 for 5%")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+
+    import torch
+
+    from runtime.bench import BenchConfig, compare, load, run, save
+    from runtime.bench.report import render, render_changes
+    from runtime.bench.runner import stderr_progress
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    loads = workloads(args.specs, args.reference, args.optimizer)
+    compile_kwargs = {"backend": args.compile_backend}
+    if args.compile_mode != "default":
+        compile_kwargs["mode"] = args.compile_mode
+    config = BenchConfig(
+        modes=("train", "infer") if args.mode == "both" else (args.mode,),
+        batch_sizes=batch_sizes,
+        compiled={"both": (False, True), "on": (True,), "off": (False,)}[args.compile],
+        compile_kwargs=compile_kwargs, device=args.device, amp=args.amp, channels_last=args.channels_last,
+        warmup=args.warmup, iters=args.iters, peak_refresh=args.peak_refresh,
+    )
+    command = "archc bench " + " ".join(shlex.quote(a) for a in argv)
+    result = run(loads, config, command=command, progress=None if args.quiet else stderr_progress)
+    sys.stdout.write(render(result, args.format))
+
+    status = 1 if any(r.error for r in result.rows) else 0
+    if args.compare is not None:
+        path = result_path(args.compare, args.results_dir, result.machine)
+        saved = load(path)
+        changes = compare(result, saved, args.threshold)
+        out = sys.stderr if args.format != "table" else sys.stdout
+        if saved.machine != result.machine:
+            print(f"warning: {path} was measured on {saved.machine}, this run on {result.machine}", file=out)
+        out.write(render_changes(changes, args.threshold, str(path)))
+        if any(c.verdict in ("regression", "failed") for c in changes):
+            status = 1
+    if args.save is not None:
+        path = save(result, result_path(args.save, args.results_dir, result.machine))
+        print(f"saved {path}", file=sys.stderr)
+    return status
+

@@ -1,0 +1,96 @@
+"""Rendering a benchmark run as a text table, JSON or CSV, and a comparison as text."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Change, Row
+
+COLUMNS = ("spec", "model", "mode", "compile", "batch", "img/s", "step ms (med min-max)", "peak MB",
+           "GFLOP/img", "TFLOP/s", "MFU", "ratio")
+
+
+def render(result: BenchResult, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result.to_dict(), indent=2) + "\n"
+    if fmt == "csv":
+        return render_csv(result.rows)
+    return render_table(result)
+
+
+def render_csv(rows: list[Row]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=ROW_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if v is None else v for k, v in vars(r).items()})
+    return out.getvalue()
+
+
+def render_table(result: BenchResult) -> str:
+    """The rows, then compile times, then the peak and how memory was measured."""
+    lines = [f"{result.machine}, torch {result.torch}, {result.device}"
+             + (f" ({result.threads} threads)" if result.device == "cpu" else "")
+             + f", amp {result.config.get('amp', 'off')}" + (", channels_last" if result.config.get("channels_last") else "")]
+    cells = [COLUMNS] + [_cells(r) for r in result.rows]
+    lines += _align(cells, right_from=4)
+    for r in result.rows:
+        if r.note or r.error:
+            lines.append(f"  note: {r.spec} {r.model} {r.mode} {_compile(r)} batch {r.batch_size}: {r.error or r.note}")
+    warmed = [r for r in result.rows if r.first_step_s is not None]
+    if warmed:
+        lines += ["", "Warm-up (not in the rows above): the first step, and for compiled rows the warm-up time beyond steady-state steps"]
+        head = ("spec", "model", "mode", "compile", "batch", "first step s", "compile s")
+        body = [(r.spec, r.model, r.mode, _compile(r), str(r.batch_run), f"{r.first_step_s:.2f}",
+                 "" if r.compile_s is None else f"{r.compile_s:.1f}") for r in warmed]
+        lines += _align([head] + body, right_from=4)
+    peak = result.peak
+    lines += ["", (f"MFU is achieved FLOP/s over the measured peak of {peak['flops_per_s'] / 1e12:.3f} TFLOP/s "
+                   f"({'cached' if peak.get('cached') else 'measured'} {peak['measured'][:10]}; matmul "
+                   f"{peak['matmul_flops_per_s'] / 1e12:.3f}, conv {peak['conv_flops_per_s'] / 1e12:.3f})."),
+              f"Peak method: {peak['method']}.",
+              "FLOPs are analytic (forward as FlopCounterMode counts; train adds the backward pass).",
+              f"Memory: {result.memory_method or 'not measured'}.",
+              "ratio: compiled rows, compiled/eager images/s; reference rows, emitted/reference images/s."]
+    return "\n".join(lines) + "\n"
+
+
+def _compile(r: Row) -> str:
+    return "compiled" if r.compiled else "eager"
+
+
+def _cells(r: Row) -> tuple:
+    if r.images_per_s is None:
+        return (r.spec, r.model, r.mode, _compile(r), str(r.batch_size), "failed", "", "", "", "", "", "")
+    ratio = r.emitted_to_reference if r.model == "reference" else r.compiled_to_eager
+    batch = str(r.batch_run) + ("*" if r.batch_run != r.batch_size else "")
+    return (r.spec, r.model, r.mode, _compile(r), batch, f"{r.images_per_s:.1f}",
+            f"{r.step_ms_median:.1f} {r.step_ms_min:.1f}-{r.step_ms_max:.1f}",
+            "" if r.peak_mem_bytes is None else f"{r.peak_mem_bytes / 2**20:.0f}",
+            f"{r.flops_per_image / 1e9:.3f}", f"{r.tflops:.4f}",
+            "" if r.mfu is None else f"{100 * r.mfu:.1f}%", "" if ratio is None else f"{ratio:.3f}")
+
+
+def _align(rows: list[tuple], right_from: int) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        out.append("  ".join(c.rjust(w) if i >= right_from else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    return out
+
+
+def render_changes(changes: list[Change], threshold: float, saved: str) -> str:
+    head = tuple(KEY[:5]) + ("saved img/s", "now img/s", "now/saved", "verdict")
+    body = []
+    for c in changes:
+        k = dict(zip(KEY, c.key))
+        body.append((k["spec"], k["model"], k["mode"], "compiled" if k["compiled"] else "eager", str(k["batch_size"]),
+                     "" if c.old_ips is None else f"{c.old_ips:.1f}", "" if c.new_ips is None else f"{c.new_ips:.1f}",
+                     "" if c.ratio is None else f"{c.ratio:.3f}",
+                     c.verdict.upper() if c.verdict in ("regression", "failed") else c.verdict))
+    flagged = sum(c.verdict in ("regression", "failed") for c in changes)
+    lines = [f"Compared with {saved} (a row more than {100 * threshold:.0f}% slower is a regression):"]
+    lines += _align([head] + body, right_from=5)
+    lines.append(f"{flagged} regression(s) flagged." if flagged else "No regression.")
+    return "\n".join(lines) + "\n"

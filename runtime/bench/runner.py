@@ -1,0 +1,191 @@
+"""Benchmark any nn.Module: warm-up (and compilation), interleaved timed steps, memory, MFU.
+
+The runtime knows nothing of specs. A caller describes each model as a `Workload`: how to
+build it, its input shape, and its analytic FLOPs per image. Workloads with the same `spec`
+are benchmarked together: for each mode and batch size, every (workload, eager/compiled)
+candidate is built, warmed up (stepping the batch down on out-of-memory), and then all of them
+are timed in alternation, so their ratios are measured under the same conditions.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import torch
+
+from runtime.bench.device import device_name, resolve_device
+from runtime.bench.memory import measure_peak
+from runtime.bench.peak import Peak, device_peak
+from runtime.bench.rows import BenchResult, Row
+from runtime.bench.stepdown import fit_batch, free_memory
+from runtime.bench.steps import make_step
+from runtime.bench.timing import Timing, clock, time_interleaved
+from runtime.errors import RuntimeUsageError
+
+
+@dataclass
+class Workload:
+    """One model to benchmark. `build` returns a fresh eager module on the CPU, with the same
+    weights every call."""
+
+    spec: str  # the name rows carry; workloads with the same spec are timed together
+    model: str  # "emitted", "reference", ...
+    build: Callable[[], torch.nn.Module]
+    input_shape: tuple  # one image, e.g. (3, 64, 64)
+    num_classes: int  # for the synthetic labels of a training step
+    flops_per_image: int  # forward, analytic
+    train_flops_per_image: int  # forward + backward, analytic
+    optimizer: str | None = None  # of its training step; None: the config's
+
+
+@dataclass
+class BenchConfig:
+    modes: tuple = ("train", "infer")  # which steps to time
+    batch_sizes: tuple = (32,)  # asked for; each may step down on out-of-memory
+    compiled: tuple = (False, True)  # eager, torch.compile, or both
+    compile_kwargs: dict = field(default_factory=dict)  # torch.compile(mode=..., backend=...)
+    device: str = "auto"  # cuda when available
+    amp: str = "off"  # "bf16": autocast to bfloat16
+    channels_last: bool = False  # model and inputs in NHWC
+    warmup: int = 3  # untimed steps, the first of which compiles
+    iters: int = 10  # timed steps per row, interleaved with the group's other rows
+    optimizer: str = "sgd"  # of a training step, unless the workload names one: sgd (momentum 0.9), adam, adamw
+    lr: float = 1e-3  # irrelevant to speed; keeps weights finite over many steps
+    peak_refresh: bool = False  # measure the device's peak again instead of reading the cache
+
+
+def run(workloads: list[Workload], config: BenchConfig, command: str = "",
+        progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Benchmark every workload under every mode, batch size and compile setting of `config`."""
+    if config.warmup < 1 or config.iters < 1:
+        raise RuntimeUsageError("--warmup and --iters must be at least 1 (the first warm-up step compiles)")
+    say = progress or (lambda msg: None)
+    device = resolve_device(config.device)
+    say(f"measuring the peak of {device_name(device)} ({'bf16' if config.amp == 'bf16' else 'fp32'}) ...")
+    peak = device_peak(device, "bf16" if config.amp == "bf16" else "fp32", refresh=config.peak_refresh)
+    say(peak.describe())
+    rows: list[Row] = []
+    memory_method = ""
+    specs = list(dict.fromkeys(w.spec for w in workloads))
+    for spec in specs:
+        group = [w for w in workloads if w.spec == spec]
+        for mode in config.modes:
+            for batch in config.batch_sizes:
+                got, memory_method = _run_group(group, mode, batch, device, config, peak, say)
+                rows += got
+    return BenchResult(
+        machine=device_name(device),
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        torch=torch.__version__,
+        command=command,
+        device=device.type,
+        threads=torch.get_num_threads(),
+        peak=asdict(peak),
+        memory_method=memory_method,
+        config={k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)},
+        rows=rows,
+    )
+
+
+@dataclass
+class _Candidate:
+    workload: Workload
+    compiled: bool
+    row: Row
+    step: Callable[[], None] | None = None
+    warm_times: list[float] = field(default_factory=list)
+
+
+def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[list[Row], str]:
+    cands = [_Candidate(w, c, _row(w, c, mode, batch, device, config)) for w in group for c in config.compiled]
+    timed = clock(device)
+    for cand in cands:
+        label = _label(cand.row)
+        say(f"{label}: warming up ({config.warmup} step{'s' * (config.warmup > 1)}"
+            f"{', compiling' if cand.compiled else ''}) ...")
+        try:
+            fitted = fit_batch(lambda b, c=cand: _warm(c, mode, b, device, config, timed), batch, device)
+        except Exception as e:  # noqa: BLE001 - one failing row must not lose the others' results
+            cand.row.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            say(f"{label}: failed: {cand.row.error}")
+            free_memory(device)
+            continue
+        cand.step, cand.warm_times = fitted.value
+        cand.row.batch_run = fitted.batch_size
+        cand.row.note = fitted.note()
+    live = [c for c in cands if c.step is not None]
+    if live:
+        say(f"{cands[0].row.spec} {mode} batch {batch}: timing {len(live)} row(s), {config.iters} interleaved steps each ...")
+        timings = time_interleaved({str(i): c.step for i, c in enumerate(live)}, config.iters, device)
+        for i, cand in enumerate(live):
+            _fill(cand, timings[str(i)], peak)
+    memory_method = ""
+    for cand in live:
+        mem = measure_peak(cand.step, device)
+        cand.row.peak_mem_bytes, cand.row.step_mem_bytes, memory_method = mem.peak_bytes, mem.step_bytes, mem.method
+    _ratios([c.row for c in cands])
+    for cand in cands:
+        cand.step = None
+    free_memory(device)
+    if any(c.compiled for c in cands):
+        torch._dynamo.reset()  # the next group compiles afresh; no recompile limits carried over
+    return [c.row for c in cands], memory_method
+
+
+def _row(w: Workload, compiled: bool, mode: str, batch: int, device: torch.device, config: BenchConfig) -> Row:
+    return Row(spec=w.spec, model=w.model, mode=mode, compiled=compiled, batch_size=batch, batch_run=batch,
+               device=device.type, amp=config.amp, channels_last=config.channels_last, iters=config.iters,
+               flops_per_image=w.train_flops_per_image if mode == "train" else w.flops_per_image)
+
+
+def _label(row: Row) -> str:
+    return f"{row.spec} {row.model} {row.mode} {'compiled' if row.compiled else 'eager'} batch {row.batch_size}"
+
+
+def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, timed):
+    """Build the candidate at `batch` and run its warm-up steps; (step, warm-up times)."""
+    w = cand.workload
+    model = w.build().to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = model
+    if cand.compiled:
+        kwargs = {"fullgraph": True, **config.compile_kwargs}
+        net = torch.compile(model, **kwargs)
+    cudagraphs = cand.compiled and device.type == "cuda" and "reduce-overhead" in str(config.compile_kwargs.get("mode", ""))
+    step = make_step(net, model, mode, batch, w.input_shape, w.num_classes, device, amp=config.amp,
+                     channels_last=config.channels_last, optimizer=w.optimizer or config.optimizer, lr=config.lr, cudagraphs=cudagraphs)
+    times = [timed(step) for _ in range(config.warmup)]
+    return step, times
+
+
+def _fill(cand: _Candidate, t: Timing, peak: Peak) -> None:
+    row = cand.row
+    row.step_ms_median, row.step_ms_min, row.step_ms_max = t.median * 1e3, t.min * 1e3, t.max * 1e3
+    row.images_per_s = row.batch_run / t.median
+    row.first_step_s = cand.warm_times[0]
+    if cand.compiled:
+        row.compile_s = max(sum(cand.warm_times) - len(cand.warm_times) * t.median, 0.0)
+    achieved = row.flops_per_image * row.images_per_s
+    row.tflops = achieved / 1e12
+    row.mfu = achieved / peak.flops_per_s if peak.flops_per_s else None
+
+
+def _ratios(rows: list[Row]) -> None:
+    """compiled_to_eager on compiled rows; emitted_to_reference on reference rows."""
+    by = {(r.model, r.compiled): r for r in rows}
+    for r in rows:
+        if r.images_per_s is None:
+            continue
+        eager = by.get((r.model, False))
+        if r.compiled and eager is not None and eager.images_per_s and eager.batch_run == r.batch_run:
+            r.compiled_to_eager = r.images_per_s / eager.images_per_s
+        emitted = by.get(("emitted", r.compiled))
+        if r.model == "reference" and emitted is not None and emitted.images_per_s and emitted.batch_run == r.batch_run:
+            r.emitted_to_reference = emitted.images_per_s / r.images_per_s
+
+
+def stderr_progress(msg: str) -> None:
+    print(f"archc bench: {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,75 @@
+"""The steps that are timed: one training step or one inference call on synthetic inputs.
+
+Inputs are random tensors made once per row on the device, as in timm's benchmark.py, so no
+data loading, decoding or host-to-device copy is timed. A training step is the real one:
+zero_grad, forward, loss, backward and the optimizer's step.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from runtime.errors import RuntimeUsageError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr)
+    raise RuntimeUsageError(f"unknown optimizer '{name}'; choose from {', '.join(OPTIMIZERS)}")
+
+
+def autocast(device: torch.device, amp: str):
+    if amp == "off":
+        return nullcontext()
+    if amp == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise RuntimeUsageError(f"--amp must be bf16 or off, not '{amp}'")
+
+
+def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, input_shape: tuple, num_classes: int,
+              device: torch.device, *, amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
+              lr: float = 1e-3, cudagraphs: bool = False) -> Callable[[], None]:
+    """A no-argument step over a fixed synthetic batch. `net` is what is called (the module or
+    its torch.compile wrapper); `model` owns the parameters. `cudagraphs` marks a step
+    boundary for torch.compile(mode="reduce-overhead"), whose CUDA graphs need one."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(batch, *input_shape, generator=gen).to(device)  # (B, C, H, W)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (batch,), generator=gen).to(device)  # (B,)
+    mark = torch.compiler.cudagraph_mark_step_begin if cudagraphs else (lambda: None)
+    cast = autocast(device, amp)
+
+    if mode == "infer":
+        model.eval()
+
+        def infer_step():
+            mark()
+            with torch.no_grad(), cast:
+                net(x)
+
+        return infer_step
+
+    if mode != "train":
+        raise RuntimeUsageError(f"mode must be train or infer, not '{mode}'")
+    model.train()
+    opt = make_optimizer(optimizer, model.parameters(), lr)
+
+    def train_step():
+        mark()
+        opt.zero_grad(set_to_none=True)
+        with cast:
+            loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+
+    return train_step
