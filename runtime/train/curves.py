@@ -1,0 +1,58 @@
+"""Training curves in the manner of the paper's Figures 8-11: one panel per quantity (training
+accuracy, training loss, validation accuracy, validation loss) against the epoch, one line per
+run. The same function draws a single run (curves.png in its run directory) and the overlay of
+`archc compare --plot`. Files are written atomically, png and svg alike.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from runtime.train.files import write_bytes
+
+# (metrics column, panel title, y label), in the order of Figures 8-11.
+PANELS = (
+    ("train_acc", "Training accuracy", "accuracy"),
+    ("train_loss", "Training loss", "loss"),
+    ("val_acc", "Validation accuracy", "accuracy"),
+    ("val_loss", "Validation loss", "loss"),
+)
+
+
+def plot(runs: list[tuple[str, list[dict]]], paths: list, title: str | None = None) -> list[Path]:
+    """Draw `runs` ((label, metrics rows) pairs) into each of `paths` (.png, .svg or .pdf)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; also keeps a test run from opening windows
+    import matplotlib.pyplot as plt
+
+    # Fixed margins: constrained layout would cost more than the drawing itself.
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.91, bottom=0.16 if len(runs) > 1 else 0.08, hspace=0.35, wspace=0.22)
+    for ax, (column, panel, ylabel) in zip(axes.flat, PANELS):
+        for label, rows in runs:
+            points = [(r["epoch"], r[column]) for r in rows if r.get(column) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=3, label=label)  # markers: a 1-epoch run is still visible
+        ax.set_title(panel)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if column.endswith("acc"):
+            ax.set_ylim(bottom=0)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if len(runs) > 1 and handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(runs)), frameon=False)
+    if title:
+        fig.suptitle(title)
+    written = []
+    for path in paths:
+        path = Path(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120)
+        write_bytes(path, buffer.getvalue())
+        written.append(path)
+    plt.close(fig)
+    return written

@@ -1,0 +1,486 @@
+"""`fit`: train any nn.Module on two ImageSets with a TrainConfig, into a run directory.
+
+One epoch is: iterate the shuffled training batches, one optimizer step each, then measure
+loss, top-1 and top-5 on the whole validation set (as the paper does), append a metrics row,
+redraw the curves and checkpoint. Everything a resumed run needs is in the checkpoint: the
+weights, the optimizer, the step (the schedule is a pure function of it), the loader position
+(epoch, batch), every rank's RNG state and the epoch's running totals. On CPU a resumed run
+therefore ends with the same bits as one that never stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runtime.errors import CheckpointError, RuntimeUsageError, RuntimeUserError
+from runtime.train import checkpoint, curves, distributed, metrics
+from runtime.train.config import TrainConfig
+from runtime.train.data import make_loader
+from runtime.train.files import write_json, write_text
+from runtime.train.progress import Reporter
+from runtime.train.schedule import from_config, set_lr
+
+
+class Diverged(RuntimeUserError):
+    """The loss became NaN or infinite; no checkpoint was written after it."""
+
+
+class Interrupted(RuntimeUserError):
+    """Ctrl-C or SIGTERM: a checkpoint was saved at the last finished step."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, step: int, checkpoint_path: Path | None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint_path = checkpoint_path
+
+
+class OutOfMemory(RuntimeUserError):
+    """The accelerator ran out of memory."""
+
+
+@dataclass
+class State:
+    """What changes as training goes: saved in state.pt, restored by --resume."""
+
+    step: int = 0  # optimizer steps taken in all
+    epoch: int = 1  # the epoch under way, from 1
+    batch: int = 0  # batches of `epoch` already taken
+    rows: list = field(default_factory=list)  # metrics rows of the finished epochs
+    best_acc: float = -1.0  # best validation accuracy so far
+    best_epoch: int | None = None  # the epoch that reached it
+    wall_time: float = 0.0  # seconds spent in fit, summed over resumed sessions
+    totals: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # this epoch so far: loss sum, correct, images, train seconds
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool = False, extra_meta: dict | None = None,
+        extra_files: dict | None = None, world: distributed.World | None = None, on_step: Callable[[int], None] | None = None,
+        stream=None) -> dict:
+    """Train and return the summary (also written to run_dir/summary.json).
+
+    `model` is an nn.Module, or a factory `f(device) -> nn.Module` (which may compile it).
+    `extra_meta` (model name, FLOPs, spec hash...) goes into checkpoints and the summary;
+    `extra_files` ({name: text}, e.g. the spec) are written into the run directory.
+    `on_step(step)` is called after each step: a hook for tests."""
+    run_dir = Path(run_dir)
+    kind = device_kind(config.device)
+    world = world or distributed.init(kind)
+    device = distributed.device_for(world, kind)
+    amp = config.amp or ("bf16" if kind == "cuda" else "off")
+    extra_meta = dict(extra_meta or {})
+    if config.batch_size % world.size:
+        raise RuntimeUsageError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
+
+    _prepare_run_dir(run_dir, resume, world)
+    torch.manual_seed(config.seed + world.rank)  # dropout differs per rank, as the batches do
+    net = model(device) if callable(model) and not isinstance(model, nn.Module) else _place(model, device, config, kind)
+    raw = unwrap(net)
+    trained = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if kind == "cuda" else None) if world.distributed else net
+    optimizer = make_optimizer(raw.parameters(), config)
+
+    mean, std = train_set.channel_mean(), (train_set.channel_std() if config.normalize_std else None)
+    train_loader = make_loader(train_set, batch_size=config.batch_size // world.size, train=True, config=config, device=device,
+                               mean=mean, std=std, rank=world.rank, world_size=world.size)
+    val_loader = make_loader(_shard(val_set, world), batch_size=config.eval_batch_size, train=False, config=config, device=device,
+                             mean=mean, std=std)
+    steps_per_epoch = len(train_loader)
+    schedule = from_config(config, steps_per_epoch)
+    data_meta = {"dataset": config.data, "train_images": len(train_set), "val_images": len(val_set), "classes": len(train_set.classes),
+                 "mean": mean.tolist(), "std": None if std is None else std.tolist()}
+
+    state = State()
+    if resume:
+        state = _restore(run_dir, raw, optimizer, config, data_meta, world, device)
+    meta = {**extra_meta, "data_stats": data_meta, "config": config.to_dict()}
+    if world.main:
+        write_json(run_dir / "config.json", {**config.to_dict(), "world_size": world.size, "steps_per_epoch": steps_per_epoch, **meta})
+        for name, text in (extra_files or {}).items():
+            write_text(run_dir / name, text)
+    reporter = Reporter(bar=config.progress, silent=not world.main, log_path=run_dir / "train.log" if world.main else None, stream=stream)
+    env = {"device": describe_device(device), "world_size": world.size, "amp": amp, "compile": hasattr(net, "_orig_mod"),
+           "channels_last": config.channels_last, "versions": versions(extra_meta)}
+    trainer = _Trainer(trained, net, raw, optimizer, schedule, config, state, train_loader, val_loader, world, device, amp,
+                       run_dir, meta, reporter, on_step, env)
+    if resume:
+        reporter.line(f"resumed {run_dir} at step {state.step} (epoch {state.epoch}, batch {state.batch}/{steps_per_epoch})")
+    try:
+        with _StopOnSignal() as stop:
+            trainer.stop = stop
+            status = trainer.run()
+    except torch.OutOfMemoryError:
+        raise OutOfMemory(
+            f"{describe_device(device)} ran out of memory at batch size {config.batch_size} "
+            f"({config.batch_size // world.size} per process). Try a smaller batch, e.g. --batch-size {max(1, config.batch_size // 2)}"
+            + ("" if amp == "bf16" else ", or --amp bf16") + ". The last checkpoint is unchanged.") from None
+    finally:
+        reporter.close()
+    return trainer.finish(status)
+
+
+class _Trainer:
+    """The loop itself; fit() sets it up. Methods read top to bottom in the order they run."""
+
+    def __init__(self, trained, net, raw, optimizer, schedule, config, state, train_loader, val_loader, world, device, amp,
+                 run_dir, meta, reporter, on_step, env):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+        self.stop = None
+        self.session_start = time.perf_counter()
+        self.wall_base = state.wall_time
+        self.plotted_at = time.perf_counter()  # the first epoch that ends a minute from now draws
+        # CPU work is synchronous, so checking every step costs nothing; on a GPU each check
+        # waits for the device, so losses are checked in windows of 25 steps.
+        self.window = 1 if device.type == "cpu" else 25
+        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.running = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images this session
+
+    def run(self) -> str:
+        c, s = self.config, self.state
+        while s.epoch <= c.epochs:
+            if c.max_steps is not None and s.step >= c.max_steps:
+                return "max_steps"
+            finished_epoch = self.train_epoch()
+            self.end_epoch(partial=not finished_epoch)
+            if not finished_epoch:
+                return "max_steps"
+        return "complete"
+
+    def train_epoch(self) -> bool:
+        """Steps until the epoch ends (True) or max_steps is reached (False)."""
+        c, s = self.config, self.state
+        total = len(self.train_loader)
+        self.reporter.start_epoch(s.epoch, c.epochs, total, s.batch)
+        self.trained.train()
+        self.running.zero_()
+        self.epoch_started = time.perf_counter() - s.totals[3]
+        self.train_loader.set_epoch(s.epoch)
+        for x, y in self.train_loader.iter_from(s.batch):  # (B, 3, H, W), (B,)
+            if c.max_steps is not None and s.step >= c.max_steps:
+                break
+            if c.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            set_lr(self.optimizer, self.schedule(s.step))
+            with self.autocast():
+                logits = self.trained(x)  # (B, classes)
+                loss = F.cross_entropy(logits, y, label_smoothing=c.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            s.step += 1
+            s.batch += 1
+            with torch.no_grad():
+                self.running += torch.stack([loss.detach().double() * y.shape[0], (logits.argmax(1) == y).sum().double(),
+                                             torch.tensor(float(y.shape[0]), dtype=torch.float64, device=y.device)])
+            self.pending.append((s.step, loss.detach()))
+            if self.on_step is not None:
+                try:
+                    self.on_step(s.step)
+                except KeyboardInterrupt:  # a test's stand-in for Ctrl-C, raised between steps
+                    self.stop.requested = True
+            # Every rank must flush at the same steps (it is a collective under DDP); a single
+            # process may also flush early to honour Ctrl-C at once.
+            due = len(self.pending) >= self.window or s.batch == total or (self.stop.requested and not self.world.distributed)
+            if due and self.flush():
+                self.interrupt()
+            if c.checkpoint_every and s.step % c.checkpoint_every == 0 and s.batch < total:
+                if self.flush():
+                    self.interrupt()
+                self.save(best=False)
+        if self.flush():
+            self.interrupt()
+        return s.batch >= total
+
+    def flush(self) -> bool:
+        """Check the losses of the last window for NaN/inf, move the running totals into the
+        state and refresh the bar: one device sync per window. Returns whether to stop now
+        (Ctrl-C on any rank)."""
+        if not self.pending:
+            return False
+        steps = [step for step, _ in self.pending]
+        losses = torch.stack([loss for _, loss in self.pending]).float().tolist()
+        self.pending.clear()
+        bad = next(((step, v) for step, v in zip(steps, losses) if not math.isfinite(v)), None)
+        any_bad, stop = distributed.any_rank(self.world, [bad is not None, self.stop.requested], self.device)
+        if any_bad:
+            last = checkpoint.read_link(self.run_dir, "last")
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+            where = f"became {bad[1]} at step {bad[0]}" if bad else f"became NaN or infinite on another process by step {steps[-1]}"
+            raise Diverged(f"the training loss {where} (epoch {self.state.epoch}); stopped without saving, and {kept}. "
+                           "Try a lower --lr" + (", or --amp off" if self.amp == "bf16" else ""))
+        s, now = self.state, time.perf_counter()
+        loss_sum, correct, count = self.running.tolist()
+        self.running.zero_()
+        s.totals = [s.totals[0] + loss_sum, s.totals[1] + correct, s.totals[2] + count, now - self.epoch_started]
+        images = s.totals[2] * self.world.size
+        self.reporter.update(s.batch, s.totals[0] / max(1, s.totals[2]), s.totals[1] / max(1, s.totals[2]),
+                             self.schedule(max(0, s.step - 1)), images / max(1e-9, s.totals[3]))
+        return stop
+
+    def end_epoch(self, partial: bool) -> None:
+        """Validate, record the row, redraw the curves, checkpoint. A max_steps stop in the
+        middle of an epoch gets a row too, marked partial, so a quick run reports something."""
+        s = self.state
+        loss_sum, correct, count, seconds = distributed.all_sum(self.world, s.totals, self.device)
+        distributed.sync_buffers(self.world, self.raw)
+        val = evaluate(self.net, self.val_loader, self.amp, self.world, self.device)
+        row = {"epoch": s.epoch, "step": s.step, "lr": self.schedule(max(0, s.step - 1)),
+               "train_loss": loss_sum / max(1, count), "train_acc": correct / max(1, count),
+               "val_loss": val["loss"], "val_acc": val["top1"], "val_top5": val["top5"],
+               "images_per_sec": count / max(1e-9, seconds / self.world.size),
+               "epoch_seconds": time.perf_counter() - self.epoch_started}
+        self.reporter.end_epoch()
+        self.reporter.line(epoch_line(row, self.config.epochs, partial))
+        rows = [*s.rows, {**row, "partial": True} if partial else row]
+        improved = row["val_acc"] > s.best_acc
+        if improved:
+            s.best_acc, s.best_epoch = row["val_acc"], s.epoch
+        if not partial:
+            s.rows, s.epoch, s.batch, s.totals = rows, s.epoch + 1, 0, [0.0, 0.0, 0.0, 0.0]
+        self.save(best=improved)
+        self.last_rows = rows
+        if self.world.main:
+            metrics.write(self.run_dir, rows)
+            self.plot(force=False)
+            write_json(self.run_dir / "summary.json", self.summary("running", rows))
+
+    def plot(self, force: bool) -> None:
+        """Redraw curves.png/svg. Drawing costs seconds, so between epochs it happens at most
+        once a minute; the end of a run (or a Ctrl-C) always draws."""
+        rows = getattr(self, "last_rows", self.state.rows)
+        if not rows or not (force or time.perf_counter() - self.plotted_at >= 60):
+            return
+        self.plotted_at = time.perf_counter()
+        name = self.meta.get("model", "run")
+        curves.plot([(name, rows)], [self.run_dir / "curves.png", self.run_dir / "curves.svg"], title=f"{name}: {self.run_dir.name}")
+
+    def interrupt(self) -> None:
+        path = self.save(best=False)
+        if self.world.main:
+            self.plot(force=True)
+        self.reporter.end_epoch()
+        raise Interrupted(f"interrupted at step {self.state.step}; saved {path}", self.state.step, path)
+
+    def save(self, best: bool) -> Path | None:
+        s = self.state
+        s.wall_time = self.wall_base + time.perf_counter() - self.session_start
+        rng = distributed.gather(self.world, {"torch": torch.get_rng_state(),
+                                              "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None})
+        if not self.world.main:
+            return None
+        training = {**s.to_dict(), "optimizer": self.optimizer.state_dict(), "schedule": {"step": s.step}, "rng": rng,
+                    "world_size": self.world.size, "config": self.config.to_dict(), "data_stats": self.meta["data_stats"]}
+        meta = {**self.meta, "epochs_completed": len(s.rows), "position": {"epoch": s.epoch, "batch": s.batch},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        tags = ("last", "best") if best else ("last",)
+        return checkpoint.save(self.run_dir, s.step, self.raw.state_dict(), training, meta, tags)
+
+    def finish(self, status: str) -> dict:
+        rows = getattr(self, "last_rows", self.state.rows)
+        in_sync = distributed.in_sync(self.world, self.raw) if self.world.distributed else None
+        summary = self.summary(status, rows, in_sync)
+        if self.world.main:
+            self.plot(force=True)
+            write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+    def summary(self, status: str, rows: list, in_sync: bool | None = None) -> dict:
+        s, last = self.state, (rows[-1] if rows else {})
+        return {
+            "model": self.meta.get("model"), "status": status, "run_dir": str(self.run_dir),
+            "params": sum(p.numel() for p in self.raw.parameters()), "flops": self.meta.get("flops"),
+            "best_val_acc": s.best_acc if s.best_epoch is not None else None, "best_epoch": s.best_epoch,
+            "final_val_acc": last.get("val_acc"), "final_val_loss": last.get("val_loss"), "final_train_acc": last.get("train_acc"),
+            "epochs_completed": len(s.rows), "steps": s.step,
+            "wall_time_s": self.wall_base + time.perf_counter() - self.session_start,
+            "ranks_in_sync": in_sync, **self.env,
+            "curves": [str(self.run_dir / "curves.png"), str(self.run_dir / "curves.svg")],
+            "checkpoints": {t: str(p) for t in checkpoint.TAGS if (p := checkpoint.read_link(self.run_dir, t))},
+        }
+
+    def autocast(self):
+        if self.amp == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, amp: str = "off", world: distributed.World | None = None, device=None) -> dict:
+    """Loss, top-1 and top-5 accuracy over every batch of `loader` (summed over ranks)."""
+    world = world or distributed.World()
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
+    for x, y in loader:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext():
+            logits = model(x).float()  # (B, classes)
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices  # (B, k)
+        hits = top == y[:, None]
+        totals += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), hits[:, 0].sum().double(),
+                               hits.any(1).sum().double(), torch.tensor(float(y.shape[0]), device=y.device, dtype=torch.float64)])
+    model.train(was_training)
+    loss, top1, top5, n = distributed.all_sum(world, totals.tolist(), device)
+    return {"loss": loss / max(1, n), "top1": top1 / max(1, n), "top5": top5 / max(1, n), "images": int(n)}
+
+
+def epoch_line(row: dict, epochs: int, partial: bool = False) -> str:
+    tag = " (partial, --max-steps)" if partial else ""
+    return (f"epoch {row['epoch']:>3}/{epochs}{tag}  step {row['step']:>6}  lr {row['lr']:.2e}  "
+            f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
+            f"{row['images_per_sec']:,.0f} img/s  {row['epoch_seconds']:.1f}s")
+
+
+# ---- setup helpers
+
+
+def device_kind(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeUsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    return "cuda" if requested.startswith("cuda") else "cpu"
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def versions(extra_meta: dict) -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, **extra_meta.get("versions", {})}
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers: its state_dict has clean names."""
+    while True:
+        if isinstance(module, nn.parallel.DistributedDataParallel):
+            module = module.module
+        elif hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        else:
+            return module
+
+
+def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _place(model: nn.Module, device, config: TrainConfig, kind: str) -> nn.Module:
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.compile if config.compile is not None else kind == "cuda":
+        model = torch.compile(model)
+    return model
+
+
+def _shard(dataset, world: distributed.World):
+    """This rank's slice of the validation set: disjoint slices that cover it exactly, so
+    the summed totals count every image once (a padded sampler would count some twice)."""
+    if not world.distributed:
+        return dataset
+    import dataclasses
+
+    part = slice(world.rank, None, world.size)
+    return dataclasses.replace(dataset, images=dataset.images[part], labels=dataset.labels[part], files=[], grayscale=None, skipped=[])
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> None:
+    def check() -> None:
+        has_run = (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").exists()
+        if resume and not (run_dir / "checkpoints" / "last").is_symlink():
+            raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
+        if not resume and has_run:
+            raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    _on_main(world, check)
+
+
+def _on_main(world: distributed.World, fn):
+    """fn() on rank 0 only (the one that owns the run directory); its result, or its error,
+    reaches every rank, so no rank is left waiting in a collective for one that failed."""
+    result, error = None, None
+    if world.main:
+        try:
+            result = fn()
+        except RuntimeUserError as e:
+            error = (type(e).__name__, str(e))
+    result, error = distributed.broadcast(world, (result, error))
+    if error is not None:
+        cls = {"CheckpointError": CheckpointError, "RuntimeUsageError": RuntimeUsageError}.get(error[0], RuntimeUserError)
+        raise cls(error[1])
+    return result
+
+
+def _restore(run_dir: Path, raw: nn.Module, optimizer, config: TrainConfig, data_meta: dict, world, device) -> State:
+    # Rank 0 reads and sends: in a multi-node job the other nodes need not see the run directory.
+    ckpt = _on_main(world, lambda: checkpoint.load(run_dir))
+    saved = ckpt.state
+    try:
+        checkpoint.load_into(raw, ckpt.weights, ckpt.path)
+        optimizer.load_state_dict(saved["optimizer"])
+        for key in ("train_images", "val_images", "classes"):
+            if saved["data_stats"][key] != data_meta[key]:
+                raise RuntimeUsageError(f"--resume: the data differs from the run's ({key}: {saved['data_stats'][key]} then, "
+                                        f"{data_meta[key]} now); give the same --data")
+        state = State(**{k: saved[k] for k in State().to_dict()})
+        rng = saved["rng"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}/state.pt does not hold a usable training state ({type(e).__name__}: {e})") from None
+    if len(rng) == world.size:
+        torch.set_rng_state(rng[world.rank]["torch"])
+        if device.type == "cuda" and rng[world.rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(rng[world.rank]["cuda"], device)
+    # else: a different number of processes; the weights and the schedule still resume
+    # exactly, only dropout draws differ from an uninterrupted run.
+    return state
+
+
+class _StopOnSignal:
+    """Ctrl-C (or SIGTERM from a scheduler) asks the loop to stop after the current step and
+    checkpoint; a second Ctrl-C quits at once, leaving the previous checkpoint in place."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        import sys
+
+        print("\nstopping after this step to save a checkpoint; press Ctrl-C again to quit without saving", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
