@@ -1,0 +1,89 @@
+"""`archc eval SPEC --checkpoint PATH`: validation loss, top-1 and top-5 of trained weights.
+
+The checkpoint may be a run directory (its last checkpoint), checkpoints/best, a step
+directory, or a bare model.safetensors. Inputs are normalised with the training statistics
+saved in the checkpoint, so the numbers match what training reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from archcompiler.cli.train import DATA_HELP
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archc eval", description="Evaluate a checkpoint of a spec on a validation set.")
+    p.add_argument("spec", metavar="SPEC", help="spec file (.yaml) the checkpoint was trained from")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="run directory, checkpoints/best|last, a step directory, or a .safetensors file")
+    p.add_argument("--data", help=DATA_HELP + " (default: the data the checkpoint was trained on)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: cuda when present")
+    p.add_argument("--amp", choices=("bf16", "off"), help="mixed precision (default: bf16 on CUDA, off on CPU)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object")
+    p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
+    p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
+    return p
+
+
+def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, batch_size: int = 256, device: str = "auto",
+                        amp: str | None = None, cache_dir=None, skip_corrupt: bool = False) -> dict:
+    import torch
+
+    from runtime.data import load_dataset
+    from runtime.errors import RuntimeUsageError
+    from runtime.train import checkpoint
+    from runtime.train.config import TrainConfig
+    from runtime.train.data import make_loader
+    from runtime.train.loop import device_kind, evaluate
+
+    ckpt = checkpoint.load(checkpoint_path, weights_only=True)
+    kind = device_kind(device)
+    torch_device = torch.device(kind)
+    model = compiled.module(seed=None, device=torch_device)
+    checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
+    saved_data = ckpt.meta.get("data_stats", {})
+    data = data or saved_data.get("dataset") or "synthetic"
+    _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=sys.stderr.isatty())
+    if "mean" not in saved_data:  # a bare .safetensors: normalise as the paper does, with this data's mean
+        train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=False)
+        saved_data = {"mean": train_set.channel_mean().tolist(), "std": None}
+    if len(val_set.classes) > compiled.output_shape[0]:
+        raise RuntimeUsageError(f"{data} has {len(val_set.classes)} classes but {compiled.name} has {compiled.output_shape[0]} outputs")
+    std = None if saved_data.get("std") is None else torch.tensor(saved_data["std"])
+    loader = make_loader(val_set, batch_size=batch_size, train=False, config=TrainConfig(), device=torch_device,
+                         mean=torch.tensor(saved_data["mean"]), std=std)
+    result = evaluate(model, loader, amp or ("bf16" if kind == "cuda" else "off"), device=torch_device)
+    warning = None
+    if ckpt.meta.get("spec_sha256") not in (None, compiled.spec_hash):
+        warning = "the spec has changed since this checkpoint was trained (the weights still fit it)"
+    return {"checkpoint": str(ckpt.path), "data": data, "val_loss": result["loss"], "top1": result["top1"], "top5": result["top5"],
+            "images": result["images"], "step": ckpt.meta.get("step"), "epochs_completed": ckpt.meta.get("epochs_completed"), "warning": warning}
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from archcompiler.cli.common import compile_or_report
+
+    compiled = compile_or_report(args.spec)
+    if compiled is None:
+        return 1
+    try:
+        result = evaluate_checkpoint(compiled, args.checkpoint, data=args.data, batch_size=args.batch_size, device=args.device,
+                                     amp=args.amp, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt)
+    except Exception as e:
+        where = compiled.explain(e)
+        if where is None:
+            raise
+        from runtime.errors import RuntimeUserError
+
+        raise RuntimeUserError(f"the model failed while evaluating: {where}") from e
+    if result["warning"]:
+        print(f"archc: warning: {result['warning']}", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps(result))
+    else:
+        print(f"{compiled.name} at {result['checkpoint']} on {result['data']} ({result['images']:,} validation images):")
+        print(f"  val loss {result['val_loss']:.4f}   top-1 {100 * result['top1']:.2f}%   top-5 {100 * result['top5']:.2f}%")
+    return 0
