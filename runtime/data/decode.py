@@ -16,6 +16,7 @@ Policies, chosen once and stated in every message:
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,12 @@ from runtime.errors import DataError
 SIZE = 64
 _CHUNK = 256  # files per task: large enough to amortise scheduling, small for a smooth bar
 _MAX_LISTED = 10  # errors quoted in one message; the rest are counted
+# File signatures of the formats we read: a wrong file (an HTML error page saved as .JPEG) gets
+# a plain message instead of whatever the decoder makes of it.
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+# torchvision 0.29 deprecates its decoders in favour of torchcodec, once per call; they still
+# work, and they are the fast path we measured. Silenced only while we decode.
+_TV_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
 @dataclass
@@ -77,10 +84,12 @@ def decode_files(
 
     resized = 0
     workers = min(os.cpu_count() or 1, max(1, n // _CHUNK))
-    with progress_bar(label, n, enabled=progress) as advance, ThreadPoolExecutor(workers) as pool:
-        for done, chunk_resized in pool.map(work, range(0, n, _CHUNK)):
-            advance(done)
-            resized += chunk_resized
+    with progress_bar(label, n, enabled=progress) as advance, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TV_DEPRECATION, category=DeprecationWarning)
+        with ThreadPoolExecutor(workers) as pool:
+            for done, chunk_resized in pool.map(work, range(0, n, _CHUNK)):
+                advance(done)
+                resized += chunk_resized
 
     if refused:
         raise DataError(_summary(refused, root, files, "not 64x64", "pass --resize to resize them to 64x64"))
@@ -104,8 +113,9 @@ def decode_one(path: Path, resize: bool = False) -> tuple[torch.Tensor, bool, bo
         raise DataError("missing file") from None
     except OSError as e:
         raise DataError(f"cannot read: {e.strerror}") from None
-    if not data:
-        raise DataError("empty file")
+    kind = next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
+    if kind is None:
+        raise DataError(f"not a JPEG or PNG file (it starts with {data[:12]!r})" if data else "empty file")
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         image = decode_image(raw, mode=ImageReadMode.UNCHANGED)  # (C, H, W)
@@ -116,7 +126,7 @@ def decode_one(path: Path, resize: bool = False) -> tuple[torch.Tensor, bool, bo
         else:
             image, was_gray = decode_image(raw, mode=ImageReadMode.RGB), False
     except RuntimeError as e:
-        raise DataError(_decoder_reason(e)) from None
+        raise DataError(f"corrupt or truncated {kind} ({_decoder_reason(e)})") from None
     was_resized = False
     if image.shape[1:] != (SIZE, SIZE):
         if not resize:

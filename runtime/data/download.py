@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -65,9 +66,9 @@ def fetch(url: str, part: Path, *, progress: bool = True) -> None:
     except urllib.error.URLError as e:
         kept = f"; the {part.stat().st_size} bytes so far are kept in {part}, run again to resume" if part.exists() else ""
         raise DataError(f"{url}: download failed: {getattr(e, 'reason', e)}{kept}") from None
-    except OSError as e:
+    except (OSError, http.client.HTTPException) as e:  # a reset or dropped connection mid-file
         kept = f"; the bytes so far are kept in {part}, run again to resume" if part.exists() else ""
-        raise DataError(f"{url}: download failed: {e}{kept}") from None
+        raise DataError(f"{url}: download failed: {e!r}{kept}") from None
 
 
 def _fetch_file(source: Path, part: Path, offset: int, progress: bool) -> None:

@@ -124,6 +124,11 @@ class BatchLoader:
             indices = torch.cat([indices] * (-(-total // n)))[:total]
         return indices[self.rank:total:self.world_size]
 
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `epoch` from index `start` on: what a trainer resuming mid-epoch asks for."""
+        self.set_epoch(epoch)
+        return self.iter_from(start)
+
     def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches `start_batch`, `start_batch + 1`, ... of the current epoch: resuming mid-epoch."""
         order = self.order().to(self.device)

@@ -1,0 +1,161 @@
+"""Reading dataset directories: both layouts, and a clear error naming the path for each bad one."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from runtime.data import load_dataset
+from runtime.data.cache import load_or_build
+from runtime.data.layout import read_layout
+from runtime.errors import DataError
+from tests.runtime.data_helpers import jpeg_bytes, make_imagefolder, make_tiny_imagenet
+
+
+def load(path, tmp_path, **kw):
+    return load_dataset(str(path), cache_dir=tmp_path / "cache", progress=False, **kw)
+
+
+def test_tiny_imagenet_layout_classes_from_wnids_and_val_labels_from_annotations(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny", wnids=("n02", "n01"), per_class=3, val_per_class=2)
+    train, val = load(root, tmp_path)
+    assert train.classes == ["n02", "n01"] and train.names == ["name of n02", "name of n01"]
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert val.files == [f"val/images/val_{i}.JPEG" for i in range(4)] and val.labels.tolist() == [0, 0, 1, 1]
+    assert not any("test" in f for f in train.files + val.files)
+
+
+def test_a_training_folder_not_in_wnids_is_ignored(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    extra = root / "train" / "n99" / "images" / "n99_0.JPEG"
+    extra.parent.mkdir(parents=True)
+    extra.write_bytes(jpeg_bytes(7))
+    train, _ = load(root, tmp_path)
+    assert train.classes == ["n01", "n02"] and len(train) == 8
+
+
+def test_missing_wnids_txt_is_an_error_naming_it(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    (root / "wnids.txt").unlink()
+    with pytest.raises(DataError, match=f"{root / 'wnids.txt'}: missing"):
+        load(root, tmp_path)
+    with pytest.raises(DataError, match="wnids.txt: missing"):
+        load(f"tiny-imagenet:{root}", tmp_path)
+
+
+def test_annotation_naming_an_unknown_class_is_an_error_naming_file_and_line(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    annotations = root / "val" / "val_annotations.txt"
+    lines = annotations.read_text().splitlines()
+    lines[2] = lines[2].replace("n02", "n07")
+    annotations.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as error:
+        load(root, tmp_path)
+    assert str(error.value) == f"{annotations}:3: val_2.JPEG is labelled n07, a class that wnids.txt does not list"
+
+
+def test_missing_validation_file_is_an_error_naming_it(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    (root / "val" / "images" / "val_1.JPEG").unlink()
+    with pytest.raises(DataError) as error:
+        load(root, tmp_path)
+    assert str(error.value).startswith(f"{root / 'val' / 'images' / 'val_1.JPEG'}: missing file")
+    assert "val_annotations.txt:2" in str(error.value)
+
+
+def test_missing_training_folder_of_a_listed_class_is_an_error(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    for f in (root / "train" / "n02" / "images").iterdir():
+        f.unlink()
+    (root / "train" / "n02" / "images").rmdir()
+    with pytest.raises(DataError, match="n02/images: missing; wnids.txt lists class n02"):
+        load(root, tmp_path)
+
+
+def test_image_that_is_not_64x64_is_refused_by_default_and_resized_on_request(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    odd = root / "train" / "n01" / "images" / "n01_2.JPEG"
+    odd.write_bytes(jpeg_bytes(3, size=(96, 80)))
+    with pytest.raises(DataError) as error:
+        load(root, tmp_path)
+    assert f"{odd}: is 96x80" in str(error.value) and "--resize" in str(error.value)
+    train, _ = load(root, tmp_path, resize=True)
+    assert train.images.shape == (8, 3, 64, 64)
+
+
+def test_grayscale_source_becomes_three_equal_channels(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")  # every fifth generated JPEG is grayscale
+    train, val = load(root, tmp_path)
+    gray = torch.cat([train.grayscale, val.grayscale])
+    images = torch.cat([train.images, val.images])[gray]
+    assert gray.sum() == 2 and torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])
+
+
+def test_imagefolder_with_train_and_val(tmp_path):
+    root = make_imagefolder(tmp_path / "pets", classes=("dog", "cat"), per_class=5, val=2)
+    train, val = load(root, tmp_path)
+    assert train.classes == ["cat", "dog"]  # sorted, as torchvision's ImageFolder does
+    assert len(train) == 10 and len(val) == 4 and val.labels.tolist() == [0, 0, 1, 1]
+    assert read_layout(root).val_held_out is False
+
+
+def test_imagefolder_without_val_holds_out_every_tenth_image_of_each_class(tmp_path):
+    root = make_imagefolder(tmp_path / "pets", per_class=25, bare=True)
+    layout = read_layout(root)
+    assert layout.format == "imagefolder" and layout.val_held_out
+    assert layout.val.files == ["cat/009.jpg", "cat/019.jpg", "dog/009.jpg", "dog/019.jpg"]
+    assert len(layout.train.files) == 46
+
+
+def test_imagefolder_val_class_missing_from_train_is_an_error(tmp_path):
+    root = make_imagefolder(tmp_path / "pets", per_class=2, val=1)
+    (root / "val" / "cow").mkdir()
+    with pytest.raises(DataError, match="validation class 'cow' has no folder"):
+        load(root, tmp_path)
+
+
+def test_directory_that_is_no_dataset_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="not a dataset"):
+        load(tmp_path / "empty", tmp_path)
+    with pytest.raises(DataError, match="no such dataset directory"):
+        load(tmp_path / "nowhere", tmp_path)
+
+
+def test_second_load_reads_the_cache_and_a_changed_file_rebuilds_it(tmp_path, monkeypatch):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    _, _, built = load_or_build(read_layout(root), cache_dir=cache, progress=False)
+    assert built
+    _, _, built = load_or_build(read_layout(root), cache_dir=cache, progress=False)
+    assert not built
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []  # no temp file left behind
+
+    changed = root / "train" / "n01" / "images" / "n01_0.JPEG"
+    changed.write_bytes(jpeg_bytes(99))
+    os.utime(changed, ns=(1, 1))  # even if the new file had the old mtime, its size differs
+    train, _, built = load_or_build(read_layout(root), cache_dir=cache, progress=False)
+    assert built and len(list(cache.iterdir())) == 1  # replaced, not piled up
+    (root / "train" / "n01" / "images" / "n01_1.JPEG").unlink()
+    train, _, built = load_or_build(read_layout(root), cache_dir=cache, progress=False)
+    assert built and len(train) == 7
+
+
+def test_unreadable_cache_file_is_rebuilt_not_an_error(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    load_or_build(read_layout(root), cache_dir=cache, progress=False)
+    (path,) = cache.iterdir()
+    path.write_bytes(b"half a file")
+    train, _, built = load_or_build(read_layout(root), cache_dir=cache, progress=False)
+    assert built and len(train) == 8
+
+
+def test_cache_stores_the_training_mean(tmp_path):
+    root = make_tiny_imagenet(tmp_path / "tiny")
+    train, _ = load(root, tmp_path)
+    train_again, _ = load(root, tmp_path)
+    expected = train.images.double().mean(dim=(0, 2, 3)) / 255
+    assert train_again.stats is not None  # loaded, not recomputed
+    assert torch.allclose(train_again.channel_mean().double(), expected, atol=1e-6)
