@@ -134,6 +134,15 @@ def test_alias_bomb_is_refused_quickly_in_bounded_memory(stem):
     assert peak < 20 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
+@pytest.mark.parametrize("text", ["a: " + "[" * 100_000 + "]" * 100_000, "a: " + "{b: " * 50_000 + "1" + "}" * 50_000, "".join("  " * i + "k:\n" for i in range(600))])
+def test_deep_nesting_is_refused_quickly_without_recursion_errors(text):
+    """PyYAML recurses once per level and scans nested flow collections in quadratic time."""
+    start = time.perf_counter()
+    result = check_text(text, "deep.yaml")
+    assert time.perf_counter() - start < 1.0
+    assert [d.code for d in result.diagnostics] == ["E005"]
+
+
 def test_recursive_alias_terminates():
     result = check_text("a: &a [*a]\n", "loop.yaml")
     assert [d.code for d in result.diagnostics] == ["E005"]

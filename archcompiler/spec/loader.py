@@ -23,6 +23,9 @@ _SAFE_TAGS = {
 }
 # A spec is a few hundred nodes. Anything that expands past this through aliases is refused.
 MAX_EXPANDED_NODES = 100_000
+# A spec nests about six levels deep. Much deeper nesting is refused before it can exhaust
+# Python's recursion limit in PyYAML's composer, in the builder below or in jsonschema.
+MAX_DEPTH = 64
 _TAB_INDENT = re.compile(r"^[ ]*\t")
 # YAML 1.1 reads `1e-3` as a string; YAML 1.2 (and every user) reads it as a number.
 _FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
@@ -55,6 +58,10 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
     """Parse `text`; on failure add diagnostics and return None."""
     if _report_tabs(text, file, diags):
         return None
+    deep = _flow_too_deep(text)
+    if deep:  # PyYAML's scanner is quadratic in the depth of [ and {: refuse before parsing
+        diags.error("E005", f"values here nest more than {MAX_DEPTH} levels deep; refusing to load", Span(file, *deep))
+        return None
     root = _compose(text, file, diags)
     if root is False:
         return None
@@ -62,7 +69,7 @@ def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
         what = "holds only comments" if text.strip() else "is empty"
         diags.error("E006", f"the file {what}; expected a spec mapping with 'archc', 'name', 'input' and 'nodes'", Span(file, 1, 1))
         return None
-    if not _check_alias_expansion(root, file, diags):
+    if not _check_alias_expansion(root, text, file, diags):
         return None
     doc = Document(file, text, None)
     builder = _Builder(doc, diags)
@@ -95,10 +102,66 @@ def _compose(text: str, file: str, diags: Diagnostics):
             _report_marked(e, text, file, diags)
     except yaml.MarkedYAMLError as e:
         _report_marked(e, text, file, diags)
+    except RecursionError:  # PyYAML's composer recurses once per level
+        m = _too_deep(text)
+        span = Span(file, m.line + 1, m.column + 1) if m else Span(file, 1, 1)
+        diags.error("E005", f"values here nest more than {MAX_DEPTH} levels deep; refusing to load", span)
     finally:
         if loader is not None:
             loader.dispose()
     return False
+
+
+_FLOW = re.compile(r"""[\[\]{}"'#\n]""")
+
+
+def _flow_too_deep(text: str) -> tuple[int, int] | None:
+    """(line, column) of the first '[' or '{' nested more than MAX_DEPTH deep, skipping
+    quoted text and comments; a cheap over-approximation of YAML's flow nesting."""
+    depth, line, line_start, quote, comment = 0, 1, 0, None, False
+    for m in _FLOW.finditer(text):
+        c, i = m.group(), m.start()
+        if c == "\n":
+            line, line_start, comment = line + 1, i + 1, False
+        elif comment:
+            continue
+        elif quote:
+            if c == quote and not (quote == '"' and _escaped(text, i)):
+                quote = None
+        elif c in "'\"":
+            if i == line_start or text[i - 1] in " \t[{,:-?":
+                quote = c
+        elif c == "#":
+            comment = i == line_start or text[i - 1] in " \t"
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line, i - line_start + 1
+        else:
+            depth = max(0, depth - 1)
+    return None
+
+
+def _escaped(text: str, i: int) -> bool:
+    n = 0
+    while i - n - 1 >= 0 and text[i - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def _too_deep(text: str):
+    """Where the nesting first passes MAX_DEPTH, found by PyYAML's (iterative) scanner."""
+    opening = (yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken, yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken)
+    closing = (yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken, yaml.BlockEndToken)
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            depth += isinstance(token, opening) - isinstance(token, closing)
+            if depth > MAX_DEPTH:
+                return token.start_mark
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def _report_marked(e: yaml.MarkedYAMLError, text: str, file: str, diags: Diagnostics) -> None:
@@ -167,10 +230,11 @@ def _report_tabs(text: str, file: str, diags: Diagnostics) -> bool:
     return found
 
 
-def _check_alias_expansion(root, file: str, diags: Diagnostics) -> bool:
-    """Compute the expanded size of the node graph without expanding it. Aliases make it a
-    DAG, or a cycle when an alias sits inside its own anchor (`&a [*a]`): refuse both."""
+def _check_alias_expansion(root, text: str, file: str, diags: Diagnostics) -> bool:
+    """Compute the expanded size and the depth of the node graph without expanding it.
+    Aliases make it a DAG, or a cycle when an alias sits inside its own anchor (`&a [*a]`)."""
     sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}
     visiting: set[int] = set()  # nodes whose children are still being sized
     stack = [(root, False)]
     while stack:
@@ -198,6 +262,11 @@ def _check_alias_expansion(root, file: str, diags: Diagnostics) -> bool:
             )
             return False
         sizes[id(node)] = min(total, MAX_EXPANDED_NODES + 1)
+        heights[id(node)] = 1 + max((heights[id(c)] for c in children), default=0)
+        if heights[id(node)] > MAX_DEPTH:
+            m = _too_deep(text) or node.start_mark  # the scanner points at the 65th level from the top
+            diags.error("E005", f"values here nest more than {MAX_DEPTH} levels deep; refusing to load", Span(file, m.line + 1, m.column + 1))
+            return False
     return True
 
 
