@@ -143,6 +143,14 @@ def test_deep_nesting_is_refused_quickly_without_recursion_errors(text):
     assert [d.code for d in result.diagnostics] == ["E005"]
 
 
+def test_a_huge_file_is_refused_before_parsing():
+    text = "archc: 1\nsummary: [" + "1, " * 100_000 + "1]\n"  # PyYAML would take many seconds
+    start = time.perf_counter()
+    lines = [d.concise() for d in check_text(text, "huge.yaml").diagnostics]
+    assert time.perf_counter() - start < 0.1
+    assert lines == ["huge.yaml:1:1: error[E005]: the file holds 293 KiB of text; a spec is a few KiB, and more than 256 KiB is refused"]
+
+
 def test_recursive_alias_terminates():
     result = check_text("a: &a [*a]\n", "loop.yaml")
     assert [d.code for d in result.diagnostics] == ["E005"]

@@ -26,6 +26,8 @@ MAX_EXPANDED_NODES = 100_000
 # A spec nests about six levels deep. Much deeper nesting is refused before it can exhaust
 # Python's recursion limit in PyYAML's composer, in the builder below or in jsonschema.
 MAX_DEPTH = 64
+# The paper's largest model is 2 KiB of YAML; PyYAML parses about 100 KiB a second.
+MAX_TEXT = 256 * 1024  # characters
 _TAB_INDENT = re.compile(r"^[ ]*\t")
 # YAML 1.1 reads `1e-3` as a string; YAML 1.2 (and every user) reads it as a number.
 _FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
@@ -56,6 +58,9 @@ class Document:
 
 def load_text(text: str, file: str, diags: Diagnostics) -> Document | None:
     """Parse `text`; on failure add diagnostics and return None."""
+    if len(text) > MAX_TEXT:
+        diags.error("E005", f"the file holds {len(text) / 1024:,.0f} KiB of text; a spec is a few KiB, and more than {MAX_TEXT // 1024} KiB is refused", Span(file, 1, 1))
+        return None
     if _report_tabs(text, file, diags):
         return None
     deep = _flow_too_deep(text)
@@ -255,9 +260,10 @@ def _check_alias_expansion(root, text: str, file: str, diags: Diagnostics) -> bo
         total = 1 + sum(sizes[id(c)] for c in children)
         if total > MAX_EXPANDED_NODES and all(sizes[id(c)] <= MAX_EXPANDED_NODES for c in children):
             m = node.start_mark
+            what = "YAML aliases here expand to" if len(sizes) < MAX_EXPANDED_NODES else "this holds"
             diags.error(
                 "E005",
-                f"YAML aliases here expand to more than {MAX_EXPANDED_NODES:,} values (an alias bomb?); refusing to load",
+                f"{what} more than {MAX_EXPANDED_NODES:,} values{' (an alias bomb?)' if 'alias' in what else ''}; refusing to load",
                 Span(file, m.line + 1, m.column + 1),
             )
             return False
