@@ -131,6 +131,8 @@ def _read_imagefolder(root: Path) -> Layout:
                 val.files.append(rel)
                 val.labels.append(index[entry.name])
                 stamps.append((rel, size, mtime))
+        if not val.files:
+            raise DataError(f"{val_dir}: no images in class folders; remove it to hold out every {HOLDOUT_EVERY}th training image instead")
     return Layout(root, "imagefolder", classes, list(classes), train, val, val_dir is None, stamps)
 
 

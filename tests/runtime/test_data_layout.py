@@ -115,6 +115,14 @@ def test_imagefolder_val_class_missing_from_train_is_an_error(tmp_path):
         load(root, tmp_path)
 
 
+def test_imagefolder_val_without_class_folders_is_an_error(tmp_path):
+    root = make_imagefolder(tmp_path / "pets", per_class=2)
+    (root / "val").mkdir()
+    (root / "val" / "000.jpg").write_bytes(jpeg_bytes(1))
+    with pytest.raises(DataError, match="val: no images in class folders; remove it"):
+        load(root, tmp_path)
+
+
 def test_directory_that_is_no_dataset_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="not a dataset"):
