@@ -31,8 +31,8 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
                         amp: str | None = None, cache_dir=None, skip_corrupt: bool = False) -> dict:
     import torch
 
+    from archcompiler.cli.train import check_fit
     from runtime.data import load_dataset
-    from runtime.errors import RuntimeUsageError
     from runtime.train import checkpoint
     from runtime.train.config import TrainConfig
     from runtime.train.data import make_loader
@@ -49,8 +49,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     if "mean" not in saved_data:  # a bare .safetensors: normalise as the paper does, with this data's mean
         train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=False)
         saved_data = {"mean": train_set.channel_mean().tolist(), "std": None}
-    if len(val_set.classes) > compiled.output_shape[0]:
-        raise RuntimeUsageError(f"{data} has {len(val_set.classes)} classes but {compiled.name} has {compiled.output_shape[0]} outputs")
+    check_fit(compiled, val_set, data)
     std = None if saved_data.get("std") is None else torch.tensor(saved_data["std"])
     loader = make_loader(val_set, batch_size=batch_size, train=False, config=TrainConfig(), device=torch_device,
                          mean=torch.tensor(saved_data["mean"]), std=std)

@@ -95,18 +95,19 @@ def build_config(compiled, args, run_dir: Path):
 
 def train(compiled, config, run_dir: Path, args) -> int:
     from archcompiler import __version__
-    from runtime.errors import RuntimeUsageError, RuntimeUserError
+    from runtime.errors import RuntimeUserError
     from runtime.train import distributed
     from runtime.train.loop import Interrupted, device_kind, fit
 
     kind = device_kind(config.device)
     world = distributed.init(kind)
     try:
+        if args.resume and world.main:
+            from runtime.train import checkpoint
+
+            checkpoint.load(run_dir)  # a corrupt checkpoint should fail now, not after minutes of decoding
         train_set, val_set = _load_data(config.data, args, world)
-        classes, outputs = len(train_set.classes), compiled.output_shape[0]
-        if classes > outputs:
-            raise RuntimeUsageError(f"{args.data or config.data} has {classes} classes but {compiled.name} has {outputs} outputs; "
-                                    f"set the last affine's `out` to {classes} or more")
+        check_fit(compiled, train_set, args.data or config.data)
         compile_model = config.compile if config.compile is not None else kind == "cuda"
 
         def factory(device):
@@ -132,6 +133,19 @@ def train(compiled, config, run_dir: Path, args) -> int:
     finally:
         distributed.shutdown(world)
     return 0
+
+
+def check_fit(compiled, dataset, data: str) -> None:
+    """The data must fit the model's input and output before any step is taken."""
+    from runtime.errors import RuntimeUsageError
+
+    shape = tuple(dataset.images.shape[1:])
+    if tuple(compiled.input_shape) != shape:
+        raise RuntimeUsageError(f"{data} has images of shape {list(shape)} but {compiled.name} takes input {list(compiled.input_shape)}")
+    classes, outputs = len(dataset.classes), compiled.output_shape[0]
+    if classes > outputs:
+        raise RuntimeUsageError(f"{data} has {classes} classes but {compiled.name} has {outputs} outputs; "
+                                f"set the last affine's `out` to {classes} or more")
 
 
 def _load_data(data: str, args, world):

@@ -51,7 +51,8 @@ def plot(runs: list[tuple[str, list[dict]]], paths: list, title: str | None = No
     for path in paths:
         path = Path(path)
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120)
+        with plt.rc_context({"svg.fonttype": "none"}):  # svg text stays text: searchable, and smaller
+            fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=120)
         write_bytes(path, buffer.getvalue())
         written.append(path)
     plt.close(fig)

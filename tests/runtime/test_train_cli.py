@@ -1,0 +1,116 @@
+"""`archc train`, `archc eval` and `archc compare` as a user runs them: through the real
+entry point, with their messages and exit codes, and never a traceback for a known error."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from archcompiler.cli.main import entry
+from tests.conftest import ROOT
+from tests.runtime.train_helpers import TINY_SPEC
+
+DATA = "synthetic:train=64,val=32"
+
+
+def archc(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """Run `archc ARGS` in this process through the console-script entry point."""
+    monkeypatch.setattr(sys, "argv", ["archc", *args])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`archc train` once, in a subprocess as a user would run it; several tests read the run."""
+    base = tmp_path_factory.mktemp("cli")
+    (base / "tiny.yaml").write_text(TINY_SPEC)
+    proc = subprocess.run([sys.executable, "-m", "archcompiler", "train", "tiny.yaml", "--data", DATA, "--epochs", "1",
+                           "--batch-size", "32", "--out", "runs/tiny"], cwd=base, capture_output=True, text=True, timeout=600)
+    return base, proc
+
+
+def test_train_prints_table_metrics_and_curves_path(trained):
+    base, proc = trained
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    out = proc.stdout
+    assert "epoch   1/1" in out and "val loss" in out  # the one summary line per epoch
+    assert "conv_bn_relu" in out and "Total" in out  # the layer table
+    assert "curves: runs/tiny/curves.png" in out and "best val acc" in out
+    run = base / "runs" / "tiny"
+    assert (run / "spec.yaml").read_text() == TINY_SPEC
+    config = json.loads((run / "config.json").read_text())
+    assert config["batch_size"] == 32 and config["epochs"] == 1  # flags over the spec's 16 and 2
+    assert config["lr"] == 1e-3 and config["optimizer"] == "adam"  # the rest is the paper's recipe
+
+
+def test_eval_reproduces_the_final_validation_numbers(trained, capsys, monkeypatch):
+    base, _ = trained
+    monkeypatch.chdir(base)
+    code, out, err = archc(capsys, monkeypatch, "eval", "tiny.yaml", "--checkpoint", "runs/tiny", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    row = json.loads((base / "runs/tiny/metrics.jsonl").read_text().splitlines()[-1])
+    assert result["data"] == DATA and result["images"] == 32  # the data the run used, found in the checkpoint
+    assert result["top1"] == pytest.approx(row["val_acc"]) and result["val_loss"] == pytest.approx(row["val_loss"], rel=1e-5)
+    assert result["top1"] <= result["top5"] <= 1
+    code, out, _ = archc(capsys, monkeypatch, "eval", "tiny.yaml", "--checkpoint", "runs/tiny/checkpoints/best")
+    assert code == 0 and "top-1" in out and "top-5" in out
+
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_a_corrupt_checkpoint_is_a_clear_error(trained, tmp_path, capsys, monkeypatch, command):
+    base, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(base / "runs" / "tiny", run, symlinks=True)
+    weights = run / "checkpoints" / "last" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    monkeypatch.chdir(base)
+    args = ["eval", "tiny.yaml", "--checkpoint", str(run)] if command == "eval" else ["train", "tiny.yaml", "--out", str(run), "--resume"]
+    code, _, err = archc(capsys, monkeypatch, *args)
+    assert code == 1
+    assert err.startswith("archc: error: ") and "model.safetensors is not a valid safetensors file" in err and str(run) in err
+    assert "Traceback" not in err
+
+
+def test_resume_refuses_to_change_the_recipe(trained, capsys, monkeypatch):
+    base, _ = trained
+    monkeypatch.chdir(base)
+    code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--out", "runs/tiny", "--resume", "--lr", "0.1")
+    assert code == 2 and "--lr cannot change in the middle of a run" in err
+
+
+def test_existing_run_is_not_overwritten(trained, capsys, monkeypatch):
+    base, _ = trained
+    monkeypatch.chdir(base)
+    code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--data", DATA, "--out", "runs/tiny")
+    assert code == 2 and "already holds a run; add --resume" in err
+
+
+def test_data_that_does_not_fit_the_model_is_refused(tmp_path, capsys, monkeypatch):
+    (tmp_path / "five.yaml").write_text(TINY_SPEC.replace("out: 10", "out: 5"))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = archc(capsys, monkeypatch, "train", "five.yaml", "--data", DATA, "--out", "runs/x")
+    assert code == 2 and "has 10 classes but tiny has 5 outputs" in err
+
+
+def test_bad_spec_gives_diagnostics_not_a_traceback(tmp_path, capsys, monkeypatch):
+    (tmp_path / "bad.yaml").write_text(TINY_SPEC.replace("conv_bn_relu", "conv_bn_relux"))
+    code, _, err = archc(capsys, monkeypatch, "train", str(tmp_path / "bad.yaml"))
+    assert code == 1 and "conv_bn_relux" in err and "Traceback" not in err
+
+
+def test_train_help_lists_the_flags(capsys, monkeypatch):
+    code, out, _ = archc(capsys, monkeypatch, "train", "--help")
+    for flag in ("--data", "--epochs", "--batch-size", "--lr", "--seed", "--device", "--compile", "--no-compile", "--amp",
+                 "--channels-last", "--out", "--resume", "--max-steps", "--recipe", "--nproc"):
+        assert flag in out
+    assert code == 0
+
+
