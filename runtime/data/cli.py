@@ -52,7 +52,8 @@ def _info(args: argparse.Namespace) -> int:
     splits = info["splits"]
     print(f"{args.dataset}: {info['format']}, {info['classes']} classes")
     print(f"  train      {splits['train']:>7} images")
-    print(f"  val        {splits['val']:>7} images")
+    held_out = " (held out: every 10th training image of each class)" if info.get("val_held_out") else ""
+    print(f"  val        {splits['val']:>7} images{held_out}")
     print(f"  grayscale  {info['grayscale']:>7} images (loaded as 3 equal channels)")
     return 0
 

@@ -12,7 +12,10 @@ from runtime.errors import DataError
 
 
 def dataset_info(spec: str) -> dict:
-    """{"format", "classes", "splits": {"train", "val"}, "grayscale"}: the JSON contract of `archc data info`."""
+    """{"format", "classes", "splits": {"train", "val"}, "grayscale"}: the JSON contract of `archc data info`.
+
+    An ImageFolder tree without a val/ folder adds "val_held_out": true (see layout.py).
+    """
     parsed = parse_spec(spec)
     if parsed.kind == "synthetic":
         from runtime.data.synthetic import CLASSES
@@ -22,12 +25,15 @@ def dataset_info(spec: str) -> dict:
     from runtime.data.layout import read_layout
 
     layout = read_layout(parsed.path, expect=parsed.layout)
-    return {
+    info = {
         "format": layout.format,
         "classes": len(layout.classes),
         "splits": {"train": len(layout.train.files), "val": len(layout.val.files)},
         "grayscale": count_grayscale(layout.root, layout.train.files + layout.val.files),
     }
+    if layout.val_held_out:  # only ImageFolder trees without val/ carry this key
+        info["val_held_out"] = True
+    return info
 
 
 def count_grayscale(root: Path, files: list[str]) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from runtime.data.cli import main as data_cli
 from tests.conftest import ROOT
-from tests.runtime.data_helpers import make_tiny_imagenet
+from tests.runtime.data_helpers import make_imagefolder, make_tiny_imagenet
 
 
 def archc(*args: str) -> subprocess.CompletedProcess:
@@ -53,3 +53,12 @@ def test_info_and_prepare_of_the_synthetic_set(capsys):
     assert capsys.readouterr().out.strip() == '{"format": "synthetic", "classes": 10, "splits": {"train": 500, "val": 100}, "grayscale": 0}'
     assert data_cli(["prepare", "synthetic"]) == 0
     assert "needs no cache" in capsys.readouterr().out
+
+
+def test_info_says_when_val_is_held_out_of_an_imagefolder_tree(tmp_path, capsys):
+    root = make_imagefolder(tmp_path / "pets", per_class=20, bare=True)
+    assert data_cli(["info", str(root), "--format", "json"]) == 0
+    assert capsys.readouterr().out.strip() == \
+        '{"format": "imagefolder", "classes": 2, "splits": {"train": 36, "val": 4}, "grayscale": 0, "val_held_out": true}'
+    assert data_cli(["info", str(root)]) == 0
+    assert "4 images (held out: every 10th training image of each class)" in capsys.readouterr().out
