@@ -31,8 +31,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# The timed suite (every paper spec x train/infer x eager/compiled), then docs/benchmarks.md from bench/results/.
 bench: setup
 	$(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-json=bench/results/pytest-benchmark.json
+	$(BIN)/python -m runtime.bench.docs
 
 figures: setup
 	$(BIN)/python -m archcompiler.tools.figures docs/figures

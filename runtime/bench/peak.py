@@ -58,6 +58,13 @@ def peak_key(device: torch.device, dtype: str) -> str:
     return " | ".join(parts)
 
 
+def cached_peak(device: torch.device, dtype: str = "fp32") -> Peak | None:
+    """The cached peak, or None: for callers that must not spend seconds on the probe."""
+    key = peak_key(device, dtype)
+    entry = _read(cache_path()).get(key)
+    return Peak(**{**entry, "key": key, "cached": True}) if entry else None
+
+
 def device_peak(device: torch.device, dtype: str = "fp32", refresh: bool = False) -> Peak:
     """The cached peak for this device and dtype, measured first if there is none (or `refresh`)."""
     key = peak_key(device, dtype)

@@ -1,0 +1,316 @@
+"""archc bench and runtime.bench: the arithmetic a user reads off a row (FLOPs, TFLOP/s, MFU),
+the JSON contract, batch step-down, save/compare, memory, and the docs page. No timing is
+asserted here; timings live in bench/."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import archcompiler
+from archcompiler.cli import bench as cli_bench
+from archcompiler.errors import ArchcError
+from archcompiler.passes.costs import train_flops
+from runtime.bench import BenchConfig, Workload, compare, docs, load, run, runner
+from runtime.bench.memory import measure_peak
+from runtime.bench.peak import Peak, peak_key
+from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Row
+from runtime.bench.stepdown import decay_batch_step, fit_batch, is_oom
+from runtime.bench.timing import Timing
+from tests.conftest import PAPER_SPECS, spec_path
+
+TINY = """archc: 1
+name: tiny
+input: [3, 16, 16]
+nodes:
+  conv: {type: conv, out: 8, kernel: 3, padding: same}
+  pool: {type: global_avgpool}
+  fc: {type: affine, out: 10}
+output: fc
+"""
+# conv: 2 * 8*16*16 outputs * 3*3*3 inputs each; fc: 2 * 8 * 10
+TINY_FWD = 2 * 8 * 16 * 16 * 27 + 2 * 8 * 10
+# backward: the conv reads the model input, so only its weight gradient; fc both gradients
+TINY_TRAIN = TINY_FWD + 2 * 8 * 16 * 16 * 27 + 2 * (2 * 8 * 10)
+FAKE_PEAK = 1e10
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return str(path)
+
+
+@pytest.fixture
+def fake_peak(monkeypatch, tmp_path):
+    """A known peak, so no probe runs and MFU is checkable: in-process and through the cache file."""
+    monkeypatch.setenv("ARCHC_CACHE", str(tmp_path / "cache"))
+    peak = Peak(FAKE_PEAK, FAKE_PEAK, FAKE_PEAK / 2, "fake", peak_key(torch.device("cpu"), "fp32"), "2026-01-01T00:00:00+00:00")
+    (tmp_path / "cache").mkdir()
+    entry = {k: v for k, v in vars(peak).items() if k not in ("key", "cached")}
+    (tmp_path / "cache" / "peak.json").write_text(json.dumps({peak.key: entry}))
+    return peak
+
+
+def fixed_timings(seconds: float):
+    """A stand-in for time_interleaved: every step takes `seconds`."""
+    def timings(steps, iters, device):
+        return {name: Timing([seconds] * iters) for name in steps}
+    return timings
+
+
+# ---- FLOPs and MFU
+
+def test_train_flops_of_a_known_model(tiny):
+    net = archcompiler.compile(tiny)
+    assert net.totals["flops"] == TINY_FWD
+    assert train_flops(net.graph) == TINY_TRAIN
+
+
+@pytest.mark.parametrize("name", PAPER_SPECS)
+def test_train_flops_equal_flop_counter_forward_and_backward(name):
+    net = archcompiler.compile(spec_path(name))
+    model = net.module(seed=0).train()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, *net.input_shape)).sum().backward()
+    assert train_flops(net.graph) == counter.get_total_flops()
+
+
+def test_grouped_conv_weight_gradient_counted_once():
+    """FlopCounterMode counts a grouped conv's weight gradient `groups` times; we count it once."""
+    net = archcompiler.compile(spec_path("examples/mobilenet_v2"))
+    model = net.module(seed=0).train()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, *net.input_shape)).sum().backward()
+    overcount = sum((n.params["groups"] - 1) * n.meta["flops"] for n in net.graph.primitives() if n.type == "conv")
+    assert overcount > 0
+    assert train_flops(net.graph) == counter.get_total_flops() - overcount
+
+
+def test_row_arithmetic_images_tflops_mfu(tiny, fake_peak, monkeypatch):
+    """10 ms a step at batch 4: 400 images/s; TFLOP/s and MFU follow from the analytic FLOPs."""
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    loads = cli_bench.workloads([tiny], reference=False)
+    result = run(loads, BenchConfig(batch_sizes=(4,), compiled=(False,), device="cpu", warmup=1, iters=3))
+    rows = {r.mode: r for r in result.rows}
+    for mode, flops in (("train", TINY_TRAIN), ("infer", TINY_FWD)):
+        r = rows[mode]
+        assert r.flops_per_image == flops
+        assert r.images_per_s == pytest.approx(400.0)
+        assert (r.step_ms_median, r.step_ms_min, r.step_ms_max) == pytest.approx((10.0, 10.0, 10.0))
+        assert r.tflops == pytest.approx(flops * 400 / 1e12)
+        assert r.mfu == pytest.approx(flops * 400 / FAKE_PEAK)
+    assert result.peak["flops_per_s"] == FAKE_PEAK and result.peak["cached"]
+
+
+def test_ratios_compiled_to_eager_and_emitted_to_reference():
+    def row(model, compiled, ips):
+        return Row("s", model, "train", compiled, 8, 8, "cpu", "off", False, 1, 1, images_per_s=ips)
+    rows = [row("emitted", False, 100.0), row("emitted", True, 150.0), row("reference", False, 50.0), row("reference", True, 200.0)]
+    runner._ratios(rows)
+    assert rows[1].compiled_to_eager == pytest.approx(1.5)
+    assert rows[2].emitted_to_reference == pytest.approx(2.0)
+    assert rows[3].emitted_to_reference == pytest.approx(0.75)
+    assert rows[3].compiled_to_eager == pytest.approx(4.0)
+    assert rows[0].compiled_to_eager is None and rows[0].emitted_to_reference is None
+
+
+# ---- batch step-down
+
+def test_decay_batch_step_follows_timm():
+    seq, b = [], 256
+    while b:
+        seq.append(b)
+        b = decay_batch_step(b)
+    assert seq == [256, 192, 128, 96, 64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1]
+    assert decay_batch_step(9) == 8  # timm's float log says 4 here
+
+
+def test_is_oom_recognises_devices_and_wrapped_errors():
+    assert is_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    wrapped = RuntimeError("backend compiler failed")
+    wrapped.__cause__ = torch.OutOfMemoryError("out of memory")
+    assert is_oom(wrapped)
+    assert not is_oom(ValueError("shapes do not match"))
+
+
+def test_fit_batch_steps_down_until_it_fits():
+    def run_at(batch):
+        if batch > 10:
+            raise torch.OutOfMemoryError(f"fake: batch {batch} does not fit")
+        return batch * 2
+    fitted = fit_batch(run_at, 32)
+    assert (fitted.value, fitted.batch_size, fitted.failed) == (16 // 2 * 2, 8, [32, 24, 16, 12])
+    assert fitted.note() == "stepped down to batch 8: out of memory at 32, 24, 16, 12"
+    with pytest.raises(ValueError):
+        fit_batch(lambda b: (_ for _ in ()).throw(ValueError("not an OOM")), 32)
+
+
+class OomAbove(torch.nn.Module):
+    """A classifier that 'runs out of memory' for batches above `limit`, as a GPU would."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit, self.fc = limit, torch.nn.Linear(12, 3)
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (simulated, batch {x.shape[0]})")
+        return self.fc(x)
+
+
+def test_bench_row_reports_a_step_down(fake_peak, monkeypatch):
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.001))
+    w = Workload("oom", "emitted", lambda: OomAbove(6), (12,), 3, 72, 144)
+    result = run([w], BenchConfig(modes=("train",), batch_sizes=(16,), compiled=(False,), device="cpu", warmup=1, iters=2))
+    (row,) = result.rows
+    assert (row.batch_size, row.batch_run) == (16, 6)
+    assert row.note == "stepped down to batch 6: out of memory at 16, 12, 8"
+    assert row.images_per_s == pytest.approx(6 / 0.001)  # throughput of the batch that ran
+
+
+# ---- the CLI's JSON contract, through the real entry point
+
+def test_bench_json_contract(tiny, fake_peak, tmp_path):
+    env = {**os.environ, "ARCHC_CACHE": str(tmp_path / "cache")}
+    run_ = subprocess.run([sys.executable, "-m", "archcompiler", "bench", tiny, "--format", "json", "--batch-size", "2,3",
+                           "--compile", "off", "--warmup", "1", "--iters", "2", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert run_.returncode == 0, run_.stderr
+    data = json.loads(run_.stdout)
+    assert {"kind", "machine", "date", "torch", "command", "device", "threads", "peak", "memory_method", "config", "rows"} <= set(data)
+    assert data["kind"] == "archc-bench" and data["device"] == "cpu" and data["torch"] == torch.__version__
+    assert data["command"].startswith("archc bench ") and "--batch-size 2,3" in data["command"]
+    assert data["peak"]["flops_per_s"] == FAKE_PEAK and data["peak"]["method"] == "fake"
+    assert [(r["mode"], r["batch_size"]) for r in data["rows"]] == [("train", 2), ("train", 3), ("infer", 2), ("infer", 3)]
+    for r in data["rows"]:
+        assert set(r) == set(ROW_FIELDS)
+        assert r["spec"] == "tiny" and r["model"] == "emitted" and r["compiled"] is False and r["error"] is None
+        assert r["images_per_s"] > 0 and r["step_ms_min"] <= r["step_ms_median"] <= r["step_ms_max"]
+        assert r["images_per_s"] == pytest.approx(r["batch_run"] / (r["step_ms_median"] / 1e3))
+        assert r["flops_per_image"] == (TINY_TRAIN if r["mode"] == "train" else TINY_FWD)
+        assert r["mfu"] == pytest.approx(r["flops_per_image"] * r["images_per_s"] / FAKE_PEAK)
+        assert r["peak_mem_bytes"] > 0 and r["first_step_s"] > 0
+    assert "Traceback" not in run_.stderr
+
+
+def test_bench_bad_flags_are_usage_errors(tiny):
+    run_ = subprocess.run([sys.executable, "-m", "archcompiler", "bench", tiny, "--batch-size", "32,x"], capture_output=True, text=True, check=False)
+    assert run_.returncode == 2 and "archc: error: --batch-size" in run_.stderr and "Traceback" not in run_.stderr
+
+
+def test_reference_for_a_spec_without_one_is_a_clear_error():
+    with pytest.raises(ArchcError, match="no hand-written reference for 'resnet18'"):
+        cli_bench.workloads([spec_path("examples/resnet18")], reference=True)
+
+
+def test_reference_workload_has_the_emitted_weights():
+    emitted, ref = cli_bench.workloads([spec_path("no_attention")], reference=True)
+    assert (emitted.model, ref.model) == ("emitted", "reference")
+    assert ref.train_flops_per_image == emitted.train_flops_per_image and emitted.optimizer == "adam"  # the spec's recipe
+    a, b = emitted.build().eval(), ref.build().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x))
+
+
+# ---- save and compare
+
+def _result(ips: dict) -> BenchResult:
+    rows = [Row("s", "emitted", mode, False, 8, 8, "cpu", "off", False, 1, 1, images_per_s=v) for mode, v in ips.items()]
+    return BenchResult("m", "2026-01-01", "2.x", "archc bench", "cpu", 2, {}, "", rows=rows)
+
+
+def test_compare_flags_rows_slower_than_the_threshold():
+    old = _result({"train": 100.0, "infer": 100.0})
+    new = _result({"train": 90.0, "infer": 97.0})
+    verdicts = {dict(zip(KEY, c.key))["mode"]: c.verdict for c in compare(new, old, threshold=0.05)}
+    assert verdicts == {"train": "regression", "infer": "same"}
+    assert [c.verdict for c in compare(old, new, threshold=0.05)] == ["faster", "same"]
+
+
+def test_save_then_compare_through_the_cli(tiny, fake_peak, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    saved = tmp_path / "results" / "base.json"
+    args = [tiny, "--compile", "off", "--mode", "infer", "--batch-size", "2", "--warmup", "1", "--iters", "1", "--quiet"]
+    assert cli_bench.main(args + ["--save", str(saved)]) == 0
+    assert load(saved).rows[0].images_per_s == pytest.approx(200.0)
+    assert cli_bench.main(args + ["--compare", str(saved)]) == 0  # the same speed
+    assert "No regression." in capsys.readouterr().out
+    data = json.loads(saved.read_text())
+    data["rows"][0]["images_per_s"] = 250.0  # the saved run was faster: now is 20% slower
+    saved.write_text(json.dumps(data))
+    assert cli_bench.main(args + ["--compare", str(saved)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "0.800" in out and "1 regression(s) flagged." in out
+
+
+def test_save_name_lands_in_the_results_dir():
+    assert str(cli_bench.result_path("", "bench/results", "AMD EPYC (2 CPUs)")) == "bench/results/archc-bench-amd-epyc-2-cpus.json"
+    assert str(cli_bench.result_path("base", "r", "x")) == "r/base.json"
+    assert str(cli_bench.result_path("/tmp/x.json", "r", "x")) == "/tmp/x.json"
+
+
+# ---- memory
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_cpu_peak_memory_sees_a_step_allocation():
+    def step():
+        buf = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        del buf
+    measure_peak(lambda: None, torch.device("cpu"))  # a large earlier peak must not leak into the next
+    mem = measure_peak(step, torch.device("cpu"))
+    assert 60 * 2**20 <= mem.step_bytes <= 200 * 2**20
+    assert "clear_refs" in mem.method
+    small = measure_peak(lambda: torch.ones(16), torch.device("cpu"))
+    assert small.step_bytes < 16 * 2**20  # reset: the 64 MiB peak above is forgotten
+
+
+# ---- docs/benchmarks.md
+
+def test_docs_page_from_results_files(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    r = _result({"train": 123.4})
+    r.machine, r.peak, r.memory_method = "Box A", {"flops_per_s": 1e11, "matmul_flops_per_s": 1e11, "conv_flops_per_s": 5e10,
+                                                   "measured": "2026-01-01", "method": "probe"}, "VmHWM"
+    r.rows[0].tflops, r.rows[0].step_ms_median, r.rows[0].step_ms_min, r.rows[0].step_ms_max = 0.5, 1.0, 0.9, 1.1
+    from runtime.bench.rows import save
+    save(r, results / "archc-bench-box-a.json")
+    (results / "check-latency-box-b.json").write_text(json.dumps({
+        "kind": "check-latency", "machine": "Box B", "date": "2026-02-02", "torch": "2.x", "command": "python bench/check_latency.py",
+        "figures": {"warm_ms": 41.25, "cold": {"ms": 180}}, "rows": [{"spec": "a.yaml", "ms": 12.5}]}))
+    (results / "data_pipeline-vm.json").write_text(json.dumps({  # written before the envelope existed
+        "machine": {"cpu": "Box", "cores": 4, "date": "2026-03-03", "torch": "2.y"}, "images_per_s": 1313.04}))
+    (results / "junk.json").write_text("{not json")
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# Old\n\nMeasured by hand: 7 ms.\n")
+    page, warnings = docs.regenerate(results, out)
+    assert page.index("## Box A") < page.index("## Box B")
+    assert "| s | emitted | train | eager | 8 | 123.4 |" in page
+    assert "Source: `" in page and "archc-bench-box-a.json" in page
+    assert "| warm_ms | 41.25 |" in page and "| cold.ms | 180 |" in page and "| a.yaml | 12.5 |" in page
+    assert "### check-latency: 2026-02-02, torch 2.x" in page
+    assert "## Box (4 CPUs)" in page and "### data_pipeline: 2026-03-03, torch 2.y" in page and "| images_per_s | 1313 |" in page
+    assert page.rstrip().endswith("Measured by hand: 7 ms.")  # the hand-written page is kept, after the END marker
+    assert any("junk.json" in w for w in warnings) and any("hand-written" in w for w in warnings)
+    assert any("took 'data_pipeline' from the file name" in w for w in warnings)
+    out.write_text(page)
+    again, _ = docs.regenerate(results, out)
+    assert again == page  # regenerating is stable and keeps the hand-written part once
+
+
+def test_envelope_helper_names_the_file_by_kind_and_machine(tmp_path):
+    from runtime.bench.envelope import envelope, write_results
+    data = envelope("check-latency", "python bench/check_latency.py", figures={"warm_ms": 41.2})
+    path = write_results(data, tmp_path)
+    assert path.name.startswith("check-latency-") and path.name.endswith(".json")
+    loaded, warnings = docs.load_results(tmp_path)
+    assert warnings == [] and loaded[0]["machine"] == data["machine"] and loaded[0]["figures"] == {"warm_ms": 41.2}
