@@ -25,7 +25,7 @@ from archcompiler.errors import ArchcError
 from archcompiler.frontend import check_file
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted(str(p) for p in (ROOT / "specs").glob("*.yaml"))
+SPECS = sorted(str(p) for p in (ROOT / "specs").rglob("*.yaml"))
 GOLDEN = ROOT / "tests" / "golden"
 SMALL = str(GOLDEN / "render_small.yaml")
 COMPOSITES = [b.name for b in builtin_registry() if b.is_composite]
@@ -356,8 +356,8 @@ def test_committed_figures_are_current(tmp_path):
     (coordinates may differ between graphviz versions, so they are not compared)."""
     from archcompiler.tools.figures import figures
 
-    fresh = figures(str(tmp_path), str(ROOT / "specs"))
+    fresh = [Path(p).relative_to(tmp_path) for p in figures(str(tmp_path), str(ROOT / "specs"))]
     committed = ROOT / "docs" / "figures"
-    assert sorted(Path(p).name for p in fresh) == sorted(p.name for p in committed.glob("*.svg"))
+    assert sorted(fresh) == sorted(p.relative_to(committed) for p in committed.rglob("*.svg"))
     for p in fresh:
-        assert _svg_texts(Path(p)) == _svg_texts(committed / Path(p).name), f"{Path(p).name} is stale: run make figures"
+        assert _svg_texts(tmp_path / p) == _svg_texts(committed / p), f"docs/figures/{p} is stale: run make figures"

@@ -2,8 +2,8 @@
 
     python -m archcompiler.tools.figures docs/figures [--specs specs]
 
-Writes, for each spec `specs/NAME.yaml`, `NAME.svg` (composites collapsed) and
-`NAME.expanded.svg` (composites as nested clusters), and for each composite of the standard
+Writes, for each spec `specs/[SUB/]NAME.yaml`, `[SUB/]NAME.svg` (composites collapsed) and
+`[SUB/]NAME.expanded.svg` (composites as nested clusters), and for each composite of the standard
 library `block_NAME.svg`, drawn where the paper uses it (the paper's Figures 1-4; Figure 5 is
 `attn_reduction.svg`). Files are written atomically; the run stops at the first failure.
 """
@@ -21,8 +21,8 @@ from archcompiler.cli.render import SpecError, render
 def figures(out_dir: str, specs_dir: str = "specs") -> list[str]:
     """Write every figure; returns their paths in the order written."""
     written = []
-    for spec in sorted(glob.glob(os.path.join(specs_dir, "*.yaml"))):
-        stem = os.path.splitext(os.path.basename(spec))[0]
+    for spec in sorted(glob.glob(os.path.join(specs_dir, "**", "*.yaml"), recursive=True)):
+        stem = os.path.splitext(os.path.relpath(spec, specs_dir))[0]  # 'examples/resnet18'
         for suffix, expand in (("", False), (".expanded", True)):
             path = os.path.join(out_dir, f"{stem}{suffix}.svg")
             render(spec, path, expand=expand)
