@@ -152,11 +152,12 @@ def _load_data(data: str, args, world):
     from runtime.data import load_dataset
     from runtime.train import distributed
 
-    # Rank 0 decodes (and caches) first; the others then read the cache instead of racing it.
+    # The first process of each node decodes (and caches) first; the others then read that
+    # node's cache instead of racing to write it.
     def load():
         return load_dataset(data, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, progress=world.main and sys.stderr.isatty())
 
-    if world.main:
+    if world.local_rank == 0:
         result = load()
         distributed.barrier(world)
         return result

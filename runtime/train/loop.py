@@ -87,6 +87,9 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
         raise RuntimeUsageError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
 
     _prepare_run_dir(run_dir, resume, world)
+    if kind == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size throughout: the autotuned kernels pay off at once
+        torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside bf16 autocast
     torch.manual_seed(config.seed + world.rank)  # dropout differs per rank, as the batches do
     net = model(device) if callable(model) and not isinstance(model, nn.Module) else _place(model, device, config, kind)
     raw = unwrap(net)
@@ -237,6 +240,7 @@ class _Trainer:
         s = self.state
         loss_sum, correct, count, seconds = distributed.all_sum(self.world, s.totals, self.device)
         distributed.sync_buffers(self.world, self.raw)
+        self.reporter.note("validating...")
         val = evaluate(self.net, self.val_loader, self.amp, self.world, self.device)
         row = {"epoch": s.epoch, "step": s.step, "lr": self.schedule(max(0, s.step - 1)),
                "train_loss": loss_sum / max(1, count), "train_acc": correct / max(1, count),

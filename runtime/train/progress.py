@@ -57,6 +57,11 @@ class Reporter:
             stats = f"loss {loss:.4f}  acc {acc:.3f}  lr {lr:.2e}  {images_per_sec:,.0f} img/s"
             self._progress.update(self._task, completed=done, stats=stats)
 
+    def note(self, text: str) -> None:
+        """Replace the bar's statistics with a word on what happens now (validation can be long)."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, stats=text)
+
     def end_epoch(self) -> None:
         if self._progress is not None and self._task is not None:
             self._progress.remove_task(self._task)
@@ -67,7 +72,7 @@ class Reporter:
         if self.silent:
             return
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)  # a log line, never re-wrapped
         else:
             print(text, file=self.stream, flush=True)
         if log and self.log_path is not None:
