@@ -9,7 +9,8 @@ Prints three views of the same command:
   front-end check, building the DOT, graphviz's layout to SVG, and the atomic write;
 - as a subprocess: the real `archc` entry point, wall clock, next to a bare `python -c pass`
   so the interpreter's own start-up can be subtracted.
-Medians over --repeat runs. Record the output in docs/benchmarks.md.
+Medians and minima over --repeat runs. `--save` also writes the figures to
+bench/results/render-latency-<machine>.json (the envelope of bench/README.md).
 """
 from __future__ import annotations
 
@@ -30,9 +31,14 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.1f} ms"
 
 
-def stats(times: list[float]) -> str:
+ROWS: list[dict] = []  # every figure printed, for --save
+
+
+def stats(times: list[float], what: str) -> str:
     """Median, and the minimum: on a shared machine the minimum is the least disturbed run."""
-    return f"{ms(statistics.median(times))} median, {ms(min(times))} min"
+    med, low = statistics.median(times), min(times)
+    ROWS.append({"what": what, "median_ms": round(med * 1000, 1), "min_ms": round(low * 1000, 1), "runs": len(times)})
+    return f"{ms(med)} median, {ms(low)} min"
 
 
 def in_process(spec: str, out: str, repeat: int) -> None:
@@ -42,6 +48,7 @@ def in_process(spec: str, out: str, repeat: int) -> None:
     render(spec, out, expand=True)
     first = time.perf_counter() - t0
     print(f"in-process, first call (imports included) {ms(first)}")
+    ROWS.append({"what": "in-process render, first call (imports included)", "median_ms": round(first * 1000, 1), "min_ms": round(first * 1000, 1), "runs": 1})
 
     from archcompiler.backends.dot import to_digraph
     from archcompiler.frontend import check_file
@@ -64,9 +71,9 @@ def in_process(spec: str, out: str, repeat: int) -> None:
         t.append(time.perf_counter())
         for k, (a, b) in zip(stages, itertools.pairwise(t)):
             stages[k].append(b - a)
-    print(f"in-process, warm, {repeat} runs         {stats(total)}")
+    print(f"in-process, warm, {repeat} runs         {stats(total, 'in-process render, warm')}")
     for k, v in stages.items():
-        print(f"  {k:<7}                             {stats(v)}")
+        print(f"  {k:<7}                             {stats(v, f'in-process stage: {k}')}")
     print(f"  DOT nodes and edges: {g.source.count(' [label=')} labelled statements, SVG {len(svg) / 1024:.0f} KiB")
 
 
@@ -97,27 +104,38 @@ def subprocess_wall(spec: str, out: str, repeat: int) -> None:
 
         bare, front, full = wall([sys.executable, "-c", "pass"]), wall(check), wall(render)
         print(f"  {label}, {repeat} runs:")
-        print(f"    archc render, wall                {stats(full)}")
-        print(f"    bare `python -c pass`             {stats(bare)}")
+        print(f"    archc render, wall                {stats(full, f'subprocess archc render, wall ({label})')}")
+        print(f"    bare `python -c pass`             {stats(bare, f'subprocess python -c pass ({label})')}")
         print(f"    render minus bare start-up        {ms(statistics.median(full) - statistics.median(bare))} median, {ms(min(full) - min(bare))} min")
-        print(f"    archc check -q (front-end alone)  {stats(front)}")
+        print(f"    archc check -q (front-end alone)  {stats(front, f'subprocess archc check -q ({label})')}")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--spec", default="specs/attn_reduction.yaml")
     p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--save", action="store_true", help="also write bench/results/render-latency-<machine>.json")
     args = p.parse_args()
     os.chdir(ROOT)
     sys.path.insert(0, ROOT)
     print(f"python {platform.python_version()}, {platform.machine()}, {_cpu()}")
     print(f"graphviz: {_dot_version()}")
-    print("load average before: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    load_before = os.getloadavg()
+    print("load average before: " + ", ".join(f"{x:.2f}" for x in load_before))
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "x.svg")
         in_process(args.spec, out, args.repeat)
         subprocess_wall(args.spec, out, args.repeat)
-    print("load average after: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    load_after = os.getloadavg()
+    print("load average after: " + ", ".join(f"{x:.2f}" for x in load_after))
+    if args.save:
+        # imports torch, so only after the timing
+        from runtime.bench.envelope import envelope, write_results
+
+        command = " ".join([".venv/bin/python", "bench/render_latency.py", *sys.argv[1:]])
+        figures = {"python": platform.python_version(), "graphviz": _dot_version(), "load_1min_before": round(load_before[0], 2),
+                   "load_1min_after": round(load_after[0], 2), "spec": args.spec}
+        print(f"wrote {write_results(envelope('render-latency', command, rows=ROWS, figures=figures))}")
     return 0
 
 
