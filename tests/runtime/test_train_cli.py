@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -113,3 +114,23 @@ def test_train_help_lists_the_flags(capsys, monkeypatch):
     assert code == 0
 
 
+
+
+def test_ctrl_c_saves_says_how_to_resume_and_resume_finishes(tmp_path, capsys, monkeypatch):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    proc = subprocess.Popen([sys.executable, "-m", "archcompiler", "train", "tiny.yaml", "--data", DATA, "--epochs", "1000",
+                             "--out", "runs/c", "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("epoch   1/1000")  # training is under way
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "archc train tiny.yaml --out runs/c --resume" in err and "Traceback" not in err
+    saved = json.loads((tmp_path / "runs/c/checkpoints/last/meta.json").read_text())["step"]
+    monkeypatch.chdir(tmp_path)
+    code, out, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--out", "runs/c", "--resume", "--max-steps", str(saved + 2))
+    assert code == 0, err
+    assert f"resumed runs/c at step {saved}" in out
+    assert json.loads((tmp_path / "runs/c/summary.json").read_text())["steps"] == saved + 2

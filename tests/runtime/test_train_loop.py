@@ -136,3 +136,16 @@ class OOM(nn.Module):
 def test_out_of_memory_suggests_a_smaller_batch(tmp_path):
     with pytest.raises(OutOfMemory, match="ran out of memory at batch size 16.*--batch-size 8"):
         run(tmp_path, model=OOM())
+
+
+def test_modern_recipe_trains_with_warmup_augmentation_and_smoothing(tmp_path):
+    from runtime.train.config import resolve
+
+    cfg = resolve({}, {"epochs": 2, "batch_size": 16, "progress": False, "device": "cpu"}, recipe="modern")
+    summary = run(tmp_path, cfg=cfg)
+    assert summary["status"] == "complete"
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["recipe"] == "modern" and saved["augment_flip"] and saved["label_smoothing"] == 0.1
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # 6 steps per epoch, 2 warm-up epochs: the rate climbs linearly to the peak 2e-3 at step 12
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 2e-3])
