@@ -36,7 +36,8 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     from runtime.train import checkpoint
     from runtime.train.config import TrainConfig
     from runtime.train.data import make_loader
-    from runtime.train.loop import device_kind, evaluate
+    from runtime.train.evaluate import evaluate
+    from runtime.train.setup import device_kind
 
     ckpt = checkpoint.load(checkpoint_path, weights_only=True)
     kind = device_kind(device)

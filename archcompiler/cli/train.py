@@ -97,7 +97,8 @@ def train(compiled, config, run_dir: Path, args) -> int:
     from archcompiler import __version__
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
-    from runtime.train.loop import Interrupted, device_kind, fit
+    from runtime.train.loop import Interrupted, fit
+    from runtime.train.setup import device_kind
 
     kind = device_kind(config.device)
     world = distributed.init(kind)

@@ -11,25 +11,33 @@ from __future__ import annotations
 
 import contextlib
 import math
-import platform
-import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.errors import CheckpointError, RuntimeUsageError, RuntimeUserError
+from runtime.errors import RuntimeUsageError, RuntimeUserError
 from runtime.train import checkpoint, curves, distributed, metrics
 from runtime.train.config import TrainConfig
 from runtime.train.data import make_loader
+from runtime.train.evaluate import evaluate
 from runtime.train.files import write_json, write_text
 from runtime.train.progress import Reporter
+from runtime.train.resume import State, prepare_run_dir, restore
 from runtime.train.schedule import from_config, set_lr
+from runtime.train.setup import (
+    StopOnSignal,
+    describe_device,
+    device_kind,
+    make_optimizer,
+    place,
+    shard,
+    unwrap,
+    versions,
+)
 
 
 class Diverged(RuntimeUserError):
@@ -51,23 +59,6 @@ class OutOfMemory(RuntimeUserError):
     """The accelerator ran out of memory."""
 
 
-@dataclass
-class State:
-    """What changes as training goes: saved in state.pt, restored by --resume."""
-
-    step: int = 0  # optimizer steps taken in all
-    epoch: int = 1  # the epoch under way, from 1
-    batch: int = 0  # batches of `epoch` already taken
-    rows: list = field(default_factory=list)  # metrics rows of the finished epochs
-    best_acc: float = -1.0  # best validation accuracy so far
-    best_epoch: int | None = None  # the epoch that reached it
-    wall_time: float = 0.0  # seconds spent in fit, summed over resumed sessions
-    totals: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # this epoch so far: loss sum, correct, images, train seconds
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
 def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool = False, extra_meta: dict | None = None,
         extra_files: dict | None = None, world: distributed.World | None = None, on_step: Callable[[int], None] | None = None,
         stream=None) -> dict:
@@ -86,12 +77,12 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     if config.batch_size % world.size:
         raise RuntimeUsageError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
 
-    _prepare_run_dir(run_dir, resume, world)
+    prepare_run_dir(run_dir, resume, world)
     if kind == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: the autotuned kernels pay off at once
         torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside bf16 autocast
     torch.manual_seed(config.seed + world.rank)  # dropout differs per rank, as the batches do
-    net = model(device) if callable(model) and not isinstance(model, nn.Module) else _place(model, device, config, kind)
+    net = model(device) if callable(model) and not isinstance(model, nn.Module) else place(model, device, config, kind)
     raw = unwrap(net)
     trained = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if kind == "cuda" else None) if world.distributed else net
     optimizer = make_optimizer(raw.parameters(), config)
@@ -99,7 +90,7 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     mean, std = train_set.channel_mean(), (train_set.channel_std() if config.normalize_std else None)
     train_loader = make_loader(train_set, batch_size=config.batch_size // world.size, train=True, config=config, device=device,
                                mean=mean, std=std, rank=world.rank, world_size=world.size)
-    val_loader = make_loader(_shard(val_set, world), batch_size=config.eval_batch_size, train=False, config=config, device=device,
+    val_loader = make_loader(shard(val_set, world), batch_size=config.eval_batch_size, train=False, config=config, device=device,
                              mean=mean, std=std)
     steps_per_epoch = len(train_loader)
     schedule = from_config(config, steps_per_epoch)
@@ -108,7 +99,7 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
 
     state = State()
     if resume:
-        state = _restore(run_dir, raw, optimizer, config, data_meta, world, device)
+        state = restore(run_dir, raw, optimizer, data_meta, world, device)
     meta = {**extra_meta, "data_stats": data_meta, "config": config.to_dict()}
     if world.main:
         write_json(run_dir / "config.json", {**config.to_dict(), "world_size": world.size, "steps_per_epoch": steps_per_epoch, **meta})
@@ -122,7 +113,7 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     if resume:
         reporter.line(f"resumed {run_dir} at step {state.step} (epoch {state.epoch}, batch {state.batch}/{steps_per_epoch})")
     try:
-        with _StopOnSignal() as stop:
+        with StopOnSignal() as stop:
             trainer.stop = stop
             status = trainer.run()
     except torch.OutOfMemoryError:
@@ -322,169 +313,9 @@ class _Trainer:
         return contextlib.nullcontext()
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, amp: str = "off", world: distributed.World | None = None, device=None) -> dict:
-    """Loss, top-1 and top-5 accuracy over every batch of `loader` (summed over ranks)."""
-    world = world or distributed.World()
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
-    for x, y in loader:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext():
-            logits = model(x).float()  # (B, classes)
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices  # (B, k)
-        hits = top == y[:, None]
-        totals += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), hits[:, 0].sum().double(),
-                               hits.any(1).sum().double(), torch.tensor(float(y.shape[0]), device=y.device, dtype=torch.float64)])
-    model.train(was_training)
-    loss, top1, top5, n = distributed.all_sum(world, totals.tolist(), device)
-    return {"loss": loss / max(1, n), "top1": top1 / max(1, n), "top5": top5 / max(1, n), "images": int(n)}
-
-
 def epoch_line(row: dict, epochs: int, partial: bool = False) -> str:
     tag = " (partial, --max-steps)" if partial else ""
     return (f"epoch {row['epoch']:>3}/{epochs}{tag}  step {row['step']:>6}  lr {row['lr']:.2e}  "
             f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
             f"{row['images_per_sec']:,.0f} img/s  {row['epoch_seconds']:.1f}s")
-
-
-# ---- setup helpers
-
-
-def device_kind(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeUsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    return "cuda" if requested.startswith("cuda") else "cpu"
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def versions(extra_meta: dict) -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, **extra_meta.get("versions", {})}
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module under DDP and torch.compile wrappers: its state_dict has clean names."""
-    while True:
-        if isinstance(module, nn.parallel.DistributedDataParallel):
-            module = module.module
-        elif hasattr(module, "_orig_mod"):
-            module = module._orig_mod
-        else:
-            return module
-
-
-def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-
-
-def _place(model: nn.Module, device, config: TrainConfig, kind: str) -> nn.Module:
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if config.compile if config.compile is not None else kind == "cuda":
-        model = torch.compile(model)
-    return model
-
-
-def _shard(dataset, world: distributed.World):
-    """This rank's slice of the validation set: disjoint slices that cover it exactly, so
-    the summed totals count every image once (a padded sampler would count some twice)."""
-    if not world.distributed:
-        return dataset
-    import dataclasses
-
-    part = slice(world.rank, None, world.size)
-    return dataclasses.replace(dataset, images=dataset.images[part], labels=dataset.labels[part], files=[], grayscale=None, skipped=[])
-
-
-def _prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> None:
-    def check() -> None:
-        has_run = (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").exists()
-        if resume and not (run_dir / "checkpoints" / "last").is_symlink():
-            raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
-        if not resume and has_run:
-            raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-    _on_main(world, check)
-
-
-def _on_main(world: distributed.World, fn):
-    """fn() on rank 0 only (the one that owns the run directory); its result, or its error,
-    reaches every rank, so no rank is left waiting in a collective for one that failed."""
-    result, error = None, None
-    if world.main:
-        try:
-            result = fn()
-        except RuntimeUserError as e:
-            error = (type(e).__name__, str(e))
-    result, error = distributed.broadcast(world, (result, error))
-    if error is not None:
-        cls = {"CheckpointError": CheckpointError, "RuntimeUsageError": RuntimeUsageError}.get(error[0], RuntimeUserError)
-        raise cls(error[1])
-    return result
-
-
-def _restore(run_dir: Path, raw: nn.Module, optimizer, config: TrainConfig, data_meta: dict, world, device) -> State:
-    # Rank 0 reads and sends: in a multi-node job the other nodes need not see the run directory.
-    ckpt = _on_main(world, lambda: checkpoint.load(run_dir))
-    saved = ckpt.state
-    try:
-        checkpoint.load_into(raw, ckpt.weights, ckpt.path)
-        optimizer.load_state_dict(saved["optimizer"])
-        for key in ("train_images", "val_images", "classes"):
-            if saved["data_stats"][key] != data_meta[key]:
-                raise RuntimeUsageError(f"--resume: the data differs from the run's ({key}: {saved['data_stats'][key]} then, "
-                                        f"{data_meta[key]} now); give the same --data")
-        state = State(**{k: saved[k] for k in State().to_dict()})
-        rng = saved["rng"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ckpt.path}/state.pt does not hold a usable training state ({type(e).__name__}: {e})") from None
-    if len(rng) == world.size:
-        torch.set_rng_state(rng[world.rank]["torch"])
-        if device.type == "cuda" and rng[world.rank]["cuda"] is not None:
-            torch.cuda.set_rng_state(rng[world.rank]["cuda"], device)
-    # else: a different number of processes; the weights and the schedule still resume
-    # exactly, only dropout draws differ from an uninterrupted run.
-    return state
-
-
-class _StopOnSignal:
-    """Ctrl-C (or SIGTERM from a scheduler) asks the loop to stop after the current step and
-    checkpoint; a second Ctrl-C quits at once, leaving the previous checkpoint in place."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        import sys
-
-        print("\nstopping after this step to save a checkpoint; press Ctrl-C again to quit without saving", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False

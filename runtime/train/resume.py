@@ -1,0 +1,81 @@
+"""The state a run carries from step to step, and what --resume does with it: the run
+directory's checks, and restoring weights, optimizer, position and RNG from `checkpoints/last`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from runtime.errors import CheckpointError, RuntimeUsageError, RuntimeUserError
+from runtime.train import checkpoint, distributed
+
+
+@dataclass
+class State:
+    """What changes as training goes: saved in state.pt, restored by --resume."""
+
+    step: int = 0  # optimizer steps taken in all
+    epoch: int = 1  # the epoch under way, from 1
+    batch: int = 0  # batches of `epoch` already taken
+    rows: list = field(default_factory=list)  # metrics rows of the finished epochs
+    best_acc: float = -1.0  # best validation accuracy so far
+    best_epoch: int | None = None  # the epoch that reached it
+    wall_time: float = 0.0  # seconds spent in fit, summed over resumed sessions
+    totals: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # this epoch so far: loss sum, correct, images, train seconds
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> None:
+    def check() -> None:
+        has_run = (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").exists()
+        if resume and not (run_dir / "checkpoints" / "last").is_symlink():
+            raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
+        if not resume and has_run:
+            raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    on_main(world, check)
+
+
+def on_main(world: distributed.World, fn):
+    """fn() on rank 0 only (the one that owns the run directory); its result, or its error,
+    reaches every rank, so no rank is left waiting in a collective for one that failed."""
+    result, error = None, None
+    if world.main:
+        try:
+            result = fn()
+        except RuntimeUserError as e:
+            error = (type(e).__name__, str(e))
+    result, error = distributed.broadcast(world, (result, error))
+    if error is not None:
+        cls = {"CheckpointError": CheckpointError, "RuntimeUsageError": RuntimeUsageError}.get(error[0], RuntimeUserError)
+        raise cls(error[1])
+    return result
+
+
+def restore(run_dir: Path, raw: nn.Module, optimizer, data_meta: dict, world, device) -> State:
+    # Rank 0 reads and sends: in a multi-node job the other nodes need not see the run directory.
+    ckpt = on_main(world, lambda: checkpoint.load(run_dir))
+    saved = ckpt.state
+    try:
+        checkpoint.load_into(raw, ckpt.weights, ckpt.path)
+        optimizer.load_state_dict(saved["optimizer"])
+        for key in ("train_images", "val_images", "classes"):
+            if saved["data_stats"][key] != data_meta[key]:
+                raise RuntimeUsageError(f"--resume: the data differs from the run's ({key}: {saved['data_stats'][key]} then, "
+                                        f"{data_meta[key]} now); give the same --data")
+        state = State(**{k: saved[k] for k in State().to_dict()})
+        rng = saved["rng"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}/state.pt does not hold a usable training state ({type(e).__name__}: {e})") from None
+    if len(rng) == world.size:
+        torch.set_rng_state(rng[world.rank]["torch"])
+        if device.type == "cuda" and rng[world.rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(rng[world.rank]["cuda"], device)
+    # else: a different number of processes; the weights and the schedule still resume
+    # exactly, only dropout draws differ from an uninterrupted run.
+    return state

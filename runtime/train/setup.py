@@ -1,0 +1,97 @@
+"""What fit() needs before the first step: the device, the model in place, the optimizer, this
+rank's share of the validation set, and a Ctrl-C handler that stops at a step boundary."""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import signal
+import sys
+import threading
+
+import torch
+from torch import nn
+
+from runtime.errors import RuntimeUsageError
+from runtime.train import distributed
+from runtime.train.config import TrainConfig
+
+
+def device_kind(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeUsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    return "cuda" if requested.startswith("cuda") else "cpu"
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def versions(extra_meta: dict) -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, **extra_meta.get("versions", {})}
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers: its state_dict has clean names."""
+    while True:
+        if isinstance(module, nn.parallel.DistributedDataParallel):
+            module = module.module
+        elif hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        else:
+            return module
+
+
+def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def place(model: nn.Module, device, config: TrainConfig, kind: str) -> nn.Module:
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.compile if config.compile is not None else kind == "cuda":
+        model = torch.compile(model)
+    return model
+
+
+def shard(dataset, world: distributed.World):
+    """This rank's slice of the validation set: disjoint slices that cover it exactly, so
+    the summed totals count every image once (a padded sampler would count some twice)."""
+    if not world.distributed:
+        return dataset
+    part = slice(world.rank, None, world.size)
+    return dataclasses.replace(dataset, images=dataset.images[part], labels=dataset.labels[part], files=[], grayscale=None, skipped=[])
+
+
+class StopOnSignal:
+    """Ctrl-C (or SIGTERM from a scheduler) asks the loop to stop after the current step and
+    checkpoint; a second Ctrl-C quits at once, leaving the previous checkpoint in place."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step to save a checkpoint; press Ctrl-C again to quit without saving", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
