@@ -96,6 +96,7 @@ class BatchLoader:
         self._scale = (1 / (255 * std_t)).view(1, channels, 1, 1).to(self.device)
         self._shift = (-mean_t / std_t).view(1, channels, 1, 1).to(self.device)
         self.epoch = 0
+        self._scratch: torch.Tensor | None = None  # padded copies for augmentation, reused per batch
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration follows."""
@@ -143,27 +144,39 @@ class BatchLoader:
     def _augment(self, x: torch.Tensor, batch: int) -> torch.Tensor:
         # Drawn on the CPU from a per-batch generator: the same numbers on any device.
         gen = torch.Generator().manual_seed(_batch_seed(self.seed, self.epoch, self.rank, batch))
-        b, pad = x.shape[0], self.augment.crop_padding
+        b, c, h, w = x.shape
+        pad = self.augment.crop_padding
         flip = torch.randint(0, 2, (b,), generator=gen).bool() if self.augment.flip else None
         offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=gen)
-        return flip_and_crop(x, flip=_to(flip, self.device), offsets=offsets.to(self.device), pad=pad)
+        if self._scratch is None:  # zeroed once: its border stays zero for good
+            self._scratch = x.new_zeros((2 * self.batch_size, c, h + 2 * pad, w + 2 * pad))
+        return flip_and_crop(x, flip=_to(flip, self.device), offsets=offsets.to(self.device), pad=pad, scratch=self._scratch)
 
 
-def flip_and_crop(x: torch.Tensor, *, flip: torch.Tensor | None, offsets: torch.Tensor, pad: int) -> torch.Tensor:
+def flip_and_crop(
+    x: torch.Tensor, *, flip: torch.Tensor | None, offsets: torch.Tensor, pad: int, scratch: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per image: mirror where `flip`, zero-pad by `pad`, crop at (top, left) = `offsets[:, i]`.
 
-    (B, C, H, W) in and out, any dtype. One gather of whole rows: every output row is a
-    contiguous run of one padded (and maybe mirrored) input row, so the batch is cut with one
-    `index_select` over an overlapping strided view of those rows, with no per-image Python.
+    (B, C, H, W) in and out, any dtype. Every output row is a contiguous run of one padded (and
+    maybe mirrored) input row, so the whole batch is cut with one `index_select` over an
+    overlapping strided view of those rows, with no per-image Python.
+
+    `scratch` is where the padded copies go: (2 * B', C, H + 2p, W + 2p) with B' >= B (the
+    mirrored copies start at row B') and a zero border. A loader keeps one, so a batch costs no
+    fresh allocation and no zero fill; its interior is overwritten every time.
     """
     b, c, h, w = x.shape
-    source = F.pad(x, (pad, pad, pad, pad)) if pad else x  # (B, C, H+2p, W+2p)
+    if scratch is None:
+        scratch = x.new_zeros((2 * b, c, h + 2 * pad, w + 2 * pad))
+    half = scratch.shape[0] // 2
+    scratch[:b, :, pad:pad + h, pad:pad + w] = x
     pick = torch.arange(b, device=x.device)
     if flip is not None:
-        source = torch.cat([source, source.flip(3)])  # (2B, ...): mirrored copies after the originals
-        pick = pick + b * flip.long()
+        scratch[half:half + b, :, pad:pad + h, pad:pad + w] = x.flip(3)
+        pick = pick + half * flip.long()
     height, width = h + 2 * pad, w + 2 * pad
-    flat = source.contiguous().view(-1)
+    flat = scratch.view(-1)
     windows = flat.as_strided((flat.numel() - w + 1, w), (1, 1))  # windows[i] = flat[i:i+w]
     top, left = offsets[0].view(b, 1, 1), offsets[1].view(b, 1, 1)
     rows = torch.arange(h, device=x.device).view(1, 1, h) + top  # (B, 1, H)
