@@ -121,6 +121,18 @@ def test_ratios_compiled_to_eager_and_emitted_to_reference():
     assert rows[0].compiled_to_eager is None and rows[0].emitted_to_reference is None
 
 
+def test_ratio_of_alternated_rows_is_the_median_of_per_round_ratios():
+    """A burst of load in one round slows both rows of that round; the paired ratio ignores it."""
+    def row(model, times):
+        return Row("s", model, "train", False, 8, 8, "cpu", "off", False, len(times), 1,
+                   images_per_s=8 / (sorted(times)[len(times) // 2] / 1e3), step_ms=times)
+    emitted = row("emitted", [100.0, 100.0, 300.0, 100.0, 100.0])
+    ref = row("reference", [110.0, 300.0, 330.0, 330.0, 110.0])  # loaded in rounds 2-4, 10% slower throughout
+    rows = [emitted, ref]
+    runner._ratios(rows)
+    assert ref.emitted_to_reference == pytest.approx(1.1)  # the ratio of medians would say 3.3
+
+
 # ---- batch step-down
 
 def test_decay_batch_step_follows_timm():

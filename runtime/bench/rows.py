@@ -40,14 +40,17 @@ class Row:
     step_ms_median: float | None = None
     step_ms_min: float | None = None
     step_ms_max: float | None = None
+    step_ms: list[float] = field(default_factory=list)  # every timed step, in round order
     first_step_s: float | None = None  # the first call: compilation included for compiled rows
     compile_s: float | None = None  # warm-up time beyond steady-state steps (compiled rows)
     peak_mem_bytes: int | None = None  # absolute peak (see memory.py for what it includes)
     step_mem_bytes: int | None = None  # peak above what was held before the step
     tflops: float | None = None  # achieved: flops_per_image * images_per_s / 1e12
     mfu: float | None = None  # achieved over the device's measured peak
-    compiled_to_eager: float | None = None  # compiled rows: this images/s over the eager row's
-    emitted_to_reference: float | None = None  # reference rows: the emitted row's images/s over this
+    # Ratios of images/s, as the median over rounds of the ratio within each round (the rows of a
+    # group are timed in alternation), which cancels load that comes and goes between rounds.
+    compiled_to_eager: float | None = None  # compiled rows: this over the eager row
+    emitted_to_reference: float | None = None  # reference rows: the emitted row over this
     note: str = ""  # e.g. a batch step-down
     error: str | None = None  # the row could not run; why
 

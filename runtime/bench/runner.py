@@ -8,8 +8,10 @@ are timed in alternation, so their ratios are measured under the same conditions
 """
 from __future__ import annotations
 
+import statistics
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -46,6 +48,7 @@ class BenchConfig:
     batch_sizes: tuple = (32,)  # asked for; each may step down on out-of-memory
     compiled: tuple = (False, True)  # eager, torch.compile, or both
     compile_kwargs: dict = field(default_factory=dict)  # torch.compile(mode=..., backend=...)
+    freeze: bool = False  # compiled inference: inductor freezing (weights constant, conv+bn folded)
     device: str = "auto"  # cuda when available
     amp: str = "off"  # "bf16": autocast to bfloat16
     channels_last: bool = False  # model and inputs in NHWC
@@ -157,13 +160,21 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
     cudagraphs = cand.compiled and device.type == "cuda" and "reduce-overhead" in str(config.compile_kwargs.get("mode", ""))
     step = make_step(net, model, mode, batch, w.input_shape, w.num_classes, device, amp=config.amp,
                      channels_last=config.channels_last, optimizer=w.optimizer or config.optimizer, lr=config.lr, cudagraphs=cudagraphs)
-    times = [timed(step) for _ in range(config.warmup)]
+    # Compilation happens in the first calls, so inductor's freezing must be on while they run.
+    freezing = nullcontext()
+    if cand.compiled and mode == "infer" and config.freeze:
+        import torch._inductor.config as inductor_config
+
+        freezing = inductor_config.patch(freezing=True)
+    with freezing:
+        times = [timed(step) for _ in range(config.warmup)]
     return step, times
 
 
 def _fill(cand: _Candidate, t: Timing, peak: Peak) -> None:
     row = cand.row
     row.step_ms_median, row.step_ms_min, row.step_ms_max = t.median * 1e3, t.min * 1e3, t.max * 1e3
+    row.step_ms = [round(x * 1e3, 3) for x in t.times]
     row.images_per_s = row.batch_run / t.median
     row.first_step_s = cand.warm_times[0]
     if cand.compiled:
@@ -180,11 +191,21 @@ def _ratios(rows: list[Row]) -> None:
         if r.images_per_s is None:
             continue
         eager = by.get((r.model, False))
-        if r.compiled and eager is not None and eager.images_per_s and eager.batch_run == r.batch_run:
-            r.compiled_to_eager = r.images_per_s / eager.images_per_s
+        if r.compiled and eager is not None:
+            r.compiled_to_eager = speed_ratio(r, eager)
         emitted = by.get(("emitted", r.compiled))
-        if r.model == "reference" and emitted is not None and emitted.images_per_s and emitted.batch_run == r.batch_run:
-            r.emitted_to_reference = emitted.images_per_s / r.images_per_s
+        if r.model == "reference" and emitted is not None:
+            r.emitted_to_reference = speed_ratio(emitted, r)
+
+
+def speed_ratio(a: Row, b: Row) -> float | None:
+    """a's images/s over b's. Rows timed in alternation give the median of the per-round ratios
+    (paired, so a slow round slows both); otherwise the ratio of the medians."""
+    if a.images_per_s is None or not b.images_per_s or a.batch_run != b.batch_run:
+        return None
+    if a.step_ms and len(a.step_ms) == len(b.step_ms):
+        return statistics.median(tb / ta for ta, tb in zip(a.step_ms, b.step_ms))
+    return a.images_per_s / b.images_per_s
 
 
 def stderr_progress(msg: str) -> None:
