@@ -1,7 +1,7 @@
 """`load_dataset(spec)`: the one entry point from a dataset name to (train, val) ImageSets.
 
 A spec is one of:
-- `synthetic`, `synthetic:SEED`, or `synthetic:seed=1,train=8000,val=1000,noise=12`: the
+- `synthetic`, `synthetic:SEED`, or `synthetic:seed=1,train=2000,val=1000,noise=12`: the
   built-in procedural set (runtime/data/synthetic.py), generated in memory, never cached;
 - `tiny-imagenet:DIR` or `imagefolder:DIR`: that layout, insisted on;
 - `DIR`: a directory, its layout detected (runtime/data/layout.py).

@@ -80,3 +80,34 @@ def test_load_dataset_seed_applies_when_the_spec_has_none():
     a, _ = load_dataset("synthetic:train=20,val=10", seed=4)
     b, _ = load_dataset("synthetic:seed=4,train=20,val=10")
     assert torch.equal(a.images, b.images)
+
+
+@pytest.mark.slow
+def test_a_small_convnet_beats_chance_after_two_epochs():
+    """The set is learnable: the point of the demo. (The paper's no_attention reached 25% after
+    one epoch of the default 2,000 images in a scratch run; this stand-in is 20x cheaper.)"""
+    from torch import nn
+
+    from runtime.data import BatchLoader
+
+    torch.manual_seed(0)
+    train, val = load_dataset("synthetic")
+
+    def block(i: int, o: int) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(i, o, 3, 2, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU())
+
+    model = nn.Sequential(block(3, 16), block(16, 32), block(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    mean = train.channel_mean()
+    loader = BatchLoader(train.images, train.labels, batch_size=32, seed=0, mean=mean)
+    for epoch in range(2):
+        for x, y in loader.batches(epoch):
+            loss = nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        x, y = next(iter(BatchLoader(val.images, val.labels, batch_size=len(val), shuffle=False, mean=mean)))
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.15  # chance is 0.10; 0.22 seen
