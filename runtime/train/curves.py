@@ -25,23 +25,29 @@ def plot(runs: list[tuple[str, list[dict]]], paths: list, title: str | None = No
 
     matplotlib.use("Agg")  # no display on servers; also keeps a test run from opening windows
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    last_epoch = max((r["epoch"] for _, rows in runs for r in rows), default=1)
 
     # Fixed margins: constrained layout would cost more than the drawing itself.
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     fig.subplots_adjust(left=0.07, right=0.98, top=0.91, bottom=0.16 if len(runs) > 1 else 0.08, hspace=0.35, wspace=0.22)
     for ax, (column, panel, ylabel) in zip(axes.flat, PANELS):
+        peak = 0.0
         for label, rows in runs:
             points = [(r["epoch"], r[column]) for r in rows if r.get(column) is not None]
             if points:
                 xs, ys = zip(*points)
+                peak = max(peak, *ys)
                 ax.plot(xs, ys, marker="o", markersize=3, label=label)  # markers: a 1-epoch run is still visible
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if column.endswith("acc"):
-            ax.set_ylim(bottom=0)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_ylim(0, min(1.0, peak * 1.1) or 1.0)  # from zero, so chance and progress read at a glance
+        ax.set_xlim(0.5, last_epoch + 0.5)  # whole epochs, even for a run of one
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if len(runs) > 1 and handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(runs)), frameon=False)
