@@ -172,7 +172,7 @@ def _report(compiled, summary: dict, run_dir: Path) -> None:
     print()
     best = summary["best_val_acc"]
     status = {"complete": "finished", "max_steps": "stopped at --max-steps"}.get(summary["status"], summary["status"])
-    print(f"{compiled.name}: {status} after {summary['steps']} steps ({summary['epochs_completed']} full epochs) "
+    print(f"{compiled.name}: {status} after {summary['steps']} steps ({summary['epochs_completed']} full epoch{'' if summary['epochs_completed'] == 1 else 's'}) "
           f"in {summary['wall_time_s']:.1f}s on {summary['device']}" + (f" x{summary['world_size']}" if summary['world_size'] > 1 else ""))
     if best is not None:
         print(f"  final val acc {summary['final_val_acc']:.4f}  loss {summary['final_val_loss']:.4f}   "
