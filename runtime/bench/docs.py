@@ -54,7 +54,7 @@ def fill_envelope(data: dict, path: Path) -> tuple[dict, list[str]]:
     and machine, date and torch from a "machine" object if it has one."""
     data, fixes = dict(data), []
     if not isinstance(data.get("kind"), str):
-        data["kind"] = path.stem.rsplit("-", 1)[0] if "-" in path.stem else path.stem
+        data["kind"] = path.stem.split("-", 1)[0]  # data_pipeline-vm-threads1.json -> data_pipeline
         fixes.append(f"no 'kind'; took '{data['kind']}' from the file name")
     info = data.get("machine")
     if isinstance(info, dict):

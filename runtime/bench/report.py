@@ -24,7 +24,7 @@ def render_csv(rows: list[Row]) -> str:
     writer = csv.DictWriter(out, fieldnames=ROW_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: "" if v is None else v for k, v in vars(r).items()})
+        writer.writerow({k: "" if v is None else " ".join(map(str, v)) if isinstance(v, list) else v for k, v in vars(r).items()})
     return out.getvalue()
 
 

@@ -76,8 +76,9 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         group = [w for w in workloads if w.spec == spec]
         for mode in config.modes:
             for batch in config.batch_sizes:
-                got, memory_method = _run_group(group, mode, batch, device, config, peak, say)
+                got, method = _run_group(group, mode, batch, device, config, peak, say)
                 rows += got
+                memory_method = method or memory_method
     return BenchResult(
         machine=device_name(device),
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -119,15 +120,21 @@ def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[lis
         cand.row.batch_run = fitted.batch_size
         cand.row.note = fitted.note()
     live = [c for c in cands if c.step is not None]
-    if live:
-        say(f"{cands[0].row.spec} {mode} batch {batch}: timing {len(live)} row(s), {config.iters} interleaved steps each ...")
-        timings = time_interleaved({str(i): c.step for i, c in enumerate(live)}, config.iters, device)
-        for i, cand in enumerate(live):
-            _fill(cand, timings[str(i)], peak)
     memory_method = ""
-    for cand in live:
-        mem = measure_peak(cand.step, device)
-        cand.row.peak_mem_bytes, cand.row.step_mem_bytes, memory_method = mem.peak_bytes, mem.step_bytes, mem.method
+    try:
+        if live:
+            say(f"{cands[0].row.spec} {mode} batch {batch}: timing {len(live)} row(s), {config.iters} interleaved steps each ...")
+            timings = time_interleaved({str(i): c.step for i, c in enumerate(live)}, config.iters, device)
+            for i, cand in enumerate(live):
+                _fill(cand, timings[str(i)], peak)
+        for cand in live:
+            mem = measure_peak(cand.step, device)
+            cand.row.peak_mem_bytes, cand.row.step_mem_bytes, memory_method = mem.peak_bytes, mem.step_bytes, mem.method
+    except Exception as e:  # noqa: BLE001 - e.g. out of memory with every row of the group resident at once
+        for cand in live:
+            cand.row.error = f"{type(e).__name__} while timing the group's rows together: {str(e).strip()[:200]}"
+            cand.row.images_per_s = None
+        say(f"{cands[0].row.spec} {mode} batch {batch}: failed: {type(e).__name__}: {e}")
     _ratios([c.row for c in cands])
     for cand in cands:
         cand.step = None
