@@ -197,7 +197,7 @@ def test_bench_json_contract(tiny, fake_peak, tmp_path):
                           capture_output=True, text=True, env=env, timeout=300, check=False)
     assert run_.returncode == 0, run_.stderr
     data = json.loads(run_.stdout)
-    assert {"kind", "machine", "date", "torch", "command", "device", "threads", "peak", "memory_method", "config", "rows"} <= set(data)
+    assert {"kind", "machine", "date", "torch", "command", "device", "threads", "peak", "memory_method", "config", "rows", "load_average"} <= set(data)
     assert data["kind"] == "archc-bench" and data["device"] == "cpu" and data["torch"] == torch.__version__
     assert data["command"].startswith("archc bench ") and "--batch-size 2,3" in data["command"]
     assert data["peak"]["flops_per_s"] == FAKE_PEAK and data["peak"]["method"] == "fake"

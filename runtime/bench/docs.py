@@ -154,7 +154,9 @@ def render_archc_bench(d: dict) -> list[str]:
              f"rows of a spec, mode and batch timed in alternation; amp {cfg.get('amp', 'off')}{layout}; "
              f"torch.compile {cfg.get('compile_kwargs', {})}. Memory: {d.get('memory_method', '')}. "
              "ratio: compiled rows, compiled/eager images/s; reference rows, emitted/reference images/s. "
-             "FLOPs are analytic; a train step's include the backward pass."), ""]
+             "FLOPs are analytic; a train step's include the backward pass.")
+            + (f" The machine's 1-minute load average was {d['load_average'][0]} before the run and {d['load_average'][1]} after."
+               if d.get("load_average") else ""), ""]
     if warm:
         out += [("Warm-up, not in the rows above: the first step, and for compiled rows the warm-up time beyond "
                  "steady-state steps (compilation)."), ""]

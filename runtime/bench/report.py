@@ -32,7 +32,8 @@ def render_table(result: BenchResult) -> str:
     """The rows, then compile times, then the peak and how memory was measured."""
     lines = [f"{result.machine}, torch {result.torch}, {result.device}"
              + (f" ({result.threads} threads)" if result.device == "cpu" else "")
-             + f", amp {result.config.get('amp', 'off')}" + (", channels_last" if result.config.get("channels_last") else "")]
+             + f", amp {result.config.get('amp', 'off')}" + (", channels_last" if result.config.get("channels_last") else "")
+             + (f"; load average {result.load_average[0]} before, {result.load_average[1]} after" if result.load_average else "")]
     cells = [COLUMNS] + [_cells(r) for r in result.rows]
     lines += _align(cells, right_from=4)
     for r in result.rows:

@@ -75,6 +75,7 @@ class BenchResult:
     memory_method: str
     config: dict = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
+    load_average: list[float] | None = None  # 1-minute load, before and after: how busy the machine was
     kind: str = KIND
 
     def to_dict(self) -> dict:

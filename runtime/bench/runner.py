@@ -8,6 +8,7 @@ are timed in alternation, so their ratios are measured under the same conditions
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -66,6 +67,7 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         raise RuntimeUsageError("--warmup and --iters must be at least 1 (the first warm-up step compiles)")
     say = progress or (lambda msg: None)
     device = resolve_device(config.device)
+    load_before = _load()
     say(f"measuring the peak of {device_name(device)} ({'bf16' if config.amp == 'bf16' else 'fp32'}) ...")
     peak = device_peak(device, "bf16" if config.amp == "bf16" else "fp32", refresh=config.peak_refresh)
     say(peak.describe())
@@ -90,7 +92,15 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         memory_method=memory_method,
         config={k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)},
         rows=rows,
+        load_average=None if load_before is None else [load_before, _load()],
     )
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 @dataclass
