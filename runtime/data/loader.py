@@ -113,11 +113,12 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter_from(0)
 
-    def order(self) -> torch.Tensor:
-        """The dataset indices this rank visits in the current epoch, in order (CPU int64)."""
+    def order(self, epoch: int | None = None) -> torch.Tensor:
+        """The dataset indices this rank visits in `epoch` (default: the current one), in order (CPU int64)."""
+        epoch = self.epoch if epoch is None else epoch
         n = len(self.images)
         if self.shuffle:
-            indices = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            indices = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch))
         else:
             indices = torch.arange(n)
         total = self.samples_per_rank * self.world_size
@@ -132,25 +133,31 @@ class BatchLoader:
 
     def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches `start_batch`, `start_batch + 1`, ... of the current epoch: resuming mid-epoch."""
-        order = self.order().to(self.device)
+        # The epoch is read now, not at the first next(): a later set_epoch must not change it.
+        return self._iterate(self.epoch, start_batch)
+
+    def _iterate(self, epoch: int, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.order(epoch).to(self.device)
         for k in range(start_batch, len(self)):
             index = order[k * self.batch_size:(k + 1) * self.batch_size]
             x = self.images.index_select(0, index)  # (B, C, H, W) uint8
             if self.augment is not None:
-                x = self._augment(x, k)
+                x = self._augment(x, epoch, k)
             x = x.float().mul_(self._scale).add_(self._shift)  # (B, C, H, W) float32
             yield x, self.labels.index_select(0, index)
 
-    def _augment(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
         # Drawn on the CPU from a per-batch generator: the same numbers on any device.
-        gen = torch.Generator().manual_seed(_batch_seed(self.seed, self.epoch, self.rank, batch))
+        gen = torch.Generator().manual_seed(_batch_seed(self.seed, epoch, self.rank, batch))
         b, c, h, w = x.shape
         pad = self.augment.crop_padding
         flip = torch.randint(0, 2, (b,), generator=gen).bool() if self.augment.flip else None
         offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=gen)
         if self._scratch is None:  # zeroed once: its border stays zero for good
             self._scratch = x.new_zeros((2 * self.batch_size, c, h + 2 * pad, w + 2 * pad))
-        return flip_and_crop(x, flip=_to(flip, self.device), offsets=offsets.to(self.device), pad=pad, scratch=self._scratch)
+        if flip is not None:
+            flip = flip.to(self.device)
+        return flip_and_crop(x, flip=flip, offsets=offsets.to(self.device), pad=pad, scratch=self._scratch)
 
 
 def flip_and_crop(
@@ -188,10 +195,6 @@ def flip_and_crop(
 def _batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
     digest = hashlib.blake2b(f"{seed}:{epoch}:{rank}:{batch}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
-
-
-def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-    return None if t is None else t.to(device)
 
 
 def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:

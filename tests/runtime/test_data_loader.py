@@ -63,6 +63,15 @@ def test_resuming_mid_epoch_gives_the_same_batches_bit_for_bit():
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
 
 
+def test_an_iterator_keeps_the_epoch_it_was_made_for():
+    images, labels = dataset()
+    loader = BatchLoader(images, labels, batch_size=8, seed=5, augment=Augment(flip=True, crop_padding=4))
+    expected = [x for x, _ in BatchLoader(images, labels, batch_size=8, seed=5, augment=Augment(flip=True, crop_padding=4)).batches(1)]
+    first = loader.batches(1)
+    loader.set_epoch(2)  # e.g. a trainer preparing the next epoch before this one is drained
+    assert all(torch.equal(x, e) for (x, _), e in zip(first, expected))
+
+
 def test_batch_count_and_drop_last():
     images, labels = dataset(50)
     assert len(BatchLoader(images, labels, batch_size=8)) == 7
