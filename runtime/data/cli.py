@@ -59,7 +59,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from runtime.data.cache import load_or_build
+    from runtime.data.cache import cache_path, load_or_build
     from runtime.data.layout import read_layout
     from runtime.data.load import parse_spec, report_skipped
 
@@ -73,8 +73,6 @@ def _prepare(args: argparse.Namespace) -> int:
         layout, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, resize=args.resize, progress=not args.no_progress
     )
     report_skipped(train, val)
-    from runtime.data.cache import cache_path
-
     what = "built" if built else "already up to date"
     print(
         f"cache {what}: {cache_path(layout, args.cache_dir)} "
