@@ -21,11 +21,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev,onnx]'
 	@touch $(STAMP)
 
-# A short run that fits a 2-core CPU: 3 epochs of 800 synthetic images (3 points per curve).
+# A short run that fits a 2-core CPU: 3 epochs of 640 synthetic images (3 points per curve).
 demo: setup
 	$(BIN)/archc check specs/no_attention.yaml
 	rm -rf runs/demo
-	$(BIN)/archc train specs/no_attention.yaml --data synthetic:train=800,val=200 --epochs 3 --device cpu --out runs/demo
+	$(BIN)/archc train specs/no_attention.yaml --data synthetic:train=640,val=200 --epochs 3 --device cpu --out runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
