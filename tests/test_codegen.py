@@ -158,7 +158,6 @@ def test_channels_last_gives_the_same_outputs():
         torch.testing.assert_close(a(x), b(x.contiguous(memory_format=torch.channels_last)), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", PAPER_SPECS)
 def test_compiles_fullgraph_without_graph_breaks(name):
     # aot_eager traces forward and backward exactly as inductor would, without generating
@@ -170,7 +169,6 @@ def test_compiles_fullgraph_without_graph_breaks(name):
     assert out.shape == (2, 200)
 
 
-@pytest.mark.slow
 def test_inductor_compile_matches_eager():
     torch._dynamo.reset()
     net = archcompiler.compile(spec_path("no_attention"))
@@ -190,7 +188,6 @@ def test_emit_cli_refuses_a_bad_spec_without_traceback(tmp_path):
     assert not (tmp_path / "x.py").exists()
 
 
-@pytest.mark.slow
 def test_onnx_export_checks_and_matches(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
