@@ -23,7 +23,7 @@ from runtime.data.imageset import ImageSet, channel_stats
 from runtime.data.layout import Layout
 from runtime.errors import DataError
 
-FORMAT_VERSION = 1  # bump when the stored fields or the decoding policy change
+FORMAT_VERSION = 2  # bump when the stored fields or the decoding policy change
 
 
 def default_cache_dir() -> Path:
@@ -100,7 +100,8 @@ def _build(layout: Layout, key: str, *, skip_corrupt: bool, resize: bool, progre
         stored[split_name] = {
             "images": decoded.images,
             "labels": labels,
-            "files": [split.files[i] for i in decoded.kept],
+            # One string, not a list: weights_only loading unpickles in Python, 0.6 s for 110,000 names.
+            "files": "\n".join(split.files[i] for i in decoded.kept),
             "grayscale": decoded.grayscale,
             "skipped": [list(item) for item in decoded.skipped],
         }
@@ -130,7 +131,7 @@ def _imageset(stored: dict, split: str) -> ImageSet:
         part["labels"],
         list(stored["classes"]),
         list(stored["names"]),
-        files=list(part["files"]),
+        files=part["files"].split("\n") if part["files"] else [],
         grayscale=part["grayscale"],
         skipped=[(f, reason) for f, reason in part["skipped"]],
         stats=(part["mean"], part["std"]) if "mean" in part else None,

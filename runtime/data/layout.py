@@ -68,19 +68,24 @@ def _read_tiny_imagenet(root: Path) -> Layout:
     names = _read_names(root / "words.txt", classes, root, stamps)
     index = {wnid: i for i, wnid in enumerate(classes)}
 
-    train = Split()
-    for label, wnid in enumerate(classes):
-        folder = root / "train" / wnid / "images"
+    folders = [root / "train" / wnid / "images" for wnid in classes]
+    for wnid, folder in zip(classes, folders):
         if not folder.is_dir():
             raise DataError(f"{folder}: missing; wnids.txt lists class {wnid} but it has no training images")
-        for rel, size, mtime in _list_images(folder, root):
-            train.files.append(rel)
-            train.labels.append(label)
-            stamps.append((rel, size, mtime))
-
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.exists():
         raise DataError(f"{annotations}: missing; Tiny ImageNet labels its validation images there")
+
+    train = Split()
+    for label, folder in enumerate(folders):
+        listing = _list_images(folder, root)
+        train.files.extend(rel for rel, _, _ in listing)
+        train.labels.extend([label] * len(listing))
+        stamps.extend(listing)
+
+    # One listing of val/images, then look-ups: cheaper than a stat per annotated name.
+    val_folder = root / "val" / "images"
+    on_disk = {rel: (size, mtime) for rel, size, mtime in _list_images(val_folder, root)} if val_folder.is_dir() else {}
     val = Split()
     for lineno, line in enumerate(_read_text(annotations, root, stamps).splitlines(), start=1):
         if not line.strip():
@@ -92,7 +97,9 @@ def _read_tiny_imagenet(root: Path) -> Layout:
         if wnid not in index:
             raise DataError(f"{annotations}:{lineno}: {name} is labelled {wnid}, a class that wnids.txt does not list")
         rel = f"val/images/{name}"
-        stamps.append((rel, *_stat(root / rel, f"{annotations}:{lineno} names it")))
+        if rel not in on_disk:
+            raise DataError(f"{root / rel}: missing file ({annotations}:{lineno} names it)")
+        stamps.append((rel, *on_disk[rel]))
         val.files.append(rel)
         val.labels.append(index[wnid])
     return Layout(root, "tiny-imagenet", classes, names, train, val, False, stamps)
@@ -137,17 +144,25 @@ def _read_imagefolder(root: Path) -> Layout:
 
 
 def _list_images(folder: Path, root: Path, recursive: bool = False) -> list[tuple[str, int, int]]:
-    """(path relative to root, size, mtime_ns) of the images in a folder, sorted by path."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in filenames:
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
-                st = os.stat(os.path.join(dirpath, name))
-                rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-                found.append((rel, st.st_size, st.st_mtime_ns))
-        if not recursive:
-            break
+    """(path relative to root, size, mtime_ns) of the images in a folder, sorted by path.
+
+    This runs on every load, cache hit or not, over 110,000 files for Tiny ImageNet: scandir
+    and string joins, because os.walk and os.path.relpath per file cost seconds there.
+    """
+    found: list[tuple[str, int, int]] = []
+    pending = [(str(folder), folder.relative_to(root).as_posix())]
+    while pending:
+        path, rel = pending.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    if recursive:
+                        pending.append((entry.path, f"{rel}/{entry.name}"))
+                elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+                    st = entry.stat()
+                    found.append((f"{rel}/{entry.name}", st.st_size, st.st_mtime_ns))
     found.sort()
     return found
 
@@ -166,17 +181,16 @@ def _read_names(words: Path, classes: list[str], root: Path, stamps: list) -> li
 
 
 def _read_text(path: Path, root: Path, stamps: list) -> str:
-    stamps.append((path.relative_to(root).as_posix(), *_stat(path, "")))
+    stamps.append((path.relative_to(root).as_posix(), *_stat(path)))
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def _stat(path: Path, named_by: str) -> tuple[int, int]:
+def _stat(path: Path) -> tuple[int, int]:
     try:
         st = path.stat()
     except FileNotFoundError:
-        where = f" ({named_by})" if named_by else ""
-        raise DataError(f"{path}: missing file{where}") from None
+        raise DataError(f"{path}: missing file") from None
     return st.st_size, st.st_mtime_ns
