@@ -185,11 +185,13 @@ def flip_and_crop(
     height, width = h + 2 * pad, w + 2 * pad
     flat = scratch.view(-1)
     windows = flat.as_strided((flat.numel() - w + 1, w), (1, 1))  # windows[i] = flat[i:i+w]
-    top, left = offsets[0].view(b, 1, 1), offsets[1].view(b, 1, 1)
-    rows = torch.arange(h, device=x.device).view(1, 1, h) + top  # (B, 1, H)
-    planes = pick.view(b, 1, 1) * c + torch.arange(c, device=x.device).view(1, c, 1)  # (B, C, 1)
-    starts = (planes * height + rows) * width + left  # (B, C, H)
-    return windows.index_select(0, starts.reshape(-1)).view(b, c, h, w)
+    # Start of output row (i, ch, r) in `flat`: where image i's crop begins, plus where row r
+    # of channel ch lies in any padded image. Two small tensors and one broadcast add, because
+    # every op over the whole (B, C, H) grid is a parallel region, and those cost most on a busy CPU.
+    corner = (pick * (c * height) + offsets[0]) * width + offsets[1]  # (B,)
+    grid = (torch.arange(c, device=x.device).view(c, 1) * height + torch.arange(h, device=x.device).view(1, h)) * width  # (C, H)
+    starts = corner.view(b, 1, 1) + grid  # (B, C, H)
+    return windows.index_select(0, starts.view(-1)).view(b, c, h, w)
 
 
 def _batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
