@@ -170,3 +170,42 @@ def test_cuda_batches_live_on_the_gpu_and_match_cpu_batches():
     assert gpu[0][0].device.type == "cuda"
     for (xc, yc), (xg, yg) in zip(cpu, gpu):
         assert torch.equal(yc, yg.cpu()) and torch.allclose(xc, xg.cpu(), atol=1e-6)
+
+
+DDP_WORKER = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+from runtime.data import BatchLoader
+
+dist.init_process_group("gloo")
+images = torch.zeros((50, 3, 64, 64), dtype=torch.uint8)
+loader = BatchLoader(images, torch.arange(50), batch_size=4, seed=3)  # rank and world size from torchrun
+seen = [label for _, y in loader.batches(1) for label in y.tolist()]
+with open(os.path.join(sys.argv[1], f"rank{dist.get_rank()}.json"), "w") as f:
+    json.dump({"rank": loader.rank, "world_size": loader.world_size, "seen": seen}, f)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_under_torchrun_each_rank_draws_its_own_shard(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = tmp_path / "worker.py"
+    script.write_text(DDP_WORKER)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)]
+    assert not set(ranks[0]["seen"]) & set(ranks[1]["seen"])
+    assert set(ranks[0]["seen"]) | set(ranks[1]["seen"]) == set(range(50))
+    for r in ranks:
+        sampler = DistributedSampler(range(50), num_replicas=2, rank=r["rank"], shuffle=True, seed=3)
+        sampler.set_epoch(1)
+        assert r["seen"] == list(sampler)
