@@ -90,7 +90,7 @@ def measure(device: torch.device, dtype: str = "fp32") -> Peak:
     for n in sizes:
         a, b = (torch.randn(n, n, device=device, dtype=dt) for _ in range(2))
         mm_best = max(mm_best, 2 * n**3 / _best_time(torch.mm, (a, b), device, repeats))
-    batch, c, hw = (64, 256, 56) if cuda else (8, 128, 32)
+    batch, c, hw = (64, 256, 56) if cuda else (8, 256, 32)
     conv_best = 0.0
     conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(device=device, dtype=dt)
     x = torch.randn(batch, c, hw, hw, device=device, dtype=dt)
