@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-backend", default="inductor", metavar="NAME", help="torch.compile backend (default inductor)")
     p.add_argument("--freeze", action="store_true",
                    help="compiled inference with inductor freezing: weights become constants, conv+bn fold (no effect on train)")
+    p.add_argument("--cold-compile", action="store_true",
+                   help="bypass inductor's on-disk caches, so compile time is that of a first run (default: caches on)")
     p.add_argument("--amp", choices=("bf16", "off"), default="off", help="autocast to bfloat16")
     p.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last (NHWC)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default auto: cuda when available")
@@ -145,7 +147,7 @@ def main(argv: list[str]) -> int:
         modes=("train", "infer") if args.mode == "both" else (args.mode,),
         batch_sizes=batch_sizes,
         compiled={"both": (False, True), "on": (True,), "off": (False,)}[args.compile],
-        compile_kwargs=compile_kwargs, freeze=args.freeze, device=args.device, amp=args.amp, channels_last=args.channels_last,
+        compile_kwargs=compile_kwargs, freeze=args.freeze, cold_compile=args.cold_compile, device=args.device, amp=args.amp, channels_last=args.channels_last,
         warmup=args.warmup, iters=args.iters, peak_refresh=args.peak_refresh,
     )
     command = "archc bench " + " ".join(shlex.quote(a) for a in argv)

@@ -111,7 +111,8 @@ def render_page(docs: list[dict]) -> str:
 
 
 def render_file(d: dict) -> list[str]:
-    when = str(d.get("date", ""))[:10] or "undated"
+    date = str(d.get("date", ""))
+    when = (date[:10] + (f" {date[11:16]} UTC" if d["kind"] == "archc-bench" and len(date) >= 16 else "")) or "undated"
     head = f"### {d['kind']}: {when}, torch {d.get('torch') or '?'}" + (f", {d['device']}" if d.get("device") else "")
     out = [head, ""]
     if d.get("command"):
@@ -158,8 +159,10 @@ def render_archc_bench(d: dict) -> list[str]:
             + (f" The machine's 1-minute load average was {d['load_average'][0]} before the run and {d['load_average'][1]} after."
                if d.get("load_average") else ""), ""]
     if warm:
+        caches = ("off (`--cold-compile`): first-run compile times" if cfg.get("cold_compile") else
+                  "on, so these are repeat-run compile times; `--cold-compile` measures a first run")
         out += [("Warm-up, not in the rows above: the first step, and for compiled rows the warm-up time beyond "
-                 "steady-state steps (compilation)."), ""]
+                 f"steady-state steps (compilation). Inductor's on-disk caches were {caches}."), ""]
         out += table(["spec", "model", "mode", "compile", "first step s", "compile s"], warm)
     return out
 

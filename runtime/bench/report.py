@@ -41,7 +41,9 @@ def render_table(result: BenchResult) -> str:
             lines.append(f"  note: {r.spec} {r.model} {r.mode} {_compile(r)} batch {r.batch_size}: {r.error or r.note}")
     warmed = [r for r in result.rows if r.first_step_s is not None]
     if warmed:
-        lines += ["", "Warm-up (not in the rows above): the first step, and for compiled rows the warm-up time beyond steady-state steps"]
+        caches = "off (--cold-compile)" if result.config.get("cold_compile") else "on: a repeat run compiles faster than a first one"
+        lines += ["", ("Warm-up (not in the rows above): the first step, and for compiled rows the warm-up time beyond "
+                       f"steady-state steps; inductor's on-disk caches {caches}")]
         head = ("spec", "model", "mode", "compile", "batch", "first step s", "compile s")
         body = [(r.spec, r.model, r.mode, _compile(r), str(r.batch_run), f"{r.first_step_s:.2f}",
                  "" if r.compile_s is None else f"{r.compile_s:.1f}") for r in warmed]

@@ -50,6 +50,7 @@ class BenchConfig:
     compiled: tuple = (False, True)  # eager, torch.compile, or both
     compile_kwargs: dict = field(default_factory=dict)  # torch.compile(mode=..., backend=...)
     freeze: bool = False  # compiled inference: inductor freezing (weights constant, conv+bn folded)
+    cold_compile: bool = False  # bypass inductor's on-disk caches, so compile time is a first run's
     device: str = "auto"  # cuda when available
     amp: str = "off"  # "bf16": autocast to bfloat16
     channels_last: bool = False  # model and inputs in NHWC
@@ -177,15 +178,23 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
     cudagraphs = cand.compiled and device.type == "cuda" and "reduce-overhead" in str(config.compile_kwargs.get("mode", ""))
     step = make_step(net, model, mode, batch, w.input_shape, w.num_classes, device, amp=config.amp,
                      channels_last=config.channels_last, optimizer=w.optimizer or config.optimizer, lr=config.lr, cudagraphs=cudagraphs)
-    # Compilation happens in the first calls, so inductor's freezing must be on while they run.
-    freezing = nullcontext()
+    # Compilation happens in the first calls, so inductor's settings must be on while they run.
+    patches = {}
     if cand.compiled and mode == "infer" and config.freeze:
-        import torch._inductor.config as inductor_config
-
-        freezing = inductor_config.patch(freezing=True)
-    with freezing:
+        patches["freezing"] = True
+    if cand.compiled and config.cold_compile:
+        patches["force_disable_caches"] = True
+    with _inductor_patch(patches):
         times = [timed(step) for _ in range(config.warmup)]
     return step, times
+
+
+def _inductor_patch(patches: dict):
+    if not patches:
+        return nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(**patches)
 
 
 def _fill(cand: _Candidate, t: Timing, peak: Peak) -> None:
