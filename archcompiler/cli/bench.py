@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
                    help="bypass inductor's on-disk caches, so compile time is that of a first run (default: caches on)")
     p.add_argument("--amp", choices=("bf16", "off"), default="off", help="autocast to bfloat16")
     p.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last (NHWC)")
-    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="default auto: cuda when available")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]", help="default auto: cuda when available")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps per row; the first compiles (default 3)")
     p.add_argument("--iters", type=int, default=10, metavar="N", help="timed steps per row (default 10)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.05, metavar="F",
                    help="with --compare, a row slower by more than this fraction is a regression (default 0.05)")
     p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR", help=f"where --save and --compare names live (default {RESULTS_DIR})")
-    p.add_argument("--peak-refresh", action="store_true", help="measure the device's peak again rather than reading the cache")
+    p.add_argument("--peak-refresh", action="store_true", help="probe the device's peak again; the cache keeps the higher of the old and new peak")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
     return p
 

@@ -9,6 +9,7 @@ measured peak. Knows nothing of specs; archcompiler.cli.bench hands it modules a
     stepdown.py  timm's batch step-down after out-of-memory
     rows.py      Row, BenchResult (the results-file envelope), save, load, compare
     report.py    table, JSON and CSV output
+    envelope.py  the envelope every bench/results/ file shares, for scripts that write one
     docs.py      docs/benchmarks.md from bench/results/*.json
 """
 from runtime.bench.rows import BenchResult, Row, compare, load, save
