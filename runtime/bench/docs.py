@@ -154,7 +154,8 @@ def render_archc_bench(d: dict) -> list[str]:
     out += [(f"{d.get('threads', '?')} threads; warm-up {cfg.get('warmup', '?')} steps, {cfg.get('iters', '?')} timed steps per row, "
              f"rows of a spec, mode and batch timed in alternation; amp {cfg.get('amp', 'off')}{layout}; "
              f"torch.compile {cfg.get('compile_kwargs', {})}. Memory: {d.get('memory_method', '')}. "
-             "ratio: compiled rows, compiled/eager images/s; reference rows, emitted/reference images/s. "
+             + (f"Allocator: {d['allocator']}. " if d.get("allocator") else "")
+             + "ratio: compiled rows, compiled/eager images/s; reference rows, emitted/reference images/s. "
              "FLOPs are analytic; a train step's include the backward pass.")
             + (f" The machine's 1-minute load average was {d['load_average'][0]} before the run and {d['load_average'][1]} after."
                if d.get("load_average") else ""), ""]

@@ -13,7 +13,8 @@ the method says that it is a lifetime mark and so only an upper bound.
 
 Both report `peak_bytes` (the absolute peak: on the CPU that includes the interpreter and
 torch's libraries, some hundreds of MB) and `step_bytes`, the peak above what was held just
-before the step, which is what the step itself needed.
+before the step, which is what the step itself needed. On the CPU, memory that malloc keeps
+after a free (runtime.allocator) is handed back first, so the peak is the step's own.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from runtime.allocator import release_freed_memory
 from runtime.bench.device import synchronize
 
 
@@ -44,6 +46,7 @@ def measure_peak(step: Callable[[], object], device: torch.device) -> MemoryPeak
         synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
         return MemoryPeak(peak, peak - before, "torch.cuda.max_memory_allocated")
+    release_freed_memory()  # what earlier rows freed but malloc kept must not count here
     if _reset_hwm():
         before = _status_kb("VmRSS")
         step()

@@ -54,7 +54,8 @@ def render_table(result: BenchResult) -> str:
                    f"{peak['matmul_flops_per_s'] / 1e12:.3f}, conv {peak['conv_flops_per_s'] / 1e12:.3f})."),
               f"Peak method: {peak['method']}.",
               "FLOPs are analytic (forward as FlopCounterMode counts; train adds the backward pass).",
-              f"Memory: {result.memory_method or 'not measured'}.",
+              f"Memory: {result.memory_method or 'not measured'}."
+              + (f" Allocator: {result.allocator}." if result.allocator else ""),
               "ratio: compiled rows, compiled/eager images/s; reference rows, emitted/reference images/s."]
     return "\n".join(lines) + "\n"
 

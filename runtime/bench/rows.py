@@ -76,6 +76,7 @@ class BenchResult:
     config: dict = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     load_average: list[float] | None = None  # 1-minute load, before and after: how busy the machine was
+    allocator: str = ""  # how host memory was allocated (runtime.allocator); "" in files from before it was recorded
     kind: str = KIND
 
     def to_dict(self) -> dict:

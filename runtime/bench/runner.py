@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from runtime import allocator
 from runtime.bench.device import device_name, resolve_device
 from runtime.bench.memory import measure_peak
 from runtime.bench.peak import Peak, device_peak
@@ -68,6 +69,8 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         raise RuntimeUsageError("--warmup and --iters must be at least 1 (the first warm-up step compiles)")
     say = progress or (lambda msg: None)
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        allocator.keep_freed_memory()  # as archc train does: steps reuse warm pages
     load_before = _load()
     say(f"measuring the peak of {device_name(device)} ({'bf16' if config.amp == 'bf16' else 'fp32'}) ...")
     peak = device_peak(device, "bf16" if config.amp == "bf16" else "fp32", refresh=config.peak_refresh)
@@ -94,6 +97,7 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         config={k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)},
         rows=rows,
         load_average=None if load_before is None else [load_before, _load()],
+        allocator=allocator.describe() if device.type == "cpu" else "torch.cuda caching allocator",
     )
 
 

@@ -15,7 +15,15 @@ def progress_bar(label: str, total: int | None, *, enabled: bool = True, unit: s
         yield lambda n: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     counter = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
     rate = TransferSpeedColumn() if unit == "bytes" else TextColumn(f"{unit}")

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime import allocator
 from runtime.errors import RuntimeUsageError, RuntimeUserError
 from runtime.train import checkpoint, curves, distributed, metrics
 from runtime.train.config import TrainConfig
@@ -81,6 +82,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     if kind == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: the autotuned kernels pay off at once
         torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside bf16 autocast
+    else:
+        allocator.keep_freed_memory()  # each step reuses the last one's pages instead of faulting in fresh ones
     torch.manual_seed(config.seed + world.rank)  # dropout differs per rank, as the batches do
     net = model(device) if callable(model) and not isinstance(model, nn.Module) else place(model, device, config, kind)
     raw = unwrap(net)
@@ -107,7 +110,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
             write_text(run_dir / name, text)
     reporter = Reporter(bar=config.progress, silent=not world.main, log_path=run_dir / "train.log" if world.main else None, stream=stream)
     env = {"device": describe_device(device), "world_size": world.size, "amp": amp, "compile": hasattr(net, "_orig_mod"),
-           "channels_last": config.channels_last, "versions": versions(extra_meta)}
+           "channels_last": config.channels_last, "allocator": allocator.describe() if kind == "cpu" else None,
+           "versions": versions(extra_meta)}
     trainer = _Trainer(trained, net, raw, optimizer, schedule, config, state, train_loader, val_loader, world, device, amp,
                        run_dir, meta, reporter, on_step, env)
     if resume:
