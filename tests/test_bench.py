@@ -16,13 +16,16 @@ import archcompiler
 from archcompiler.cli import bench as cli_bench
 from archcompiler.errors import ArchcError
 from archcompiler.passes.costs import train_flops
+from archcompiler.cli.main import main
 from runtime.bench import BenchConfig, Workload, compare, docs, load, run, runner
+from runtime.bench.breakdown import FAMILIES, family, share_out
 from runtime.bench.memory import measure_peak
 from runtime.bench.peak import Peak, peak_key
+from runtime.bench.report import breakdown_lines
 from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Row
 from runtime.bench.stepdown import decay_batch_step, fit_batch, is_oom
 from runtime.bench.timing import Timing
-from tests.conftest import PAPER_SPECS, spec_path
+from tests.conftest import PAPER_SPECS, ROOT, spec_path
 
 TINY = """archc: 1
 name: tiny
@@ -283,6 +286,61 @@ def test_cpu_peak_memory_sees_a_step_allocation():
     assert "clear_refs" in mem.method
     small = measure_peak(lambda: torch.ones(16), torch.device("cpu"))
     assert small.step_bytes < 16 * 2**20  # reset: the 64 MiB peak above is forgotten
+
+
+
+def test_peak_memory_is_the_rows_own_when_malloc_keeps_freed_memory(tmp_path):
+    # In a fresh interpreter: archc bench keeps freed memory on the CPU, so a big earlier row
+    # leaves its pages resident; measure_peak hands them back first, or the next row's peak
+    # would include them.
+    code = """
+import json, torch
+from runtime import allocator
+from runtime.bench.memory import measure_peak
+allocator.keep_freed_memory()
+big = measure_peak(lambda: torch.ones(256 * 2**20 // 4), torch.device("cpu"))
+small = measure_peak(lambda: torch.ones(16), torch.device("cpu"))
+print(json.dumps({"big": big.step_bytes, "small_peak": small.peak_bytes, "big_peak": big.peak_bytes}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["big"] >= 250 * 2**20
+    assert r["small_peak"] < r["big_peak"] - 200 * 2**20
+
+
+# ---- --breakdown: where a step's time goes
+
+class _Event:
+    def __init__(self, name, us, parent=None):
+        self.name, self.self_cpu_time_total, self.cpu_parent = name, us, parent
+
+
+def test_breakdown_families_and_shares():
+    assert family("aten::convolution_backward", False) == "conv"
+    assert family("aten::mkldnn_convolution", False) == "conv"
+    assert family("aten::cudnn_convolution", False) == "conv"
+    assert family("aten::addmm", False) == "matmul"
+    assert family("aten::native_batch_norm_backward", False) == "norm"
+    assert family("aten::max_pool2d_with_indices", False) == "other"
+    assert family("## Call CompiledFxGraph abc", False) == "other"  # a compiled graph's fused kernels
+    assert family("aten::add_", True) == "optimizer"
+    step = _Event("Optimizer.step#Adam.step", 10)
+    events = [_Event("aten::convolution_backward", 600), _Event("aten::mkldnn_convolution", 200), _Event("aten::addmm", 20),
+              _Event("aten::native_batch_norm", 50), step, _Event("aten::add_", 20, parent=step), _Event("aten::relu", 100)]
+    b = share_out(events, cuda=False, steps=2)
+    assert b.shares == pytest.approx({"conv": 0.8, "matmul": 0.02, "norm": 0.05, "optimizer": 0.03, "other": 0.1})
+    assert b.total_ms == pytest.approx(1000 / 1e3 / 2)
+    assert b.bound() == pytest.approx(1.25)  # convs are 80%: nothing else can make the step over 1.25x faster
+
+
+def test_bench_breakdown_profiles_each_row(tiny, fake_peak, capsys):
+    assert main(["bench", tiny, "--mode", "train", "--compile", "off", "--warmup", "1", "--iters", "1", "--breakdown",
+                 "--format", "json", "--quiet"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert set(row["breakdown"]) == set(FAMILIES)
+    assert sum(row["breakdown"].values()) == pytest.approx(1, abs=1e-3)
+    assert row["breakdown"]["conv"] > 0 and row["breakdown"]["optimizer"] > 0
+    assert "conv " in breakdown_lines([row])[0] and "at most" in breakdown_lines([row])[0]
 
 
 # ---- docs/benchmarks.md

@@ -43,6 +43,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=10, metavar="N", help="timed steps per row (default 10)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help="of the training step (default: the spec's train.optimizer, else sgd)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="after timing, profile each row's step and report the share of conv, matmul, norm, optimizer and other ops")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch.set_num_threads(N) first (CPU)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (json is a stable contract)")
     p.add_argument("--reference", action="store_true",
@@ -148,7 +150,7 @@ def main(argv: list[str]) -> int:
         batch_sizes=batch_sizes,
         compiled={"both": (False, True), "on": (True,), "off": (False,)}[args.compile],
         compile_kwargs=compile_kwargs, freeze=args.freeze, cold_compile=args.cold_compile, device=args.device, amp=args.amp, channels_last=args.channels_last,
-        warmup=args.warmup, iters=args.iters, peak_refresh=args.peak_refresh,
+        warmup=args.warmup, iters=args.iters, peak_refresh=args.peak_refresh, breakdown=args.breakdown,
     )
     command = "archc bench " + " ".join(shlex.quote(a) for a in argv)
     result = run(loads, config, command=command, progress=None if args.quiet else stderr_progress)

@@ -24,8 +24,32 @@ def render_csv(rows: list[Row]) -> str:
     writer = csv.DictWriter(out, fieldnames=ROW_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: "" if v is None else " ".join(map(str, v)) if isinstance(v, list) else v for k, v in vars(r).items()})
+        writer.writerow({k: _csv_cell(v) for k, v in vars(r).items()})
     return out.getvalue()
+
+
+def _csv_cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        return " ".join(map(str, v))
+    if isinstance(v, dict):
+        return " ".join(f"{k}={x}" for k, x in v.items())
+    return v
+
+
+def breakdown_lines(rows: list[dict]) -> list[str]:
+    """One line per profiled row: the share of each op family, and what that bounds."""
+    out = []
+    for r in rows:
+        shares = r.get("breakdown")
+        if not shares:
+            continue
+        parts = ", ".join(f"{k} {v:.1%}" for k, v in shares.items() if v >= 0.0005 or k == "conv")
+        conv = shares.get("conv", 0.0)
+        bound = f"; with all but conv free, at most {1 / conv:.2f}x faster" if conv > 0 else ""
+        out.append(f"{r['spec']} {r['model']} {r['mode']} {'compiled' if r['compiled'] else 'eager'} batch {r['batch_run']}: {parts}{bound}")
+    return out
 
 
 def render_table(result: BenchResult) -> str:
@@ -48,6 +72,10 @@ def render_table(result: BenchResult) -> str:
         body = [(r.spec, r.model, r.mode, _compile(r), str(r.batch_run), f"{r.first_step_s:.2f}",
                  "" if r.compile_s is None else f"{r.compile_s:.1f}") for r in warmed]
         lines += _align([head] + body, right_from=4)
+    profiled = breakdown_lines([vars(r) for r in result.rows])
+    if profiled:
+        lines += ["", ("Step time by op family (--breakdown: self time of two profiled steps, not the timed ones; "
+                      "see runtime/bench/breakdown.py)")] + [f"  {line}" for line in profiled]
     peak = result.peak
     lines += ["", (f"MFU is achieved FLOP/s over the measured peak of {peak['flops_per_s'] / 1e12:.3f} TFLOP/s "
                    f"({'cached' if peak.get('cached') else 'measured'} {peak['measured'][:10]}; matmul "

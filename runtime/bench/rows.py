@@ -51,6 +51,8 @@ class Row:
     # group are timed in alternation), which cancels load that comes and goes between rounds.
     compiled_to_eager: float | None = None  # compiled rows: this over the eager row
     emitted_to_reference: float | None = None  # reference rows: the emitted row over this
+    # --breakdown: the share of the step's profiled time per op family (runtime.bench.breakdown)
+    breakdown: dict[str, float] | None = None
     note: str = ""  # e.g. a batch step-down
     error: str | None = None  # the row could not run; why
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 import torch
 
 from runtime import allocator
+from runtime.bench.breakdown import profile_step
 from runtime.bench.device import device_name, resolve_device
 from runtime.bench.memory import measure_peak
 from runtime.bench.peak import Peak, device_peak
@@ -60,6 +61,7 @@ class BenchConfig:
     optimizer: str = "sgd"  # of a training step, unless the workload names one: sgd (momentum 0.9), adam, adamw
     lr: float = 1e-3  # irrelevant to speed; keeps weights finite over many steps
     peak_refresh: bool = False  # measure the device's peak again instead of reading the cache
+    breakdown: bool = False  # profile each row's step (untimed) and share its time out by op family
 
 
 def run(workloads: list[Workload], config: BenchConfig, command: str = "",
@@ -145,6 +147,10 @@ def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[lis
         for cand in live:
             mem = measure_peak(cand.step, device)
             cand.row.peak_mem_bytes, cand.row.step_mem_bytes, memory_method = mem.peak_bytes, mem.step_bytes, mem.method
+        if config.breakdown and live:
+            say(f"{cands[0].row.spec} {mode} batch {batch}: profiling {len(live)} row(s) for --breakdown ...")
+            for cand in live:
+                cand.row.breakdown = {k: round(v, 4) for k, v in profile_step(cand.step, device).shares.items()}
     except Exception as e:  # noqa: BLE001 - e.g. out of memory with every row of the group resident at once
         for cand in live:
             cand.row.error = f"{type(e).__name__} while timing the group's rows together: {str(e).strip()[:200]}"
