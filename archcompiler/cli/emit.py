@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     if compiled is None:
         return 1
     if args.output:
-        from archcompiler.tools.atomic import write_text
+        from runtime.files import write_text
 
         write_text(args.output, compiled.source)
         print(f"wrote {args.output}: class {compiled.class_name}, {compiled.totals['params']:,} parameters", file=sys.stderr)
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     if args.line_map:
         import json
 
-        from archcompiler.tools.atomic import write_text
+        from runtime.files import write_text
 
         table = {
             str(line): {"class": i.cls, "node": i.node, "file": i.span.file if i.span else None, "line": i.span.line if i.span else None}

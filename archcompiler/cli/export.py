@@ -44,7 +44,7 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
         raise ArchcError(INSTALL_HINT) from None
     import torch
 
-    from archcompiler.tools.atomic import write_bytes
+    from runtime.files import write_bytes
 
     model = compiled.module(seed=0).eval()
     if checkpoint:

@@ -22,7 +22,7 @@ from archcompiler.blocks.registry import RESERVED_NAMES, Registry, builtin_regis
 from archcompiler.errors import ArchcError, UsageError
 from archcompiler.frontend import CheckResult, check_file, check_text
 from archcompiler.ir.graph import Graph
-from archcompiler.tools.atomic import write_bytes, write_text
+from runtime.files import write_bytes, write_text
 
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL = "install it with 'apt-get install graphviz' (or 'make setup'), or write a .dot file instead"

@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     text = schema_text()
     if args.output:
-        from archcompiler.tools.atomic import write_text
+        from runtime.files import write_text
 
         write_text(args.output, text)
     else:

@@ -62,7 +62,7 @@ def render() -> str:
 
 
 def main() -> None:
-    from archcompiler.tools.atomic import write_text
+    from runtime.files import write_text
 
     target = sys.argv[1] if len(sys.argv) > 1 else "docs/blocks.md"
     write_text(target, render())

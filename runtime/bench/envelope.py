@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from runtime.bench.device import device_name, machine_slug
+from runtime.files import write_text
 
 RESULTS_DIR = Path("bench/results")
 
@@ -39,8 +40,5 @@ def envelope(kind: str, command: str, *, rows: list[dict] | None = None, figures
 def write_results(data: dict, results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
     """Write `data` as <results_dir>/<kind>-<machine>.json, atomically; the path written."""
     path = Path(results_dir) / f"{data['kind']}-{machine_slug(data['machine'])}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
     return path

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from runtime.bench.device import device_name, synchronize
+from runtime.files import write_text
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -129,9 +130,6 @@ def _read(path: Path) -> dict:
 
 def _write(path: Path, cache: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(cache, indent=2, sort_keys=True) + "\n")
     except OSError:
         pass  # a read-only home: the peak is still used for this run, only not kept

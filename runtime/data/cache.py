@@ -22,6 +22,7 @@ from runtime.data.decode import decode_files
 from runtime.data.imageset import ImageSet, channel_stats
 from runtime.data.layout import Layout
 from runtime.errors import DataError
+from runtime.files import replacing
 
 FORMAT_VERSION = 2  # bump when the stored fields or the decoding policy change
 
@@ -114,14 +115,12 @@ def _build(layout: Layout, key: str, *, skip_corrupt: bool, resize: bool, progre
 
 
 def _write_atomically(stored: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(stored, tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{path}: cannot write the dataset cache: {e.strerror}; set --cache-dir or ARCHC_CACHE_DIR") from None
+        with replacing(path) as tmp:
+            torch.save(stored, tmp)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1]
+        raise DataError(f"{path}: cannot write the dataset cache: {why}; set --cache-dir or ARCHC_CACHE_DIR") from None
 
 
 def _imageset(stored: dict, split: str) -> ImageSet:

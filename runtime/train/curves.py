@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from runtime.train.files import write_bytes
+from runtime.files import write_bytes
 
 # (metrics column, panel title, y label), in the order of Figures 8-11.
 PANELS = (

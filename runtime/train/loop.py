@@ -25,7 +25,7 @@ from runtime.train import checkpoint, curves, distributed, metrics
 from runtime.train.config import TrainConfig
 from runtime.train.data import make_loader
 from runtime.train.evaluate import evaluate
-from runtime.train.files import write_json, write_text
+from runtime.files import write_json, write_text
 from runtime.train.progress import Reporter
 from runtime.train.resume import State, prepare_run_dir, restore
 from runtime.train.schedule import from_config, set_lr

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from runtime.errors import RuntimeUserError
-from runtime.train.files import write_text
+from runtime.files import write_text
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "images_per_sec", "epoch_seconds", "val_top5")
 

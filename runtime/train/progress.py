@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runtime.train.files import append_line
+from runtime.files import append_line
 
 
 class Reporter:

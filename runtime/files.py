@@ -1,0 +1,56 @@
+"""Atomic file writes, for everything archc writes: a temporary file beside the target, fsync,
+then os.replace, so a reader (or a crash, or Ctrl-C) never sees half a file, and a failed write
+leaves the old file as it was. Imports nothing heavy: `archc check` and `emit` use it too."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def replacing(path) -> Iterator[str]:
+    """Yield a temporary path beside `path`; when the block ends without an error, the file
+    written there is synced and renamed over `path`. For writers that want a path (torch.save)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path, data: bytes) -> None:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def append_line(path, line: str) -> None:
+    """For the human-readable log: appended and flushed, since a lost last line costs nothing."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line.rstrip("\n") + "\n")
