@@ -13,7 +13,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import archcompiler
-from archcompiler.frontend import check_file
 from tests.conftest import ALL_SPECS, PAPER_SPECS, ROOT, spec_path
 
 

@@ -306,7 +306,7 @@ def _translate(err, base: tuple, allowed_extra):
         options = err.validator_value if v == "enum" else [err.validator_value]
         listed = ", ".join(_show(o) for o in options)
         if path == ("archc",):
-            listed += f" (the spec format version this archc reads)"
+            listed += " (the spec format version this archc reads)"
         yield "E104", f"{_field(path)}{where(path)} must be {'one of ' if len(options) > 1 else ''}{listed}, got {_show(inst)}{did_you_mean(inst, options)}", path, False
         return
     if v in ("oneOf", "anyOf"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 
 from runtime.data.cli import main as data_cli
 from tests.conftest import ROOT
