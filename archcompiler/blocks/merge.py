@@ -13,13 +13,13 @@ def broadcast(op: str, ins, names) -> tuple:
     """NumPy-style broadcast of equal-rank shapes: each dim equal, or 1."""
     ranks = {len(s) for s in ins}
     if len(ranks) != 1:
-        raise ShapeError(f"{op} cannot mix feature maps and vectors: {_list(ins, names)}", code="E410")
+        raise ShapeError(f"{op} cannot mix feature maps and vectors: {_list(ins, names)}", param="in", code="E410")
     out = []
     for axis, dims in enumerate(zip(*ins)):
         sizes = {d for d in dims if d != 1}
         if len(sizes) > 1:
             what = AXES[axis] if len(ins[0]) == 3 else "features"
-            raise ShapeError(f"{op} needs matching {what} (or 1 to broadcast): {_list(ins, names, axis)}", code="E410")
+            raise ShapeError(f"{op} needs matching {what} (or 1 to broadcast): {_list(ins, names, axis)}", param="in", code="E410")
         out.append(max(dims))
     return tuple(out)
 
@@ -80,10 +80,10 @@ class Concat(Block):
     def infer(self, p, ins, refs, names):
         ranks = {len(s) for s in ins}
         if len(ranks) != 1:
-            raise ShapeError(f"concat cannot mix feature maps and vectors: {_list(ins, names)}", code="E411")
+            raise ShapeError(f"concat cannot mix feature maps and vectors: {_list(ins, names)}", param="in", code="E411")
         if len(ins[0]) == 3 and len({s[1:] for s in ins}) != 1:
             sizes = ", ".join(f"'{n}' is {s[1]}x{s[2]}" for n, s in zip(names, ins))
-            raise ShapeError(f"concat needs the same H x W on every input: {sizes}", code="E411")
+            raise ShapeError(f"concat needs the same H x W on every input: {sizes}", param="in", code="E411")
         return (sum(s[0] for s in ins), *ins[0][1:])
 
     def torch_call(self, p, args, module, refs):

@@ -35,8 +35,10 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope) -> bool:
         except _Reported:
             ok = False
         except ShapeError as e:
-            rel = node.meta["source_path"] + ((e.param,) if e.param and e.param in node.params else ())
-            span = scope.doc.span(rel) if e.param and scope.blame is None else node.span
+            # Blame the parameter (or the `in:` list of a merge) where the spec wrote one.
+            blamed = bool(e.param) and (e.param in node.params or e.param == "in")
+            rel = node.meta["source_path"] + ((e.param,) if blamed else ())
+            span = scope.doc.span(rel) if blamed and scope.blame is None else node.span
             scope.error(e.code, f"node '{node.name}' ({node.type}): {e}", span)
             ok = False
     return ok
