@@ -21,7 +21,7 @@ from runtime.bench import BenchConfig, Workload, compare, docs, load, run, runne
 from runtime.bench.breakdown import FAMILIES, family, share_out
 from runtime.bench.memory import measure_peak
 from runtime.bench.peak import Peak, peak_key
-from runtime.bench.report import breakdown_lines
+from runtime.bench.report import breakdown_lines, pooled_line
 from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Row
 from runtime.bench.stepdown import decay_batch_step, fit_batch, is_oom
 from runtime.bench.timing import Timing
@@ -134,6 +134,26 @@ def test_ratio_of_alternated_rows_is_the_median_of_per_round_ratios():
     rows = [emitted, ref]
     runner._ratios(rows)
     assert ref.emitted_to_reference == pytest.approx(1.1)  # the ratio of medians would say 3.3
+    lo, hi = ref.emitted_to_reference_ci
+    assert lo <= 1.1 <= hi  # with 2 loaded rounds of 5 the interval is wide: that is the point of it
+
+
+def test_ratio_interval_narrows_with_rounds_and_pools_over_pairs():
+    noisy = [1.0 + 0.15 * ((7 * i) % 11 - 5) / 5 for i in range(20)]  # a +-15% spread around 1.0
+    lo20, hi20 = runner.median_interval(noisy)
+    lo80, hi80 = runner.median_interval(noisy * 4)
+    assert lo20 <= 1.0 <= hi20 and lo80 <= 1.0 <= hi80
+    assert hi80 - lo80 < hi20 - lo20  # more rounds, a narrower interval
+    assert runner.median_interval(noisy) == [lo20, hi20]  # seeded: reproducible
+    assert runner.median_interval([1.0, 1.1]) is None  # too few rounds to say anything
+
+    def row(spec, model, times):
+        return Row(spec, model, "train", False, 8, 8, "cpu", "off", False, len(times), 1, images_per_s=1.0, step_ms=times)
+    rows = [row("a", "emitted", [100.0] * 10), row("a", "reference", [102.0] * 10),
+            row("b", "emitted", [200.0] * 10), row("b", "reference", [196.0] * 10)]
+    pooled = runner.pooled_ratio(rows)
+    assert pooled["rounds"] == 20 and pooled["emitted_to_reference"] == pytest.approx(1.0)  # 1.02 and 0.98, ten rounds each
+    assert "20 alternated rounds" in pooled_line(pooled)
 
 
 # ---- batch step-down

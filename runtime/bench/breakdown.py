@@ -17,6 +17,9 @@ worker threads, so this is wall time), kernel time on CUDA.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,7 +61,7 @@ def profile_step(step: Callable[[], object], device: torch.device, steps: int = 
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with _native_stderr_silenced(), profile(activities=activities) as prof:
         for _ in range(steps):
             step()
         if device.type == "cuda":
@@ -81,6 +84,26 @@ def share_out(events, *, cuda: bool, steps: int) -> Breakdown:
     whole = sum(totals.values())
     shares = {k: (v / whole if whole else 0.0) for k, v in totals.items()}
     return Breakdown(shares, whole / 1e3 / steps)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Kineto writes lines such as 'USDT: ... profiler_start' straight to file descriptor 2 on
+    every start and stop; they would bury the harness's own output. The steps profiled here have
+    already run many times, so nothing else is expected there."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable descriptor 2: nothing to protect
+        yield
+        return
+    sys.stderr.flush()
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _under_optimizer(event) -> bool:

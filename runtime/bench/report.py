@@ -8,7 +8,7 @@ import json
 from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Change, Row
 
 COLUMNS = ("spec", "model", "mode", "compile", "batch", "img/s", "step ms (med min-max)", "peak MB",
-           "GFLOP/img", "TFLOP/s", "MFU", "ratio")
+           "GFLOP/img", "TFLOP/s", "MFU", "ratio [95% CI]")
 
 
 def render(result: BenchResult, fmt: str) -> str:
@@ -84,7 +84,10 @@ def render_table(result: BenchResult) -> str:
               "FLOPs are analytic (forward as FlopCounterMode counts; train adds the backward pass).",
               f"Memory: {result.memory_method or 'not measured'}."
               + (f" Allocator: {result.allocator}." if result.allocator else ""),
-              "ratio: compiled rows, compiled/eager images/s; reference rows, emitted/reference images/s."]
+              ("ratio: compiled rows, compiled/eager images/s; reference rows, emitted/reference images/s; the median of "
+               "per-round ratios, with a 95% bootstrap interval.")]
+    if result.pooled:
+        lines.append(pooled_line(result.pooled))
     return "\n".join(lines) + "\n"
 
 
@@ -95,13 +98,30 @@ def _compile(r: Row) -> str:
 def _cells(r: Row) -> tuple:
     if r.images_per_s is None:
         return (r.spec, r.model, r.mode, _compile(r), str(r.batch_size), "failed", "", "", "", "", "", "")
-    ratio = r.emitted_to_reference if r.model == "reference" else r.compiled_to_eager
     batch = str(r.batch_run) + ("*" if r.batch_run != r.batch_size else "")
     return (r.spec, r.model, r.mode, _compile(r), batch, f"{r.images_per_s:.1f}",
             f"{r.step_ms_median:.1f} {r.step_ms_min:.1f}-{r.step_ms_max:.1f}",
             "" if r.peak_mem_bytes is None else f"{r.peak_mem_bytes / 2**20:.0f}",
             f"{r.flops_per_image / 1e9:.3f}", f"{r.tflops:.4f}",
-            "" if r.mfu is None else f"{100 * r.mfu:.1f}%", "" if ratio is None else f"{ratio:.3f}")
+            "" if r.mfu is None else f"{100 * r.mfu:.1f}%", ratio_cell(vars(r)))
+
+
+def ratio_cell(r: dict) -> str:
+    """The row's ratio (emitted/reference on reference rows, else compiled/eager) and its interval."""
+    ref = r["model"] == "reference"
+    ratio = r.get("emitted_to_reference") if ref else r.get("compiled_to_eager")
+    ci = r.get("emitted_to_reference_ci") if ref else r.get("compiled_to_eager_ci")
+    if ratio is None:
+        return ""
+    return f"{ratio:.3f}" + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "")
+
+
+def pooled_line(pooled: dict | None) -> str:
+    if not pooled:
+        return ""
+    ci = pooled.get("ci95")
+    return (f"Pooled over all {pooled['rounds']} alternated rounds of emitted and reference rows: emitted/reference "
+            f"{pooled['emitted_to_reference']:.3f}" + (f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}" if ci else "") + ".")
 
 
 def _align(rows: list[tuple], right_from: int) -> list[str]:

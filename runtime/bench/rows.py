@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from runtime.errors import RuntimeUserError
+from runtime.files import write_text
 
 KIND = "archc-bench"
 # Rows of two runs are matched on these fields.
@@ -51,6 +52,8 @@ class Row:
     # group are timed in alternation), which cancels load that comes and goes between rounds.
     compiled_to_eager: float | None = None  # compiled rows: this over the eager row
     emitted_to_reference: float | None = None  # reference rows: the emitted row over this
+    compiled_to_eager_ci: list[float] | None = None  # 95% bootstrap interval of that median
+    emitted_to_reference_ci: list[float] | None = None
     # --breakdown: the share of the step's profiled time per op family (runtime.bench.breakdown)
     breakdown: dict[str, float] | None = None
     note: str = ""  # e.g. a batch step-down
@@ -79,6 +82,7 @@ class BenchResult:
     rows: list[Row] = field(default_factory=list)
     load_average: list[float] | None = None  # 1-minute load, before and after: how busy the machine was
     allocator: str = ""  # how host memory was allocated (runtime.allocator); "" in files from before it was recorded
+    pooled: dict | None = None  # emitted/reference over all paired rounds of the run (runner.pooled_ratio)
     kind: str = KIND
 
     def to_dict(self) -> dict:
@@ -98,10 +102,7 @@ class BenchResult:
 def save(result: BenchResult, path: str | os.PathLike) -> Path:
     """Write atomically, so an interrupted run never leaves half a file for docs.py to read."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
     return path
 
 

@@ -9,6 +9,7 @@ are timed in alternation, so their ratios are measured under the same conditions
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import sys
 from collections.abc import Callable
@@ -100,6 +101,7 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         rows=rows,
         load_average=None if load_before is None else [load_before, _load()],
         allocator=allocator.describe() if device.type == "cpu" else "torch.cuda caching allocator",
+        pooled=pooled_ratio(rows),
     )
 
 
@@ -221,7 +223,8 @@ def _fill(cand: _Candidate, t: Timing, peak: Peak) -> None:
 
 
 def _ratios(rows: list[Row]) -> None:
-    """compiled_to_eager on compiled rows; emitted_to_reference on reference rows."""
+    """compiled_to_eager on compiled rows; emitted_to_reference on reference rows; each with
+    a 95% interval where the rows were timed in alternation."""
     by = {(r.model, r.compiled): r for r in rows}
     for r in rows:
         if r.images_per_s is None:
@@ -229,9 +232,48 @@ def _ratios(rows: list[Row]) -> None:
         eager = by.get((r.model, False))
         if r.compiled and eager is not None:
             r.compiled_to_eager = speed_ratio(r, eager)
+            r.compiled_to_eager_ci = median_interval(paired_ratios(r, eager))
         emitted = by.get(("emitted", r.compiled))
         if r.model == "reference" and emitted is not None:
             r.emitted_to_reference = speed_ratio(emitted, r)
+            r.emitted_to_reference_ci = median_interval(paired_ratios(emitted, r))
+
+
+def paired_ratios(a: Row, b: Row) -> list[float]:
+    """a's speed over b's in each round where the two were timed in alternation ([] if they were not)."""
+    if a.images_per_s is None or not b.images_per_s or a.batch_run != b.batch_run:
+        return []
+    if a.step_ms and len(a.step_ms) == len(b.step_ms):
+        return [tb / ta for ta, tb in zip(a.step_ms, b.step_ms)]
+    return []
+
+
+def median_interval(values: list[float], resamples: int = 2000) -> list[float] | None:
+    """A 95% bootstrap interval for the median of `values` (seeded: the same data, the same
+    interval). On a machine whose step times wander by 10-20% from round to round, it says how
+    far a ratio of 20 rounds can be trusted: a target inside the interval is not decided."""
+    if len(values) < 5:
+        return None
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return [round(medians[int(0.025 * resamples)], 4), round(medians[int(0.975 * resamples) - 1], 4)]
+
+
+def pooled_ratio(rows: list[Row]) -> dict | None:
+    """emitted/reference over every alternated round of every pair of rows in a run.
+
+    The emitted and the reference module run the same kernels, so every pair measures one
+    thing, and pooling the rounds of all pairs narrows the interval that each pair alone leaves
+    wide."""
+    by = {(r.spec, r.mode, r.batch_size, r.compiled, r.model): r for r in rows}
+    ratios = []
+    for r in rows:
+        emitted = by.get((r.spec, r.mode, r.batch_size, r.compiled, "emitted"))
+        if r.model == "reference" and emitted is not None:
+            ratios += paired_ratios(emitted, r)
+    if not ratios:
+        return None
+    return {"emitted_to_reference": round(statistics.median(ratios), 4), "ci95": median_interval(ratios), "rounds": len(ratios)}
 
 
 def speed_ratio(a: Row, b: Row) -> float | None:

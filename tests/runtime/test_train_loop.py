@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from runtime import allocator
 from runtime.errors import RuntimeUsageError
 from runtime.train import checkpoint
 from runtime.train.loop import Diverged, Interrupted, OutOfMemory, fit
@@ -58,6 +59,7 @@ def test_run_directory_holds_everything_a_user_reads(straight):
     assert on_disk["best_val_acc"] == max(r["val_acc"] for r in rows) and on_disk["best_epoch"] in (1, 2)
     assert on_disk["params"] == sum(p.numel() for p in tiny_model().parameters())
     assert on_disk["status"] == "complete" and on_disk["steps"] == 12 and "torch" in on_disk["versions"]
+    assert on_disk["allocator"] == allocator.describe() != ""  # how the CPU steps got their memory
     assert on_disk["wall_time_s"] > 0 and on_disk["device"].startswith("cpu")
     assert len((d / "train.log").read_text().splitlines()) == 2  # one line per epoch stays
 
