@@ -58,7 +58,7 @@ def main() -> int:
     if not (Path(args.data) / "wnids.txt").exists():
         print(f"bench: no Tiny ImageNet at {args.data}; pass --data or set ARCHC_TINY_IMAGENET", file=sys.stderr)
         return 2
-    alloc = allocator.keep_freed_memory() if torch.device(args.device).type == "cpu" else "torch.cuda caching allocator"
+    alloc = allocator.for_device(torch.device(args.device).type)
     load_before = os.getloadavg()[0]
 
     figures: dict = {}

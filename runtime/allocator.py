@@ -70,6 +70,12 @@ def keep_freed_memory() -> str:
     return _state
 
 
+def for_device(kind: str) -> str:
+    """For a benchmark on a device of `kind` ("cpu" or "cuda"): keep freed memory on the CPU,
+    and return what allocated the step's memory, for the results file."""
+    return keep_freed_memory() if kind == "cpu" else "torch.cuda caching allocator"
+
+
 def release_freed_memory() -> bool:
     """Give free heap memory back to the system now; False where that is not possible."""
     found = _glibc()

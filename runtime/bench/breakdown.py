@@ -23,8 +23,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 FAMILIES = ("conv", "matmul", "norm", "optimizer", "other")
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear", "aten::_addmm_activation")
 
@@ -34,13 +32,19 @@ class Breakdown:
     shares: dict[str, float]  # family -> fraction of the step's profiled time
     total_ms: float  # profiled time per step (the profiler adds some overhead)
 
-    def describe(self) -> str:
-        return ", ".join(f"{name} {share:.1%}" for name, share in self.shares.items() if share >= 0.0005 or name == "conv")
-
     def bound(self, family: str = "conv") -> float | None:
-        """How much faster the step could get if everything but `family` took no time."""
-        share = self.shares.get(family, 0.0)
-        return 1 / share if share > 0 else None
+        return bound(self.shares, family)
+
+
+def describe(shares: dict[str, float]) -> str:
+    """'conv 84.5%, norm 3.4%, ...': the families with a visible share (conv always)."""
+    return ", ".join(f"{name} {share:.1%}" for name, share in shares.items() if share >= 0.0005 or name == "conv")
+
+
+def bound(shares: dict[str, float], family: str = "conv") -> float | None:
+    """How much faster the step could get if everything but `family` took no time."""
+    share = shares.get(family, 0.0)
+    return 1 / share if share > 0 else None
 
 
 def family(name: str, in_optimizer: bool) -> str:
@@ -56,8 +60,9 @@ def family(name: str, in_optimizer: bool) -> str:
     return "other"
 
 
-def profile_step(step: Callable[[], object], device: torch.device, steps: int = 2) -> Breakdown:
-    """Run `step` `steps` times under the profiler and share out its time by family."""
+def profile_step(step: Callable[[], object], device, steps: int = 2) -> Breakdown:
+    """Run `step` `steps` times (on torch.device `device`) under the profiler and share out its time by family."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

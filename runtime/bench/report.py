@@ -5,6 +5,7 @@ import csv
 import io
 import json
 
+from runtime.bench import breakdown
 from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Change, Row
 
 COLUMNS = ("spec", "model", "mode", "compile", "batch", "img/s", "step ms (med min-max)", "peak MB",
@@ -45,10 +46,10 @@ def breakdown_lines(rows: list[dict]) -> list[str]:
         shares = r.get("breakdown")
         if not shares:
             continue
-        parts = ", ".join(f"{k} {v:.1%}" for k, v in shares.items() if v >= 0.0005 or k == "conv")
-        conv = shares.get("conv", 0.0)
-        bound = f"; with all but conv free, at most {1 / conv:.2f}x faster" if conv > 0 else ""
-        out.append(f"{r['spec']} {r['model']} {r['mode']} {'compiled' if r['compiled'] else 'eager'} batch {r['batch_run']}: {parts}{bound}")
+        limit = breakdown.bound(shares)
+        tail = f"; with all but conv free, at most {limit:.2f}x faster" if limit else ""
+        out.append(f"{r['spec']} {r['model']} {r['mode']} {'compiled' if r['compiled'] else 'eager'} batch {r['batch_run']}: "
+                   f"{breakdown.describe(shares)}{tail}")
     return out
 
 

@@ -72,8 +72,7 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         raise RuntimeUsageError("--warmup and --iters must be at least 1 (the first warm-up step compiles)")
     say = progress or (lambda msg: None)
     device = resolve_device(config.device)
-    if device.type == "cpu":
-        allocator.keep_freed_memory()  # as archc train does: steps reuse warm pages
+    memory_source = allocator.for_device(device.type)  # as archc train does: CPU steps reuse warm pages
     load_before = _load()
     say(f"measuring the peak of {device_name(device)} ({'bf16' if config.amp == 'bf16' else 'fp32'}) ...")
     peak = device_peak(device, "bf16" if config.amp == "bf16" else "fp32", refresh=config.peak_refresh)
@@ -100,7 +99,7 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         config={k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)},
         rows=rows,
         load_average=None if load_before is None else [load_before, _load()],
-        allocator=allocator.describe() if device.type == "cpu" else "torch.cuda caching allocator",
+        allocator=memory_source,
         pooled=pooled_ratio(rows),
     )
 
@@ -231,19 +230,27 @@ def _ratios(rows: list[Row]) -> None:
             continue
         eager = by.get((r.model, False))
         if r.compiled and eager is not None:
-            r.compiled_to_eager = speed_ratio(r, eager)
-            r.compiled_to_eager_ci = median_interval(paired_ratios(r, eager))
+            r.compiled_to_eager, r.compiled_to_eager_ci = speed_ratio(r, eager)
         emitted = by.get(("emitted", r.compiled))
         if r.model == "reference" and emitted is not None:
-            r.emitted_to_reference = speed_ratio(emitted, r)
-            r.emitted_to_reference_ci = median_interval(paired_ratios(emitted, r))
+            r.emitted_to_reference, r.emitted_to_reference_ci = speed_ratio(emitted, r)
+
+
+def speed_ratio(a: Row, b: Row) -> tuple[float | None, list[float] | None]:
+    """a's images/s over b's, and a 95% interval. Rows timed in alternation give the median of
+    the per-round ratios (paired, so a slow round slows both) and its bootstrap interval;
+    otherwise the ratio of the medians and no interval."""
+    if a.images_per_s is None or not b.images_per_s or a.batch_run != b.batch_run:
+        return None, None
+    pairs = paired_ratios(a, b)
+    if pairs:
+        return statistics.median(pairs), median_interval(pairs)
+    return a.images_per_s / b.images_per_s, None
 
 
 def paired_ratios(a: Row, b: Row) -> list[float]:
     """a's speed over b's in each round where the two were timed in alternation ([] if they were not)."""
-    if a.images_per_s is None or not b.images_per_s or a.batch_run != b.batch_run:
-        return []
-    if a.step_ms and len(a.step_ms) == len(b.step_ms):
+    if a.batch_run == b.batch_run and a.step_ms and len(a.step_ms) == len(b.step_ms):
         return [tb / ta for ta, tb in zip(a.step_ms, b.step_ms)]
     return []
 
@@ -274,16 +281,6 @@ def pooled_ratio(rows: list[Row]) -> dict | None:
     if not ratios:
         return None
     return {"emitted_to_reference": round(statistics.median(ratios), 4), "ci95": median_interval(ratios), "rounds": len(ratios)}
-
-
-def speed_ratio(a: Row, b: Row) -> float | None:
-    """a's images/s over b's. Rows timed in alternation give the median of the per-round ratios
-    (paired, so a slow round slows both); otherwise the ratio of the medians."""
-    if a.images_per_s is None or not b.images_per_s or a.batch_run != b.batch_run:
-        return None
-    if a.step_ms and len(a.step_ms) == len(b.step_ms):
-        return statistics.median(tb / ta for ta, tb in zip(a.step_ms, b.step_ms))
-    return a.images_per_s / b.images_per_s
 
 
 def stderr_progress(msg: str) -> None:
