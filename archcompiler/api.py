@@ -25,7 +25,7 @@ from archcompiler import __version__
 from archcompiler.backends.table import render_table
 from archcompiler.backends.torch_source import Emitted, class_name, emit
 from archcompiler.errors import ArchcError
-from archcompiler.frontend import CheckResult, check_file, check_text
+from archcompiler.driver import CheckResult, check_file, check_text
 
 
 class SpecError(ArchcError):

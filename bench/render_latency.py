@@ -51,7 +51,7 @@ def in_process(spec: str, out: str, repeat: int) -> None:
     ROWS.append({"what": "in-process render, first call (imports included)", "median_ms": round(first * 1000, 1), "min_ms": round(first * 1000, 1), "runs": 1})
 
     from archcompiler.backends.dot import to_digraph
-    from archcompiler.frontend import check_file
+    from archcompiler.driver import check_file
     from archcompiler.tools.atomic import write_bytes
 
     total, stages = [], {"check": [], "dot": [], "layout": [], "write": []}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from archcompiler.frontend import check_file, check_text
+from archcompiler.driver import check_file, check_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "bad_specs"

@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
-from archcompiler.blocks.registry import builtin_registry
+from archcompiler.driver import builtin_registry
 from archcompiler.cli.schema import schema_text
-from archcompiler.frontend import check_file, check_text
-from archcompiler.spec.schema import editor_schema
+from archcompiler.driver import check_file, check_text
+from archcompiler.frontend.schema import editor_schema
 from archcompiler.tools.blockdocs import render as render_block_docs
 from tests.conftest import ALL_SPECS, ROOT, spec_path
 

@@ -16,8 +16,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archcompiler.blocks.registry import builtin_registry
-from archcompiler.frontend import check_text
+from archcompiler.driver import builtin_registry
+from archcompiler.driver import check_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = sorted([*ROOT.glob("specs/*.yaml"), *ROOT.glob("archcompiler/blocks/stdlib/*.yaml")])

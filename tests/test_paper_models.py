@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import archcompiler
-from archcompiler.frontend import check_file
+from archcompiler.driver import check_file
 from tests.conftest import PAPER_SPECS, spec_path
 from tests.reference_models import copy_by_order, reference
 

@@ -8,9 +8,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import archcompiler
-import archcompiler.frontend
+import archcompiler.driver
 from archcompiler.blocks.conv import Conv
-from archcompiler.blocks.registry import FAMILIES, Registry, RegistryError, builtin_registry
+from archcompiler.blocks.registry import FAMILIES, Registry, RegistryError
+from archcompiler.driver import builtin_registry
 from archcompiler.tools.blockdocs import render as render_block_docs
 
 REGISTRY = builtin_registry()
@@ -66,5 +67,5 @@ def test_duplicate_registration_is_an_error():
 
 def test_a_spec_can_not_redefine_a_built_in_block():
     text = "archc: 1\nname: probe\ninput: [3, 8, 8]\nblocks:\n  residual:\n    nodes:\n      c: {type: conv}\nnodes:\n  a: {type: conv}\n"
-    result = archcompiler.frontend.check_text(text, "x.yaml")
+    result = archcompiler.driver.check_text(text, "x.yaml")
     assert [d.code for d in result.diagnostics] == ["E207"]

@@ -19,10 +19,10 @@ import pytest
 
 from archcompiler.backends.dot import OUTPUT, to_dot
 from archcompiler.backends.table import fmt_shape, rows, shown
-from archcompiler.blocks.registry import builtin_registry
+from archcompiler.driver import builtin_registry
 from archcompiler.cli.render import SpecError, block_graph, diagram, render
 from archcompiler.errors import ArchcError
-from archcompiler.frontend import check_file
+from archcompiler.driver import check_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(str(p) for p in (ROOT / "specs").rglob("*.yaml"))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 
-from archcompiler.backends.symbolic import Sym, literal, value_of
+from archcompiler.ir.expr import Sym, literal, value_of
 from archcompiler.blocks.composite import BUILTIN_VARS, Composite
 from archcompiler.ir.graph import INPUT, Graph
 from archcompiler.passes.rules import topological_order
-from archcompiler.spec.diagnostics import Span
-from archcompiler.spec.schema import is_substitution
+from archcompiler.diagnostics import Span
+from archcompiler.frontend.schema import is_substitution
 
 QUOTES = '"' * 3
 PY_TYPES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}

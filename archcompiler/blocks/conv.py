@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcompiler.backends.symbolic import call
+from archcompiler.ir.expr import call
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}

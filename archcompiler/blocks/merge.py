@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcompiler.backends.symbolic import literal
+from archcompiler.ir.expr import literal
 from archcompiler.blocks.registry import Block, ShapeError
 
 AXES = ("channels", "height", "width")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcompiler.backends.symbolic import call, literal
+from archcompiler.ir.expr import call, literal
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}

@@ -171,21 +171,3 @@ class Registry:
         r = Registry()
         r._blocks = dict(self._blocks)
         return r
-
-
-_BUILTIN: Registry | None = None
-
-
-def builtin_registry() -> Registry:
-    """Primitives plus the composite standard library, loaded once."""
-    global _BUILTIN
-    if _BUILTIN is None:
-        from archcompiler.blocks import activation, conv, head, merge, norm, pooling, stdlib
-
-        reg = Registry()
-        for module in (conv, norm, activation, pooling, merge, head):
-            for block in module.BLOCKS:
-                reg.register(block)
-        stdlib.load_into(reg)
-        _BUILTIN = reg
-    return _BUILTIN

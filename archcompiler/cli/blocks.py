@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from archcompiler.blocks.registry import FAMILIES, builtin_registry
+from archcompiler.blocks.registry import FAMILIES
+from archcompiler.driver import builtin_registry
 
 
 def main(argv: list[str]) -> int:

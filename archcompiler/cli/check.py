@@ -7,7 +7,7 @@ import sys
 
 from archcompiler.backends.table import render_table, rows
 from archcompiler.cli.common import print_diagnostics
-from archcompiler.frontend import CheckResult, check_file
+from archcompiler.driver import CheckResult, check_file
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ def print_diagnostics(result, concise: bool = False) -> None:
 def compile_or_report(path: str):
     """A `Compiled` for `path`, or None after printing its diagnostics (exit code 1)."""
     from archcompiler.api import Compiled
-    from archcompiler.frontend import check_file
+    from archcompiler.driver import check_file
 
     result = check_file(path)
     if not result.ok:

@@ -18,9 +18,10 @@ import yaml
 
 from archcompiler.backends.dot import to_digraph
 from archcompiler.backends.table import fmt_count, fmt_shape
-from archcompiler.blocks.registry import RESERVED_NAMES, Registry, builtin_registry
+from archcompiler.blocks.registry import RESERVED_NAMES, Registry
+from archcompiler.driver import builtin_registry
 from archcompiler.errors import ArchcError, UsageError
-from archcompiler.frontend import CheckResult, check_file, check_text
+from archcompiler.driver import CheckResult, check_file, check_text
 from archcompiler.ir.graph import Graph
 from runtime.files import write_bytes, write_text
 
@@ -87,7 +88,7 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
     block; where the paper uses it; DEFAULT_INPUT."""
     registry = result.registry if result is not None else builtin_registry()
     if name not in registry:
-        from archcompiler.spec.diagnostics import did_you_mean
+        from archcompiler.diagnostics import did_you_mean
 
         raise UsageError(f"unknown block '{name}'{did_you_mean(name, registry.names())}")
     shape, given = _instance(name, result, registry)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from archcompiler.blocks.registry import builtin_registry
-from archcompiler.spec.schema import editor_schema
+from archcompiler.driver import builtin_registry
+from archcompiler.frontend.schema import editor_schema
 
 
 def schema_text() -> str:

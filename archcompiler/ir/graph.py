@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from archcompiler.spec.diagnostics import Span
+from archcompiler.diagnostics import Span
 
 INPUT = "input"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
-from archcompiler.blocks.registry import FAMILIES, builtin_registry
+from archcompiler.blocks.registry import FAMILIES
+from archcompiler.driver import builtin_registry
 
 
 def _default(frag: dict) -> str:

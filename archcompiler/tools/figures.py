@@ -14,7 +14,7 @@ import glob
 import os
 import sys
 
-from archcompiler.blocks.registry import builtin_registry
+from archcompiler.driver import builtin_registry
 from archcompiler.cli.render import SpecError, render
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from archcompiler.spec.diagnostics import Diagnostics, Span
+from archcompiler.diagnostics import Diagnostics, Span
 
 Path = tuple  # a JSON-pointer-like path of mapping keys and list indices
 

@@ -1,4 +1,4 @@
-"""The compiler front-end: YAML text -> checked, shaped, costed graph IR.
+"""The compiler driver: YAML text -> checked, shaped, costed graph IR.
 
     text -> positioned document -> schema check -> block definitions -> graph IR
          -> graph rules -> shape inference (expanding composites) -> costs
@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from archcompiler.blocks.registry import Registry, builtin_registry
+from archcompiler.blocks import primitives, stdlib_files
+from archcompiler.blocks.registry import Registry, RegistryError
 from archcompiler.ir.graph import Graph
 from archcompiler.passes.build import Scope, build_graph
 from archcompiler.passes.costs import annotate_costs
 from archcompiler.passes.definitions import register_blocks
 from archcompiler.passes.rules import check_rules
 from archcompiler.passes.shapes import infer_shapes
-from archcompiler.spec.diagnostics import Diagnostics
-from archcompiler.spec.loader import Document, load_file, load_text
-from archcompiler.spec.schema import validate_structure
+from archcompiler.diagnostics import Diagnostics
+from archcompiler.frontend.loader import Document, load_file, load_text
+from archcompiler.frontend.schema import validate_structure
 
 
 @dataclass
@@ -62,6 +63,35 @@ class CheckResult:
     @property
     def train(self) -> dict:
         return dict(self.data.get("train") or {})
+
+
+_BUILTIN: Registry | None = None
+
+
+def builtin_registry() -> Registry:
+    """Primitives plus the composite standard library, loaded once."""
+    global _BUILTIN
+    if _BUILTIN is None:
+        reg = Registry()
+        for block in primitives():
+            reg.register(block)
+        _load_stdlib(reg)
+        _BUILTIN = reg
+    return _BUILTIN
+
+
+def _load_stdlib(registry: Registry) -> None:
+    """Register every stdlib composite; any diagnostic here is a bug in archc itself."""
+    diags = Diagnostics()
+    docs = []
+    for path in stdlib_files():
+        doc = load_file(str(path), diags, display=f"<stdlib>/{path.name}")
+        if doc is not None and validate_structure(doc, diags)[0]:
+            docs.append(doc)
+    for doc in docs:
+        register_blocks(doc, registry, diags, origin=doc.file)
+    if diags:
+        raise RegistryError("the block standard library is broken:\n" + "\n".join(d.concise() for d in diags))
 
 
 def check_text(text: str, file: str = "<string>") -> CheckResult:

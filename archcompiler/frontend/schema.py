@@ -13,8 +13,8 @@ import functools
 import re
 
 from archcompiler.blocks.registry import IDENTIFIER, RESERVED_NAMES, Registry
-from archcompiler.spec.diagnostics import Diagnostics, did_you_mean
-from archcompiler.spec.loader import Document
+from archcompiler.diagnostics import Diagnostics, did_you_mean
+from archcompiler.frontend.loader import Document
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://archc.dev/schema/spec-v1.json"
