@@ -1,25 +1,36 @@
 """Graph IR -> standalone PyTorch source.
 
-The output is one Python file that imports only torch: a class per composite block type
-(its constructor takes the block's parameters), and a class for the model whose attribute
-names are the spec's node names, so `state_dict` keys mirror the spec. `forward` has one
-line per node with a shape comment. The emitter also returns a map from each generated
-line to its node and YAML position, so errors at run time can be traced back to the spec.
+The output is one Python file that imports only torch: a class per composite block (its
+constructor takes the block's parameters that its code uses), and a class for the model
+whose attribute names are the spec's node names, so `state_dict` keys mirror the spec.
+`forward` has one line per node with a shape comment. The emitter also returns a map from
+each generated line to its node and YAML position, so errors at run time can be traced back
+to the spec.
+
+Everything here is read off the IR the passes produced: each composite node's body, with
+its parameters and shapes as expressions in the block's parameters (`sym_params`,
+`sym_shape`) and the arguments its caller passes (`call_args`). No shape rule runs again
+and no YAML is read. Each instance body is rendered once; instances that render to the
+same code share one class, so the cost is linear in the number of nodes.
 """
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
 
-from archcompiler.ir.expr import Sym, literal, value_of
-from archcompiler.blocks.composite import BUILTIN_VARS, Composite
-from archcompiler.ir.graph import INPUT, Graph
-from archcompiler.passes.rules import topological_order
+from archcompiler.backends.walker import Names, walk
+from archcompiler.blocks.composite import BUILTIN_VARS
 from archcompiler.diagnostics import Span
-from archcompiler.frontend.schema import is_substitution
+from archcompiler.ir.expr import literal, render, value_of, variables
+from archcompiler.ir.graph import Graph, Node
 
 QUOTES = '"' * 3
 PY_TYPES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}
+SPATIAL = ("in_height", "in_width")
+MODULE_NAMES = ("torch", "nn", "F")
+# A class reference inside rendered code, resolved once every class has its final name.
+_CLASS_REF = re.compile("\x03([0-9]+)\x04")
 
 
 class CodegenError(Exception):
@@ -46,146 +57,228 @@ def class_name(name: str) -> str:
 
 
 @dataclass
-class _Body:
-    """The rendered parts of one class."""
+class _Class:
+    """One generated class: its signature and rendered lines (class references unresolved)."""
 
-    init: list[tuple[str, str]]  # (code, node)
-    forward: list[tuple]  # (code, comment, node, comment without H x W relations)
-    out_shape: tuple
-    uses: set  # names of modules used: "F", "torch"
+    id: int
+    base: str  # the block (or model) name it is named after
+    block: object  # the Composite, or None for the model class
+    params: list[str]  # constructor parameters, in signature order
+    init: list[tuple[str, Node]]
+    forward: list[list]  # [code, comment, node, comment without H x W relations]
+    name: str = ""
 
 
 class Emitter:
-    def __init__(self, graph: Graph, registry, spans=None):
-        self.graph, self.registry = graph, registry
-        self.classes: dict[str, str] = {}  # signature key -> class name
-        self.rendered: list[tuple[str, Composite, list[str]]] = []  # classes, inner ones first
-        self.bodies: dict[str, _Body] = {}
-        self.uses: set = set()
+    def __init__(self, registry):
+        self.registry = registry
+        self.classes: list[_Class] = []  # inner classes first
+        self._by_key: dict[tuple, _Class] = {}
+        self._by_instance: dict[tuple, _Class] = {}
 
     # ---------------------------------------------------------------- composites
-    def composite_class(self, block: Composite, in_shape: tuple, env: dict) -> str:
-        """The class for this instance of `block`: shared by every instance that renders
-        to the same code (normally all of them), or a numbered variant otherwise."""
-        params = _ctor_params(block)
-        sym_env = {"in_channels": Sym("in_channels", env["in_channels"])}
-        for extra in ("in_height", "in_width"):
-            if extra in params:
-                sym_env[extra] = Sym(extra, env[extra])
-        sym_env.update({k: Sym(k, env[k]) for k in block.params})
-        sym_in = (sym_env["in_channels"], *in_shape[1:])
-        body = self.render_body(block.nodes, block.output, sym_in, sym_env, block)
-        key = (block.name, tuple(c for c, _ in body.init), tuple(f[0] for f in body.forward))
-        if key in self.classes:
-            name = self.classes[key]
-            self._merge_comments(self.bodies[name], body)
-            return name
-        taken = sum(1 for k in self.classes if k[0] == block.name)
-        name = class_name(block.name) + (str(taken + 1) if taken else "")
-        self.classes[key] = name
-        self.bodies[name] = body
-        self.rendered.append((name, block, params))
-        return name
+    def class_for(self, node: Node) -> _Class:
+        """The class of one composite instance: shared by every instance that renders to the
+        same code (normally all of them), or a variant of its own otherwise."""
+        memo = (node.type, tuple(sorted((k, repr(v)) for k, v in node.meta["env"].items())))
+        if memo in self._by_instance:
+            return self._by_instance[memo]
+        block = self.registry.get(node.type)
+        init, forward, used = self._render(node.body, frame=True)
+        params = _signature(block, used)
+        init, forward = self._spell(node.body, params, init, forward, used)
+        key = (block.name, tuple(params), tuple(c for c, _ in init), tuple(f[0] for f in forward))
+        cls = self._by_key.get(key)
+        if cls is None:
+            cls = _Class(len(self.classes), block.name, block, params, init, forward)
+            self._by_key[key] = cls
+            self.classes.append(cls)
+        else:
+            _merge_comments(cls, forward)
+        self._by_instance[memo] = cls
+        return cls
 
-    @staticmethod
-    def _merge_comments(kept: _Body, other: _Body) -> None:
-        """Instances that share a class may differ in H x W: keep only what they agree on."""
-        for i, (mine, theirs) in enumerate(zip(kept.forward, other.forward)):
-            if mine[1] != theirs[1]:
-                code, _, node, generic = mine
-                kept.forward[i] = (code, generic, node, generic)
-
-    def _class_lines(self, name, block, params):
-        body = self.bodies[name]
-        sig = ", ".join(["self", "in_channels: int"] + [_param_sig(k, block.params.get(k, {})) for k in params if k != "in_channels"])
-        lines = [(f"class {name}(nn.Module):", None), *((d, None) for d in _docstring(block.summary)), ("", None)]
-        lines += self._init_forward(name, sig, body, lambda n: block.doc.span(block.path + ("nodes", n), key=True))
-        return lines
-
-    # ---------------------------------------------------------------- shared
-    def render_body(self, nodes: dict, output: str, in_shape: tuple, env: dict | None, block: Composite | None) -> _Body:
-        """Run the shape rules over a graph's nodes (symbolically inside composites) and
-        render constructor and forward lines."""
-        shapes = {INPUT: in_shape}
-        order = [n for n in _order(nodes) if n != INPUT]
-        consumers = _consumers(nodes, order)
-        var = _assign_vars(order, nodes, consumers, output)
-        init, forward, uses = [], [], set()
-        for name in order:
-            raw = nodes[name]
-            blk = self.registry.get(raw["type"])
-            given = {k: (env[v[1:]] if env is not None and is_substitution(v) else v) for k, v in raw.items() if k not in ("type", "in")}
-            inputs = _inputs(raw, order, name)
-            ins = [shapes[i] for i in inputs]
-            args = [var[i] for i in inputs]
-            if blk.is_composite:
-                bound = blk.bind(given, ins[0])
-                cls = self.composite_class(blk, _values(ins[0]), _values(bound))
-                init.append((f"self.{name} = {_composite_call(cls, blk, ins[0], bound, given)}", name))
-                shapes[name] = self.render_body(blk.nodes, blk.output, ins[0], bound, blk).out_shape
-                expr = f"self.{name}({args[0]})"
+    def _render(self, graph: Graph, frame: bool):
+        """Constructor and forward lines of a graph, with variables still as markers."""
+        w = walk(graph, reserved=MODULE_NAMES + SPATIAL + ("self",))
+        in_shape = graph.input.meta["sym_shape"]
+        init, forward = [], []
+        for step in w.steps:
+            node = step.node
+            if node.kind == "composite":
+                child = self.class_for(node)
+                init.append((f"self.{node.name} = {_composite_call(child, node)}", node))
+                expr = f"self.{node.name}({step.args[0]})"
             else:
-                p = blk.with_defaults(given)
-                refs = {k: shapes[p[k]] for k in blk.refs if k in p}
-                shapes[name] = tuple(blk.infer(p, ins, refs, inputs))
-                ctor = blk.torch_module(p, ins)
+                block = self.registry.get(node.type)
+                p = node.meta["sym_params"]
+                ins = [graph.nodes[i].meta["sym_shape"] for i in node.inputs]
+                ctor = block.torch_module(p, ins)
                 if ctor is not None:
-                    init.append((f"self.{name} = {ctor}", name))
-                expr = blk.torch_call(p, args, f"self.{name}" if ctor else None, {k: var[p[k]] for k in blk.refs if k in p})
-            uses.update(m for m in ("F.", "torch.") if m in expr)
-            comment = _shape_comment(shapes[name], in_shape, symbolic=block is not None)
-            generic = _shape_comment(shapes[name], in_shape, symbolic=block is not None, generic=True)
-            forward.append((f"{var[name]} = {expr}", comment, name, generic))
-        forward.append((f"return {var[output]}", "", output, ""))
-        self.uses |= uses
-        return _Body(init, forward, shapes[output], uses)
+                    init.append((f"self.{node.name} = {ctor}", node))
+                expr = block.torch_call(p, step.args, f"self.{node.name}" if ctor else None, step.refs)
+            shape = node.meta["sym_shape"]
+            forward.append([f"{step.var} = {expr}", _shape_comment(shape, in_shape, frame), node, _shape_comment(shape, in_shape, frame, True)])
+        forward.append([f"return {w.output}", "", graph.nodes[graph.output], ""])
+        used = set()
+        for code, _ in init:
+            used |= variables(code)
+        fwd_used = set()
+        for code, *_ in forward:
+            fwd_used |= variables(code)
+        return init, forward, (used, fwd_used)
 
-    def _init_forward(self, cls, sig, body: _Body, span_of):
-        lines = [(text, None) for text in wrap(f"def __init__({sig}):", 4)]
-        lines.append(("        super().__init__()", None))
-        for code, node in body.init:
-            info = LineInfo(cls, node, span_of(node))
-            lines += [(text, info) for text in wrap(code, 8)]
-        lines += [("", None), ("    def forward(self, x: torch.Tensor) -> torch.Tensor:", None)]
-        for code, comment, node, _ in body.forward:
-            info = LineInfo(cls, node, span_of(node))
-            lines += [(text, info) for text in wrap(code, 8, f"  # {comment}" if comment else "")]
-        return lines
+    def _spell(self, body: Graph, params: list[str], init, forward, used):
+        """Write each variable where it is used: a constructor argument in __init__, an
+        attribute in forward (stored by __init__), or a size read off the input tensor."""
+        _, fwd_used = used
+        attrs = Names(body.nodes)
+        stored = {p: attrs.take(p) for p in params if p in fwd_used and p not in SPATIAL}
+        lines = [(f"self.{a} = {p}", body.input) for p, a in stored.items()]
+        lines += [(render(code), node) for code, node in init]
+        fwd = []
+        spatial = [v for v in SPATIAL if v in fwd_used]
+        if spatial:  # sizes that depend on the input are read from it, never baked in
+            read = "in_height, in_width = x.shape[-2:]" if len(spatial) == 2 else f"{spatial[0]} = x.shape[{-2 if spatial[0] == 'in_height' else -1}]"
+            fwd.append([read, "", body.input, ""])
+
+        def spell(name):
+            return name if name in SPATIAL else f"self.{stored[name]}"
+
+        for code, comment, node, generic in forward:
+            fwd.append([render(code, spell), render(comment), node, render(generic)])
+        return lines, fwd
 
     # ---------------------------------------------------------------- the model
-    def model_class(self, name: str, summary: str, totals: dict) -> list:
-        g = self.graph
-        nodes = {n.name: _raw_node(n) for n in g.layers()}
-        body = self.render_body(nodes, g.output, g.input.shape, None, None)
-        cls = class_name(name)
-        facts = (
-            f"Input {_shape_comment(g.input.shape, None)}, output {_shape_comment(body.out_shape, None)}; "
-            f"{totals['params']:,} parameters, {totals['flops'] / 1e9:.3f} GFLOPs per image (forward)."
-        )
-        doc = [f"class {cls}(nn.Module):", *_docstring(summary or name, facts), ""]
-        lines = [(d, None) for d in doc]
-        lines += self._init_forward(cls, "self", body, lambda n: g.nodes[n].span)
-        return cls, lines
+    def model_class(self, graph: Graph, name: str) -> _Class:
+        init, forward, _ = self._render(graph, frame=False)
+        cls = _Class(len(self.classes), name, None, [], [(render(c), n) for c, n in init],
+                     [[render(c), m, n, g] for c, m, n, g in forward])
+        return cls
 
 
 def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, header: list[str]) -> Emitted:
-    e = Emitter(graph, registry)
-    cls, model_lines = e.model_class(name, summary, totals)
-    chunks = [e._class_lines(*r) for r in e.rendered] + [model_lines]
+    e = Emitter(registry)
+    model = e.model_class(graph, name)
+    classes = e.classes + [model]
+    helpers = _helpers(registry)
+    _name_classes(model, e.classes, helpers)
+    names = {c.id: c.name for c in e.classes}
+    for c in classes:
+        c.init = [(_CLASS_REF.sub(lambda m: names[int(m.group(1))], code), node) for code, node in c.init]
+
+    chunks = []
+    for c in e.classes:
+        sig = ", ".join(["self"] + [_param_sig(p, c.block.params.get(p, {})) for p in c.params])
+        doc = _docstring(c.block.summary)
+        chunks.append(_class_lines(c, sig, doc))
+    facts = (
+        f"Input {_shape_comment(graph.input.shape, None)}, output {_shape_comment(graph.nodes[graph.output].shape, None)}; "
+        f"{totals['params']:,} parameters, {totals['flops'] / 1e9:.3f} GFLOPs per image (forward)."
+    )
+    chunks.append(_class_lines(model, "self", _docstring(summary or name, facts)))
+
+    code = "\n".join(text for chunk in chunks for text, _ in chunk)
+    used_helpers = [h for h in helpers if re.search(rf"\b{h}\(", code)]
     imports = ["import torch"]
-    if "F." in e.uses:
+    if "F." in code or any("F." in helpers[h] for h in used_helpers):
         imports.append("import torch.nn.functional as F")
     imports.append("from torch import nn")
     out: list[tuple[str, LineInfo | None]] = [(h, None) for h in header]
-    out += [("", None)] + [(i, None) for i in imports] + [("", None), (f'__all__ = ["{cls}"]', None)]
+    out += [("", None)] + [(i, None) for i in imports] + [("", None), (f'__all__ = ["{model.name}"]', None)]
+    for h in used_helpers:
+        out += [("", None), ("", None)] + [(line, None) for line in helpers[h].splitlines()]
     for chunk in chunks:
         out += [("", None), ("", None)] + chunk
     text = "\n".join(code for code, _ in out) + "\n"
     line_map = {i: info for i, (_, info) in enumerate(out, start=1) if info is not None}
-    return Emitted(text, cls, line_map)
+    return Emitted(text, model.name, line_map)
 
 
-# -------------------------------------------------------------------- helpers
+def _helpers(registry) -> dict[str, str]:
+    """Module-level functions that block types ask for (e.g. an activation chosen by name)."""
+    out = {}
+    for block in registry:
+        out.update(block.torch_helpers())
+    return out
+
+
+def _name_classes(model: _Class, classes: list[_Class], helpers: dict) -> None:
+    """CamelCase names, unique by construction: the model's first, then each block's, with a
+    number for a second variant or a clash. Constructor arguments and helpers are never shadowed."""
+    reserved = set(MODULE_NAMES) | set(helpers) | {p for c in classes for p in c.params}
+    names = Names(reserved)
+    model.name = names.take(class_name(model.base), sep="")
+    for c in classes:
+        c.name = names.take(class_name(c.base), sep="")
+
+
+def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
+    lines = [(f"class {c.name}(nn.Module):", None), *((d, None) for d in doc), ("", None)]
+    lines += [(text, None) for text in wrap(f"def __init__({sig}):", 4)]
+    lines.append(("        super().__init__()", None))
+    for code, node in c.init:
+        info = LineInfo(c.name, node.name, node.span)
+        lines += [(text, info) for text in wrap(code, 8)]
+    lines += [("", None), ("    def forward(self, x: torch.Tensor) -> torch.Tensor:", None)]
+    for code, comment, node, _ in c.forward:
+        info = LineInfo(c.name, node.name, node.span)
+        lines += [(text, info) for text in wrap(code, 8, f"  # {comment}" if comment else "")]
+    return lines
+
+
+def _merge_comments(kept: _Class, forward: list) -> None:
+    """Instances that share a class may differ in H x W: keep only what they agree on."""
+    for mine, theirs in zip(kept.forward, forward):
+        if mine[1] != theirs[1]:
+            mine[1] = mine[3]
+
+
+def _signature(block, used) -> list[str]:
+    """The constructor's parameters: those its code uses, built-ins first, then required, then
+    those with a default. A size read in forward only is taken from the input, not passed."""
+    init_used, fwd_used = used
+    need = init_used | (fwd_used - set(SPATIAL))
+    builtins = [v for v in BUILTIN_VARS if v in need]
+    required = [k for k in block.params if k in need and not _literal_default(block.params[k])]
+    optional = [k for k in block.params if k in need and _literal_default(block.params[k])]
+    return builtins + required + optional
+
+
+def _composite_call(child: _Class, node: Node) -> str:
+    """`Child(in_channels, out=..., ...)`: arguments in the caller's parameters, each one the
+    child uses; a parameter with a default is passed when the spec gives it."""
+    args = node.meta["call_args"]
+    given = node.meta["given"]
+    parts = []
+    for p in child.params:
+        if p in BUILTIN_VARS:
+            parts.append(literal(args[p]))
+        elif p in given or not _literal_default(child.block.params[p]):
+            parts.append(f"{p}={literal(args[p])}")
+    return f"\x03{child.id}\x04({', '.join(parts)})"
+
+
+def _literal_default(decl: dict) -> bool:
+    d = decl.get("default")
+    return "default" in decl and not (isinstance(d, str) and d.startswith("$"))
+
+
+def _param_sig(name: str, decl: dict) -> str:
+    if name in BUILTIN_VARS:
+        return f"{name}: int"
+    if "type" in decl:
+        ann = PY_TYPES[decl["type"]]
+    elif "oneOf" in decl or "enum" in decl:
+        kinds = {PY_TYPES.get(o.get("type"), "str") for o in decl.get("oneOf", [])} or {"str"}
+        ann = " | ".join(sorted(kinds))
+    else:
+        ann = None
+    head = f"{name}: {ann}" if ann else name
+    return f"{head} = {literal(decl['default'])}" if _literal_default(decl) else head
+
+
+# -------------------------------------------------------------------- layout
 
 LINE_LENGTH = 120
 
@@ -249,105 +342,6 @@ def _split_args(inner: str) -> list[str]:
     return [a for a in args if a]
 
 
-def _raw_node(node) -> dict:
-    """A top-level node as a definition-like mapping of concrete, validated values."""
-    raw = {"type": node.type, "in": list(node.inputs)}
-    raw.update(node.meta["given"])
-    return raw
-
-
-def _inputs(raw: dict, order: list[str], name: str) -> list[str]:
-    given = raw.get("in")
-    if given is None:
-        i = order.index(name)
-        return [order[i - 1] if i else INPUT]
-    return [given] if isinstance(given, str) else list(given)
-
-
-def _order(nodes: dict) -> list[str]:
-    g = Graph("", {INPUT: _Stub(INPUT, [], {})} | {n: _Stub(n, _inputs(raw, list(nodes), n), _ref_params(raw)) for n, raw in nodes.items()}, "")
-    return topological_order(g)
-
-
-@dataclass
-class _Stub:
-    name: str
-    inputs: list
-    refs: dict
-
-    def dependencies(self):
-        return self.inputs + [r for r in self.refs.values() if r not in self.inputs]
-
-
-def _ref_params(raw: dict) -> dict:
-    return {"size_of": raw["size_of"]} if raw.get("type") == "upsample" and isinstance(raw.get("size_of"), str) else {}
-
-
-def _consumers(nodes: dict, order: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {INPUT: [], **{n: [] for n in order}}
-    for n in order:
-        for dep in _inputs(nodes[n], order, n) + list(_ref_params(nodes[n]).values()):
-            out[dep].append(n)
-    return out
-
-
-def _assign_vars(order: list[str], nodes: dict, consumers: dict, output: str) -> dict[str, str]:
-    """A node's variable is `x` when it can take it over (the node holding `x` is read for the
-    last time here), which gives nanoGPT-like `x = self.block(x)` chains; otherwise its name."""
-    var = {INPUT: "x"}
-    holder = INPUT
-    for i, n in enumerate(order):
-        later = set(order[i + 1:])
-        deps = _inputs(nodes[n], order, n) + list(_ref_params(nodes[n]).values())
-        if holder in deps and not (set(consumers[holder]) & later):
-            var[n] = "x"
-            holder = n
-        else:
-            var[n] = n
-    return var
-
-
-def _values(shape_or_env):
-    if isinstance(shape_or_env, dict):
-        return {k: (v.value if isinstance(v, Sym) else v) for k, v in shape_or_env.items()}
-    return tuple(v.value if isinstance(v, Sym) else v for v in shape_or_env)
-
-
-def _ctor_params(block: Composite) -> list[str]:
-    text = repr(block.nodes)
-    extra = [v for v in BUILTIN_VARS[1:] if f"${v}" in text]
-    required = [k for k in block.params if not _literal_default(block.params[k])]
-    optional = [k for k in block.params if _literal_default(block.params[k])]
-    return ["in_channels", *extra, *required, *optional]
-
-
-def _literal_default(decl: dict) -> bool:
-    return "default" in decl and not is_substitution(decl["default"])
-
-
-def _param_sig(name: str, decl: dict) -> str:
-    if name in BUILTIN_VARS:
-        return f"{name}: int"
-    if "type" in decl:
-        ann = PY_TYPES[decl["type"]]
-    elif "oneOf" in decl or "enum" in decl:
-        kinds = {PY_TYPES.get(o.get("type"), "str") for o in decl.get("oneOf", [])} or {"str"}
-        ann = " | ".join(sorted(kinds))
-    else:
-        ann = None
-    head = f"{name}: {ann}" if ann else name
-    return f"{head} = {literal(decl['default'])}" if _literal_default(decl) else head
-
-
-def _composite_call(cls: str, block: Composite, in_shape: tuple, bound: dict, given: dict) -> str:
-    args = [literal(in_shape[0])]
-    args += [literal(bound[v]) for v in BUILTIN_VARS[1:] if v in _ctor_params(block)]
-    for k, decl in block.params.items():
-        if k in given or not _literal_default(decl):
-            args.append(f"{k}={literal(bound[k])}")
-    return f"{cls}({', '.join(args)})"
-
-
 def _shape_comment(shape: tuple, in_shape: tuple | None, symbolic: bool = False, generic: bool = False) -> str:
     if len(shape) == 1:
         return f"(B, {shape[0]})"
@@ -365,6 +359,8 @@ def _rel(n, ref, sym: str) -> str:
     n, ref = value_of(n), value_of(ref)
     if n == ref:
         return sym
+    if n == 1:
+        return "1"
     if n < ref and ref % n == 0:
         return f"{sym}/{ref // n}"
     if n > ref and n % ref == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archcompiler.blocks.registry import Block
+from archcompiler.ir.expr import is_symbolic, literal
 
 MODULES = {
     "relu": "nn.ReLU()",
@@ -26,7 +27,15 @@ class Activation(Block):
         self.params = {"fn": {"enum": sorted(MODULES), "default": "relu", "description": "the function"}}
 
     def torch_module(self, p, ins):
+        if is_symbolic(p["fn"]):  # a block parameter: chosen when the block is built
+            return f"activation({literal(p['fn'])})"
         return MODULES[p["fn"]]
+
+    def torch_helpers(self):
+        table = ", ".join(f'"{k}": {v[:-2]}' for k, v in sorted(MODULES.items()))
+        return {"activation": f'''def activation(fn: str) -> nn.Module:
+    """The activation module named `fn`."""
+    return {{{table}}}[fn]()'''}
 
 
 BLOCKS = [Activation()]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcompiler.ir.expr import call, literal
+from archcompiler.ir.expr import call, literal, variables
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
@@ -14,6 +14,7 @@ class _Pool(Block):
     family: str = "pooling"
     label_keys: tuple = ("kernel", "stride")
     torch_class: str = ""
+    torch_function: str = ""
 
     def __post_init__(self):
         self.params = {
@@ -30,8 +31,25 @@ class _Pool(Block):
         return (c, oh, ow)
 
     def torch_module(self, p, ins):
+        if self._sized_by_input(p):
+            return None
+        return call(self.torch_class, [p["kernel"]], self._keywords(p))
+
+    def torch_call(self, p, args, module, refs):
+        if module is not None:
+            return f"{module}({args[0]})"
+        # a window sized by the block's input ($in_height): computed in forward, as the
+        # input arrives, so the model runs at any input size
+        window = call("", [p["kernel"]], self._keywords(p))[1:-1]
+        return f"{self.torch_function}({args[0]}, {window})"
+
+    def _keywords(self, p):
         keywords = [("stride", p["stride"], p["kernel"])] if "stride" in p else []
-        return call(self.torch_class, [p["kernel"]], keywords + [("padding", p["padding"], 0)])
+        return keywords + [("padding", p["padding"], 0)]
+
+    @staticmethod
+    def _sized_by_input(p) -> bool:
+        return any(variables(p[k]) & {"in_height", "in_width"} for k in ("kernel", "stride", "padding") if k in p)
 
 
 @dataclass
@@ -39,6 +57,7 @@ class MaxPool(_Pool):
     name: str = "maxpool"
     summary: str = "Max pooling (nn.MaxPool2d). `stride` defaults to the kernel size."
     torch_class: str = "nn.MaxPool2d"
+    torch_function: str = "F.max_pool2d"
 
 
 @dataclass
@@ -46,6 +65,7 @@ class AvgPool(_Pool):
     name: str = "avgpool"
     summary: str = "Average pooling (nn.AvgPool2d). `stride` defaults to the kernel size."
     torch_class: str = "nn.AvgPool2d"
+    torch_function: str = "F.avg_pool2d"
 
 
 @dataclass

@@ -102,6 +102,10 @@ class Block:
         """Expression computing the node's output from `args` (and `module`, e.g. 'self.conv1')."""
         return f"{module}({args[0]})"
 
+    def torch_helpers(self) -> dict[str, str]:
+        """Module-level functions its code may call, by name (included only when called)."""
+        return {}
+
     def label(self, p: dict) -> str:
         parts = [f"{k}={_fmt(p[k])}" for k in self.label_keys if k in p and p[k] is not None]
         return ", ".join(parts)

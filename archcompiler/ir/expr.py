@@ -1,14 +1,24 @@
-"""Values that remember the expression they came from, for emitting composite classes.
+"""Values that remember the expression they came from: the IR's symbolic parameters.
 
-A composite block becomes one nn.Module class whose constructor takes the block's
-parameters. To write `nn.Conv2d(in_channels, conv_out, ...)` instead of `nn.Conv2d(64, 32,
-...)`, code generation runs the ordinary shape rules over `Sym` values: each carries its
-concrete value (so every comparison and check behaves exactly as in the real pass) and the
-Python expression that computes it from the constructor's arguments.
+A composite block becomes one class whose constructor takes the block's parameters. The
+shape pass runs the ordinary shape rules over `Sym` values inside a composite's body: each
+carries its concrete value (so every comparison and check behaves exactly as with plain
+values) and the expression that computes it from the block's parameters. Backends render
+that expression, so `nn.Conv2d(in_channels, conv_out, ...)` is written instead of
+`nn.Conv2d(64, 32, ...)`.
+
+A variable inside an expression is held as a marker, `VAR_OPEN name VAR_CLOSE`, so that a
+backend can decide how to spell it where it is used (a constructor argument, an attribute
+read in `forward`, a size read off the input tensor) and can see which variables a piece of
+generated code really uses.
 """
 from __future__ import annotations
 
+import re
+
 ATOM, MUL, ADD = 3, 2, 1  # precedence, for parentheses
+VAR_OPEN, VAR_CLOSE = "\x01", "\x02"
+_VAR = re.compile("\x01([A-Za-z_][A-Za-z0-9_]*)\x02")
 
 
 class Sym:
@@ -17,14 +27,19 @@ class Sym:
     def __init__(self, expr: str, value, prec: int = ATOM):
         self.expr, self.value, self.prec = expr, value, prec
 
+    @classmethod
+    def var(cls, name: str, value) -> "Sym":
+        """The block parameter `name`, whose value in this instance is `value`."""
+        return cls(f"{VAR_OPEN}{name}{VAR_CLOSE}", value)
+
     # rendering
     def __str__(self) -> str:
-        return self.expr
+        return render(self.expr)
 
     __repr__ = __str__
 
     def __format__(self, spec: str) -> str:
-        return self.expr
+        return render(self.expr)
 
     def _wrap(self, prec: int) -> str:
         return f"({self.expr})" if self.prec < prec else self.expr
@@ -33,30 +48,34 @@ class Sym:
     def _op(self, other, sym: str, prec: int, fn, right: bool = False):
         ov = other.value if isinstance(other, Sym) else other
         value = fn(ov, self.value) if right else fn(self.value, ov)
+        if right:  # other (op) self: self is the right operand
+            a = _operand(other, prec)
+            b = self._wrap(prec + (sym in "-/%"))
+            return Sym(f"{a} {sym} {b}", value, prec)
         a = self._wrap(prec)
-        b = other._wrap(prec + (sym in "-/")) if isinstance(other, Sym) else repr(other)
-        return Sym(f"{b} {sym} {a}" if right else f"{a} {sym} {b}", value, prec)
+        b = _operand(other, prec + (sym in "-/%"))
+        return Sym(f"{a} {sym} {b}", value, prec)
 
     def __add__(self, o):
-        return self if o == 0 and not isinstance(o, Sym) else self._op(o, "+", ADD, lambda a, b: a + b)
+        return self if _is(o, 0) else self._op(o, "+", ADD, lambda a, b: a + b)
 
     def __radd__(self, o):
-        return self if o == 0 and not isinstance(o, Sym) else self._op(o, "+", ADD, lambda a, b: a + b, right=True)
+        return self if _is(o, 0) else self._op(o, "+", ADD, lambda a, b: a + b, right=True)
 
     def __sub__(self, o):
-        return self._op(o, "-", ADD, lambda a, b: a - b)
+        return self if _is(o, 0) else self._op(o, "-", ADD, lambda a, b: a - b)
 
     def __rsub__(self, o):
         return self._op(o, "-", ADD, lambda a, b: a - b, right=True)
 
     def __mul__(self, o):
-        return self if o == 1 and not isinstance(o, Sym) else self._op(o, "*", MUL, lambda a, b: a * b)
+        return self if _is(o, 1) else self._op(o, "*", MUL, lambda a, b: a * b)
 
     def __rmul__(self, o):
-        return self if o == 1 and not isinstance(o, Sym) else self._op(o, "*", MUL, lambda a, b: a * b, right=True)
+        return self if _is(o, 1) else self._op(o, "*", MUL, lambda a, b: a * b, right=True)
 
     def __floordiv__(self, o):
-        return self._op(o, "//", MUL, lambda a, b: a // b)
+        return self if _is(o, 1) else self._op(o, "//", MUL, lambda a, b: a // b)
 
     def __rfloordiv__(self, o):
         return self._op(o, "//", MUL, lambda a, b: a // b, right=True)
@@ -98,8 +117,57 @@ class Sym:
     __int__ = __index__
 
 
+def _is(o, n) -> bool:
+    return not isinstance(o, Sym) and not isinstance(o, bool) and o == n
+
+
+def _operand(v, prec: int) -> str:
+    if isinstance(v, Sym):
+        return v._wrap(prec)
+    text = repr(v)
+    return f"({text})" if isinstance(v, (int, float)) and v < 0 else text
+
+
 def value_of(v):
     return v.value if isinstance(v, Sym) else v
+
+
+def values(items):
+    """A tuple (or dict) with every Sym replaced by its value."""
+    if isinstance(items, dict):
+        return {k: value_of(v) for k, v in items.items()}
+    return tuple(value_of(v) for v in items)
+
+
+def is_symbolic(v) -> bool:
+    return isinstance(v, Sym)
+
+
+def variables(v) -> set[str]:
+    """The block parameters an expression (or generated code) depends on."""
+    text = v.expr if isinstance(v, Sym) else str(v)
+    return set(_VAR.findall(text))
+
+
+def render(text: str, spell=None) -> str:
+    """Code or an expression with each variable marker spelt by `spell(name)` (default: the name)."""
+    if spell is None:
+        return _VAR.sub(lambda m: m.group(1), text)
+    return _VAR.sub(lambda m: spell(m.group(1)), text)
+
+
+def substitute(v, bindings: dict):
+    """`v` with each variable replaced by its binding (a Sym or a plain value): an expression
+    in a block's own parameters becomes one in its caller's."""
+    if not isinstance(v, Sym):
+        return v
+
+    def one(m):
+        b = bindings[m.group(1)]
+        return b._wrap(ATOM) if isinstance(b, Sym) else _operand(b, ATOM)
+
+    expr = _VAR.sub(one, v.expr)
+    return Sym(expr, v.value, v.prec) if _VAR.search(expr) else v.value
 
 
 def literal(v) -> str:
@@ -108,6 +176,9 @@ def literal(v) -> str:
         return v.expr
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(literal(x) for x in v)
+        return f"({inner},)" if isinstance(v, tuple) and len(v) == 1 else (f"({inner})" if isinstance(v, tuple) else f"[{inner}]")
     return repr(v)
 
 

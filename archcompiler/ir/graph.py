@@ -8,6 +8,7 @@ Passes store their results in `meta`: "shape", "params", "flops", "activation_by
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from archcompiler.diagnostics import Span
@@ -68,3 +69,38 @@ class Graph:
         for _, node in self.walk():
             if node.kind == "call":
                 yield node
+
+
+def readers(graph: Graph) -> dict[str, list[str]]:
+    """node -> the nodes that read it (edges run dependency -> reader), in spec order."""
+    out: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for node in graph:
+        for dep in node.dependencies():
+            if dep in graph.nodes and node.name not in out[dep]:  # a partial graph may lack nodes that failed to build
+                out[dep].append(node.name)
+    return out
+
+
+def stable_topological_order(edges: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm; ties keep the dict's order. Shorter than `edges` when there is a cycle."""
+    order = {n: i for i, n in enumerate(edges)}
+    indegree = {n: 0 for n in edges}
+    for targets in edges.values():
+        for t in targets:
+            indegree[t] += 1
+    ready = [(order[n], n) for n, d in indegree.items() if d == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        out.append(n)
+        for t in edges[n]:
+            indegree[t] -= 1
+            if indegree[t] == 0:
+                heapq.heappush(ready, (order[t], t))
+    return out
+
+
+def topological_order(graph: Graph) -> list[str]:
+    """Dependencies first; ties keep spec order, so the order is stable and readable."""
+    return stable_topological_order(readers(graph))

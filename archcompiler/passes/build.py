@@ -26,6 +26,7 @@ class Scope:
     registry: Registry
     diags: Diagnostics
     env: dict | None = None  # parameter values of a composite instance; None elsewhere
+    sym_env: dict | None = None  # the same as Sym variables: the instance's class is written in them
     declared: tuple | None = None  # parameter names a definition may substitute; None elsewhere
     blame: Span | None = None  # call-site span: errors inside an instance are reported there
     trail: list = field(default_factory=list)  # [(node, type), ...] from the call site inwards
@@ -77,6 +78,7 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
     if getattr(block, "broken", False):
         return None  # its definition's errors are reported where it is defined
     given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
+    sym_given = _substitute(given, here, scope, symbolic=True) if scope.sym_env is not None else None
     given = _substitute(given, here, scope)
     if given is None:
         return None
@@ -94,12 +96,15 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
     params = given if block.is_composite else block.with_defaults(given)
     refs = {k: params[k] for k in block.refs if k in params}
     kind = "composite" if block.is_composite else "call"
-    return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True),
-                meta={"source_path": scope.path + here, "given": given})
+    meta = {"source_path": scope.path + here, "given": given}
+    if sym_given is not None:  # inside a composite: the parameters as expressions in its own parameters
+        meta["sym_given"] = sym_given
+    return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True), meta=meta)
 
 
-def _substitute(given: dict, here: tuple, scope: Scope) -> dict | None:
-    """Replace `$name` values. In a definition, only check that the name is declared."""
+def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) -> dict | None:
+    """Replace `$name` values (by Sym variables when `symbolic`). In a definition, only check
+    that the name is declared."""
     out = {}
     ok = True
     for k, v in given.items():
@@ -107,7 +112,9 @@ def _substitute(given: dict, here: tuple, scope: Scope) -> dict | None:
             out[k] = v
             continue
         var = v[1:]
-        if scope.env is not None:
+        if symbolic:
+            out[k] = scope.sym_env[var]
+        elif scope.env is not None:
             out[k] = scope.env[var]
         elif scope.declared is not None:
             if var not in scope.declared:

@@ -3,18 +3,27 @@
 A composite's body can only be instantiated once its input shape is known ($in_channels),
 so expansion happens here, node by node in topological order. Each composite node keeps its
 expanded body graph (`node.body`), so tables and diagrams can nest.
+
+Inside a body, every node also gets its parameters and shape as expressions in the block's
+own parameters (`meta["sym_params"]`, `meta["sym_shape"]`; see archcompiler.ir.expr), and
+each composite node the arguments its caller passes (`meta["call_args"]`), written in the
+caller's parameters. This is what code generation reads: one class per block, honest about
+which arguments it uses, with no shape rule run a second time.
 """
 from __future__ import annotations
 
 from archcompiler.blocks.registry import ShapeError
-from archcompiler.ir.graph import Graph, Node
+from archcompiler.ir.expr import Sym, substitute
+from archcompiler.ir.graph import Graph, Node, topological_order
 from archcompiler.passes.build import Scope, build_graph
-from archcompiler.passes.rules import topological_order
+
+SPATIAL_VARS = ("in_channels", "in_height", "in_width")
 
 
 def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope) -> bool:
     """Fill meta['shape'] everywhere. Returns False if any node failed (others still run)."""
     graph.input.meta["shape"] = tuple(input_shape)
+    graph.input.meta["sym_shape"] = _sym_input(input_shape, scope)
     ok = True
     for name in topological_order(graph):
         node = graph.nodes[name]
@@ -28,10 +37,11 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope) -> bool:
         refs = {p: graph.nodes[r].shape for p, r in node.refs.items()}
         try:
             if node.kind == "composite":
-                node.meta["shape"] = _expand(node, ins[0], scope)
+                node.meta["shape"] = _expand(node, graph, ins[0], scope)
             else:
                 block = scope.registry.get(node.type)
                 node.meta["shape"] = tuple(block.infer(node.params, ins, refs, node.inputs))
+                _infer_symbolic(node, graph, block, scope)
         except _Reported:
             ok = False
         except ShapeError as e:
@@ -44,17 +54,37 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope) -> bool:
     return ok
 
 
-def _expand(node: Node, in_shape: tuple, scope: Scope) -> tuple:
+def _sym_input(shape: tuple, scope: Scope) -> tuple:
+    if scope.sym_env is None:
+        return tuple(shape)
+    return tuple(scope.sym_env[v] for v in SPATIAL_VARS[: len(shape)])
+
+
+def _infer_symbolic(node: Node, graph: Graph, block, scope: Scope) -> None:
+    """The node's parameters and shape in its block's parameters (plain values at top level)."""
+    if scope.sym_env is None:
+        node.meta["sym_params"], node.meta["sym_shape"] = node.params, node.shape
+        return
+    p = block.with_defaults(node.meta["sym_given"])
+    ins = [graph.nodes[i].meta["sym_shape"] for i in node.inputs]
+    refs = {k: graph.nodes[r].meta["sym_shape"] for k, r in node.refs.items()}
+    node.meta["sym_params"] = p
+    node.meta["sym_shape"] = tuple(block.infer(p, ins, refs, node.inputs))
+
+
+def _expand(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
     """Instantiate the composite for this input shape and infer its body."""
     block = scope.registry.get(node.type)
     if any(t == node.type for _, t in scope.trail):
         raise ShapeError(f"block '{node.type}' contains itself", code="E203")
+    env = block.bind(node.params, in_shape)
     inner = Scope(
         doc=block.doc,
         path=block.path,
         registry=scope.registry,
         diags=scope.diags,
-        env=block.bind(node.params, in_shape),
+        env=env,
+        sym_env={k: Sym.var(k, v) for k, v in env.items()},
         blame=scope.blame or node.span,
         trail=scope.trail + [(node.name, node.type)],
     )
@@ -65,8 +95,15 @@ def _expand(node: Node, in_shape: tuple, scope: Scope) -> tuple:
             scope.error("E400", f"node '{node.name}' ({node.type}) could not be expanded", node.span)
         raise _Reported()
     node.body = body
-    node.params = {k: inner.env[k] for k in block.params}  # every declared parameter, bound
-    node.meta["env"] = inner.env  # plus $in_channels & co., for code generation
+    node.params = {k: env[k] for k in block.params}  # every declared parameter, bound
+    node.meta["env"] = env  # plus $in_channels & co.: what the body was built from
+    # The caller's side, in the caller's parameters: what it passes, and the shape it gets.
+    given = node.meta.get("sym_given", node.meta["given"])
+    call_args = block.bind(given, graph.nodes[node.inputs[0]].meta["sym_shape"])
+    node.meta["call_args"] = call_args
+    node.meta["sym_params"] = {k: call_args[k] for k in block.params}
+    out = body.nodes[body.output].meta["sym_shape"]
+    node.meta["sym_shape"] = tuple(substitute(d, call_args) for d in out)
     return body.nodes[body.output].shape
 
 

@@ -1,0 +1,63 @@
+"""A framework-neutral walk over a graph of the IR, for code generators.
+
+It decides what every backend that writes a program needs and nothing framework-specific:
+the order of the nodes (dependencies first, ties in spec order), which nodes read each
+node, and the variable that holds each node's output. A node takes over `x` when the node
+holding `x` is read for the last time there, which gives nanoGPT-like `x = self.block(x)`
+chains; otherwise its variable is its own name, made unique against `reserved`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archcompiler.ir.graph import INPUT, Graph, Node, readers, topological_order
+
+INPUT_VAR = "x"
+
+
+@dataclass
+class Step:
+    node: Node
+    var: str  # the variable its output is assigned to
+    args: list[str]  # the variables of its inputs, in order
+    refs: dict[str, str] = field(default_factory=dict)  # param -> variable of the node whose shape it reads
+
+
+@dataclass
+class Walk:
+    steps: list[Step]
+    output: str  # the variable returned
+
+
+class Names:
+    """Identifiers unique by construction: `take` returns the name itself, or with a suffix."""
+
+    def __init__(self, reserved=()):
+        self.taken = set(reserved)
+
+    def take(self, name: str, sep: str = "_") -> str:
+        out, n = name, 1
+        while out in self.taken:
+            n += 1
+            out = f"{name}{sep}{n}"
+        self.taken.add(out)
+        return out
+
+
+def walk(graph: Graph, reserved=()) -> Walk:
+    order = [n for n in topological_order(graph) if n != INPUT]
+    later_readers = readers(graph)
+    names = Names(set(reserved) | {INPUT_VAR})
+    var = {INPUT: INPUT_VAR}
+    holder = INPUT
+    steps = []
+    for i, name in enumerate(order):
+        node = graph.nodes[name]
+        rest = set(order[i + 1:])
+        if holder in node.dependencies() and not (set(later_readers[holder]) & rest):
+            var[name] = INPUT_VAR
+            holder = name
+        else:
+            var[name] = names.take(name)
+        steps.append(Step(node, var[name], [var[d] for d in node.inputs], {p: var[r] for p, r in node.refs.items()}))
+    return Walk(steps, var[graph.output])
