@@ -8,19 +8,21 @@ produced something sound to work on.
 """
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 
 from archcompiler.blocks import primitives, stdlib_files
 from archcompiler.blocks.registry import Registry, RegistryError
+from archcompiler.diagnostics import Diagnostics
+from archcompiler.frontend.loader import MAX_TEXT, Document, load_file, load_text
+from archcompiler.frontend.schema import validate_structure
 from archcompiler.ir.graph import Graph
 from archcompiler.passes.build import Scope, build_graph
 from archcompiler.passes.costs import annotate_costs
 from archcompiler.passes.definitions import register_blocks
 from archcompiler.passes.rules import check_rules
 from archcompiler.passes.shapes import infer_shapes
-from archcompiler.diagnostics import Diagnostics
-from archcompiler.frontend.loader import Document, load_file, load_text
-from archcompiler.frontend.schema import validate_structure
 
 
 @dataclass
@@ -94,31 +96,34 @@ def _load_stdlib(registry: Registry) -> None:
         raise RegistryError("the block standard library is broken:\n" + "\n".join(d.concise() for d in diags))
 
 
-def check_text(text: str, file: str = "<string>") -> CheckResult:
+def check_text(text: str, file: str = "<string>", registry: Registry | None = None) -> CheckResult:
+    """Check a spec given as text. `registry`: the block types it may use (default: the built-ins)."""
     result = CheckResult(file, text)
     result.doc = load_text(text, file, result.diagnostics)
-    _analyse(result)
+    _analyse(result, registry)
     return result
 
 
-def check_file(path: str) -> CheckResult:
+def check_file(path: str, registry: Registry | None = None) -> CheckResult:
     result = CheckResult(path)
     result.doc = load_file(path, result.diagnostics)
     result.text = result.doc.text if result.doc is not None else _read_for_display(path)
-    _analyse(result)
+    _analyse(result, registry)
     return result
 
 
 def _read_for_display(path: str) -> str | None:
     """The text of a file that failed to load, so diagnostics can still quote its lines."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+            return f.read(MAX_TEXT + 1).decode("utf-8", "replace")
     except OSError:
         return None
 
 
-def _analyse(result: CheckResult) -> None:
+def _analyse(result: CheckResult, base: Registry | None = None) -> None:
     doc, diags = result.doc, result.diagnostics
     if doc is None:
         return
@@ -126,7 +131,7 @@ def _analyse(result: CheckResult) -> None:
     if not sound:
         _sort(diags)
         return
-    registry = builtin_registry().child()
+    registry = (base or builtin_registry()).child()
     register_blocks(doc, registry, diags, origin=f"{doc.file}", broken=broken_blocks)
     result.registry = registry
     if "nodes" not in doc.data:

@@ -24,21 +24,12 @@ from html import escape
 from graphviz import Digraph
 
 from archcompiler.backends.table import fmt_count, fmt_shape, shown
-from archcompiler.blocks.registry import Registry
+from archcompiler.blocks.registry import FAMILIES, Registry
 from archcompiler.ir.graph import INPUT, Graph, Node
 
 OUTPUT = "@output"
 FONT = "Helvetica"
 
-# family -> (fill, border, legend text). Light fills keep black text readable in print.
-FAMILY_STYLE = {
-    "conv": ("#cfe2f3", "#3d85c6", "conv"),
-    "pooling": ("#d9ead3", "#6aa84f", "pooling / resampling"),
-    "norm_act": ("#fff2cc", "#bf9000", "norm / activation"),
-    "merge": ("#f9cb9c", "#e69138", "merge"),
-    "composite": ("#e4dcf4", "#8e7cc3", "composite"),
-    "head": ("#f4cccc", "#cc4125", "head"),
-}
 # Nested clusters alternate between two tints so a cluster never hides inside its parent.
 CLUSTER_FILLS = ("#f5f1fb", "#e9e1f6")
 TERMINAL = ("#ffffff", "#666666")
@@ -152,13 +143,13 @@ def _emit(dot: Digraph, items: list[_Item], registry: Registry, families: list[s
         if item.cluster:
             sub = Digraph(name=f"cluster_{item.id}")
             sub.attr("graph", label="", style="rounded,filled", fillcolor=CLUSTER_FILLS[item.depth % 2],
-                     color=FAMILY_STYLE["composite"][1], margin="10")
-            fill, border, _ = FAMILY_STYLE["composite"]
+                     color=FAMILIES["composite"].border, margin="10")
+            fill, border = FAMILIES["composite"].fill, FAMILIES["composite"].border
             sub.node(item.id, _node_label(node, block), fillcolor=fill, color=border, style="filled", penwidth="1.5")
             _emit(sub, item.children, registry, families)
             dot.subgraph(sub)
             continue
-        fill, border, _ = FAMILY_STYLE[family]
+        fill, border = FAMILIES[family].fill, FAMILIES[family].border
         if family == "merge":
             dot.node(item.id, _merge_label(node), shape="ellipse", style="filled", fillcolor=fill, color=border, margin="0.04,0.02")
         else:
@@ -229,8 +220,8 @@ def _legend(title: str | None, families: list[str]) -> str:
     """The title over one line of coloured squares, one per family drawn. A single text cell:
     graphviz stretches table cells to the title's width, which pulls a legend apart."""
     keys = "&nbsp;&nbsp;&nbsp;".join(
-        f'<font color="{FAMILY_STYLE[f][1]}" point-size="13">&#9632;</font>{_small(chr(0xA0) * 2 + FAMILY_STYLE[f][2], 10)}'
-        for f in FAMILY_STYLE
+        f'<font color="{FAMILIES[f].border}" point-size="13">&#9632;</font>{_small(chr(0xA0) * 2 + FAMILIES[f].legend, 10)}'
+        for f in FAMILIES
         if f in families
     )
     lines = ([f"<b>{escape(title)}</b>"] if title else []) + [keys]

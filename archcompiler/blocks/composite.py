@@ -8,6 +8,9 @@ from archcompiler.blocks.registry import Block
 
 # Values every composite body may substitute, bound from the block's input shape.
 BUILTIN_VARS = ("in_channels", "in_height", "in_width")
+# Where every paper model starts its blocks (the stem's output): a block's example input
+# unless its definition gives one.
+DEFAULT_INPUT = (64, 64, 64)
 
 
 @dataclass
@@ -26,6 +29,9 @@ class Composite(Block):
         self.params = {k: v for k, v in params.items() if isinstance(v, dict)} if isinstance(params, dict) else {}
         self.required = tuple(k for k, v in self.params.items() if "default" not in v)
         self.label_keys = tuple(self.params)
+        example = self.definition.get("example") if isinstance(self.definition.get("example"), dict) else {}
+        self.example_inputs = (tuple(example.get("input", DEFAULT_INPUT)),)
+        self.example_params = dict(example.get("params") or {})
 
     @property
     def is_composite(self) -> bool:

@@ -1,7 +1,7 @@
 """Convolutions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import call
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
@@ -29,6 +29,7 @@ class Conv(Block):
     family: str = "conv"
     summary: str = "2-D convolution (nn.Conv2d). `out` defaults to the input channels."
     label_keys: tuple = ("kernel", "stride", "out")
+    example_params: dict = field(default_factory=lambda: {"out": 24, "stride": 2, "padding": 1})
 
     def __post_init__(self):
         self.params = {

@@ -1,7 +1,7 @@
 """Classifier-head blocks: dropout, flatten, affine."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import call
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial
@@ -42,6 +42,8 @@ class Affine(Block):
     summary: str = "Fully connected layer on a vector (nn.Linear)."
     required: tuple = ("out",)
     label_keys: tuple = ("out",)
+    example_inputs: tuple = ((16,),)
+    example_params: dict = field(default_factory=lambda: {"out": 4})
 
     def __post_init__(self):
         self.params = {

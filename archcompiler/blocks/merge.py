@@ -1,7 +1,7 @@
 """Merge operations over two or more inputs, given as a list in `in:`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import literal
 from archcompiler.blocks.registry import Block, ShapeError
@@ -40,6 +40,7 @@ class Add(Block):
     family: str = "merge"
     summary: str = "Element-wise sum of its inputs, with broadcasting."
     arity: int | None = None
+    example_inputs: tuple = ((16, 8, 8), (16, 1, 1))
 
     def infer(self, p, ins, refs, names):
         return broadcast("add", ins, names)
@@ -54,7 +55,9 @@ class Mul(Block):
     family: str = "merge"
     summary: str = "Element-wise product, with broadcasting: (in[0] + offset) * in[1] * ... ; offset 1 gives attention's (1 + M) * T."
     arity: int | None = None
+    example_inputs: tuple = ((16, 8, 8), (16, 1, 1))
     label_keys: tuple = ("offset",)
+    example_params: dict = field(default_factory=lambda: {"offset": 1})
 
     def __post_init__(self):
         self.params = {"offset": {"type": "number", "default": 0, "description": "added to the first input before multiplying"}}
@@ -76,6 +79,7 @@ class Concat(Block):
     family: str = "merge"
     summary: str = "Concatenate along channels; H x W must match."
     arity: int | None = None
+    example_inputs: tuple = ((16, 8, 8), (8, 8, 8))
 
     def infer(self, p, ins, refs, names):
         ranks = {len(s) for s in ins}

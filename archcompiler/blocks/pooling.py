@@ -1,7 +1,7 @@
 """Pooling and resampling."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import call, literal, variables
 from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
@@ -89,6 +89,7 @@ class Upsample(Block):
     summary: str = "Resize a map, to the H x W of another node (`size_of`) or by an integer `scale`."
     refs: tuple = ("size_of",)
     label_keys: tuple = ("mode", "scale")
+    example_params: dict = field(default_factory=lambda: {"scale": 2, "mode": "bilinear"})
 
     def __post_init__(self):
         self.params = {

@@ -31,13 +31,23 @@ RESERVED_NAMES = sorted(
     }
 )
 
+@dataclass(frozen=True)
+class Family:
+    """A family of block types: how the block reference heads it and how diagrams colour it."""
+
+    title: str  # heading in the block reference
+    legend: str  # legend text on diagrams
+    fill: str  # light fills keep black text readable in print
+    border: str
+
+
 FAMILIES = {
-    "conv": "convolutions",
-    "pooling": "pooling and resampling",
-    "norm_act": "normalisation and activation",
-    "merge": "merge operations",
-    "head": "classifier head",
-    "composite": "composite blocks",
+    "conv": Family("convolutions", "conv", "#cfe2f3", "#3d85c6"),
+    "pooling": Family("pooling and resampling", "pooling / resampling", "#d9ead3", "#6aa84f"),
+    "norm_act": Family("normalisation and activation", "norm / activation", "#fff2cc", "#bf9000"),
+    "merge": Family("merge operations", "merge", "#f9cb9c", "#e69138"),
+    "composite": Family("composite blocks", "composite", "#e4dcf4", "#8e7cc3"),
+    "head": Family("classifier head", "head", "#f4cccc", "#cc4125"),
 }
 
 
@@ -67,6 +77,10 @@ class Block:
     refs: tuple = ()  # params that name another node whose shape is read (not its value)
     label_keys: tuple = ()  # params printed on diagrams
     origin: str = "built-in"  # where the block is defined, for docs and diagnostics
+    # An instance to show and test the block with: its input shapes and its parameters.
+    # Tests, the block reference and `archc render --block` use it; a new block brings its own.
+    example_inputs: tuple = ((16, 8, 8),)
+    example_params: dict = field(default_factory=dict)
 
     @property
     def is_composite(self) -> bool:

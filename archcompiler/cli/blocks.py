@@ -10,7 +10,8 @@ from archcompiler.driver import builtin_registry
 def main(argv: list[str]) -> int:
     argparse.ArgumentParser(prog="archc blocks", description="List the built-in block types (docs/blocks.md has the full reference).").parse_args(argv)
     reg = builtin_registry()
-    for family, title in FAMILIES.items():
+    for family, fam in FAMILIES.items():
+        title = fam.title
         blocks = [b for b in reg if b.family == family]
         print(f"{title}:")
         for b in blocks:

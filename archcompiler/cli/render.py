@@ -28,16 +28,6 @@ from runtime.files import write_bytes, write_text
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL = "install it with 'apt-get install graphviz' (or 'make setup'), or write a .dot file instead"
 
-# Where the paper uses each standard block (Figure 7, reference reading of specs/attn_reduction.yaml),
-# so `--block NAME` alone draws the paper's Figures 1-4: input (C, H, W) and parameters.
-PAPER_INSTANCES: dict[str, tuple[tuple, dict]] = {
-    "residual": ((128, 31, 31), {}),
-    "residual_inception": ((320, 15, 15), {"reduce": 64}),
-    "reduction": ((64, 64, 64), {"conv_out": 32, "double_out": 32}),
-    "soft_attention": ((64, 64, 64), {}),
-    "conv_bn_relu": ((64, 64, 64), {}),
-}
-DEFAULT_INPUT = (64, 64, 64)  # the stem's output, where every paper model starts its blocks
 
 
 class SpecError(ArchcError):
@@ -85,7 +75,7 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
     """The body of block `name` instantiated at an input shape, by checking a one-node spec.
 
     The shape and parameters come from, in order: the flags; the spec's first use of the
-    block; where the paper uses it; DEFAULT_INPUT."""
+    block; the block's own example (for the standard library, where the paper uses it)."""
     registry = result.registry if result is not None else builtin_registry()
     if name not in registry:
         from archcompiler.diagnostics import did_you_mean
@@ -117,9 +107,8 @@ def _instance(name: str, result: CheckResult | None, registry: Registry) -> tupl
                 return inputs[d].nodes[node.inputs[0]].shape, dict(node.params)
             if node.body is not None:
                 inputs.append(node.body)
-    if name in PAPER_INSTANCES and registry.get(name) is builtin_registry().get(name):
-        return PAPER_INSTANCES[name]
-    return DEFAULT_INPUT, {}
+    block = registry.get(name)
+    return block.example_inputs[0], dict(block.example_params)
 
 
 def render(spec: str | None, output: str, **options) -> str:

@@ -8,7 +8,10 @@ bombs before expanding them, in time and memory bounded by the size of the text.
 from __future__ import annotations
 
 import datetime
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 import yaml
@@ -27,10 +30,17 @@ MAX_EXPANDED_NODES = 100_000
 # Python's recursion limit in PyYAML's composer, in the builder below or in jsonschema.
 MAX_DEPTH = 64
 # The paper's largest model is 2 KiB of YAML; PyYAML parses about 100 KiB a second.
-MAX_TEXT = 256 * 1024  # characters
+MAX_TEXT = 256 * 1024  # characters, and bytes read from a file
 _TAB_INDENT = re.compile(r"^[ ]*\t")
-# YAML 1.1 reads `1e-3` as a string; YAML 1.2 (and every user) reads it as a number.
-_FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
+# Plain scalars are read by YAML 1.2's core schema, not PyYAML's YAML 1.1 rules (under which
+# `010` is 8, `1:30` is 90, `1_0` is 10, `yes` is true and `1e-3` is a string).
+_NULL_12 = re.compile(r"^(~|null|Null|NULL|)$")
+_BOOL_12 = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT_12 = re.compile(r"^[-+]?[0-9]+$")
+_OCT_12 = re.compile(r"^0o[0-7]+$")
+_HEX_12 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_NONFINITE_12 = re.compile(r"^([-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$")
 
 
 @dataclass
@@ -207,13 +217,23 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
 def load_file(path: str, diags: Diagnostics, display: str | None = None) -> Document | None:
     display = display or path
     try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            diags.error("E000", f"{path} is a directory; give a spec file")
+            return None
+        if not stat.S_ISREG(info.st_mode):  # a device or FIFO could block or never end
+            diags.error("E000", f"{path} is not a regular file (a device, FIFO or socket); give a spec file")
+            return None
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(MAX_TEXT + 1)  # never more than the limit, whatever the file claims
     except FileNotFoundError:
         diags.error("E000", f"no such file: {path}")
         return None
     except OSError as e:
         diags.error("E000", f"cannot read {path}: {e.strerror}")
+        return None
+    if len(raw) > MAX_TEXT:
+        diags.error("E005", f"the file is larger than {MAX_TEXT // 1024} KiB; a spec is a few KiB, and more is refused", Span(display, 1, 1))
         return None
     try:
         text = raw.decode("utf-8")
@@ -302,8 +322,8 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
-        if node.tag.endswith(":str") and node.style is None and _FLOAT_12.match(node.value):
-            return float(node.value)
+        if node.style is None and isinstance(node, yaml.ScalarNode):
+            return self._plain_scalar(node)
         if node.tag.endswith(":timestamp"):
             return node.value  # dates are just text to us
         try:
@@ -314,6 +334,30 @@ class _Builder:
         if isinstance(value, (datetime.date, bytes)):
             return node.value
         return value
+
+    def _plain_scalar(self, node):
+        """An unquoted scalar, by YAML 1.2's core schema; NaN and infinity are refused."""
+        v = node.value
+        if _NULL_12.match(v):
+            return None
+        if v in _BOOL_12:
+            return _BOOL_12[v]
+        if _INT_12.match(v):
+            return int(v, 10)
+        if _OCT_12.match(v):
+            return int(v[2:], 8)
+        if _HEX_12.match(v):
+            return int(v[2:], 16)
+        if _NONFINITE_12.match(v):
+            self.diags.error("E008", f"'{v}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
+            return None
+        if _FLOAT_12.match(v):
+            f = float(v)
+            if not math.isfinite(f):  # 1e999
+                self.diags.error("E008", f"'{v}' overflows to infinity; a spec's numbers must be finite", self.span_of(node))
+                return None
+            return f
+        return v
 
     def _mapping(self, node, path: Path) -> dict:
         out: dict = {}

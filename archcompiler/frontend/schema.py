@@ -99,6 +99,15 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
                 "params": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/param"}},
                 "nodes": {"$ref": "#/$defs/nodes"},
                 "output": {"$ref": "#/$defs/ref"},
+                "example": {
+                    "type": "object",
+                    "description": "an instance to draw and test the block with",
+                    "properties": {
+                        "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 3, "description": "input shape [C, H, W] or [N]"},
+                        "params": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}},
+                    },
+                    "additionalProperties": False,
+                },
             },
             "additionalProperties": False,
         },

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from archcompiler.blocks.registry import Registry
-from archcompiler.ir.graph import INPUT, Graph, Node
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import is_substitution, report_schema_errors, validator
+from archcompiler.ir.graph import INPUT, Graph, Node
 
 NODE_KEYS = ("type", "in")
 

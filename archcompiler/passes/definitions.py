@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from archcompiler.blocks.composite import BUILTIN_VARS, Composite
 from archcompiler.blocks.registry import Registry
-from archcompiler.passes.build import Scope, build_graph
-from archcompiler.ir.graph import stable_topological_order
-from archcompiler.passes.rules import check_rules, simple_cycles
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import is_substitution, report_schema_errors, validator
+from archcompiler.ir.graph import stable_topological_order
+from archcompiler.passes.build import Scope, build_graph
+from archcompiler.passes.rules import check_rules, simple_cycles
 
 
 def register_blocks(doc: Document, registry: Registry, diags: Diagnostics, origin: str, broken=frozenset()) -> None:

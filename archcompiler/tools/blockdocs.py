@@ -42,7 +42,8 @@ def render() -> str:
         "do not edit by hand. Every node may also take `in:` (a node name, or a list for merges).",
         "",
     ]
-    for family, title in FAMILIES.items():
+    for family, fam in FAMILIES.items():
+        title = fam.title
         blocks = [b for b in reg if b.family == family]
         if not blocks:
             continue

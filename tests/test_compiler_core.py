@@ -1,0 +1,346 @@
+"""One semantics: what `check` proves is what the emitted code runs.
+
+Each test here pins one failure found when the emitter re-derived everything from YAML
+(compiler-core issue), and the front-end hardening that came with it.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import archcompiler
+from archcompiler.api import Compiled
+from archcompiler.backends import torch_source
+from archcompiler.blocks.pooling import Upsample
+from archcompiler.driver import builtin_registry, check_file, check_text
+
+
+def spec(body: str) -> str:
+    return textwrap.dedent(body).lstrip()
+
+
+def run(compiled, shape, seed=0):
+    model = compiled.module(seed=seed).eval()
+    with torch.no_grad():
+        return model(torch.randn(*shape, generator=torch.Generator().manual_seed(1)))
+
+
+# ---------------------------------------------------------------- emitter == check
+
+
+@dataclass
+class Resize(Upsample):
+    """upsample under another name: the emitter must read `refs` from the IR, not the type name."""
+
+    name: str = "resize"
+
+
+def test_a_block_with_size_of_under_another_name_emits_what_check_reports():
+    registry = builtin_registry().child()
+    registry.register(Resize())
+    text = spec("""
+        archc: 1
+        name: net
+        input: [4, 16, 16]
+        nodes:
+          down: {type: maxpool, kernel: 4}
+          up: {type: resize, size_of: input}
+    """)
+    result = check_text(text, "net.yaml", registry=registry)
+    assert result.ok, [d.concise() for d in result.diagnostics]
+    assert result.graph.nodes["up"].shape == (4, 16, 16)
+    out = run(Compiled(result), (2, 4, 16, 16))
+    assert tuple(out.shape) == (2, 4, 16, 16)
+
+
+FN_SPEC = spec("""
+    archc: 1
+    name: fnnet
+    input: [3, 16, 16]
+    blocks:
+      cba:
+        params:
+          out: {type: integer, minimum: 1}
+          fn: {enum: [relu, silu], default: silu}
+        nodes:
+          conv: {type: conv, out: $out, kernel: 3, padding: same}
+          bn: {type: batchnorm}
+          act: {type: activation, fn: $fn}
+    nodes:
+      a: {type: cba, out: 8, fn: relu}
+      b: {type: cba, out: 8}
+      pool: {type: global_avgpool}
+""")
+
+
+def test_an_activation_chosen_by_a_block_parameter_is_an_honest_constructor_argument():
+    net = archcompiler.compile(FN_SPEC)
+    ns = net._namespace
+    classes = [n for n in vars(ns) if isinstance(getattr(ns, n), type) and issubclass(getattr(ns, n), torch.nn.Module)]
+    assert sorted(classes) == ["Cba", "Fnnet"]  # one class for both activations
+    assert isinstance(ns.Cba(8, out=8, fn="relu").act, torch.nn.ReLU)
+    assert isinstance(ns.Cba(8, out=8).act, torch.nn.SiLU)
+    model = net.module()
+    assert isinstance(model.a.act, torch.nn.ReLU) and isinstance(model.b.act, torch.nn.SiLU)
+
+
+SE_SPEC = spec("""
+    archc: 1
+    name: senet
+    input: [3, 32, 32]
+    blocks:
+      se:
+        params:
+          hidden: {type: integer, minimum: 1}
+        nodes:
+          pool: {type: avgpool, kernel: $in_height, in: input}
+          fc1: {type: conv, out: $hidden, kernel: 1}
+          relu: {type: activation, fn: relu}
+          fc2: {type: conv, out: $in_channels, kernel: 1}
+          gate: {type: activation, fn: sigmoid}
+          scale: {type: mul, in: [input, gate]}
+    nodes:
+      stem: {type: conv, out: 8, kernel: 3, padding: same}
+      se1: {type: se, hidden: 4}
+      down: {type: maxpool, kernel: 2}
+      se2: {type: se, hidden: 4}
+      pool: {type: global_avgpool}
+""")
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_a_block_sized_by_its_input_runs_at_any_input_size(size):
+    net = archcompiler.compile(SE_SPEC)
+    src = net.source
+    assert src.count("class Se(") == 1 and "in_height = x.shape[-2]" in src
+    model = net.module().eval()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model.stem(x)
+        # what the spec means: the gate sees the mean over the whole map, at any size
+        for se in (model.se1, None, model.se2):
+            if se is None:
+                y = model.down(y)
+                continue
+            g = torch.sigmoid(se.fc2(torch.relu(se.fc1(y.mean(dim=(2, 3), keepdim=True)))))
+            y = y * g
+        torch.testing.assert_close(model(x), y.mean(dim=(2, 3)))
+
+
+def test_generated_class_names_are_unique():
+    text = spec("""
+        archc: 1
+        name: a_b
+        input: [3, 8, 8]
+        blocks:
+          a__b: {nodes: {c: {type: conv, out: 4}}}
+          a_b_: {nodes: {c: {type: conv, out: 5}}}
+          Net: {nodes: {c: {type: conv, out: 6}}}
+        nodes:
+          one: {type: a__b}
+          two: {type: a_b_}
+          three: {type: Net}
+    """)
+    net = archcompiler.compile(text)
+    tree = ast.parse(net.source)
+    names = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert len(names) == len(set(names)) == 4
+    assert net.class_name == "AB" and names[-1] == "AB"
+    out = run(net, (1, 3, 8, 8))
+    assert tuple(out.shape) == (1, 6, 2, 2)
+
+
+def chain(depth: int) -> str:
+    blocks = ["  l0: {nodes: {c: {type: conv, out: 4, kernel: 1}}}"]
+    blocks += [f"  l{i}: {{nodes: {{inner: {{type: l{i - 1}}}}}}}" for i in range(1, depth)]
+    return "archc: 1\nname: deep\ninput: [4, 4, 4]\nblocks:\n" + "\n".join(blocks) + f"\nnodes:\n  top: {{type: l{depth - 1}}}\n"
+
+
+def test_emit_renders_each_block_instance_once(monkeypatch):
+    """Linear in depth: the old emitter rendered a body twice per level (2^depth)."""
+    calls = []
+    original = torch_source.Emitter._render
+    monkeypatch.setattr(torch_source.Emitter, "_render", lambda self, g, frame: calls.append(g.name) or original(self, g, frame))
+    net = archcompiler.compile(chain(50))
+    assert net.source.count("class L") == 50
+    assert len(calls) == 51  # 50 composite instances and the model
+    assert tuple(run(net, (1, 4, 4, 4)).shape) == (1, 4, 4, 4)
+
+
+def test_every_constructor_argument_is_used():
+    for path in SPECS + [FN_SPEC, SE_SPEC]:
+        tree = ast.parse(archcompiler.compile(path).source)
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            init = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+            args = [a.arg for a in init.args.args[1:]]
+            read = {n.id for n in ast.walk(init) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            assert set(args) <= read, f"{path}: {cls.name} ignores {set(args) - read}"
+
+
+# ---------------------------------------------------------------- front-end hardening
+
+
+@pytest.mark.parametrize(
+    "line, col, text",
+    [
+        (6, 25, "  d: {type: dropout, p: .nan}\n"),
+        (6, 29, "  b: {type: batchnorm, eps: .inf}\n"),
+        (6, 38, "  m: {type: mul, in: [c, c], offset: .nan}\n"),
+        (8, 7, "train:\n  optimizer: adam\n  lr: .NaN\n"),
+        (6, 34, "  b: {type: batchnorm, momentum: -.Inf}\n"),
+        (6, 29, "  b: {type: batchnorm, eps: 1e999}\n"),
+    ],
+)
+def test_nan_and_infinity_are_refused_where_they_are_written(line, col, text):
+    head = "archc: 1\nname: t\ninput: [3, 8, 8]\nnodes:\n  c: {type: conv, out: 4}\n"
+    diags = check_text(head + text, "t.yaml").diagnostics
+    e008 = [d for d in diags if d.code == "E008"]
+    assert len(e008) == 1 and (e008[0].span.line, e008[0].span.column) == (line, col), [d.concise() for d in diags]
+    assert "finite" in e008[0].message
+
+
+@pytest.mark.parametrize(
+    "written, value",
+    [("010", 10), ("0o17", 15), ("0x1F", 31), ("+7", 7), ("1:30", None), ("1_0", None), ("0b11", None), ("yes", None), ("on", None)],
+)
+def test_numbers_follow_yaml_1_2(written, value):
+    result = check_text(f"archc: 1\nname: t\ninput: [3, 8, 8]\nnodes:\n  c: {{type: conv, out: {written}}}\n", "t.yaml")
+    if value is None:  # a string under YAML 1.2: not an integer
+        assert [d.code for d in result.diagnostics] == ["E102"]
+        assert f"got '{written}'" in result.diagnostics[0].message
+    else:
+        assert result.ok and result.graph.nodes["c"].params["out"] == value
+
+
+def test_yaml_1_2_scalars_elsewhere():
+    result = check_text("archc: 1\nname: t\ninput: [3, 8, 8]\nnodes:\n  c: {type: conv, out: 4, bias: FALSE}\n  d: {type: dropout, p: .5}\n", "t.yaml")
+    assert result.ok
+    assert result.graph.nodes["c"].params["bias"] is False and result.graph.nodes["d"].params["p"] == 0.5
+
+
+def test_a_device_is_refused_without_reading_it():
+    result = check_file("/dev/zero")
+    assert [(d.code, d.message) for d in result.diagnostics] == [("E000", "/dev/zero is not a regular file (a device, FIFO or socket); give a spec file")]
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert [d.code for d in check_file(str(fifo)).diagnostics] == ["E000"]
+
+
+def test_a_directory_is_refused(tmp_path):
+    assert [d.message for d in check_file(str(tmp_path)).diagnostics] == [f"{tmp_path} is a directory; give a spec file"]
+
+
+def test_a_huge_file_is_read_only_up_to_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "huge.yaml"
+    path.write_bytes(b"archc: 1\n" + b"#" * (10 * 1024 * 1024))
+    sizes = []
+    real_open = open
+
+    class Counting:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def read(self, n=-1):
+            data = self.f.read(n)
+            sizes.append(len(data))
+            return data
+
+    monkeypatch.setattr("builtins.open", lambda p, mode="r", *a, **k: Counting(real_open(p, mode, *a, **k)) if str(p) == str(path) else real_open(p, mode, *a, **k))
+    diags = check_file(str(path)).diagnostics
+    assert [d.code for d in diags] == ["E005"]
+    assert max(sizes) == 256 * 1024 + 1
+
+
+# ---------------------------------------------------------------- every block type, every spec
+
+SPECS = sorted(str(p) for p in __import__("pathlib").Path(__file__).resolve().parents[1].glob("specs/**/*.yaml"))
+
+
+def block_spec(block) -> str:
+    """A one-block spec from the block's declared example: inputs come through 1x1 convs."""
+    inputs = block.example_inputs
+    nodes = {}
+    names = []
+    if len(inputs) == 1 and len(inputs[0]) == 3:
+        c, h, w = inputs[0]
+        first = (c, h, w)
+    else:
+        first = (3, 8, 8)
+    for i, shape in enumerate(inputs):
+        name = f"src{i}"
+        if len(shape) == 3:
+            nodes[name] = {"type": "conv", "out": shape[0], "kernel": 1, "in": "input"} if (shape[1:] == first[1:]) else {"type": "avgpool", "kernel": first[1] // shape[1], "in": f"pre{i}"}
+            if shape[1:] != first[1:]:
+                nodes = {f"pre{i}": {"type": "conv", "out": shape[0], "kernel": 1, "in": "input"}, **nodes}
+        else:
+            nodes[f"flat{i}"] = {"type": "global_avgpool", "in": "input"}
+            nodes[name] = {"type": "affine", "out": shape[0], "in": f"flat{i}"}
+        names.append(name)
+    node = {"type": block.name, **block.example_params, "in": names if block.arity is None else names[0]}
+    nodes["block"] = node
+    import yaml
+
+    return yaml.safe_dump({"archc": 1, "name": "example", "input": list(first), "nodes": nodes}, sort_keys=False)
+
+
+BLOCKS = [b.name for b in builtin_registry()]
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_every_block_type_emits_what_check_infers(name):
+    block = builtin_registry().get(name)
+    result = check_text(block_spec(block), f"<example {name}>")
+    assert result.ok, [d.concise() for d in result.diagnostics]
+    assert_emitted_equals_inferred(Compiled(result), batch=2)
+
+
+@pytest.mark.parametrize("path", SPECS)
+def test_every_spec_emits_what_check_infers(path):
+    assert_emitted_equals_inferred(archcompiler.compile(path), batch=1)
+
+
+def assert_emitted_equals_inferred(net, batch: int) -> None:
+    """At every node, through forward hooks: the output shape is the inferred one; and the
+    parameter count and FlopCounterMode's FLOPs are the analytic ones."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = net.module(seed=0).eval()
+    seen = {}
+    hooks = []
+    for path, module, node in _modules_by_node(model, net.graph):
+        hooks.append(module.register_forward_hook(lambda m, i, o, p=path: seen.__setitem__(p, tuple(o.shape[1:]))))
+    x = torch.randn(batch, *net.input_shape)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(x)
+    for h in hooks:
+        h.remove()
+    expected = {p: node.shape for p, _, node in _modules_by_node(model, net.graph)}
+    assert seen == expected
+    assert tuple(out.shape[1:]) == net.output_shape
+    assert sum(p.numel() for p in model.parameters()) == net.totals["params"]
+    assert counter.get_total_flops() == batch * net.totals["flops"]
+
+
+def _modules_by_node(model, graph, prefix=""):
+    """(path, module, IR node) for every node that owns a module, at every depth."""
+    for node in graph.layers():
+        path = prefix + node.name
+        module = getattr(model, node.name, None)
+        if isinstance(module, torch.nn.Module):
+            yield path, module, node
+            if node.body is not None:
+                yield from _modules_by_node(module, node.body, path + ".")
