@@ -9,6 +9,7 @@ import ast
 import os
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,7 +174,7 @@ def test_emit_renders_each_block_instance_once(monkeypatch):
 
 
 def test_every_constructor_argument_is_used():
-    for path in SPECS + [FN_SPEC, SE_SPEC]:
+    for path in [ROOT / p for p in SPECS] + [FN_SPEC, SE_SPEC]:
         tree = ast.parse(archcompiler.compile(path).source)
         for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
             init = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
@@ -267,7 +268,8 @@ def test_a_huge_file_is_read_only_up_to_the_limit(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- every block type, every spec
 
-SPECS = sorted(str(p) for p in __import__("pathlib").Path(__file__).resolve().parents[1].glob("specs/**/*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("specs/**/*.yaml"))
 
 
 def block_spec(block) -> str:
@@ -310,7 +312,7 @@ def test_every_block_type_emits_what_check_infers(name):
 
 @pytest.mark.parametrize("path", SPECS)
 def test_every_spec_emits_what_check_infers(path):
-    assert_emitted_equals_inferred(archcompiler.compile(path), batch=1)
+    assert_emitted_equals_inferred(archcompiler.compile(ROOT / path), batch=1)
 
 
 def assert_emitted_equals_inferred(net, batch: int) -> None:
@@ -344,3 +346,133 @@ def _modules_by_node(model, graph, prefix=""):
             yield path, module, node
             if node.body is not None:
                 yield from _modules_by_node(module, node.body, path + ".")
+
+
+# ---------------------------------------------------------------- fuzzed plausible specs
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+BLOCK_DEF = """
+blocks:
+  unit:
+    params:
+      out: {type: integer, minimum: 1, default: $in_channels}
+      k: {type: integer, minimum: 1, default: 3}
+      fn: {enum: [relu, silu, gelu, tanh], default: relu}
+      pad: {oneOf: [{enum: [same, valid]}, {type: integer, minimum: 0}], default: same}
+      gated: {type: number, default: 0}
+    nodes:
+      conv: {type: conv, out: $out, kernel: $k, padding: $pad, bias: false}
+      bn: {type: batchnorm}
+      act: {type: activation, fn: $fn}
+      squeeze: {type: avgpool, kernel: $in_height, in: act}
+      gate: {type: activation, fn: sigmoid}
+      scale: {type: mul, offset: $gated, in: [act, gate]}
+"""
+
+
+@st.composite
+def plausible_specs(draw):
+    c, h = draw(st.integers(1, 6)), draw(st.integers(4, 12))
+    lines = ["archc: 1", "name: fuzzed", f"input: [{c}, {h}, {h}]", BLOCK_DEF.strip(), "nodes:"]
+    prev = "input"
+    for i in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["conv", "norm", "act", "pool", "unit", "residual", "concat", "up"]))
+        n = f"n{i}"
+        if kind == "conv":
+            pad = draw(st.sampled_from(["same", "valid", 0, 1]))
+            stride = 1 if pad == "same" else draw(st.integers(1, 2))
+            lines.append(f"  {n}: {{type: conv, out: {draw(st.integers(1, 8))}, kernel: {draw(st.sampled_from([1, 2, 3]))}, stride: {stride}, padding: {pad}, in: {prev}}}")
+        elif kind == "norm":
+            lines.append(f"  {n}: {{type: batchnorm, in: {prev}}}")
+        elif kind == "act":
+            lines.append(f"  {n}: {{type: activation, fn: {draw(st.sampled_from(['relu', 'sigmoid', 'silu', 'relu6']))}, in: {prev}}}")
+        elif kind == "pool":
+            lines.append(f"  {n}: {{type: {draw(st.sampled_from(['maxpool', 'avgpool']))}, kernel: 2, in: {prev}}}")
+        elif kind == "unit":
+            args = {"out": draw(st.integers(1, 8)), "k": draw(st.sampled_from([1, 2, 3])), "fn": draw(st.sampled_from(["relu", "silu", "gelu", "tanh"]))}
+            if draw(st.booleans()):
+                args["pad"] = draw(st.sampled_from(["same", 1]))
+            if draw(st.booleans()):
+                args["gated"] = draw(st.sampled_from([0, 1, 0.5]))
+            lines.append(f"  {n}: {{type: unit, " + ", ".join(f"{k}: {v}" for k, v in args.items()) + f", in: {prev}}}")
+        elif kind == "residual":
+            lines.append(f"  {n}_f: {{type: conv, padding: same, in: {prev}}}")
+            lines.append(f"  {n}: {{type: add, in: [{prev}, {n}_f]}}")
+        elif kind == "concat":
+            lines.append(f"  {n}_f: {{type: conv, out: {draw(st.integers(1, 4))}, kernel: 1, in: {prev}}}")
+            lines.append(f"  {n}: {{type: concat, in: [{prev}, {n}_f]}}")
+        else:
+            lines.append(f"  {n}: {{type: upsample, scale: 2, mode: {draw(st.sampled_from(['nearest', 'bilinear']))}, in: {prev}}}")
+        prev = n
+    lines.append(f"  head: {{type: global_avgpool, in: {prev}}}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=int(os.environ.get('ARCHC_FUZZ_EXAMPLES', 25)), deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(plausible_specs())
+def test_fuzzed_specs_emit_what_check_infers(text):
+    result = check_text(text, "fuzzed.yaml")
+    assume(result.ok)  # a map may shrink below 1x1: that is check's job, tested elsewhere
+    net = Compiled(result)
+    assert_emitted_equals_inferred(net, batch=2)
+    tree = ast.parse(net.source)
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        init = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+        read = {n.id for n in ast.walk(init) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        assert {a.arg for a in init.args.args[1:]} <= read, cls.name
+
+
+# ---------------------------------------------------------------- a second input size
+
+
+
+@pytest.mark.parametrize("path", SPECS)
+def test_emitted_models_run_at_a_second_input_size(path):
+    """The model emitted for a spec, run at another size, equals the model check builds at
+    that size (same weights): nothing of the first size is baked in."""
+    import yaml
+
+    net = archcompiler.compile(ROOT / path)
+    c, h, w = net.input_shape
+    h2, w2 = ((h * 3) // 4, (w * 3) // 4) if h >= 128 else ((h * 3) // 2, (w * 3) // 2)  # 224 -> 168, 64 -> 96
+    data = yaml.safe_load(net.spec_text)
+    data["input"] = [c, h2, w2]
+    other = archcompiler.compile(yaml.safe_dump(data, sort_keys=False), file=f"{path}@{h2}")
+    a, b = net.module(seed=0).eval(), other.module(seed=0).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, c, h2, w2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    assert tuple(ya.shape[1:]) == other.output_shape
+    torch.testing.assert_close(ya, yb, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- each primitive's parameter space
+
+GRIDS = {
+    "conv": [
+        {"out": 4, "kernel": k, "stride": s, "padding": pad, "dilation": d, "groups": g}
+        for k in (1, 2, 3) for s in (1, 2) for pad in ("same", "valid", 1) for d in (1, 2) for g in (1, 2)
+        if not (pad == "same" and s != 1)
+    ],
+    "maxpool": [{"kernel": k, "stride": s, "padding": pad} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) if 2 * pad <= k],
+    "avgpool": [{"kernel": k, "stride": s, "padding": pad} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) if 2 * pad <= k],
+    "upsample": [{"scale": s, "mode": m} for s in (1, 2, 3) for m in ("nearest", "bilinear")],
+}
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("block", sorted(GRIDS))
+def test_primitive_parameter_grid_shapes_match_pytorch(block):
+    """Every combination, on odd and even map sizes: check's shape is the emitted module's."""
+    for params in GRIDS[block]:
+        for size in (7, 8):
+            node = {"type": block, **params}
+            text = "archc: 1\nname: grid\ninput: [4, %d, %d]\nnodes:\n  n: %s\n" % (size, size, str(node).replace("'", ""))
+            result = check_text(text, "grid.yaml")
+            if not result.ok:
+                continue  # refused by check (e.g. a window larger than the map): nothing to run
+            out = run(Compiled(result), (1, 4, size, size))
+            assert tuple(out.shape[1:]) == result.graph.nodes["n"].shape, (params, size)

@@ -52,6 +52,8 @@ class Conv(Block):
             raise ShapeError("padding 'same' needs stride 1; give the padding in pixels instead", param="padding", code="E403")
         if c % p["groups"] or out % p["groups"]:
             raise ShapeError(f"groups={p['groups']} must divide both the input channels ({c}) and out ({out})", param="groups", code="E402")
+        if p["padding"] == "same":  # PyTorch pads (unevenly, for an even kernel) to keep H x W
+            return (out, ins[0][1], ins[0][2])
         pad = padding_pixels(p["padding"], p["kernel"], p["dilation"])
         oh, ow = slide(ins[0], p["kernel"], p["stride"], pad, p["dilation"])
         return (out, oh, ow)
