@@ -83,6 +83,20 @@ class GlobalAvgPool(Block):
 
 
 @dataclass
+class GlobalMaxPool(Block):
+    name: str = "global_maxpool"
+    family: str = "pooling"
+    summary: str = "Maximum over H x W: a (C, H, W) map becomes a vector of C."
+
+    def infer(self, p, ins, refs, names):
+        c, _, _ = check_spatial(ins[0], self.name)
+        return (c,)
+
+    def torch_module(self, p, ins):
+        return "nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())"
+
+
+@dataclass
 class Upsample(Block):
     name: str = "upsample"
     family: str = "pooling"
@@ -119,4 +133,4 @@ class Upsample(Block):
         return f"F.interpolate({args[0]}, size={refs['size_of']}.shape[-2:], {mode})"
 
 
-BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), Upsample()]
+BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), Upsample()]
