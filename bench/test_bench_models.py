@@ -70,8 +70,10 @@ def test_model(benchmark, spec, mode, compiled):
     benchmark.extra_info.update(spec=spec, mode=mode, compiled=compiled, batch_size=batch, device=device.type,
                                 machine=device_name(device), torch=torch.__version__, flops=flops[mode])
     if quick:
+        before = [p.detach().clone() for p in model.parameters()]
         benchmark.pedantic(timed_step, rounds=1, iterations=1)
         benchmark.extra_info.update(images_per_sec=None, mfu=None)
+        assert_row(benchmark, model, before, mode, batch, net, flops[mode], device)
         return
     for _ in range(2):  # compilation, autotuning and allocator warm-up, outside pytest-benchmark's rounds
         timed_step()
@@ -81,3 +83,19 @@ def test_model(benchmark, spec, mode, compiled):
     peak = cached_peak(device) or device_peak(device)
     benchmark.extra_info.update(images_per_sec=images_per_sec, mfu=flops[mode] * images_per_sec / peak.flops_per_s,
                                 peak_flops_per_s=peak.flops_per_s)
+
+
+def assert_row(benchmark, model, before, mode, batch, net, flops, device):
+    """What a timed row relies on, checked in smoke mode: the step really trained (or only
+    ran inference), the model's output is sane, and the row carries every field."""
+    after = list(model.parameters())
+    changed = any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert changed == (mode == "train"), f"{mode} step {'did not change' if mode == 'train' else 'changed'} the weights"
+    assert all(torch.isfinite(p).all() for p in after)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(batch, *net.input_shape, device=device))
+    assert tuple(out.shape) == (batch, *net.output_shape) and torch.isfinite(out).all()
+    info = benchmark.extra_info
+    assert set(info) >= {"spec", "mode", "compiled", "batch_size", "device", "machine", "torch", "flops", "images_per_sec", "mfu"}
+    assert info["flops"] == flops > 0 and info["batch_size"] == batch

@@ -9,7 +9,6 @@ import ast
 import os
 import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from archcompiler.api import Compiled
 from archcompiler.backends import torch_source
 from archcompiler.blocks.pooling import Upsample
 from archcompiler.driver import builtin_registry, check_file, check_text
+from tests.conftest import ALL_SPECS, ROOT
 
 
 def spec(body: str) -> str:
@@ -268,8 +268,7 @@ def test_a_huge_file_is_read_only_up_to_the_limit(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- every block type, every spec
 
-ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("specs/**/*.yaml"))
+SPECS = ALL_SPECS
 
 
 def block_spec(block) -> str:
