@@ -475,3 +475,39 @@ def test_primitive_parameter_grid_shapes_match_pytorch(block):
                 continue  # refused by check (e.g. a window larger than the map): nothing to run
             out = run(Compiled(result), (1, 4, size, size))
             assert tuple(out.shape[1:]) == result.graph.nodes["n"].shape, (params, size)
+
+
+# ---------------------------------------------------------------- integer arithmetic (language v2)
+
+ARITH_SPEC = spec("""
+    archc: 1
+    name: arith
+    input: [3, 16, 16]
+    blocks:
+      bottleneck:
+        params:
+          width: {type: integer, minimum: 1}
+          kernel: {type: integer, minimum: 1, default: 3}
+          hidden: {type: integer, minimum: 1, default: $in_channels // 2}
+        nodes:
+          reduce: {type: conv, out: $width, kernel: 1, bias: false}
+          conv: {type: conv, out: $width, kernel: $kernel, padding: ($kernel - 1) // 2, bias: false}
+          expand: {type: conv, out: 4 * $width, kernel: 1}
+          squeeze: {type: conv, out: "max($hidden, 8)", kernel: 1}
+    nodes:
+      stem: {type: conv, out: 16, kernel: 3, padding: 1}
+      b1: {type: bottleneck, width: 8}
+      b2: {type: bottleneck, width: 2, kernel: 5}
+""")
+
+
+def test_arithmetic_values_reach_shapes_and_the_code_keeps_the_expression():
+    net = archcompiler.compile(ARITH_SPEC)
+    b1, b2 = net.graph.nodes["b1"], net.graph.nodes["b2"]
+    assert b1.body.nodes["expand"].shape == (32, 16, 16) and b1.body.nodes["squeeze"].shape == (8, 16, 16)
+    assert b2.body.nodes["conv"].params["padding"] == 2 and b2.body.nodes["squeeze"].shape == (8, 16, 16)
+    src = net.source
+    assert "nn.Conv2d(width, 4 * width, kernel_size=1)" in src
+    assert "padding=(kernel - 1) // 2" in src and "max(hidden, 8)" in src
+    assert src.count("class Bottleneck(") == 1
+    assert_emitted_equals_inferred(net, batch=1)

@@ -261,7 +261,7 @@ def _composite_call(child: _Class, node: Node) -> str:
 
 def _literal_default(decl: dict) -> bool:
     d = decl.get("default")
-    return "default" in decl and not (isinstance(d, str) and d.startswith("$"))
+    return "default" in decl and not (isinstance(d, str) and "$" in d)
 
 
 def _param_sig(name: str, decl: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from archcompiler.blocks.registry import Block
+from archcompiler.ir.arith import evaluate, is_expression, parse
 
 # Values every composite body may substitute, bound from the block's input shape.
 BUILTIN_VARS = ("in_channels", "in_height", "in_width")
@@ -29,9 +30,12 @@ class Composite(Block):
         self.params = {k: v for k, v in params.items() if isinstance(v, dict)} if isinstance(params, dict) else {}
         self.required = tuple(k for k, v in self.params.items() if "default" not in v)
         self.label_keys = tuple(self.params)
+        # a malformed example was reported by the structure check; fall back to the default
         example = self.definition.get("example") if isinstance(self.definition.get("example"), dict) else {}
-        self.example_inputs = (tuple(example.get("input", DEFAULT_INPUT)),)
-        self.example_params = dict(example.get("params") or {})
+        shape, params = example.get("input"), example.get("params")
+        sound = isinstance(shape, list) and 1 <= len(shape) <= 3 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        self.example_inputs = (tuple(shape) if sound else DEFAULT_INPUT,)
+        self.example_params = dict(params) if isinstance(params, dict) else {}
 
     @property
     def is_composite(self) -> bool:
@@ -51,13 +55,14 @@ class Composite(Block):
 
     def bind(self, given: dict, in_shape: tuple) -> dict:
         """Parameter values for one instance: built-ins from the input shape, then defaults,
-        then what the caller gave. A default may itself be a built-in ($in_channels)."""
+        then what the caller gave. A default may itself be an expression over the built-ins
+        (`$in_channels`, `$in_channels // 4`), checked when the block was defined."""
         env = {"in_channels": in_shape[0]}
         if len(in_shape) == 3:
             env.update(in_height=in_shape[1], in_width=in_shape[2])
         for k, decl in self.params.items():
             if "default" in decl:
                 d = decl["default"]
-                env[k] = env.get(d[1:]) if isinstance(d, str) and d.startswith("$") else d
+                env[k] = evaluate(parse(d), env) if is_expression(d) else d
         env.update(given)
         return env

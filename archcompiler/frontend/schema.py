@@ -10,7 +10,6 @@ Two schemas come from one function:
 from __future__ import annotations
 
 import functools
-import re
 
 from archcompiler.blocks.registry import IDENTIFIER, RESERVED_NAMES, Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
@@ -18,7 +17,7 @@ from archcompiler.frontend.loader import Document
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://archc.dev/schema/spec-v1.json"
-SUBSTITUTION = r"^\$[A-Za-z_][A-Za-z0-9_]*$"
+EXPRESSION = r"\$[A-Za-z_]"  # any string holding a $name is an expression (archcompiler.ir.arith)
 
 TRAIN_SCHEMA = {
     "type": "object",
@@ -87,7 +86,7 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
     defs = {
         "identifier": ident,
         "ref": ref,
-        "substitution": {"type": "string", "pattern": SUBSTITUTION, "description": "a composite parameter, $name"},
+        "substitution": {"type": "string", "pattern": EXPRESSION, "description": "a composite parameter, $name, or integer arithmetic over them ($width * 4)"},
         "node": node,
         "nodes": {"type": "object", "minProperties": 1, "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/node"}},
         "param": PARAM_DECL,
@@ -328,7 +327,7 @@ def _translate(err, base: tuple, allowed_extra):
         yield "E104", f"{_field(path)}{where(path)} must be {expected}, got {_show(inst)}{did_you_mean(inst, opts)}", path, False
         return
     if v == "pattern":
-        if err.validator_value == SUBSTITUTION:
+        if err.validator_value == EXPRESSION:
             yield "E102", f"{_field(path)}{where(path)} must be a $parameter, got {_show(inst)}", path, False
         else:
             yield "E105", f"{_field(path)}{where(path)} must be a Python identifier (letters, digits and _, not starting with a digit), got {_show(inst)}", path, False
@@ -363,9 +362,3 @@ def validate_structure(doc: Document, diags: Diagnostics) -> tuple[bool, set, se
             sound = False
     return sound, broken["nodes"], broken["blocks"]
 
-
-_SUB = re.compile(SUBSTITUTION)
-
-
-def is_substitution(value) -> bool:
-    return isinstance(value, str) and bool(_SUB.match(value))

@@ -86,6 +86,9 @@ class Sym:
     def __rmod__(self, o):
         return self._op(o, "%", MUL, lambda a, b: a % b, right=True)
 
+    def __neg__(self):
+        return Sym(f"-{self._wrap(ATOM)}", -self.value, ATOM)
+
     # everything else looks at the value
     def __eq__(self, o):
         return self.value == (o.value if isinstance(o, Sym) else o)
@@ -126,6 +129,22 @@ def _operand(v, prec: int) -> str:
         return v._wrap(prec)
     text = repr(v)
     return f"({text})" if isinstance(v, (int, float)) and v < 0 else text
+
+
+def smin(*args):
+    """min() that keeps the expression when an argument is a Sym."""
+    return _fold("min", min, args)
+
+
+def smax(*args):
+    return _fold("max", max, args)
+
+
+def _fold(name: str, fn, args):
+    value = fn(value_of(a) for a in args)
+    if not any(isinstance(a, Sym) for a in args):
+        return value
+    return Sym(f"{name}({', '.join(_operand(a, 0) for a in args)})", value)
 
 
 def value_of(v):

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from archcompiler.blocks.registry import Registry
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
-from archcompiler.frontend.schema import is_substitution, report_schema_errors, validator
+from archcompiler.frontend.schema import report_schema_errors, validator
+from archcompiler.ir.arith import ExprError, evaluate, is_expression, parse, variables
 from archcompiler.ir.graph import INPUT, Graph, Node
 
 NODE_KEYS = ("type", "in")
@@ -37,6 +38,11 @@ class Scope:
             self.diags.error(code, message, span)
         else:
             self.diags.error(code, f"{self.prefix()}{message.removeprefix('node ')}", self.blame)
+
+    def error_at(self, code: str, message: str, span: Span) -> None:
+        """An error at a precise place even inside an instance (a character of an expression),
+        naming the instance it came from."""
+        self.diags.error(code, (self.prefix() if self.blame is not None else "") + message, span)
 
     def prefix(self) -> str:
         """"node 'red3' (reduction) > 'pool' (maxpool) > " for errors inside composites."""
@@ -77,13 +83,13 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
         return None
     if getattr(block, "broken", False):
         return None  # its definition's errors are reported where it is defined
-    given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
-    sym_given = _substitute(given, here, scope, symbolic=True) if scope.sym_env is not None else None
-    given = _substitute(given, here, scope)
+    raw_given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
+    given = _substitute(raw_given, here, scope)
     if given is None:
         return None
-    if not _check_params(block, given, here, scope):
+    if not _check_params(block, given, here, scope, exprs={k: v for k, v in raw_given.items() if is_expression(v)}):
         return None
+    sym_given = _substitute(raw_given, here, scope, symbolic=True) if scope.sym_env is not None else None
     inputs = raw.get("in", previous)
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     if block.arity == 1 and len(inputs) != 1:
@@ -103,34 +109,56 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
 
 
 def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) -> dict | None:
-    """Replace `$name` values (by Sym variables when `symbolic`). In a definition, only check
-    that the name is declared."""
+    """Replace `$name` values and evaluate expressions over them (with Sym variables when
+    `symbolic`). In a definition, only check that each is well formed and declared."""
     out = {}
     ok = True
     for k, v in given.items():
-        if not is_substitution(v):
+        if not is_expression(v):
             out[k] = v
             continue
-        var = v[1:]
-        if symbolic:
-            out[k] = scope.sym_env[var]
-        elif scope.env is not None:
-            out[k] = scope.env[var]
-        elif scope.declared is not None:
-            if var not in scope.declared:
-                scope.error("E206", f"'{v}' is not a parameter of this block{did_you_mean(var, scope.declared)}", scope.span(*here, k))
+        try:
+            tree = parse(v)
+        except ExprError as e:
+            hint = "; in { } quote an expression that holds a comma, e.g. out: \"max($a, 8)\"" if v.count("(") > v.count(")") else ""
+            scope.error_at("E208", f"bad expression in '{k}': {e}{hint}", char_span(scope, here + (k,), e.offset))
+            ok = False
+            continue
+        if scope.env is not None:
+            try:
+                out[k] = evaluate(tree, scope.sym_env if symbolic else scope.env)
+            except ExprError as e:
+                scope.error_at("E208", f"'{here[1]}': {k} = {v}: {e}", char_span(scope, here + (k,), e.offset))
                 ok = False
+        elif scope.declared is not None:
+            for var, at in variables(tree):
+                if var not in scope.declared:
+                    hint = did_you_mean(var, scope.declared)
+                    scope.error("E206", f"'${var}' is not a parameter of this block{hint}", char_span(scope, here + (k,), at))
+                    ok = False
             out[k] = v
         else:
-            scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", scope.span(*here, k))
+            at = variables(tree)[0][1]
+            scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", char_span(scope, here + (k,), at))
             ok = False
     return out if ok else None
 
 
-def _check_params(block, given: dict, here: tuple, scope: Scope) -> bool:
+def char_span(scope: Scope, rel: tuple, offset: int) -> Span:
+    """The span of character `offset` of the string value at `rel` (past an opening quote)."""
+    span = scope.span(*rel)
+    lines = scope.doc.text.splitlines() if scope.doc.text else []
+    line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+    quoted = span.column - 1 < len(line) and line[span.column - 1] in "\"'"
+    return Span(span.file, span.line, span.column + offset + quoted)
+
+
+def _check_params(block, given: dict, here: tuple, scope: Scope, exprs: dict | None = None) -> bool:
+    """Check parameter values against the block's schema. Inside an instance, a value that an
+    expression computed is blamed on the expression; any other on the call site."""
     schema = block.param_schema()
     if scope.declared is not None:  # a definition: `$param` values are checked when bound
-        pending = {k for k, v in given.items() if is_substitution(v)}
+        pending = {k for k, v in given.items() if is_expression(v)}
         given = {k: v for k, v in given.items() if k not in pending}
         schema = dict(schema, required=[r for r in schema["required"] if r not in pending])
     errors = list(validator(schema).iter_errors(given))
@@ -140,9 +168,13 @@ def _check_params(block, given: dict, here: tuple, scope: Scope) -> bool:
         report_schema_errors(errors, scope.doc, scope.diags, base=scope.path + here, allowed_extra=NODE_KEYS)
     else:
         inner = Diagnostics()
-        report_schema_errors(errors, scope.doc, inner, base=here, allowed_extra=NODE_KEYS)
+        report_schema_errors(errors, scope.doc, inner, base=scope.path + here, allowed_extra=NODE_KEYS)
+        at_expr = {scope.span(*here, k): v for k, v in (exprs or {}).items()}
         for d in inner:
-            scope.error(d.code, d.message, scope.blame)
+            if d.span in at_expr:
+                scope.error_at(d.code, f"{d.message}, from {at_expr[d.span]}", d.span)
+            else:
+                scope.error(d.code, d.message, scope.blame)
     return False
 
 

@@ -5,7 +5,8 @@ from archcompiler.blocks.composite import BUILTIN_VARS, Composite
 from archcompiler.blocks.registry import Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
-from archcompiler.frontend.schema import is_substitution, report_schema_errors, validator
+from archcompiler.frontend.schema import report_schema_errors, validator
+from archcompiler.ir.arith import ExprError, is_expression, parse, variables
 from archcompiler.ir.graph import stable_topological_order
 from archcompiler.passes.build import Scope, build_graph
 from archcompiler.passes.rules import check_rules, simple_cycles
@@ -64,11 +65,18 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
     for pname, decl in block.params.items():
         at = block.path + ("params", pname, "default")
         d = decl.get("default")
-        if is_substitution(d):
-            if d[1:] not in BUILTIN_VARS:
-                hint = did_you_mean(d, [f"${v}" for v in BUILTIN_VARS])
-                diags.error("E206", f"the default of '{pname}' may only be one of ${', $'.join(BUILTIN_VARS)}, got '{d}'{hint}", block.doc.span(at))
+        if is_expression(d):
+            try:
+                names = variables(parse(d))
+            except ExprError as e:
+                diags.error("E208", f"bad expression in the default of '{pname}': {e}", block.doc.span(at))
                 sound = False
+                continue
+            for var, _ in names:
+                if var not in BUILTIN_VARS:
+                    hint = did_you_mean(f"${var}", [f"${v}" for v in BUILTIN_VARS])
+                    diags.error("E206", f"the default of '{pname}' may only use ${', $'.join(BUILTIN_VARS)}, got '{d}'{hint}", block.doc.span(at))
+                    sound = False
         elif "default" in decl:
             rules = {k: v for k, v in decl.items() if k not in ("default", "description")}
             errors = list(validator(rules).iter_errors(d))

@@ -1,0 +1,178 @@
+"""Integer arithmetic on block parameters: `out: $width * 4`, `padding: ($kernel - 1) // 2`.
+
+A parameter value that is a string holding a `$` is an expression. The grammar is small and
+closed, parsed here by recursive descent (never `eval`):
+
+    expr   := term (("+" | "-") term)*
+    term   := unary (("*" | "//") unary)*
+    unary  := "-" unary | atom
+    atom   := INTEGER | "$" NAME | ("min" | "max") "(" expr ("," expr)* ")" | "(" expr ")"
+
+A whole-value `$name` is the same thing as before: it may stand for a value of any type
+(a string, a boolean). Anything with an operator works on integers only. Evaluation goes
+through Python's operators, so `Sym` values (archcompiler.ir.expr) keep the expression and
+the emitted code reads `nn.Conv2d(in_channels, 4 * width, ...)` rather than a number.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from archcompiler.ir.expr import smax, smin, value_of
+
+_TOKEN = re.compile(r"\s*(?:(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<op>//|[-+*(),]))")
+
+
+class ExprError(Exception):
+    """A malformed or failing expression; `offset` is the 0-based character it points at."""
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # "int" | "var" | "neg" | "+" | "-" | "*" | "//" | "min" | "max"
+    offset: int
+    value: object = None  # the integer, or the variable's name
+    args: tuple = ()
+
+
+def is_expression(value) -> bool:
+    return isinstance(value, str) and "$" in value
+
+
+def parse(text: str) -> Node:
+    tokens = _tokens(text)
+    parser = _Parser(tokens, len(text))
+    node = parser.expr()
+    if parser.peek() is not None:
+        kind, tok, at = parser.peek()
+        raise ExprError(f"unexpected '{tok}' after a complete expression", at)
+    return node
+
+
+def variables(node: Node) -> list[tuple[str, int]]:
+    """(name, offset) of every `$name` in the expression, in order."""
+    if node.kind == "var":
+        return [(node.value, node.offset)]
+    return [v for a in node.args for v in variables(a)]
+
+
+def evaluate(node: Node, env: dict):
+    """The value of the expression over `env` (plain values or Syms). A whole-value `$name`
+    is its value, of any type; inside arithmetic, values must be integers. Raises ExprError."""
+    if node.kind == "var":
+        return env[node.value]
+    return _arith(node, env)
+
+
+def _arith(node: Node, env: dict):
+    if node.kind == "int":
+        return node.value
+    if node.kind == "var":
+        v = env[node.value]
+        if not (isinstance(value_of(v), int) and not isinstance(value_of(v), bool)):
+            raise ExprError(f"${node.value} is {_show(value_of(v))}, not an integer; arithmetic works on integers", node.offset)
+        return v
+    args = [_arith(a, env) for a in node.args]
+    if node.kind == "neg":
+        return -args[0]
+    if node.kind == "min":
+        return smin(*args)
+    if node.kind == "max":
+        return smax(*args)
+    a, b = args
+    if node.kind == "+":
+        return a + b
+    if node.kind == "-":
+        return a - b
+    if node.kind == "*":
+        return a * b
+    if value_of(b) == 0:
+        raise ExprError("division by zero", node.args[1].offset)
+    return a // b
+
+
+def _show(v) -> str:
+    return f"'{v}'" if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _tokens(text: str) -> list[tuple[str, str, int]]:
+    out, i = [], 0
+    while i < len(text):
+        if text[i:].strip() == "":
+            break
+        m = _TOKEN.match(text, i)
+        if m is None:
+            at = i + len(text[i:]) - len(text[i:].lstrip())
+            ch = text[at]
+            hint = "; only + - * // min() max() and parentheses" if ch in "/%^.<>=!&|" else ""
+            raise ExprError(f"unexpected '{ch}' in an expression{hint}", at)
+        kind = m.lastgroup
+        out.append((kind, m.group(kind), m.start(kind)))
+        i = m.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, tokens, length: int):
+        self.tokens, self.i, self.length = tokens, 0, length
+
+    def peek(self):
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self):
+        tok = self.peek()
+        if tok is None:
+            raise ExprError("the expression ends too early", self.length)
+        self.i += 1
+        return tok
+
+    def expect(self, op: str):
+        kind, tok, at = self.take()
+        if tok != op:
+            raise ExprError(f"expected '{op}', got '{tok}'", at)
+
+    def expr(self) -> Node:
+        node = self.term()
+        while (tok := self.peek()) is not None and tok[1] in "+-" and tok[0] == "op":
+            self.i += 1
+            node = Node(tok[1], tok[2], args=(node, self.term()))
+        return node
+
+    def term(self) -> Node:
+        node = self.unary()
+        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] in ("*", "//"):
+            self.i += 1
+            node = Node(tok[1], tok[2], args=(node, self.unary()))
+        return node
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        if tok is not None and tok[1] == "-":
+            self.i += 1
+            return Node("neg", tok[2], args=(self.unary(),))
+        return self.atom()
+
+    def atom(self) -> Node:
+        kind, tok, at = self.take()
+        if kind == "int":
+            return Node("int", at, int(tok))
+        if kind == "var":
+            return Node("var", at, tok[1:])
+        if kind == "fn":
+            self.expect("(")
+            args = [self.expr()]
+            while (t := self.peek()) is not None and t[1] == ",":
+                self.i += 1
+                args.append(self.expr())
+            self.expect(")")
+            return Node(tok, at, args=tuple(args))
+        if tok == "(":
+            node = self.expr()
+            self.expect(")")
+            return node
+        raise ExprError(f"expected a number, a $parameter, min(), max() or '(', got '{tok}'", at)
+
