@@ -511,3 +511,49 @@ def test_arithmetic_values_reach_shapes_and_the_code_keeps_the_expression():
     assert "padding=(kernel - 1) // 2" in src and "max(hidden, 8)" in src
     assert src.count("class Bottleneck(") == 1
     assert_emitted_equals_inferred(net, batch=1)
+
+
+# ---------------------------------------------------------------- repetition (language v2)
+
+REPEAT_SPEC = spec("""
+    archc: 1
+    name: rep
+    input: [3, 32, 32]
+    blocks:
+      basic:
+        params:
+          out: {type: integer, minimum: 1, default: $in_channels}
+          stride: {type: integer, minimum: 1, default: 1}
+        nodes:
+          conv1: {type: conv, out: $out, kernel: 3, stride: $stride, padding: 1, bias: false}
+          bn1: {type: batchnorm}
+          relu: {type: activation}
+      stage:
+        params:
+          blocks: {type: integer, minimum: 1}
+          out: {type: integer, minimum: 1}
+        nodes:
+          body: {type: basic, repeat: $blocks, out: $out, first: {stride: 2}}
+    nodes:
+      stem: {type: conv, out: 16, kernel: 3, padding: 1}
+      layer1: {type: basic, repeat: 2}
+      layer2: {type: basic, repeat: 3, out: 32, first: {stride: 2}}
+      layer3: {type: stage, blocks: 2, out: 48}
+      convs: {type: conv, repeat: 2, kernel: 1}
+      pool: {type: global_avgpool}
+""")
+
+
+def test_a_repeated_block_reads_like_torchvision():
+    net = archcompiler.compile(REPEAT_SPEC)
+    assert net.graph.nodes["layer2"].shape == (32, 16, 16) and net.graph.nodes["layer3"].shape == (48, 8, 8)
+    src = net.source
+    assert "self.layer1 = nn.Sequential(Basic(16, out=16), Basic(16, out=16))" in src
+    assert "self.layer2 = nn.Sequential(Basic(16, out=32, stride=2), *[Basic(32, out=32) for _ in range(2)])" in src
+    assert "Basic(in_channels, out=out, stride=2), *[Basic(out, out=out) for _ in range(blocks - 1)]" in src  # a loop over a parameter
+    keys = net.module().state_dict().keys()
+    assert {"layer2.0.conv1.weight", "layer2.2.bn1.running_mean", "layer3.body.1.conv1.weight", "convs.1.weight"} <= set(keys)
+    assert_emitted_equals_inferred(net, batch=1)
+    table = net.table()
+    assert "layer2  basic x3" in table and "layer2.0" not in table  # collapsed by default
+    assert "layer2.0" in net.table(expand=True)

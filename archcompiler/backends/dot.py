@@ -179,6 +179,8 @@ def _call(node: Node, block) -> str:
     parameters, so there those left at their default are dropped, except the key ones."""
     if block is None:
         return node.type
+    if node.kind == "repeat":  # 'basic x3': the instances' own parameters show when expanded
+        return node.display_type
     p = dict(node.params)
     if "out" in block.label_keys and "out" not in p and len(node.shape) == 3:
         p["out"] = node.shape[0]  # `out` left to its default (the input channels): show the value

@@ -34,11 +34,11 @@ def rows(graph: Graph, expand: bool = False, depth: int | None = None) -> list[d
     for d, node in graph.walk():
         if not shown(d, expand, depth):
             continue
+        row = {"depth": d, "name": node.name, "type": node.type}
+        if node.kind == "repeat":
+            row["repeat"] = node.meta["repeat"]
         out.append(
-            {
-                "depth": d,
-                "name": node.name,
-                "type": node.type,
+            row | {
                 "shape": list(node.shape),
                 "params": node.meta["params"],
                 "flops": node.meta["flops"],
@@ -51,7 +51,7 @@ def rows(graph: Graph, expand: bool = False, depth: int | None = None) -> list[d
 def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, depth: int | None = None) -> str:
     header = ("Layer", "Type", "Output (H x W x C)", "Params", "FLOPs")
     body = [
-        ("  " * r["depth"] + r["name"], r["type"], fmt_shape(r["shape"]), fmt_count(r["params"]), fmt_flops(r["flops"]))
+        ("  " * r["depth"] + r["name"], r["type"] + (f" x{r['repeat']}" if "repeat" in r else ""), fmt_shape(r["shape"]), fmt_count(r["params"]), fmt_flops(r["flops"]))
         for r in rows(graph, expand, depth)
     ]
     inp = ("input", "", fmt_shape(graph.input.shape), "", "")

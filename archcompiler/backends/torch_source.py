@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from archcompiler.backends.walker import Names, walk
 from archcompiler.blocks.composite import BUILTIN_VARS
 from archcompiler.diagnostics import Span
-from archcompiler.ir.expr import literal, render, value_of, variables
+from archcompiler.ir.expr import is_symbolic, literal, render, value_of, variables
 from archcompiler.ir.graph import Graph, Node
 
 QUOTES = '"' * 3
@@ -109,6 +109,9 @@ class Emitter:
                 child = self.class_for(node)
                 init.append((f"self.{node.name} = {_composite_call(child, node)}", node))
                 expr = f"self.{node.name}({step.args[0]})"
+            elif node.kind == "repeat":
+                init.append((f"self.{node.name} = {self._sequential(node)}", node))
+                expr = f"self.{node.name}({step.args[0]})"
             else:
                 block = self.registry.get(node.type)
                 p = node.meta["sym_params"]
@@ -127,6 +130,26 @@ class Emitter:
         for code, *_ in forward:
             fwd_used |= variables(code)
         return init, forward, (used, fwd_used)
+
+    def _sequential(self, node: Node) -> str:
+        """A repeated node as nn.Sequential, so its instances' keys are `name.0`, `name.1`;
+        instances after the first that are built alike are written as one loop."""
+        parts = []
+        for inst in node.body.layers():
+            if inst.kind == "composite":
+                parts.append(_composite_call(self.class_for(inst), inst))
+                continue
+            ins = [node.body.nodes[i].meta["sym_shape"] for i in inst.inputs]
+            parts.append(self.registry.get(inst.type).torch_module(inst.meta["sym_params"], ins))  # check refused module-less ones
+        rest = parts[1:]
+        count = node.meta.get("sym_repeat", len(parts))
+        if is_symbolic(count) and rest and all(p == rest[0] for p in rest):  # the count is a block parameter
+            return f"nn.Sequential({parts[0]}, *[{rest[0]} for _ in range({literal(count - 1)})])"
+        if len(rest) >= 2 and all(p == rest[0] for p in rest):
+            if parts[0] == rest[0]:
+                return f"nn.Sequential(*[{rest[0]} for _ in range({len(parts)})])"
+            return f"nn.Sequential({parts[0]}, *[{rest[0]} for _ in range({len(rest)})])"
+        return f"nn.Sequential({', '.join(parts)})"
 
     def _spell(self, body: Graph, params: list[str], init, forward, used):
         """Write each variable where it is used: a constructor argument in __init__, an

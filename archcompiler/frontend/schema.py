@@ -79,6 +79,16 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
                 "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 1}],
                 "x-expected": "a node name or a non-empty list of node names",
             },
+            "repeat": {
+                "description": "stack the block N times, each instance reading the one before (keys name.0, name.1, ...)",
+                "oneOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/substitution"}],
+                "x-expected": "an integer of at least 1, or a $parameter expression",
+            },
+            "first": {
+                "type": "object",
+                "description": "with repeat: parameters of the first instance only (e.g. stride: 2)",
+                "propertyNames": {"$ref": "#/$defs/identifier"},
+            },
         },
     }
     if editor:
@@ -138,7 +148,7 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
 
 
 def _editor_case(block) -> dict:
-    props = {"type": {"const": block.name}, "in": True}
+    props = {"type": {"const": block.name}, "in": True, "repeat": True, "first": True}
     for k, frag in block.param_schema()["properties"].items():
         props[k] = {"anyOf": [frag, {"$ref": "#/$defs/substitution"}]}
         if "description" in frag:

@@ -3,6 +3,8 @@
 - `input`: the graph's formal input (one per graph, always named `input`).
 - `call`: a primitive block (conv, add, ...) computing a tensor from its inputs.
 - `composite`: a composite block; `body` holds its expanded graph, so the hierarchy is kept.
+- `repeat`: a block stacked N times (`repeat: N`); `body` holds the instances in a chain,
+  named `node.0`, `node.1`, ...
 
 Passes store their results in `meta`: "shape", "params", "flops", "activation_bytes".
 """
@@ -19,7 +21,7 @@ INPUT = "input"
 @dataclass
 class Node:
     name: str
-    kind: str  # "input" | "call" | "composite"
+    kind: str  # "input" | "call" | "composite" | "repeat"
     type: str  # block type name; "input" for the input node
     params: dict = field(default_factory=dict)  # every parameter, defaults filled, substituted
     inputs: list[str] = field(default_factory=list)  # data dependencies, in order
@@ -31,6 +33,11 @@ class Node:
     @property
     def shape(self) -> tuple:
         return self.meta["shape"]
+
+    @property
+    def display_type(self) -> str:
+        """The type as tables and diagrams show it: `basic x3` for a repeated block."""
+        return f"{self.type} x{self.meta['repeat']}" if self.kind == "repeat" else self.type
 
     def dependencies(self) -> list[str]:
         return self.inputs + [r for r in self.refs.values() if r not in self.inputs]

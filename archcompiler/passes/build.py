@@ -15,7 +15,7 @@ from archcompiler.frontend.schema import report_schema_errors, validator
 from archcompiler.ir.arith import ExprError, evaluate, is_expression, parse, variables
 from archcompiler.ir.graph import INPUT, Graph, Node
 
-NODE_KEYS = ("type", "in")
+NODE_KEYS = ("type", "in", "repeat", "first")
 
 
 @dataclass
@@ -74,8 +74,9 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     return graph, not graph.partial
 
 
-def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | None:
-    here = ("nodes", name)
+def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple | None = None) -> Node | None:
+    """One node; `here` is where it is written (a repeated node's instances share their node's)."""
+    here = here or ("nodes", name)
     type_name = raw["type"]
     block = scope.registry.get(type_name)
     if block is None:
@@ -83,6 +84,8 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
         return None
     if getattr(block, "broken", False):
         return None  # its definition's errors are reported where it is defined
+    if "repeat" in raw:
+        return _build_repeat(name, raw, previous, block, scope)
     raw_given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
     given = _substitute(raw_given, here, scope)
     if given is None:
@@ -106,6 +109,47 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope) -> Node | Non
     if sym_given is not None:  # inside a composite: the parameters as expressions in its own parameters
         meta["sym_given"] = sym_given
     return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True), meta=meta)
+
+
+def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> Node | None:
+    """`repeat: N` stacks N instances of the block, each reading the one before; `first:`
+    gives the first instance's own parameters (a stride, a width). The node's body holds the
+    instances, named `name.0`, `name.1`, ... as their state_dict keys read."""
+    here = ("nodes", name)
+    count = sym_count = raw["repeat"]
+    if is_expression(count) and scope.sym_env is not None:
+        sym_count = (_substitute({"repeat": count}, here, scope, symbolic=True) or {}).get("repeat")
+    if is_expression(count):
+        count = (_substitute({"repeat": count}, here, scope) or {}).get("repeat")
+        if count is None:
+            return None
+        if scope.env is None:  # a definition: the count is known per instance; check one
+            count = 1
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        scope.error("E209", f"'repeat' of node '{name}' must be an integer of at least 1, got {count!r}", scope.span(*here, "repeat"))
+        return None
+    if block.arity != 1:
+        scope.error("E209", f"'{block.name}' merges several inputs and cannot be repeated; repeat a block that reads one input", scope.span(*here, "repeat"))
+        return None
+    first = raw.get("first") or {}
+    shared = {k: v for k, v in raw.items() if k not in ("repeat", "first", "in")}
+    instances: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(*here, key=True))}
+    prev = INPUT
+    for i in range(count):
+        inst_name = f"{name}.{i}"
+        inst = _build_node(inst_name, {**shared, **(first if i == 0 else {}), "in": prev}, prev, scope, here=here)
+        if inst is None:
+            return None
+        instances[inst_name] = inst
+        prev = inst_name
+    inputs = raw.get("in", previous)
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    if len(inputs) != 1:
+        scope.error("E304", f"a repeated node reads one input, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
+        return None
+    body = Graph(block.name, instances, prev, span=scope.span(*here, key=True))
+    meta = {"source_path": scope.path + here, "given": {}, "repeat": count, "sym_repeat": sym_count}
+    return Node(name, "repeat", block.name, {"repeat": count}, inputs, {}, span=scope.span(*here, key=True), meta=meta, body=body)
 
 
 def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) -> dict | None:

@@ -20,10 +20,12 @@ from archcompiler.passes.build import Scope, build_graph
 SPATIAL_VARS = ("in_channels", "in_height", "in_width")
 
 
-def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope) -> bool:
-    """Fill meta['shape'] everywhere. Returns False if any node failed (others still run)."""
+def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tuple | None = None) -> bool:
+    """Fill meta['shape'] everywhere. Returns False if any node failed (others still run).
+    `sym_input`: the input's shape in the frame's parameters, when it is not the frame's own
+    input (a repeated node's body)."""
     graph.input.meta["shape"] = tuple(input_shape)
-    graph.input.meta["sym_shape"] = _sym_input(input_shape, scope)
+    graph.input.meta["sym_shape"] = sym_input if sym_input is not None else _sym_input(input_shape, scope)
     ok = True
     for name in topological_order(graph):
         node = graph.nodes[name]
@@ -38,6 +40,8 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope) -> bool:
         try:
             if node.kind == "composite":
                 node.meta["shape"] = _expand(node, graph, ins[0], scope)
+            elif node.kind == "repeat":
+                node.meta["shape"] = _repeat(node, graph, ins[0], scope)
             else:
                 block = scope.registry.get(node.type)
                 node.meta["shape"] = tuple(block.infer(node.params, ins, refs, node.inputs))
@@ -105,6 +109,23 @@ def _expand(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
     out = body.nodes[body.output].meta["sym_shape"]
     node.meta["sym_shape"] = tuple(substitute(d, call_args) for d in out)
     return body.nodes[body.output].shape
+
+
+def _repeat(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
+    """A repeated node's instances, inline in the same frame: their parameters are written in
+    the same block parameters as the node's."""
+    sym_in = graph.nodes[node.inputs[0]].meta["sym_shape"]
+    if not infer_shapes(node.body, in_shape, scope, sym_input=sym_in):
+        raise _Reported()
+    for inst in node.body.layers():  # stacked in an nn.Sequential: each must be a module
+        block = scope.registry.get(inst.type)
+        ins = [node.body.nodes[i].shape for i in inst.inputs]
+        if not block.is_composite and block.torch_module(inst.params, ins) is None:
+            raise ShapeError(f"'{inst.type}' computes without a module of its own here and cannot be repeated; write its instances out", param="repeat", code="E209")
+    out = node.body.nodes[node.body.output]
+    node.meta["sym_params"] = node.params
+    node.meta["sym_shape"] = out.meta["sym_shape"]
+    return out.shape
 
 
 class _Reported(ShapeError):
