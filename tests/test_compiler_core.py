@@ -557,3 +557,42 @@ def test_a_repeated_block_reads_like_torchvision():
     table = net.table()
     assert "layer2  basic x3" in table and "layer2.0" not in table  # collapsed by default
     assert "layer2.0" in net.table(expand=True)
+
+
+# ---------------------------------------------------------------- optional nodes (language v2)
+
+OPTIONAL_SPEC = spec("""
+    archc: 1
+    name: irnet
+    input: [3, 32, 32]
+    blocks:
+      inverted_residual:
+        params:
+          out: {type: integer, minimum: 1}
+          stride: {type: integer, minimum: 1, default: 1}
+          expand: {type: integer, minimum: 1, default: 6}
+        nodes:
+          expand_conv: {type: conv, out: $in_channels * $expand, kernel: 1, bias: false, when: $expand != 1}
+          expand_bn: {type: batchnorm, when: $expand != 1}
+          dw: {type: conv, kernel: 3, stride: $stride, padding: 1, groups: $in_channels * $expand, bias: false}
+          project: {type: conv, out: $out, kernel: 1, bias: false}
+          add: {type: add, in: [input, project], when: $stride == 1 and $in_channels == $out, otherwise: project}
+    nodes:
+      stem: {type: conv, out: 16, kernel: 3, stride: 2, padding: 1}
+      b1: {type: inverted_residual, out: 16, expand: 1}
+      b2: {type: inverted_residual, out: 24, stride: 2}
+      b3: {type: inverted_residual, out: 24}
+""")
+
+
+def test_optional_nodes_are_left_out_and_the_flow_reconnects():
+    net = archcompiler.compile(OPTIONAL_SPEC)
+    bodies = {n: set(net.graph.nodes[n].body.nodes) - {"input"} for n in ("b1", "b2", "b3")}
+    assert bodies["b1"] == {"dw", "project", "add"}  # no expansion
+    assert bodies["b2"] == {"expand_conv", "expand_bn", "dw", "project"}  # no residual: stride 2
+    assert bodies["b3"] == {"expand_conv", "expand_bn", "dw", "project", "add"}
+    assert net.graph.nodes["b1"].body.nodes["dw"].inputs == ["input"]
+    assert net.graph.nodes["b2"].body.output == "project"
+    assert_emitted_equals_inferred(net, batch=1)
+    model = net.module()
+    assert not hasattr(model.b1, "expand_conv") and not hasattr(model.b2, "add")

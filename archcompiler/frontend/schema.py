@@ -89,6 +89,12 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
                 "description": "with repeat: parameters of the first instance only (e.g. stride: 2)",
                 "propertyNames": {"$ref": "#/$defs/identifier"},
             },
+            "when": {
+                "description": "an optional node: present only when this holds (true, false, or a condition over $parameters)",
+                "oneOf": [{"type": "boolean"}, {"$ref": "#/$defs/substitution"}],
+                "x-expected": "true, false or a condition over $parameters",
+            },
+            "otherwise": {"$ref": "#/$defs/ref", "description": "with when: the node that stands in when this one is left out (default: its input)"},
         },
     }
     if editor:
@@ -148,7 +154,7 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
 
 
 def _editor_case(block) -> dict:
-    props = {"type": {"const": block.name}, "in": True, "repeat": True, "first": True}
+    props = {"type": {"const": block.name}, "in": True, "repeat": True, "first": True, "when": True, "otherwise": True}
     for k, frag in block.param_schema()["properties"].items():
         props[k] = {"anyOf": [frag, {"$ref": "#/$defs/substitution"}]}
         if "description" in frag:

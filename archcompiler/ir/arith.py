@@ -8,6 +8,11 @@ closed, parsed here by recursive descent (never `eval`):
     unary  := "-" unary | atom
     atom   := INTEGER | "$" NAME | ("min" | "max") "(" expr ("," expr)* ")" | "(" expr ")"
 
+A condition (a node's `when:`) adds comparisons and logic over those expressions:
+
+    cond   := conj ("or" conj)* ;  conj := neg ("and" neg)* ;  neg := "not" neg | cmp
+    cmp    := "true" | "false" | expr (("==" | "!=" | "<" | "<=" | ">" | ">=") expr)?
+
 A whole-value `$name` is the same thing as before: it may stand for a value of any type
 (a string, a boolean). Anything with an operator works on integers only. Evaluation goes
 through Python's operators, so `Sym` values (archcompiler.ir.expr) keep the expression and
@@ -20,7 +25,11 @@ from dataclasses import dataclass
 
 from archcompiler.ir.expr import smax, smin, value_of
 
-_TOKEN = re.compile(r"\s*(?:(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<op>//|[-+*(),]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<kw>and|or|not|true|false)\b"
+    r"|(?P<op>//|==|!=|<=|>=|[-+*(),<>]))"
+)
+COMPARE = ("==", "!=", "<", "<=", ">", ">=")
 
 
 class ExprError(Exception):
@@ -51,6 +60,38 @@ def parse(text: str) -> Node:
         kind, tok, at = parser.peek()
         raise ExprError(f"unexpected '{tok}' after a complete expression", at)
     return node
+
+
+def parse_condition(text: str) -> Node:
+    tokens = _tokens(text)
+    parser = _Parser(tokens, len(text))
+    node = parser.cond()
+    if parser.peek() is not None:
+        kind, tok, at = parser.peek()
+        raise ExprError(f"unexpected '{tok}' after a complete condition", at)
+    return node
+
+
+def holds(node: Node, env: dict) -> bool:
+    """The truth of a condition over concrete values (a `$flag` must be a boolean)."""
+    k = node.kind
+    if k == "or":
+        return any(holds(a, env) for a in node.args)
+    if k == "and":
+        return all(holds(a, env) for a in node.args)
+    if k == "not":
+        return not holds(node.args[0], env)
+    if k == "bool":
+        return node.value
+    if k in COMPARE:
+        a, b = (value_of(_arith(x, env)) for x in node.args)
+        return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[k]
+    if k == "var":
+        v = value_of(env[node.value])
+        if not isinstance(v, bool):
+            raise ExprError(f"${node.value} is {_show(v)}, not true or false; compare it, e.g. ${node.value} != 1", node.offset)
+        return v
+    raise ExprError("a condition needs a comparison (==, !=, <, <=, >, >=) or a true/false $parameter", node.offset)
 
 
 def variables(node: Node) -> list[tuple[str, int]]:
@@ -134,6 +175,35 @@ class _Parser:
         kind, tok, at = self.take()
         if tok != op:
             raise ExprError(f"expected '{op}', got '{tok}'", at)
+
+    def cond(self) -> Node:
+        args = [self.conj()]
+        while (tok := self.peek()) is not None and tok[1] == "or":
+            self.i += 1
+            args.append(self.conj())
+        return args[0] if len(args) == 1 else Node("or", args[0].offset, args=tuple(args))
+
+    def conj(self) -> Node:
+        args = [self.neg()]
+        while (tok := self.peek()) is not None and tok[1] == "and":
+            self.i += 1
+            args.append(self.neg())
+        return args[0] if len(args) == 1 else Node("and", args[0].offset, args=tuple(args))
+
+    def neg(self) -> Node:
+        tok = self.peek()
+        if tok is not None and tok[1] == "not":
+            self.i += 1
+            return Node("not", tok[2], args=(self.neg(),))
+        if tok is not None and tok[1] in ("true", "false"):
+            self.i += 1
+            return Node("bool", tok[2], tok[1] == "true")
+        left = self.expr()
+        tok = self.peek()
+        if tok is not None and tok[1] in COMPARE:
+            self.i += 1
+            return Node(tok[1], tok[2], args=(left, self.expr()))
+        return left
 
     def expr(self) -> Node:
         node = self.term()

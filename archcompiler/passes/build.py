@@ -12,10 +12,10 @@ from archcompiler.blocks.registry import Registry
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import report_schema_errors, validator
-from archcompiler.ir.arith import ExprError, evaluate, is_expression, parse, variables
+from archcompiler.ir.arith import ExprError, evaluate, holds, is_expression, parse, parse_condition, variables
 from archcompiler.ir.graph import INPUT, Graph, Node
 
-NODE_KEYS = ("type", "in", "repeat", "first")
+NODE_KEYS = ("type", "in", "repeat", "first", "when", "otherwise")
 
 
 @dataclass
@@ -60,7 +60,16 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     nodes: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(key=True))}
     ok = True
     previous = INPUT
+    absent: dict[str, str] = {}  # optional nodes left out -> the node that stands in for each
     for node_name, raw in spec_nodes.items():
+        if node_name not in scope.broken and "when" in raw:
+            present = _present(node_name, raw, previous, scope)
+            if present is None:
+                ok = False
+            elif not present:
+                absent[node_name] = raw.get("otherwise") or _single_input(raw, previous)
+                previous = node_name
+                continue
         node = None if node_name in scope.broken else _build_node(node_name, raw, previous, scope)
         previous = node_name
         if node is None:
@@ -68,6 +77,15 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             continue
         nodes[node_name] = node
     output = body.get("output") or list(spec_nodes)[-1]
+    if absent:  # the data flow reconnects around what is left out
+        stand_in = _stand_ins(absent, scope)
+        if stand_in is None:
+            ok = False
+            stand_in = {}
+        for node in nodes.values():
+            node.inputs = [stand_in.get(i, i) for i in node.inputs]
+            node.refs = {k: stand_in.get(r, r) for k, r in node.refs.items()}
+        output = stand_in.get(output, output)
     graph = Graph(name, nodes, output, span=scope.span(key=True))
     refs_ok = _check_references(graph, spec_nodes, scope, skip=set(spec_nodes) - set(nodes))
     graph.partial = not (ok and refs_ok)
@@ -109,6 +127,60 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     if sym_given is not None:  # inside a composite: the parameters as expressions in its own parameters
         meta["sym_given"] = sym_given
     return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True), meta=meta)
+
+
+def _present(name: str, raw: dict, previous: str, scope: Scope) -> bool | None:
+    """Whether an optional node (`when:`) is there in this instance; None after an error.
+    In a definition, where the parameters are not known yet, it is checked as present."""
+    here = ("nodes", name)
+    cond = raw["when"]
+    inputs = raw.get("in", previous)
+    if isinstance(inputs, list) and len(inputs) > 1 and "otherwise" not in raw:
+        scope.error("E210", f"optional node '{name}' reads {len(inputs)} inputs: say which one stands in when it is left out, with otherwise: NODE", scope.span(*here, "when", key=True))
+        return None
+    if isinstance(cond, bool):
+        return cond
+    if not is_expression(cond):
+        scope.error("E210", f"'when' of node '{name}' must be true, false or a condition over $parameters, got {cond!r}", scope.span(*here, "when"))
+        return None
+    try:
+        tree = parse_condition(cond)
+    except ExprError as e:
+        scope.error_at("E210", f"bad condition in 'when' of node '{name}': {e}", char_span(scope, here + ("when",), e.offset))
+        return None
+    if scope.env is None:
+        if scope.declared is None:
+            scope.error("E206", f"'when' of node '{name}' uses a block parameter, but the node is not inside a block definition", scope.span(*here, "when"))
+            return None
+        unknown = [(v, at) for v, at in variables(tree) if v not in scope.declared]
+        for v, at in unknown:
+            scope.error("E206", f"'${v}' is not a parameter of this block{did_you_mean(v, scope.declared)}", char_span(scope, here + ("when",), at))
+        return None if unknown else True
+    try:
+        return holds(tree, scope.env)
+    except ExprError as e:
+        scope.error_at("E210", f"'{name}': when = {cond}: {e}", char_span(scope, here + ("when",), e.offset))
+        return None
+
+
+def _single_input(raw: dict, previous: str) -> str:
+    inputs = raw.get("in", previous)
+    return inputs if isinstance(inputs, str) else inputs[0]
+
+
+def _stand_ins(absent: dict[str, str], scope: Scope) -> dict[str, str] | None:
+    """Each absent node -> the present node that stands in for it (following chains)."""
+    out = {}
+    for name in absent:
+        seen, n = [name], absent[name]
+        while n in absent:
+            if n in seen:
+                scope.error("E210", f"optional nodes stand in for each other in a loop: {' -> '.join(seen + [n])}", scope.span("nodes", name, "otherwise"))
+                return None
+            seen.append(n)
+            n = absent[n]
+        out[name] = n  # an unknown name is reported with the other references
+    return out
 
 
 def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> Node | None:
@@ -244,6 +316,11 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set) -
             elif ref == node.name:
                 scope.error("E301", f"node '{node.name}' refers to itself in '{param}'", scope.span("nodes", node.name, param))
                 ok = False
+    for name, raw in spec_nodes.items():
+        other = raw.get("otherwise") if isinstance(raw, dict) else None
+        if isinstance(other, str) and other not in known:
+            scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
+            ok = False
     if graph.output not in known or graph.output == INPUT:
         choices = [n for n in known if n != INPUT]
         scope.error("E302", f"the output '{graph.output}' is not a node{did_you_mean(graph.output, choices)}", scope.span("output"))
