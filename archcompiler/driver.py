@@ -18,7 +18,7 @@ from archcompiler.diagnostics import Diagnostics
 from archcompiler.frontend.loader import MAX_TEXT, Document, load_file, load_text
 from archcompiler.frontend.schema import validate_structure
 from archcompiler.ir.graph import Graph
-from archcompiler.passes.build import Scope, build_graph
+from archcompiler.passes.build import Scope, build_graph, check_defaults
 from archcompiler.passes.costs import annotate_costs
 from archcompiler.passes.definitions import register_blocks
 from archcompiler.passes.rules import check_rules
@@ -137,7 +137,8 @@ def _analyse(result: CheckResult, base: Registry | None = None) -> None:
     if "nodes" not in doc.data:
         _sort(diags)  # a block library: its definitions are all there is to check
         return
-    scope = Scope(doc=doc, path=(), registry=registry, diags=diags, broken=broken_nodes)
+    defaults = check_defaults(doc, registry, diags)
+    scope = Scope(doc=doc, path=(), registry=registry, diags=diags, broken=broken_nodes, defaults=defaults)
     graph, complete = build_graph(doc.data["name"], scope)
     if check_rules(graph, scope) and complete and not diags.has_errors:
         if infer_shapes(graph, tuple(doc.data["input"]), scope):

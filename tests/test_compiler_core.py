@@ -596,3 +596,24 @@ def test_optional_nodes_are_left_out_and_the_flow_reconnects():
     assert_emitted_equals_inferred(net, batch=1)
     model = net.module()
     assert not hasattr(model.b1, "expand_conv") and not hasattr(model.b2, "add")
+
+
+def test_spec_wide_defaults_reach_every_node_of_their_type_and_lose_to_a_nodes_own():
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: defs
+        input: [3, 16, 16]
+        defaults:
+          batchnorm: {eps: 0.001, momentum: 0.01}
+          conv: {bias: false}
+        nodes:
+          c: {type: conv, out: 8, padding: 1}
+          bn: {type: batchnorm}
+          r: {type: residual}
+          c2: {type: conv, out: 8, bias: true}
+    """))
+    model = net.module()
+    assert (model.bn.eps, model.bn.momentum) == (0.001, 0.01)
+    assert (model.r.bn1.eps, model.r.bn2.momentum) == (0.001, 0.01)  # inside a stdlib block
+    assert model.c.bias is None and model.c2.bias is not None
+    assert_emitted_equals_inferred(net, batch=1)

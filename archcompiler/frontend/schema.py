@@ -144,6 +144,12 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
             "output": {"$ref": "#/$defs/ref", "description": "output node (default: the last node)"},
             "blocks": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/block"}},
             "train": {"$ref": "#/$defs/train"},
+            "defaults": {
+                "type": "object",
+                "description": "spec-wide parameter values per block type, e.g. batchnorm: {eps: 0.001}; a node's own values win",
+                "propertyNames": {"$ref": "#/$defs/identifier"},
+                "additionalProperties": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}},
+            },
         },
         "additionalProperties": False,
         "if": {"required": ["nodes"]},

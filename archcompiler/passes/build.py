@@ -32,6 +32,7 @@ class Scope:
     blame: Span | None = None  # call-site span: errors inside an instance are reported there
     trail: list = field(default_factory=list)  # [(node, type), ...] from the call site inwards
     broken: set = field(default_factory=set)  # nodes whose structure errors were reported already
+    defaults: dict = field(default_factory=dict)  # the spec's `defaults:`, block type -> parameter values
 
     def error(self, code: str, message: str, span: Span) -> None:
         if self.blame is None:
@@ -105,6 +106,8 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     if "repeat" in raw:
         return _build_repeat(name, raw, previous, block, scope)
     raw_given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
+    if scope.declared is None:  # in a model and its instances, not in a definition being checked
+        raw_given = {**scope.defaults.get(type_name, {}), **raw_given}
     given = _substitute(raw_given, here, scope)
     if given is None:
         return None
@@ -180,6 +183,28 @@ def _stand_ins(absent: dict[str, str], scope: Scope) -> dict[str, str] | None:
             seen.append(n)
             n = absent[n]
         out[name] = n  # an unknown name is reported with the other references
+    return out
+
+
+def check_defaults(doc, registry: Registry, diags: Diagnostics) -> dict:
+    """The spec's `defaults:` that are sound: known block types, known and well-typed
+    parameters (each reported once, here, rather than at every node that would use it)."""
+    out = {}
+    for type_name, values in (doc.data.get("defaults") or {}).items():
+        block = registry.get(type_name)
+        if block is None:
+            diags.error("E200", f"unknown block type '{type_name}' in defaults{did_you_mean(type_name, registry.names())}", doc.span(("defaults", type_name), key=True))
+            continue
+        schema = dict(block.param_schema(), required=[])
+        errors = list(validator(schema).iter_errors(values))
+        if errors:
+            report_schema_errors(errors, doc, diags, base=("defaults", type_name))
+            continue
+        exprs = [k for k, v in values.items() if is_expression(v)]
+        for k in exprs:
+            diags.error("E206", f"defaults hold values, not $parameters: '{values[k]}'", doc.span(("defaults", type_name, k)))
+        if not exprs:
+            out[type_name] = dict(values)
     return out
 
 

@@ -90,6 +90,7 @@ def _expand(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
         env=env,
         sym_env={k: Sym.var(k, v) for k, v in env.items()},
         blame=scope.blame or node.span,
+        defaults=scope.defaults,
         trail=scope.trail + [(node.name, node.type)],
     )
     before = len(scope.diags)
