@@ -1,0 +1,78 @@
+"""The model zoo in specs/examples/ equals torchvision, numerically.
+
+For each spec, torchvision's model is built and its weights (by key where the names match,
+else in order) are loaded into the emitted module. Then, at the spec's input size and at a
+second one: parameter counts equal, FlopCounterMode counts the same FLOPs on both models (and
+the analysis predicts them), and eval-mode outputs agree within 1e-4 relative. Batch norm
+statistics are randomised and the weights re-initialised so that features do not vanish:
+torchvision's default init would let some models' logits collapse to the classifier's bias,
+which would hide any difference before it.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import archcompiler
+from tests.conftest import ROOT
+
+tv = pytest.importorskip("torchvision")
+
+ZOO = {  # spec -> torchvision constructor
+    "resnet18": "resnet18",
+    "resnet50": "resnet50",
+    "mobilenet_v2": "mobilenet_v2",
+}
+SLOW = {"resnet50"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
+
+
+def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Weights that keep activations alive through depth, and non-trivial batch-norm statistics."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+def load(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
+    """torchvision's weights into ours: by key where every key matches, else in order."""
+    a, b = ours.state_dict(), theirs.state_dict()
+    if set(a) == set(b):
+        ours.load_state_dict(b)
+        return
+    assert len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a.values(), b.values()))
+    ours.load_state_dict(dict(zip(a, b.values())))
+
+
+def run_counted(model, x):
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        return model(x), counter.get_total_flops()
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=[pytest.mark.slow] * (s in SLOW)) for s in sorted(ZOO)])
+def test_zoo_model_equals_torchvision(spec):
+    net = archcompiler.compile(ROOT / "specs" / "examples" / f"{spec}.yaml")
+    theirs = lively(getattr(tv.models, ZOO[spec])())
+    ours = net.module(seed=0).eval()
+    load(ours, theirs)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == net.totals["params"]
+    c, h, w = net.input_shape
+    for size in ((h, w), (160, 160)):
+        x = torch.randn(1, c, *size, generator=torch.Generator().manual_seed(1))
+        (a, fa), (b, fb) = run_counted(ours, x), run_counted(theirs, x)
+        assert fa == fb
+        if size == (h, w):
+            assert fa == net.totals["flops"]
+        assert b.std() > 1e-3  # the check below is not vacuous
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
