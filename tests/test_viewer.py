@@ -178,7 +178,7 @@ def _ink(d) -> float:
 
     img = imread(io.BytesIO(d.get_screenshot_as_png()))[:, :, :3]
     top = d.execute_script("return document.getElementById('canvas').getBoundingClientRect().top")
-    canvas = img[int(top) + 4:, : img.shape[1] - 440]  # left of the side panel
+    canvas = img[int(top) + 4:, : img.shape[1] - 480]  # left of the side panel
     background = canvas[2, 2]
     return float((abs(canvas - background).sum(axis=2) > 0.1).mean())
 

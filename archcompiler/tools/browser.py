@@ -49,7 +49,8 @@ def chromium(width: int = 1280, height: int = 800):
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for get_log
         driver = webdriver.Chrome(options=options, service=Service(executable_path=_which(DRIVERS)))
         try:
-            driver.set_window_size(width, height)
+            # the page's own area, exactly (a window's size includes what a browser draws around it)
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
             yield driver
         finally:
             driver.quit()
@@ -84,10 +85,15 @@ def open_page(driver, path: str | Path) -> None:
     wait_drawn(driver)
 
 
-def screenshot(html: str | Path, png: str | Path, width: int = 1280, height: int = 800) -> None:
-    """A PNG of the page as first drawn, at width x height (written atomically)."""
+def screenshot(html: str | Path, png: str | Path, script: str = "", width: int = 1280, height: int = 800) -> None:
+    """A PNG of the page at width x height after running `script` in it (written atomically)."""
     from runtime.files import write_bytes
 
     with chromium(width, height) as driver:
         open_page(driver, html)
+        if script:
+            driver.execute_script(script)
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        if errors:
+            raise RuntimeError(f"{html}: the page logged errors: {errors}")
         write_bytes(str(png), driver.get_screenshot_as_png())

@@ -21,7 +21,9 @@ from archcompiler.cli.render import SpecError, render
 
 # Specs whose interactive page (`archc render -o x.html`) is committed too; the README links
 # to it, with a screenshot taken by `screenshots` when a headless browser is installed.
-VIEWER = ("attn_reduction",)
+# Each with what the screenshot shows: the soft-attention block opened, and selected so the
+# side panel shows its numbers and spec lines.
+VIEWER = {"attn_reduction": "archcViewer.toggle('attn'); archcViewer.select('attn')"}
 
 
 def figures(out_dir: str, specs_dir: str = "specs") -> list[str]:
@@ -49,9 +51,9 @@ def screenshots(out_dir: str) -> list[str]:
         print(f"figures: no screenshots of the viewer: {why}", file=sys.stderr)
         return []
     written = []
-    for stem in VIEWER:
+    for stem, script in VIEWER.items():
         html, png = os.path.join(out_dir, f"{stem}.html"), os.path.join(out_dir, f"{stem}.html.png")
-        browser.screenshot(html, png)
+        browser.screenshot(html, png, script)
         written.append(png)
     return written
 

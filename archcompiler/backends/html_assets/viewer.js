@@ -286,7 +286,7 @@
     for (const n of data.nodes) {
       const tr = body.insertRow();
       const twist = n.composite ? '<span class="tw"></span>' : '<span class="tw"></span>';
-      tr.innerHTML = `<td style="padding-left:${6 + 14 * n.depth}px">${twist}${esc(n.name)}</td><td>${esc(n.type)}</td>` +
+      tr.innerHTML = `<td style="padding-left:${4 + 12 * n.depth}px">${twist}${esc(n.name)}</td><td>${esc(n.type)}</td>` +
         `<td>${esc(n.shape)}</td><td class="num">${esc(n.count)}</td><td class="num">${esc(n.flops)}</td>`;
       tr.dataset.id = n.id;
       tr.addEventListener("click", (e) => {
@@ -345,5 +345,5 @@
     status.className = "error";
     console.error(err);
   });
-  window.archcViewer = { open, toggle, goTo, center, dotText }; // for tests and the console
+  window.archcViewer = { open, toggle, goTo, select, center, dotText }; // for tests and the console
 })();
