@@ -55,6 +55,34 @@ def test_page_is_one_offline_file(checked):
     assert "attn_reduction" in page.split("</title>")[0]
 
 
+def _data(page: str) -> dict:
+    import json
+
+    return json.loads(re.search(r'<script type="application/json" id="archc-data">(.*?)</script>', page, re.S).group(1))
+
+
+def test_expand_and_depth_choose_what_the_page_opens_first(checked):
+    assert _data(viewer(str(SPEC)))["open"] == []
+    assert _data(viewer(str(SPEC), expand=True, depth=0))["open"] == []
+    top = [n.name for n in checked.graph.layers() if n.body is not None]
+    assert _data(viewer(str(SPEC), expand=True, depth=1))["open"] == top
+    everything = _data(viewer(str(SPEC), expand=True))
+    assert everything["open"] == [n["id"] for n in everything["nodes"] if n["composite"]] and "attn.trunk1" in everything["open"]
+
+
+def test_labels_cannot_end_the_script_element(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("archc: 1\nname: tiny\ninput: [3, 8, 8]\nnodes:\n  c: {type: conv, out: 4}  # </script><!--\n")
+    page = viewer(str(spec))
+    blob = re.search(r'id="archc-data">(.*?)</script>', page, re.S).group(1)
+    assert "<" not in blob and "</script><!--" in _data(page)["nodes"][0]["source"]["lines"][0]
+
+
+def test_missing_browser_is_a_reason_not_an_error(monkeypatch):
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    assert "chromium" in browser.missing()
+
+
 def test_cli_writes_html_and_lists_it_among_formats(tmp_path):
     out = tmp_path / "m.html"
     done = subprocess.run([sys.executable, "-m", "archcompiler", "render", str(SPEC), "-o", str(out)], capture_output=True, text=True)
@@ -120,10 +148,18 @@ def test_collapsed_page_has_one_node_per_check_row(page, checked):
     assert table_ids(page) == top  # the side table lists the same rows, in check's order
 
 
+def screen_at(d, node_id: str) -> tuple[float, float]:
+    return tuple(d.execute_script(
+        "const r = document.querySelector(`g.node[id='n:${arguments[0]}']`).getBoundingClientRect(); return [r.left, r.top]", node_id))
+
+
 def test_click_opens_a_composite_in_place_and_its_head_closes_it(page, checked):
     top = len(rows(checked.graph))
     body = [n.name for n in checked.graph.nodes["attn"].body.layers()]
+    page.execute_script("archcViewer.center('attn')")
+    before = screen_at(page, "attn")
     click_node(page, "attn")
+    assert screen_at(page, "attn") == pytest.approx(before, abs=2)  # in place: the clicked node did not move
     ids = drawn_ids(page)
     assert len(ids) == top + len(body) and {f"attn.{b}" for b in body} <= set(ids)
     assert page.execute_script("return !!document.querySelector('g.cluster[id=\"c:attn\"]')")
@@ -170,6 +206,42 @@ def test_table_and_diagram_select_each_other_and_details_quote_the_spec(page):
     click_node(page, "fc")
     assert page.find_element("css selector", "#table tr.selected").get_attribute("data-id") == "fc"
     assert "166,600" in page.find_element("id", "details").text
+
+
+def transform(d) -> tuple[float, float, float]:
+    """(x, y, scale) of the diagram, from its CSS transform."""
+    t = d.execute_script("return document.querySelector('#canvas svg').style.transform")
+    x, y, k = map(float, re.findall(r"-?[\d.]+", t))
+    return x, y, k
+
+
+def test_pan_and_zoom_with_keyboard_and_mouse(page):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
+
+    canvas = page.find_element("id", "canvas")
+    x, y, k = transform(page)
+    ActionChains(page).move_to_element_with_offset(canvas, -300, 200).click().perform()  # focus, on empty canvas
+    ActionChains(page).send_keys("+").perform()
+    assert transform(page)[2] == pytest.approx(k * 1.25)
+    ActionChains(page).send_keys("-", "0").perform()
+    assert transform(page) == pytest.approx((x, y, k))
+    ActionChains(page).send_keys("\ue012").perform()  # the left arrow pans the view right
+    assert transform(page)[0] == pytest.approx(x + 80)
+    ActionChains(page).drag_and_drop_by_offset(canvas, 40, 30).perform()
+    assert transform(page)[:2] == pytest.approx((x + 120, y + 30))
+    ActionChains(page).scroll_from_origin(ScrollOrigin.from_element(canvas), 0, -300).perform()
+    assert transform(page)[2] > k
+
+
+def test_hover_shows_a_node_and_leaving_shows_the_selection_again(page):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    page.execute_script("archcViewer.select('stem')")
+    ActionChains(page).move_to_element(page.find_element("css selector", 'g.node[id="n:red1"]')).perform()
+    assert page.find_element("css selector", "#details h2").text == "red1"
+    ActionChains(page).move_to_element(page.find_element("id", "search")).perform()
+    assert page.find_element("css selector", "#details h2").text == "stem"
 
 
 def _ink(d) -> float:

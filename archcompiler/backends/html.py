@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from html import escape
 from pathlib import Path
 
@@ -36,19 +37,17 @@ def page(graph: Graph, registry: Registry, *, title: str, totals: dict, sources:
     data = model_data(graph, registry, title=title, totals=totals, sources=sources or {})
     data["open"] = [n["id"] for n in data["nodes"] if n["composite"] and shown(n["depth"] + 1, expand, depth)]
     data["rankdir"] = rankdir
-    # `</` inside a <script> element would end it early; JSON allows the escaped form
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    html = (ASSETS / "viewer.html").read_text()
+    # no `<` at all in the JSON (its strings hold labels): `</script>` or `<!--` would end the element early
+    blob = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     parts = {
-        "/*ARCHC_TITLE*/": escape(title),
-        "/*ARCHC_CSS*/": (ASSETS / "viewer.css").read_text(),
-        "/*ARCHC_DATA*/": blob,
-        "/*ARCHC_VIZ*/": (ASSETS / "viz-global.js").read_text(),
-        "/*ARCHC_JS*/": (ASSETS / "viewer.js").read_text(),
+        "TITLE": escape(title),
+        "CSS": (ASSETS / "viewer.css").read_text(),
+        "DATA": blob,
+        "VIZ": (ASSETS / "viz-global.js").read_text(),
+        "JS": (ASSETS / "viewer.js").read_text(),
     }
-    for key, value in parts.items():
-        html = html.replace(key, value, 1)  # once each, in order: later parts are never scanned again
-    return html
+    # one pass, so nothing inserted (a title, a label) is ever read as a placeholder
+    return re.sub(r"/\*ARCHC_([A-Z]+)\*/", lambda m: parts[m.group(1)], (ASSETS / "viewer.html").read_text())
 
 
 def model_data(graph: Graph, registry: Registry, *, title: str, totals: dict, sources: dict[str, str]) -> dict:

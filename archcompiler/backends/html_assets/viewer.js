@@ -107,6 +107,7 @@
     }
     if (svg) svg.replaceWith(el); else canvas.appendChild(el);
     svg = el;
+    apply(); // the current view, before measuring where the anchor landed
     status.textContent = "";
     status.className = "";
     if (before) {
