@@ -19,7 +19,7 @@ from archcompiler.backends import html
 from archcompiler.backends.dot import to_dot
 from archcompiler.backends.table import rows
 from archcompiler.cli.render import block_graph, render, viewer
-from archcompiler.frontend import check_file
+from archcompiler.driver import check_file
 from archcompiler.tools import browser
 from tests.test_render import parse_dot
 

@@ -23,7 +23,7 @@ from archcompiler.blocks.registry import FAMILIES, Registry
 from archcompiler.ir.graph import INPUT, Graph, Node
 
 ASSETS = Path(__file__).with_name("html_assets")
-STDLIB = "<stdlib>/"  # how spans name the standard library's files
+STDLIB = "<stdlib>/"  # how spans name the standard library's files (driver._load_stdlib)
 
 # What dark mode changes in the diagram: edges and cluster backgrounds. Node fills stay the
 # family colours of the SVG figures, which keep their black text readable on a dark page.
@@ -159,14 +159,15 @@ def _display(file: str) -> str:
 def read_sources(graph: Graph, known: dict[str, str]) -> dict[str, str]:
     """The text of every file a span in `graph` names: `known` texts, the standard library's
     files, and other files read from disk (a file that cannot be read shows no lines)."""
-    from archcompiler.blocks import stdlib
+    from archcompiler.blocks import stdlib_files
 
+    library = {f"{STDLIB}{p.name}": p for p in stdlib_files()}  # the driver's display names
     texts = dict(known)
     for _, node in graph.walk():
         f = node.span.file if node.span else None
         if f is None or f in texts:
             continue
-        path = stdlib.HERE / f[len(STDLIB):] if f.startswith(STDLIB) else Path(f)
+        path = library.get(f, Path(f))
         try:
             texts[f] = path.read_text()
         except (OSError, UnicodeDecodeError):
