@@ -220,11 +220,15 @@ def test_pan_and_zoom_with_keyboard_and_mouse(page):
     from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 
     canvas = page.find_element("id", "canvas")
-    x, y, k = transform(page)
     ActionChains(page).move_to_element_with_offset(canvas, -300, 200).click().perform()  # focus, on empty canvas
+    ActionChains(page).send_keys("0").perform()  # fit the whole model
+    x, y, k = transform(page)
+    svg = page.find_element("css selector", "#canvas svg").rect
+    box = canvas.rect
+    assert svg["height"] <= box["height"] and svg["width"] <= box["width"]
     ActionChains(page).send_keys("+").perform()
     assert transform(page)[2] == pytest.approx(k * 1.25)
-    ActionChains(page).send_keys("-", "0").perform()
+    ActionChains(page).send_keys("-", "-", "0").perform()
     assert transform(page) == pytest.approx((x, y, k))
     ActionChains(page).send_keys("\ue012").perform()  # the left arrow pans the view right
     assert transform(page)[0] == pytest.approx(x + 80)

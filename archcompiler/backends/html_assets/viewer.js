@@ -131,14 +131,15 @@
     view.k = k;
     apply();
   }
-  function fit() {
+  function fit(whole) {
+    // `whole` (Fit, 0) shows all of it; the first view of a model too big for that starts at its
+    // top left at the smallest readable size instead
     if (!svg) return;
     const c = canvas.getBoundingClientRect(), w = +svg.getAttribute("width"), h = +svg.getAttribute("height");
-    // a model too tall to fit readably starts at its top, at the smallest readable size
-    const fw = (c.width - 24) / w, fh = (c.height - 24) / h;
-    view.k = Math.min(1, fw, Math.max(fh, 0.7));
-    view.x = (c.width - w * view.k) / 2;
-    view.y = Math.max(12, (c.height - h * view.k) / 2);
+    const all = Math.min(1, (c.width - 24) / w, (c.height - 24) / h);
+    view.k = whole === true ? all : Math.max(all, 0.7);
+    view.x = w * view.k < c.width ? (c.width - w * view.k) / 2 : 12;
+    view.y = h * view.k < c.height ? (c.height - h * view.k) / 2 : 12;
     apply();
   }
   function center(id) {
@@ -177,7 +178,7 @@
     const c = canvas.getBoundingClientRect(), step = 80;
     const keys = {
       "+": () => zoom(1.25, c.width / 2, c.height / 2), "=": () => zoom(1.25, c.width / 2, c.height / 2),
-      "-": () => zoom(0.8, c.width / 2, c.height / 2), "0": fit,
+      "-": () => zoom(0.8, c.width / 2, c.height / 2), "0": () => fit(true),
       ArrowLeft: () => pan(step, 0), ArrowRight: () => pan(-step, 0), ArrowUp: () => pan(0, step), ArrowDown: () => pan(0, -step),
       "/": () => search.focus(),
       Enter: () => selected && byId.get(selected)?.composite && toggle(selected),
@@ -337,7 +338,7 @@
   $("legend").innerHTML = data.style.legend.map((f) => `<span><i style="background:${f.fill};border-color:${f.border}"></i>${esc(f.text)}</span>`).join("");
   $("expand-all").addEventListener("click", () => { data.nodes.forEach((n) => n.composite && open.add(n.id)); draw(null); });
   $("collapse-all").addEventListener("click", () => { open.clear(); draw(null); });
-  $("fit").addEventListener("click", fit);
+  $("fit").addEventListener("click", () => fit(true));
   dark.addEventListener("change", () => viz && draw(selected && visible(byId.get(selected)) ? selected : null));
   buildTable();
   details(null);
