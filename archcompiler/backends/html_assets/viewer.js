@@ -174,7 +174,7 @@
   }, { passive: false });
 
   document.addEventListener("keydown", (e) => {
-    if (e.target === search || e.ctrlKey || e.metaKey || e.altKey) return;
+    if ((e.target !== document.body && e.target !== canvas) || e.ctrlKey || e.metaKey || e.altKey) return; // not while typing or on a button
     const c = canvas.getBoundingClientRect(), step = 80;
     const keys = {
       "+": () => zoom(1.25, c.width / 2, c.height / 2), "=": () => zoom(1.25, c.width / 2, c.height / 2),
@@ -196,17 +196,18 @@
     draw(id);
   }
 
-  function reveal(id) { // open every composite around `id`, so it is drawn
-    let n = byId.get(id), changed = false;
+  function reveal(id) { // open every composite around `id`; the outermost one opened, or null
+    let n = byId.get(id), outer = null;
     while (n && n.parent) {
-      if (!open.has(n.parent)) { open.add(n.parent); changed = true; }
+      if (!open.has(n.parent)) { open.add(n.parent); outer = n.parent; }
       n = byId.get(n.parent);
     }
-    return changed;
+    return outer;
   }
 
   function goTo(id) {
-    if (reveal(id)) draw(id);
+    const opened = reveal(id);
+    if (opened) draw(opened); // drawn before, so it can hold its place
     select(id);
     center(id);
   }
@@ -287,8 +288,8 @@
     fixed(["input", "", data.input.shape, "", ""]);
     for (const n of data.nodes) {
       const tr = body.insertRow();
-      const twist = n.composite ? '<span class="tw"></span>' : '<span class="tw"></span>';
-      tr.innerHTML = `<td style="padding-left:${4 + 12 * n.depth}px">${twist}${esc(n.name)}</td><td>${esc(n.type)}</td>` +
+      // .tw holds a composite's open/closed triangle (syncTable), and keeps names aligned
+      tr.innerHTML = `<td style="padding-left:${4 + 12 * n.depth}px"><span class="tw"></span>${esc(n.name)}</td><td>${esc(n.type)}</td>` +
         `<td>${esc(n.shape)}</td><td class="num">${esc(n.count)}</td><td class="num">${esc(n.flops)}</td>`;
       tr.dataset.id = n.id;
       tr.addEventListener("click", (e) => {
