@@ -54,12 +54,14 @@ docs: setup
 
 # The vendored Graphviz-in-WebAssembly that `archc render -o x.html` inlines, refetched from npm
 # (archcompiler/backends/html_assets/README.md). The file is committed: a fresh clone needs no npm.
+# A new version: change both lines, and the README there (the check below fails until then).
 VIZ_VERSION := 3.31.0
+VIZ_SHA256  := c9e0b310f9883910e01c66054b48b7ff4be3d8695141116635e72b0af152692e
 vendor-viz:
 	rm -rf build/viz && mkdir -p build/viz
 	cd build/viz && npm pack -q @viz-js/viz@$(VIZ_VERSION) && tar xzf viz-js-viz-$(VIZ_VERSION).tgz
+	echo "$(VIZ_SHA256)  build/viz/package/dist/viz-global.js" | sha256sum -c
 	cp build/viz/package/dist/viz-global.js archcompiler/backends/html_assets/viz-global.js
-	sha256sum archcompiler/backends/html_assets/viz-global.js
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
