@@ -7,6 +7,8 @@ The browser tests skip, saying why, when selenium, chromium or chromedriver is m
 (`make setup` installs them)."""
 from __future__ import annotations
 
+import base64
+import gzip
 import io
 import re
 import subprocess
@@ -52,6 +54,8 @@ def test_page_is_one_offline_file(checked):
     page = viewer(str(SPEC))
     assert not re.search(r"<script[^>]+src=|<link[^>]+href=|@import|url\(http", page)
     assert page.count("<script") == 3  # the data, Viz.js, the viewer: all inline
+    packed = re.search(r'id="archc-viz">(.*?)</script>', page, re.S).group(1)
+    assert gzip.decompress(base64.b64decode(packed)) == (html.ASSETS / "viz-global.js").read_bytes()
     assert "attn_reduction" in page.split("</title>")[0]
 
 

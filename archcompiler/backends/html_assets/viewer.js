@@ -334,6 +334,19 @@
 
   // --- start ---
 
+  async function loadViz() { // Viz.js is inlined gzipped (backends/html.py): unpack it, run it
+    const packed = Uint8Array.from(atob(document.getElementById("archc-viz").textContent), (c) => c.charCodeAt(0));
+    const code = await new Response(new Blob([packed]).stream().pipeThrough(new DecompressionStream("gzip"))).blob();
+    await new Promise((done, fail) => {
+      const script = document.createElement("script");
+      script.src = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+      script.onload = done;
+      script.onerror = () => fail(new Error("the inlined Viz.js did not load"));
+      document.head.appendChild(script);
+    });
+    return Viz.instance();
+  }
+
   $("title").textContent = data.title;
   $("summary").textContent = data.summary;
   $("legend").innerHTML = data.style.legend.map((f) => `<span><i style="background:${f.fill};border-color:${f.border}"></i>${esc(f.text)}</span>`).join("");
@@ -343,7 +356,7 @@
   dark.addEventListener("change", () => viz && draw(selected && visible(byId.get(selected)) ? selected : null));
   buildTable();
   details(null);
-  Viz.instance().then((v) => { viz = v; draw(null); }).catch((err) => {
+  loadViz().then((v) => { viz = v; draw(null); }).catch((err) => {
     status.textContent = "Could not start Graphviz: " + err;
     status.className = "error";
     console.error(err);
