@@ -1,11 +1,11 @@
 """The viewer backend: graph IR -> one self-contained, interactive HTML page. No CLI.
 
 The page lays the graph out in the browser with Graphviz compiled to WebAssembly (Viz.js,
-vendored in html_assets/, inlined gzipped), from DOT it builds for whatever composites are open. Everything it
-draws comes from here, as data: each node's graphviz attributes collapsed and as an opened
-cluster's head (from backends/dot.py, so the page looks like `archc render -o x.svg`), its edges
-with their shape labels, the numbers of the `archc check` table, and the spec lines it came from.
-The page itself only decides which composites are open.
+vendored in html_assets/, inlined gzipped), from DOT it builds for whatever composites are
+open. Everything it draws comes from here, as data: each node's graphviz attributes collapsed
+and as an opened cluster's head (from backends/dot.py, so the page looks like `archc render -o
+x.svg`), its edges with their shape labels, the numbers of the `archc check` table, and the spec
+lines it came from. The page itself only decides which composites are open.
 
 Node ids are node paths joined with '.', as in dot.py; `input` and `@output` are the terminals.
 """
