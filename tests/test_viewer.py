@@ -44,7 +44,7 @@ def test_data_has_every_layer_with_the_check_numbers_and_its_spec_lines(checked)
     assert [n["flops"] for n in data["nodes"]] == [html.fmt_flops(r["flops"]) for r in expanded]
     stem, trunk = data["nodes"][0], next(n for n in data["nodes"] if n["id"] == "attn.trunk1")
     assert (stem["count"], stem["shape"], stem["source"]["line"]) == ("1,792", "64 x 64 x 64", 9)
-    assert stem["source"]["lines"][0].strip().startswith("stem:")
+    assert stem["source"]["lines"][0].startswith("stem: {type: conv")  # dedented to its key
     # a node of a standard-library block quotes that block's file, key line first
     assert trunk["source"]["file"] == "<stdlib>/soft_attention.yaml" and "trunk1:" in trunk["source"]["lines"][0]
     assert trunk["parent"] == "attn" and trunk["composite"] and trunk["output"] == "add"
@@ -80,6 +80,14 @@ def test_labels_cannot_end_the_script_element(tmp_path):
     page = viewer(str(spec))
     blob = re.search(r'id="archc-data">(.*?)</script>', page, re.S).group(1)
     assert "<" not in blob and "</script><!--" in _data(page)["nodes"][0]["source"]["lines"][0]
+
+
+def test_source_lines_are_the_nodes_whole_entry(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("archc: 1\nname: tiny\ninput: [3, 8, 8]\nnodes:\n  c:\n    type: conv\n\n    out: 4\n\n  r: {type: activation}\n")
+    nodes = _data(viewer(str(spec)))["nodes"]
+    assert nodes[0]["source"]["line"] == 5 and nodes[0]["source"]["lines"] == ["c:", "  type: conv", "", "  out: 4"]
+    assert nodes[1]["source"]["lines"] == ["r: {type: activation}"]
 
 
 def test_missing_browser_is_a_reason_not_an_error(monkeypatch):

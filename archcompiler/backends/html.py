@@ -153,7 +153,7 @@ def _source(node: Node, sources: dict) -> dict | None:
         end += 1
     while end > span.line and not lines[end - 1].strip():
         end -= 1
-    return {**where, "lines": lines[span.line - 1:end]}
+    return {**where, "lines": [line[indent:] for line in lines[span.line - 1:end]]}  # dedented to the key
 
 
 def _display(file: str) -> str:

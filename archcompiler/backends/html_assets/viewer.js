@@ -264,8 +264,9 @@
     const params = Object.entries(n.params).map(([k, v]) => `${esc(k)}=${esc(JSON.stringify(v))}`).join(", ");
     let src = "";
     if (n.source) {
-      const lines = n.source.lines.map((l, i) => `<span class="ln">${String(n.source.line + i).padStart(4)}  </span>${esc(l)}`);
-      src = `<div class="where">${esc(n.source.file)}:${n.source.line}</div>` + (lines.length ? `<pre>${lines.join("\n")}</pre>` : "");
+      // number and text side by side, so a long line wraps under its own text, not under the number
+      const lines = n.source.lines.map((l, i) => `<span class="ln">${n.source.line + i}</span><span>${esc(l)}</span>`);
+      src = `<div class="where">${esc(n.source.file)}:${n.source.line}</div>` + (lines.length ? `<pre>${lines.join("")}</pre>` : "");
     }
     box.innerHTML =
       `<h2>${esc(n.id)}</h2>` +
