@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.archc-setup
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench figures docs clean
+.PHONY: setup demo test test-all bench figures docs vendor-viz clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml Makefile
 	  echo "setup: installing the graphviz binary with apt"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
 	  || echo "setup: could not install graphviz; .dot output still works, other formats need 'apt-get install graphviz'"; }
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "setup: installing chromium and chromium-driver with apt (for the viewer's browser test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "setup: could not install chromium; tests/test_viewer.py will skip"; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev,onnx]'
@@ -47,6 +51,17 @@ figures: setup
 docs: setup
 	$(BIN)/python -m archcompiler.tools.blockdocs docs/blocks.md
 	$(BIN)/archc schema -o archcompiler/schema/spec.schema.json
+
+# The vendored Graphviz-in-WebAssembly that `archc render -o x.html` inlines, refetched from npm
+# (archcompiler/backends/html_assets/README.md). The file is committed: a fresh clone needs no npm.
+# A new version: change both lines, and the README there (the check below fails until then).
+VIZ_VERSION := 3.31.0
+VIZ_SHA256  := c9e0b310f9883910e01c66054b48b7ff4be3d8695141116635e72b0af152692e
+vendor-viz:
+	rm -rf build/viz && mkdir -p build/viz
+	cd build/viz && npm pack -q @viz-js/viz@$(VIZ_VERSION) && tar xzf viz-js-viz-$(VIZ_VERSION).tgz
+	echo "$(VIZ_SHA256)  build/viz/package/dist/viz-global.js" | sha256sum -c
+	cp build/viz/package/dist/viz-global.js archcompiler/backends/html_assets/viz-global.js
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -34,6 +34,9 @@ FONT = "Helvetica"
 CLUSTER_FILLS = ("#f5f1fb", "#e9e1f6")
 TERMINAL = ("#ffffff", "#666666")
 MERGE_SYMBOL = {"add": "+", "concat": "concat"}
+GRAPH_ATTRS = {"fontname": FONT, "newrank": "true", "nodesep": "0.45", "ranksep": "0.35", "labelloc": "t"}
+NODE_ATTRS = {"fontname": FONT, "fontsize": "11", "shape": "box", "style": "rounded,filled", "margin": "0.12,0.05"}
+EDGE_ATTRS = {"fontname": FONT, "fontsize": "9", "color": "#555555", "fontcolor": "#333333", "arrowsize": "0.7"}
 
 
 @dataclass
@@ -58,27 +61,26 @@ def to_digraph(
 ) -> Digraph:
     """Draw `graph` (top-level nodes, or nested clusters with `expand`, at most `depth` deep)."""
     dot = Digraph(name=graph.name)
-    dot.attr("graph", rankdir=rankdir, fontname=FONT, newrank="true", nodesep="0.45", ranksep="0.35", labelloc="t")
-    dot.attr("node", fontname=FONT, fontsize="11", shape="box", style="rounded,filled", margin="0.12,0.05")
-    dot.attr("edge", fontname=FONT, fontsize="9", color="#555555", fontcolor="#333333", arrowsize="0.7")
+    dot.attr("graph", rankdir=rankdir, **GRAPH_ATTRS)
+    dot.attr("node", **NODE_ATTRS)
+    dot.attr("edge", **EDGE_ATTRS)
 
     top, scopes = _layout(graph, expand, depth)
-    dot.node(INPUT, _terminal_label("input", fmt_shape(graph.input.shape)), shape="box", style="rounded,filled",
-             fillcolor=TERMINAL[0], color=TERMINAL[1])
+    dot.node(INPUT, **terminal_attrs("input", graph.input.shape))
     families: list[str] = []
     _emit(dot, top, registry, families)
-    dot.node(OUTPUT, _terminal_label("output", None), shape="box", style="rounded,filled", fillcolor=TERMINAL[0], color=TERMINAL[1])
+    dot.node(OUTPUT, **terminal_attrs("output"))
 
     for prefix, item in _drawn(top):
         g = scopes[prefix]
         for i in item.node.inputs:
             # out of a cluster's head, the tensor is the one labelled on the edge into the head
-            label = None if (i == INPUT and prefix) else _shape_label(g.nodes[i].shape)
+            label = None if (i == INPUT and prefix) else shape_label(g.nodes[i].shape)
             dot.edge(_source(scopes, prefix, i), item.id, label=label)
         for param, r in item.node.refs.items():
             if r not in item.node.inputs:
-                dot.edge(_source(scopes, prefix, r), item.id, label=_shape_label(g.nodes[r].shape, param), style="dashed")
-    dot.edge(_source(scopes, (), graph.output), OUTPUT, label=_shape_label(graph.nodes[graph.output].shape))
+                dot.edge(_source(scopes, prefix, r), item.id, label=shape_label(g.nodes[r].shape, param), style="dashed")
+    dot.edge(_source(scopes, (), graph.output), OUTPUT, label=shape_label(graph.nodes[graph.output].shape))
 
     dot.attr("graph", label=_legend(title, families))
     return dot
@@ -137,23 +139,45 @@ def _emit(dot: Digraph, items: list[_Item], registry: Registry, families: list[s
     for item in items:
         node = item.node
         block = registry.get(node.type)
-        family = block.family if block else "composite"
+        family = family_of(block)
         if family not in families:
             families.append(family)
         if item.cluster:
             sub = Digraph(name=f"cluster_{item.id}")
-            sub.attr("graph", label="", style="rounded,filled", fillcolor=CLUSTER_FILLS[item.depth % 2],
-                     color=FAMILIES["composite"].border, margin="10")
-            fill, border = FAMILIES["composite"].fill, FAMILIES["composite"].border
-            sub.node(item.id, _node_label(node, block), fillcolor=fill, color=border, style="filled", penwidth="1.5")
+            sub.attr("graph", **cluster_attrs(item.depth))
+            sub.node(item.id, **node_attrs(node, block, head=True))
             _emit(sub, item.children, registry, families)
             dot.subgraph(sub)
             continue
-        fill, border = FAMILIES[family].fill, FAMILIES[family].border
-        if family == "merge":
-            dot.node(item.id, _merge_label(node), shape="ellipse", style="filled", fillcolor=fill, color=border, margin="0.04,0.02")
-        else:
-            dot.node(item.id, _node_label(node, block), fillcolor=fill, color=border)
+        dot.node(item.id, **node_attrs(node, block))
+
+
+def family_of(block) -> str:
+    """The colour family (a key of the registry's FAMILIES) a block is drawn in; an unknown
+    type draws as a composite."""
+    return block.family if block else "composite"
+
+
+def node_attrs(node: Node, block, head: bool = False) -> dict:
+    """The graphviz attributes of a drawn node: a layer, or (`head`) an opened composite's head."""
+    family = FAMILIES["composite" if head else family_of(block)]
+    colours = {"fillcolor": family.fill, "color": family.border}
+    if head:
+        return {"label": _node_label(node, block), **colours, "style": "filled", "penwidth": "1.5"}
+    if family is FAMILIES["merge"]:
+        return {"label": _merge_label(node), "shape": "ellipse", "style": "filled", **colours, "margin": "0.04,0.02"}
+    return {"label": _node_label(node, block), **colours}
+
+
+def cluster_attrs(depth: int) -> dict:
+    """An opened composite's cluster, `depth` composites deep."""
+    return {"label": "", "style": "rounded,filled", "fillcolor": CLUSTER_FILLS[depth % 2], "color": FAMILIES["composite"].border, "margin": "10"}
+
+
+def terminal_attrs(name: str, shape: tuple | None = None) -> dict:
+    """The `input` (with its shape) and `output` terminals."""
+    label = _terminal_label(name, fmt_shape(shape) if shape is not None else None)
+    return {"label": label, "shape": "box", "style": "rounded,filled", "fillcolor": TERMINAL[0], "color": TERMINAL[1]}
 
 
 def _html(lines: list[str]) -> str:
@@ -214,7 +238,8 @@ def _terminal_label(name: str, shape: str | None) -> str:
     return _html([f"<b>{name}</b>"] + ([_small(shape)] if shape else []))
 
 
-def _shape_label(shape: tuple, ref: str | None = None) -> str:
+def shape_label(shape: tuple, ref: str | None = None) -> str:
+    """An edge's label: the producer's shape, named by the parameter for a shape-only edge."""
     return f"{ref}: {fmt_shape(shape)}" if ref else fmt_shape(shape)
 
 

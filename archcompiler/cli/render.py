@@ -4,8 +4,9 @@
     archc render --block soft_attention -o attention.png [--input 64,64,64] [--set pool=2]
     archc render SPEC --block my_block -o my_block.svg     # a block from the spec's `blocks:`
 
-The format is the output's extension. `.dot` needs only the graphviz Python package; the
-others run the `dot` program. The output file is written atomically, so a failed render
+The format is the output's extension. `.dot` needs only the graphviz Python package; `.html`
+is an interactive page that lays itself out in the browser (backends/html.py); the others run
+the `dot` program. The output file is written atomically, so a failed render
 leaves nothing behind (and an older file in place).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from archcompiler.driver import CheckResult, check_file, check_text
 from archcompiler.ir.graph import Graph
 from runtime.files import write_bytes, write_text
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")
 INSTALL = "install it with 'apt-get install graphviz' (or 'make setup'), or write a .dot file instead"
 
 
@@ -57,6 +58,12 @@ def diagram(
     params: dict | None = None,
 ):
     """The graphviz Digraph of a spec, or of one block drawn at a concrete input shape."""
+    graph, registry, title, _ = subject(spec, block, input_shape, params)
+    return to_digraph(graph, registry, expand=expand, depth=depth, rankdir=rankdir, title=title)
+
+
+def subject(spec: str | None, block: str | None = None, input_shape=None, params=None) -> tuple[Graph, Registry, str, CheckResult]:
+    """What to draw: the spec's graph, or block `block`'s body; its registry, title and check result."""
     result = check_file(spec) if spec is not None else None
     if result is not None and (result.diagnostics.has_errors or result.registry is None):
         raise SpecError(result)
@@ -64,11 +71,23 @@ def diagram(
         if result.graph is None:  # a block library: nothing to draw but its blocks
             names = [b.name for b in result.registry if b.origin == result.file]
             raise UsageError(f"{spec} has no nodes; draw one of its blocks with --block ({', '.join(names)})")
-        g = result.graph
         title = f"{result.name} - {fmt_count(result.totals['params'])} params"
-        return to_digraph(g, result.registry, expand=expand, depth=depth, rankdir=rankdir, title=title)
+        return result.graph, result.registry, title, result
     graph, registry, title = block_graph(block, result, input_shape, params)
-    return to_digraph(graph, registry, expand=expand, depth=depth, rankdir=rankdir, title=title)
+    return graph, registry, title, result
+
+
+def viewer(spec: str | None = None, *, block: str | None = None, expand: bool = False, depth: int | None = None,
+           rankdir: str = "TB", input_shape: tuple | None = None, params: dict | None = None) -> str:
+    """The interactive HTML page of a spec or a block (backends/html.py)."""
+    from archcompiler.backends import html
+
+    graph, registry, title, result = subject(spec, block, input_shape, params)
+    totals = {k: sum(n.meta[k] for n in graph.layers()) for k in ("params", "flops", "activation_bytes")}
+    known = {result.file: result.text} if result is not None and result.text is not None else {}
+    name = result.name if block is None else title.split(" - ")[0]
+    return html.page(graph, registry, title=name, totals=totals, sources=html.read_sources(graph, known),
+                     expand=expand, depth=depth, rankdir=rankdir)
 
 
 def block_graph(name: str, result: CheckResult | None, input_shape=None, params=None) -> tuple[Graph, Registry, str]:
@@ -114,6 +133,9 @@ def _instance(name: str, result: CheckResult | None, registry: Registry) -> tupl
 def render(spec: str | None, output: str, **options) -> str:
     """Draw and write `output` (format from its extension). Returns the format written."""
     fmt = output_format(output)
+    if fmt == "html":
+        write_text(output, viewer(spec, **options))
+        return fmt
     dot = diagram(spec, **options)
     if fmt == "dot":
         write_text(output, dot.source)
@@ -136,12 +158,13 @@ def render(spec: str | None, output: str, **options) -> str:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="archc render",
-        description="Draw a spec, or one block definition, with graphviz. The format is the extension of -o: .svg, .png, .pdf or .dot.",
+        description="Draw a spec, or one block definition, with graphviz. The format is the extension of -o: .svg, .png, .pdf, .dot, "
+        "or .html for an interactive page (click composites to open them, pan, zoom, search).",
     )
     p.add_argument("spec", nargs="?", metavar="SPEC", help="spec file (.yaml); optional with --block for built-in blocks")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .svg, .png, .pdf or .dot")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .svg, .png, .pdf, .dot or .html")
     p.add_argument("--block", metavar="NAME", help="draw this block's definition (built-in, or from SPEC's blocks:)")
-    p.add_argument("--expand", action="store_true", help="draw composite blocks as nested clusters")
+    p.add_argument("--expand", action="store_true", help="draw composite blocks as nested clusters (.html: open them at first)")
     p.add_argument("--depth", type=int, metavar="N", help="with --expand, nest at most N levels (as archc check)")
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
     p.add_argument("--input", metavar="C,H,W", help="with --block: the input shape to draw the block at")
