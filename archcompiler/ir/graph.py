@@ -4,7 +4,7 @@
 - `call`: a primitive block (conv, add, ...) computing a tensor from its inputs.
 - `composite`: a composite block; `body` holds its expanded graph, so the hierarchy is kept.
 - `repeat`: a block stacked N times (`repeat: N`); `body` holds the instances in a chain,
-  named `node.0`, `node.1`, ...
+  named `0`, `1`, ... (paths `node.0`, `node.1`, as state_dict keys read)
 
 Passes store their results in `meta`: "shape", "params", "flops", "activation_bytes".
 """

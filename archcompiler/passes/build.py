@@ -211,7 +211,7 @@ def check_defaults(doc, registry: Registry, diags: Diagnostics) -> dict:
 def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> Node | None:
     """`repeat: N` stacks N instances of the block, each reading the one before; `first:`
     gives the first instance's own parameters (a stride, a width). The node's body holds the
-    instances, named `name.0`, `name.1`, ... as their state_dict keys read."""
+    instances, named `0`, `1`, ...: their paths, `name.0`, read as their state_dict keys."""
     here = ("nodes", name)
     count = sym_count = raw["repeat"]
     if is_expression(count) and scope.sym_env is not None:
@@ -233,7 +233,7 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
     instances: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(*here, key=True))}
     prev = INPUT
     for i in range(count):
-        inst_name = f"{name}.{i}"
+        inst_name = str(i)
         inst = _build_node(inst_name, {**shared, **(first if i == 0 else {}), "in": prev}, prev, scope, here=here)
         if inst is None:
             return None
