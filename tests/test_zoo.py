@@ -23,8 +23,9 @@ ZOO = {  # spec -> torchvision constructor
     "resnet18": "resnet18",
     "resnet50": "resnet50",
     "mobilenet_v2": "mobilenet_v2",
+    "densenet121": "densenet121",
 }
-SLOW = {"resnet50"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
+SLOW = {"resnet50", "densenet121"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
 
 
 def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
