@@ -177,3 +177,31 @@ def test_run_sh_passes_the_phase_through(tmp_path):
                          env={"PATH": "/usr/bin:/bin", "ARCHC_GPU_NO_WHEELS": "1", "ARCHC_GPU_HOME": str(tmp_path / "h"),
                               "PYTHON": shlex.quote(sys.executable)})
     assert out.returncode == 2 and "data needs the part number" in out.stderr
+
+
+def test_train_retries_a_compiled_run_that_never_stepped_in_eager_mode(tmp_path, capsys, monkeypatch):
+    tree = make_tiny_imagenet(tmp_path / "src", per_class=2, val_per_class=1)
+    pack.pack_data(tree, tmp_path / "pack", part_mib=1, drop=set())
+    common = ["--home", str(tmp_path / "home"), "--out", str(tmp_path / "out"), "--pack", str(tmp_path / "pack")]
+    assert phase(capsys, "data", "1", *common)[0] == 0
+    ran = []
+
+    def fake_run(self, step):  # no subprocess: the compiled no_attention dies before its first step
+        ran.append((step.name, step.argv))
+        failed = step.name == "train-no_attention"
+        rec = {"step": step.name, "status": "exit 1" if failed else "ok", "seconds": 1.0}
+        self.summary["steps"].append(rec)
+        return rec
+
+    monkeypatch.setattr(run.Phase, "run", fake_run)
+    monkeypatch.setattr(run, "run_summary", lambda out: {"steps": 0 if out.name == "no_attention" else 10, "device_name": "cuda (Fixture)"})
+    monkeypatch.setattr(run, "torch_version", lambda ph: "fixture")
+    code, s = phase(capsys, "train", *common)
+    names = [n for n, _ in ran]
+    assert names == ["prepare-cache", "train-no_attention", "train-no_attention-eager", "train-attn_simple", "train-no_attention_extra",
+                     "train-attn_reduction"]
+    argv = dict(ran)
+    assert "--compile" in argv["train-no_attention"] and "--no-compile" in argv["train-no_attention-eager"]
+    assert code == 0 and [r["step"] for r in s["runs"]][:2] == ["train-no_attention", "train-no_attention-eager"]
+    rows = json.loads((tmp_path / "out" / "train-results.json").read_text())["rows"]
+    assert rows[1]["spec"] == "no_attention-eager" and rows[1]["compiled"] is False and rows[1]["paper_val_acc"] == 0.48

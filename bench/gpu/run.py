@@ -337,14 +337,19 @@ def phase_train(args) -> int:
     runs_dir = ph.home / "runs"
     names = TRAIN_ORDER[:1] if args.dry_run else TRAIN_ORDER
     for name in names:
-        out = runs_dir / name
-        subprocess.run(["rm", "-rf", str(out)], check=True)  # a run of an earlier job on this machine would block --out
         flags = (["--device", "cpu", "--no-compile", "--channels-last", "--epochs", "1", "--max-steps", "3", "--batch-size", "8"]
                  if args.dry_run else ["--device", "cuda", "--compile", "--amp", "bf16", "--channels-last", "--epochs", str(args.epochs)])
-        step = Step(f"train-{name}", archc("train", spec(name), "--data", data, "--cache-dir", str(ph.home / "cache" / "data"),
-                                           "--out", str(out), "--no-progress", *flags), 60, 10_000, graceful=True)
-        rec = ph.run(step)
-        rec.update(run_summary(out))
+        for attempt in ("", "-eager"):  # a compiled run that fails before its first step is retried once in eager mode
+            out = runs_dir / f"{name}{attempt}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)  # a run of an earlier job on this machine would block --out
+            if attempt:
+                flags = ["--no-compile" if f == "--compile" else f for f in flags]
+            step = Step(f"train-{name}{attempt}", archc("train", spec(name), "--data", data, "--cache-dir", str(ph.home / "cache" / "data"),
+                                                         "--out", str(out), "--no-progress", *flags), 60, 10_000, graceful=True)
+            rec = ph.run(step)
+            rec.update(run_summary(out))
+            if rec["status"] == "skipped" or rec.get("steps") or "--compile" not in flags:
+                break
     bundle = ph.out / "train-runs.tar.gz"
     with tarfile.open(bundle, "w:gz") as tar:  # the run directories without their checkpoints: metrics, curves, summary
         for run in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
@@ -383,8 +388,8 @@ def training_envelope(ph: Phase, report: dict) -> dict:
             continue
         name = s["step"][len("train-"):]
         device = s.get("device_name") or device
-        rows.append({"spec": name, "epochs": s.get("epochs_completed"), "status": s.get("run_status") or s["status"],
-                     "best_val_acc": s.get("best_val_acc"), "final_val_acc": s.get("final_val_acc"), "paper_val_acc": PAPER[name],
+        rows.append({"spec": name, "compiled": not name.endswith("-eager"), "epochs": s.get("epochs_completed"), "status": s.get("run_status") or s["status"],
+                     "best_val_acc": s.get("best_val_acc"), "final_val_acc": s.get("final_val_acc"), "paper_val_acc": PAPER[name.removesuffix("-eager")],
                      "train_images_per_s": s.get("train_images_per_s_median"), "wall_time_s": s.get("wall_time_s")})
     machine = device.split("(", 1)[1].rstrip(")") if "(" in device else (device or "unknown")
     prep = next((s for s in ph.summary["steps"] if s["step"] == "prepare-cache"), {})
