@@ -170,6 +170,15 @@ def pack_wheels(out: Path, requirements: Path) -> list[str]:
     return sorted(p.name for p in wheels.glob("*.whl"))
 
 
+def tree_bytes() -> int | None:
+    """What the device tool sends besides the carried folders: tracked and untracked-not-ignored files."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sum((ROOT / f).stat().st_size for f in out.decode().split("\0") if f and (ROOT / f).is_file())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench/gpu/pack.py", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=None, help="Tiny ImageNet tree (default $ARCHC_TINY_IMAGENET, else the shared sample)")
@@ -188,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
         m = pack_data(root.resolve(), args.out, args.part_mib, set(args.drop_class))
         summary.update({k: m[k] for k in ("classes", "train", "val", "pack_id")})
         summary["parts"] = [{k: part[k] for k in ("part", "bytes", "sha256")} for part in m["parts"]]
+    tree, wheels = tree_bytes(), sum(p.stat().st_size for p in (args.out / "wheels").glob("*.whl"))
+    if tree is not None:
+        parts = sorted((p.stat().st_size for p in args.out.glob("part*/*.tar.gz")), reverse=True)
+        biggest = tree + wheels + (parts[0] if parts else 0)
+        summary["largest_job_mib"] = round(biggest / 2**20, 1)
+        print(f"gpu-pack: a job carries at most {biggest / 2**20:.1f} MiB (tree {tree / 2**20:.1f}, wheels {wheels / 2**20:.1f}, "
+              f"largest part {(parts[0] if parts else 0) / 2**20:.1f}) of the 64 MiB allowed", file=sys.stderr)
+        if biggest > 64 * 2**20:
+            print("gpu-pack: over 64 MiB: ignore or remove what need not travel (git status --short), or pack smaller parts", file=sys.stderr)
+            return 1
     print(json.dumps(summary))
     return 0
 
