@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shlex
 import shutil
 import subprocess
 import sys
@@ -175,7 +174,7 @@ def test_gpu_dry_run_rehearses_every_phase_on_the_cpu(tiny_imagenet):
 def test_run_sh_passes_the_phase_through(tmp_path):
     out = subprocess.run(["bash", "bench/gpu/run.sh", "data", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
                          env={"PATH": "/usr/bin:/bin", "ARCHC_GPU_NO_WHEELS": "1", "ARCHC_GPU_HOME": str(tmp_path / "h"),
-                              "PYTHON": shlex.quote(sys.executable)})
+                              "PYTHON": sys.executable})
     assert out.returncode == 2 and "data needs the part number" in out.stderr
 
 

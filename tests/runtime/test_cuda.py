@@ -1,7 +1,7 @@
 """The CUDA paths: the device-side loader, bf16 autocast, torch.compile (default and
 reduce-overhead), exact resume on CUDA, and the NaN guard's windowed check.
 
-Marked `cuda` and skipped without a GPU; the GPU programme runs them first
+Marked `cuda` and skipped without a GPU; the GPU programme runs them in its bench phase
 (`bench/gpu/run.sh bench` runs `pytest -m cuda`). Small models and sets, so the whole file
 takes about a minute on a GPU, most of it compiling.
 """
