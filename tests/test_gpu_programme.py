@@ -204,3 +204,18 @@ def test_train_retries_a_compiled_run_that_never_stepped_in_eager_mode(tmp_path,
     assert code == 0 and [r["step"] for r in s["runs"]][:2] == ["train-no_attention", "train-no_attention-eager"]
     rows = json.loads((tmp_path / "out" / "train-results.json").read_text())["rows"]
     assert rows[1]["spec"] == "no_attention-eager" and rows[1]["compiled"] is False and rows[1]["paper_val_acc"] == 0.48
+
+
+def test_bench_only_runs_the_steps_named(tmp_path, capsys, monkeypatch):
+    ran = []
+
+    def fake_run(self, step):
+        ran.append(step.name)
+        rec = {"step": step.name, "status": "ok"}
+        self.summary["steps"].append(rec)
+        return rec
+
+    monkeypatch.setattr(run.Phase, "run", fake_run)
+    monkeypatch.setattr(run, "environment", lambda ph: {})
+    code, s = phase(capsys, "bench", "--home", str(tmp_path / "h"), "--out", str(tmp_path / "o"), "--only", "bench-attn,layout")
+    assert code == 0 and ran == ["layout", "bench-attn_simple-bf16-cl", "bench-attn_reduction-bf16-cl"]

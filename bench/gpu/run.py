@@ -197,7 +197,11 @@ def phase_bench(args) -> int:
     for f in (ph.home / "results").glob("*.json"):
         f.unlink()  # results of an earlier bench job on this machine must not pass for this one's
     collected = []
-    for step in bench_steps(ph.home, args.dry_run):
+    steps = bench_steps(ph.home, args.dry_run)
+    if args.only:  # a later window can take the steps an earlier one's budget did not reach
+        wanted = args.only.split(",")
+        steps = [s for s in steps if any(s.name.startswith(w) for w in wanted)]
+    for step in steps:
         rec = ph.run(step)
         if step.name == "cuda-tests":
             rec["tests"] = pytest_counts(ph.out / "bench.log")
@@ -418,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=None, help="seconds this phase may take (default: bench 300, train 300)")
     p.add_argument("--epochs", type=int, default=25, help="train: epochs per spec (default 25, the paper's)")
     p.add_argument("--dry-run", action="store_true", help="the same programme on the CPU with tiny sizes")
+    p.add_argument("--only", metavar="STEP,...", help="bench: only the steps whose names start so (as bench.json names them)")
     args = p.parse_args(argv)
     if args.budget is None:
         args.budget = {"bench": 300, "train": 300, "data": 120}[args.phase]  # bench/gpu/README.md: the 15-minute plan
