@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.archc-setup
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench figures docs vendor-viz clean
+.PHONY: setup demo test test-all bench figures docs vendor-viz clean gpu-pack gpu-dry-run
 
 setup: $(STAMP)
 
@@ -62,6 +62,19 @@ vendor-viz:
 	cd build/viz && npm pack -q @viz-js/viz@$(VIZ_VERSION) && tar xzf viz-js-viz-$(VIZ_VERSION).tgz
 	echo "$(VIZ_SHA256)  build/viz/package/dist/viz-global.js" | sha256sum -c
 	cp build/viz/package/dist/viz-global.js archcompiler/backends/html_assets/viz-global.js
+
+# The GPU programme (bench/gpu/README.md). gpu-pack: wheels the GPU machine lacks and Tiny
+# ImageNet in parts of at most 55 MiB, into gpu-pack/ (ignored). TINY_IMAGENET=DIR is the tree
+# to pack (default: $$ARCHC_TINY_IMAGENET, else the shared sample, a rehearsal set); a copy with
+# extra classes takes DROP_CLASSES="n02480855 n10148035". Needs PyPI for the wheels, nothing else.
+TINY_IMAGENET ?=
+DROP_CLASSES  ?=
+gpu-pack:
+	$(PY) bench/gpu/pack.py $(if $(TINY_IMAGENET),--data $(TINY_IMAGENET)) $(foreach c,$(DROP_CLASSES),--drop-class $(c))
+
+# Every phase of the GPU programme on the CPU with tiny sizes, in a temporary folder.
+gpu-dry-run: setup
+	$(BIN)/python bench/gpu/dryrun.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

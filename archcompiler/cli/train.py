@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when present")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: on for CUDA)")
     p.add_argument("--amp", choices=("bf16", "off"), help="mixed precision (default: bf16 on CUDA, off on CPU)")
-    p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout (faster convs on GPUs)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory layout (default: on; it measured faster on CPU and GPU, docs/benchmarks.md)")
     p.add_argument("--out", help="run directory (default runs/<model name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (quick runs)")
@@ -98,7 +99,7 @@ def train(compiled, config, run_dir: Path, args) -> int:
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
     from runtime.train.loop import Interrupted, fit
-    from runtime.train.setup import device_kind
+    from runtime.train.setup import channels_last_for, device_kind
 
     kind = device_kind(config.device)
     world = distributed.init(kind)
@@ -112,7 +113,7 @@ def train(compiled, config, run_dir: Path, args) -> int:
         compile_model = config.compile if config.compile is not None else kind == "cuda"
 
         def factory(device):
-            return compiled.module(seed=config.seed, compile=compile_model, channels_last=config.channels_last, device=device)
+            return compiled.module(seed=config.seed, compile=compile_model, channels_last=channels_last_for(config, kind), device=device)
 
         meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],
                 "input_shape": list(compiled.input_shape), "classes": train_set.classes, "versions": {"archc": __version__}}

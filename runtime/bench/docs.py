@@ -1,6 +1,7 @@
 """docs/benchmarks.md, generated from the results files in bench/results/.
 
     python -m runtime.bench.docs [--results bench/results] [--out docs/benchmarks.md] [--check]
+    python -m runtime.bench.docs --take FILE...     # file a GPU job's results, then regenerate
 
 Every results file shares one envelope (bench/README.md): kind, machine, date, torch, command,
 and "rows" (a list of flat objects) and/or "figures" (an object). The page has one section per
@@ -8,6 +9,13 @@ machine; in it, one table per results file, headed by its kind, date, torch vers
 and followed by the file it came from, so every figure on the page can be traced to a file.
 Kinds known here get tailored tables (archc-bench, pytest-benchmark's own JSON); any other kind
 is rendered generically, rows as a table and figures as key/value pairs.
+
+GPU cards get one `archc-bench` table each: every archc-bench file measured on that card (one
+per precision, layout and compile mode, as bench/gpu/run.sh writes them) is merged into a
+single table with precision, layout and compile mode as columns, followed by the files it came
+from. `--take` files the results a GPU job brought back (bench/gpu/README.md): a
+`gpu-results` bundle ({"files": {name: envelope}}) or plain envelopes, each written to
+bench/results/<name>-<card>.json.
 
 Text after the END marker is hand-written and kept as it is. A page that has no markers at all
 (written by hand before this generator existed) is kept whole below the marker, with a warning
@@ -106,8 +114,12 @@ def render_page(docs: list[dict]) -> str:
         lines += [f"## {machine}", ""]
         mine = sorted((d for d in docs if d["machine"] == machine),
                       key=lambda d: (KIND_ORDER.get(d["kind"], 9), d["kind"], str(d.get("date", ""))))
+        card = [d for d in mine if d["kind"] == "archc-bench" and d.get("device") == "cuda"]
+        if card:
+            lines += render_card(card)
         for d in mine:
-            lines += render_file(d)
+            if not any(d is c for c in card):
+                lines += render_file(d)
     lines += [END, ""]
     return "\n".join(lines)
 
@@ -175,6 +187,83 @@ def render_archc_bench(d: dict) -> list[str]:
     return out
 
 
+def render_card(files: list[dict]) -> list[str]:
+    """Every archc-bench file of one GPU card as one table: precision, layout and compile mode are columns."""
+    cols = ["spec", "mode", "precision", "layout", "compile", "batch", "images/s", "step ms median (min-max)", "peak MB",
+            "TFLOP/s", "MFU", "compiled/eager [95% CI]", "compile s"]
+    body, notes = [], []
+    for d in sorted(files, key=lambda d: str(d.get("date", ""))):
+        cfg = d.get("config") or {}
+        mode_name = (cfg.get("compile_kwargs") or {}).get("mode") or "default"
+        for r in d.get("rows", []):
+            compiled = mode_name if r.get("compiled") else "eager"
+            head = [r["spec"] + ("" if r.get("model", "emitted") == "emitted" else f" ({r['model']})"), r["mode"],
+                    "bf16" if r.get("amp") == "bf16" else "fp32", "channels_last" if r.get("channels_last") else "NCHW", compiled]
+            if r.get("images_per_s") is None:
+                body.append(head + [str(r["batch_size"]), "failed"] + [""] * 6)
+                notes.append(f"{' '.join(head)} batch {r['batch_size']}: {r.get('error') or 'failed'}")
+                continue
+            batch = str(r["batch_run"]) + ("*" if r["batch_run"] != r["batch_size"] else "")
+            body.append(head + [batch, f"{r['images_per_s']:,.0f}",
+                                f"{r['step_ms_median']:.2f} ({r['step_ms_min']:.2f}-{r['step_ms_max']:.2f})",
+                                "" if r.get("peak_mem_bytes") is None else f"{r['peak_mem_bytes'] / 2**20:.0f}",
+                                f"{r['tflops']:.1f}", "" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%",
+                                ratio_cell(r) if r.get("compiled") else "",
+                                "" if r.get("compile_s") is None else f"{r['compile_s']:.1f}"])
+            if r.get("note"):
+                notes.append(f"{' '.join(head)} batch {r['batch_size']}: {r['note']}")
+    first = files[0]
+    out = [f"### archc-bench on this card: {len(files)} run{'s' * (len(files) > 1)}, torch {first.get('torch') or '?'}, cuda", ""]
+    out += table(cols, body)
+    out += [f"- note: {n}" for n in notes] + ([""] if notes else [])
+    peaks = {}
+    for d in files:
+        p = d.get("peak") or {}
+        if p:
+            peaks[(d.get("config") or {}).get("amp", "off")] = p
+    for amp, p in sorted(peaks.items()):
+        out += [(f"MFU against the measured {'bf16' if amp == 'bf16' else 'fp32'} peak, {p['flops_per_s'] / 1e12:.1f} TFLOP/s "
+                 f"(matmul {p['matmul_flops_per_s'] / 1e12:.1f}, conv {p['conv_flops_per_s'] / 1e12:.1f}): {p.get('method', '')}."), ""]
+    out += [("Each run's rows of a spec, mode and batch were timed in alternation (CUDA events around each step); "
+             "compiled/eager is the median of per-round ratios, against that run's eager row. "
+             "compile s: warm-up time beyond steady-state steps. FLOPs are analytic; a train step's include the backward pass."), ""]
+    profiled = breakdown_lines([r for d in files for r in d.get("rows", [])])
+    if profiled:
+        out += ["Step time by op family (`--breakdown`, kernel time on the GPU):", ""] + [f"- {line}" for line in profiled] + [""]
+    out += ["Sources: " + ", ".join(f"`{d['_file']}` (`{d.get('command', '')}`)" for d in files), ""]
+    return out
+
+
+def take(paths: list[Path], results: Path) -> tuple[list[Path], list[str]]:
+    """File the results a GPU job brought back into `results`: each envelope as <name>-<machine>.json."""
+    from runtime.bench.device import machine_slug
+
+    written, warnings = [], []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            warnings.append(f"skipped {path}: {e}")
+            continue
+        if isinstance(data, dict) and data.get("kind") == "gpu-results":
+            items = list((data.get("files") or {}).items())
+        else:
+            items = [(data.get("kind") if isinstance(data, dict) else None, data)]
+        for name, env in items:
+            if not isinstance(env, dict) or not isinstance(env.get("kind"), str) or not isinstance(env.get("machine"), str):
+                warnings.append(f"skipped {path}:{name}: not a results envelope (bench/README.md)")
+                continue
+            slug = machine_slug(env["machine"])
+            stem = name if name.endswith(slug) else f"{name}-{slug}"
+            if not stem.startswith(env["kind"]):
+                stem = f"{env['kind']}-{stem}"
+            target = results / f"{stem}.json"
+            results.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(env, indent=2) + "\n")
+            written.append(target)
+    return written, warnings
+
+
 def render_generic(d: dict) -> list[str]:
     out = []
     extra = {k: v for k, v in d.items() if k not in ENVELOPE and not k.startswith("_")}
@@ -236,7 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default="bench/results", type=Path, help="folder of results files (default bench/results)")
     p.add_argument("--out", default="docs/benchmarks.md", type=Path, help="page to write (default docs/benchmarks.md)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the page is out of date")
+    p.add_argument("--take", nargs="+", type=Path, metavar="FILE",
+                   help="first file these results (a GPU job's bench-results.json, train-results.json, or envelopes) into --results")
     args = p.parse_args(argv)
+    if args.take:
+        written, problems = take(args.take, args.results)
+        for w in problems:
+            print(f"warning: {w}", file=sys.stderr)
+        for f in written:
+            print(f"took {f}", file=sys.stderr)
+        if not written:
+            print("nothing to take: no results envelope in the files given", file=sys.stderr)
+            return 1
     page, warnings = regenerate(args.results, args.out)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -69,8 +69,12 @@ class BatchLoader:
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        channels_last: bool = False,
     ) -> None:
         """`images` uint8 (N, 3, H, W) and `labels` (N,). `mean`/`std` per channel, in [0, 1] units.
+
+        `channels_last` gives batches in NHWC memory order, as a channels_last model wants them
+        (training and validation alike, so a compiled model sees one input layout).
 
         `rank`/`world_size` default to torch.distributed's when it is initialised (torchrun).
         `drop_last` drops this rank's last, smaller batch; every rank has the same batch count.
@@ -86,6 +90,7 @@ class BatchLoader:
         self.images = images.to(self.device)
         self.labels = labels.to(self.device, torch.int64)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.channels_last = channels_last
         self.augment = augment if augment is not None and augment.active else None
         self.rank, self.world_size = _distributed(rank, world_size)
         channels = images.shape[1]
@@ -139,7 +144,7 @@ class BatchLoader:
         return self._iterate(self.epoch, start_batch)
 
     def _iterate(self, epoch: int, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.order(epoch).to(self.device)
+        order = self._to_device(self.order(epoch))
         for k in range(start_batch, len(self)):
             index = order[k * self.batch_size:(k + 1) * self.batch_size]
             x = self.images.index_select(0, index)  # (B, C, H, W) uint8
@@ -147,6 +152,8 @@ class BatchLoader:
                 x = self._augment(x, epoch, k)
             b, c, h, w = x.shape
             x = x.float().view(b, c, h * w).mul_(self._scale).add_(self._shift).view(b, c, h, w)  # float32
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels.index_select(0, index)
 
     def _augment(self, x: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
@@ -160,8 +167,16 @@ class BatchLoader:
             self._scratch = x.new_zeros((2 * self.batch_size, c, h + 2 * pad, w + 2 * pad))
             self._grid = row_grid(c, h, pad, w, device=x.device)
         if flip is not None:
-            flip = flip.to(self.device)
-        return flip_and_crop(x, flip=flip, offsets=offsets.to(self.device), pad=pad, scratch=self._scratch, grid=self._grid)
+            flip = self._to_device(flip)
+        return flip_and_crop(x, flip=flip, offsets=self._to_device(offsets), pad=pad, scratch=self._scratch, grid=self._grid)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A CPU tensor on the loader's device. To CUDA through pinned memory without blocking:
+        a plain copy from pageable memory waits for the GPU to finish all its queued work, which
+        would stall the training step that is still running there once per batch."""
+        if self.device.type != "cuda":
+            return t.to(self.device)
+        return t.pin_memory().to(self.device, non_blocking=True)
 
 
 def flip_and_crop(

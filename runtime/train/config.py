@@ -38,7 +38,7 @@ class TrainConfig:
     device: str = "auto"  # auto picks cuda when present, else cpu
     compile: bool | None = None  # torch.compile; None means on for CUDA, off for CPU (compiling costs more than it saves there)
     amp: str | None = None  # "bf16" or "off"; None means bf16 on CUDA, off on CPU
-    channels_last: bool = False  # NHWC memory layout: faster convs on tensor cores, no gain on CPU
+    channels_last: bool | None = None  # NHWC memory layout; None means the faster layout for the device, as measured (setup.py)
     max_steps: int | None = None  # stop after this many iterations in all (quick runs, tests); the schedule still spans all epochs
     eval_batch_size: int = 256  # validation needs no gradients, so a larger batch is cheaper
     checkpoint_every: int = 0  # also checkpoint every N iterations (long epochs, preemptible jobs); 0 means at epoch ends only

@@ -14,4 +14,5 @@ def make_loader(dataset, *, batch_size: int, train: bool, config, device, mean, 
     # rank/world_size always explicit: BatchLoader would otherwise take torch.distributed's,
     # and the validation split is sharded by the caller, so its loader is a world of one.
     return BatchLoader(dataset.images, dataset.labels, batch_size=batch_size, shuffle=train, seed=config.seed, device=device,
-                       augment=augment, mean=mean, std=std, drop_last=False, rank=rank, world_size=world_size)
+                       augment=augment, mean=mean, std=std, drop_last=False, rank=rank, world_size=world_size,
+                       channels_last=bool(config.channels_last))

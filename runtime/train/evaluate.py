@@ -16,6 +16,7 @@ def evaluate(model: nn.Module, loader, amp: str = "off", world: distributed.Worl
     world = world or distributed.World()
     was_training = model.training
     model.eval()
+    # Accumulated on the device and read once at the end: no host sync per batch.
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
     for x, y in loader:
         with torch.autocast(x.device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext():
@@ -24,7 +25,7 @@ def evaluate(model: nn.Module, loader, amp: str = "off", world: distributed.Worl
         top = logits.topk(k, dim=1).indices  # (B, k)
         hits = top == y[:, None]
         totals += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(), hits[:, 0].sum().double(),
-                               hits.any(1).sum().double(), torch.tensor(float(y.shape[0]), device=y.device, dtype=torch.float64)])
+                               hits.any(1).sum().double(), torch.full((), float(y.shape[0]), device=y.device, dtype=torch.float64)])
     model.train(was_training)
     loss, top1, top5, n = distributed.all_sum(world, totals.tolist(), device)
     return {"loss": loss / max(1, n), "top1": top1 / max(1, n), "top5": top5 / max(1, n), "images": int(n)}

@@ -10,6 +10,7 @@ therefore ends with the same bits as one that never stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from runtime.train.resume import State, prepare_run_dir, restore
 from runtime.train.schedule import from_config, set_lr
 from runtime.train.setup import (
     StopOnSignal,
+    channels_last_for,
     describe_device,
     device_kind,
     make_optimizer,
@@ -75,6 +77,7 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     device = distributed.device_for(world, kind)
     amp = config.amp or ("bf16" if kind == "cuda" else "off")
     extra_meta = dict(extra_meta or {})
+    config = dataclasses.replace(config, channels_last=channels_last_for(config, kind))  # config.json records the layout used
     if config.batch_size % world.size:
         raise RuntimeUsageError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
 
@@ -182,8 +185,10 @@ class _Trainer:
             s.step += 1
             s.batch += 1
             with torch.no_grad():
+                # torch.full, not torch.tensor: a tensor made from a Python number is copied from
+                # the host, and on CUDA that copy waits for the device (a sync every step).
                 self.running += torch.stack([loss.detach().double() * y.shape[0], (logits.argmax(1) == y).sum().double(),
-                                             torch.tensor(float(y.shape[0]), dtype=torch.float64, device=y.device)])
+                                             torch.full((), float(y.shape[0]), dtype=torch.float64, device=y.device)])
             self.pending.append((s.step, loss.detach()))
             if self.on_step is not None:
                 try:

@@ -161,6 +161,7 @@ def test_bad_rank_is_a_usage_error():
         BatchLoader(images, labels, batch_size=2, rank=2, world_size=2)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_batches_live_on_the_gpu_and_match_cpu_batches():
     images, labels = dataset(40)
