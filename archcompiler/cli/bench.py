@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 from archcompiler.errors import ArchcError, UsageError
+from runtime.vocab import AMP, OPTIMIZERS  # names only: imports no torch
 
 ROOT = Path(__file__).resolve().parents[2]  # a checkout's root, where tests/ lives
 REFERENCE_FILE = ROOT / "tests" / "reference_models.py"
 RESULTS_DIR = "bench/results"
-OPTIMIZERS = ("sgd", "adam", "adamw")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -36,12 +36,12 @@ def parser() -> argparse.ArgumentParser:
                    help="compiled inference with inductor freezing: weights become constants, conv+bn fold (no effect on train)")
     p.add_argument("--cold-compile", action="store_true",
                    help="bypass inductor's on-disk caches, so compile time is that of a first run (default: caches on)")
-    p.add_argument("--amp", choices=("bf16", "off"), default="off", help="autocast to bfloat16")
+    p.add_argument("--amp", choices=AMP, default="off", help="autocast to bfloat16")
     p.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last (NHWC)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]", help="default auto: cuda when available")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps per row; the first compiles (default 3)")
     p.add_argument("--iters", type=int, default=10, metavar="N", help="timed steps per row (default 10)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
                    help="of the training step (default: the spec's train.optimizer, else sgd)")
     p.add_argument("--breakdown", action="store_true",
                    help="after timing, profile each row's step and report the share of conv, matmul, norm, optimizer and other ops")

@@ -14,6 +14,7 @@ import functools
 from archcompiler.blocks.registry import IDENTIFIER, RESERVED_NAMES, Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
+from runtime.vocab import OPTIMIZERS  # the trainer's names, one definition (imports no torch)
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://archc.dev/schema/spec-v1.json"
@@ -25,7 +26,7 @@ TRAIN_SCHEMA = {
     "properties": {
         "epochs": {"type": "integer", "minimum": 1, "description": "passes over the training set"},
         "batch_size": {"type": "integer", "minimum": 1, "description": "images per step"},
-        "optimizer": {"enum": ["adam", "adamw", "sgd"], "description": "optimizer"},
+        "optimizer": {"enum": list(OPTIMIZERS), "description": "optimizer"},
         "lr": {"type": "number", "exclusiveMinimum": 0, "description": "initial learning rate"},
         "weight_decay": {"type": "number", "minimum": 0, "description": "L2 (adam, sgd) or decoupled (adamw) decay"},
         "momentum": {"type": "number", "minimum": 0, "maximum": 1, "description": "sgd momentum"},
@@ -44,6 +45,7 @@ TRAIN_SCHEMA = {
             "additionalProperties": False,
         },
         "normalize_std": {"type": "boolean", "description": "also divide by the training std (the paper only subtracts the mean)"},
+        "num_classes": {"type": "integer", "minimum": 1, "description": "pin the head's outputs (default: as many as the data has classes)"},
     },
     "additionalProperties": False,
 }

@@ -59,7 +59,7 @@ class BenchConfig:
     channels_last: bool = False  # model and inputs in NHWC
     warmup: int = 3  # untimed steps, the first of which compiles
     iters: int = 10  # timed steps per row, interleaved with the group's other rows
-    optimizer: str = "sgd"  # of a training step, unless the workload names one: sgd (momentum 0.9), adam, adamw
+    optimizer: str = "sgd"  # of a training step, unless the workload names one: a name in runtime.vocab.OPTIMIZERS
     lr: float = 1e-3  # irrelevant to speed; keeps weights finite over many steps
     peak_refresh: bool = False  # measure the device's peak again instead of reading the cache
     breakdown: bool = False  # profile each row's step (untimed) and share its time out by op family

@@ -7,32 +7,12 @@ zero_grad, forward, loss, backward and the optimizer's step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
+from runtime import vocab
 from runtime.errors import RuntimeUsageError
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-
-
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr)
-    raise RuntimeUsageError(f"unknown optimizer '{name}'; choose from {', '.join(OPTIMIZERS)}")
-
-
-def autocast(device: torch.device, amp: str):
-    if amp == "off":
-        return nullcontext()
-    if amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    raise RuntimeUsageError(f"--amp must be bf16 or off, not '{amp}'")
 
 
 def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, input_shape: tuple, num_classes: int,
@@ -47,7 +27,7 @@ def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, inpu
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,), generator=gen).to(device)  # (B,)
     mark = torch.compiler.cudagraph_mark_step_begin if cudagraphs else (lambda: None)
-    cast = autocast(device, amp)
+    cast = vocab.autocast(device.type, amp)
 
     if mode == "infer":
         model.eval()
@@ -62,7 +42,7 @@ def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, inpu
     if mode != "train":
         raise RuntimeUsageError(f"mode must be train or infer, not '{mode}'")
     model.train()
-    opt = make_optimizer(optimizer, model.parameters(), lr)
+    opt = vocab.make_optimizer(optimizer, model.parameters(), lr)
 
     def train_step():
         mark()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from runtime import vocab
 from runtime.errors import RuntimeUsageError
 
 RECIPES = ("paper", "modern")
@@ -23,7 +24,7 @@ class TrainConfig:
     optimizer: str = "adam"  # the paper uses Adam
     lr: float = 1e-3  # the paper's initial rate
     weight_decay: float = 0.0  # the paper uses none
-    momentum: float = 0.9  # sgd only; the common choice
+    momentum: float = vocab.DEFAULT_MOMENTUM  # sgd only; the common choice
     lr_schedule: str = "step"  # the paper's staircase: "step", "cosine" or "constant"
     lr_decay: float = 0.96  # the paper multiplies the rate by 0.96 ...
     lr_decay_every: int = 1000  # ... every 1000 iterations
@@ -35,6 +36,7 @@ class TrainConfig:
     normalize_std: bool = False  # the paper subtracts the channel mean only (batchnorm comes early)
     seed: int = 0  # weights, shuffling, dropout and augmentation all follow from it
     data: str = "synthetic"  # the dataset, recorded so --resume and eval find the same one
+    num_classes: int | None = None  # outputs of the model's head; None follows the data (recorded resolved)
     device: str = "auto"  # auto picks cuda when present, else cpu
     compile: bool | None = None  # torch.compile; None means on for CUDA, off for CPU (compiling costs more than it saves there)
     amp: str | None = None  # "bf16" or "off"; None means bf16 on CUDA, off on CPU
@@ -42,7 +44,8 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many iterations in all (quick runs, tests); the schedule still spans all epochs
     eval_batch_size: int = 256  # validation needs no gradients, so a larger batch is cheaper
     checkpoint_every: int = 0  # also checkpoint every N iterations (long epochs, preemptible jobs); 0 means at epoch ends only
-    progress: bool = True  # a live bar when stdout is a terminal; plain per-epoch lines otherwise
+    progress: bool = True  # a live bar when stdout is a terminal; plain lines otherwise
+    log_every: str = "30s"  # without a bar, a step line every N steps ("50") or seconds ("30s"); "0" for none
     notes: dict = field(default_factory=dict)  # free-form, copied to config.json (e.g. the spec path)
 
     def __post_init__(self) -> None:
@@ -50,22 +53,26 @@ class TrainConfig:
             (self.recipe in RECIPES, f"recipe must be one of {', '.join(RECIPES)}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
-            (self.optimizer in ("adam", "adamw", "sgd"), "optimizer must be adam, adamw or sgd"),
+            (self.optimizer in vocab.OPTIMIZERS, f"optimizer must be one of {', '.join(vocab.OPTIMIZERS)}"),
             (self.lr > 0, "learning rate must be positive"),
             (self.lr_schedule in ("step", "cosine", "constant"), "lr schedule must be step, cosine or constant"),
             (0 < self.lr_decay <= 1, "lr decay must be in (0, 1]"),
             (self.lr_decay_every >= 1, "lr decay period must be at least 1 iteration"),
             (self.warmup_steps >= 0 and self.warmup_epochs >= 0, "warm-up must not be negative"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
-            (self.amp in (None, "bf16", "off"), "amp must be bf16 or off"),
+            (vocab.valid_device(self.device), "device must be auto, cpu or cuda"),
+            (self.amp is None or self.amp in vocab.AMP, f"amp must be {' or '.join(vocab.AMP)}"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be at least 1"),
             (self.eval_batch_size >= 1, "eval batch size must be at least 1"),
+            (self.num_classes is None or self.num_classes >= 1, "number of classes must be at least 1"),
             (self.checkpoint_every >= 0, "checkpoint interval must not be negative"),
         ]
         for ok, message in checks:
             if not ok:
                 raise RuntimeUsageError(message)
+        from runtime.train.progress import parse_log_every
+
+        parse_log_every(self.log_every)  # a clear error now, not at the first logged step
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

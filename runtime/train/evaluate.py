@@ -1,12 +1,11 @@
 """Validation: loss, top-1 and top-5 over a whole split, summed exactly over DDP ranks."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime import vocab
 from runtime.train import distributed
 
 
@@ -19,7 +18,7 @@ def evaluate(model: nn.Module, loader, amp: str = "off", world: distributed.Worl
     # Accumulated on the device and read once at the end: no host sync per batch.
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
     for x, y in loader:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext():
+        with vocab.autocast(x.device.type, amp):
             logits = model(x).float()  # (B, classes)
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices  # (B, k)

@@ -11,17 +11,10 @@ import threading
 import torch
 from torch import nn
 
-from runtime.errors import RuntimeUsageError
+from runtime import vocab
+from runtime.vocab import device_kind  # noqa: F401 (the trainer's callers import it from here)
 from runtime.train import distributed
 from runtime.train.config import TrainConfig
-
-
-def device_kind(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeUsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    return "cuda" if requested.startswith("cuda") else "cpu"
 
 
 def describe_device(device: torch.device) -> str:
@@ -60,18 +53,22 @@ def channels_last_for(config: TrainConfig, kind: str) -> bool:
 
 
 def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return vocab.make_optimizer(config.optimizer, params, config.lr, config.weight_decay, config.momentum)
+
+
+def resolved_compile(config: TrainConfig, kind: str) -> bool:
+    return config.compile if config.compile is not None else vocab.default_compile(kind)
+
+
+def resolved_amp(config: TrainConfig, kind: str) -> str:
+    return config.amp or vocab.default_amp(kind)
 
 
 def place(model: nn.Module, device, config: TrainConfig, kind: str) -> nn.Module:
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if config.compile if config.compile is not None else kind == "cuda":
+    if resolved_compile(config, kind):
         model = torch.compile(model)
     return model
 

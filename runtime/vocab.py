@@ -1,0 +1,92 @@
+"""The runtime's vocabulary, defined once: optimizers, mixed precision, devices and their defaults.
+
+The CLI's choices, the trainer, the bench and the spec schema all read these names, so adding an
+optimizer means adding one entry to OPTIMIZERS below and nothing else. This module imports no
+torch at load time (`archc check` reads it for memory estimates and never imports torch); the
+torch objects are built inside the functions that return them.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from runtime.errors import RuntimeUsageError
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    torch_name: str  # the class in torch.optim
+    state_slots: int  # tensors of parameter size the optimizer keeps per parameter (memory estimates)
+    uses_momentum: bool  # whether TrainConfig.momentum reaches it
+    about: str  # one line for help texts and docs
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "adam": Optimizer("Adam", 2, False, "Adam; weight_decay is L2 added to the gradient"),
+    "adamw": Optimizer("AdamW", 2, False, "Adam with decoupled weight decay"),
+    "sgd": Optimizer("SGD", 1, True, "SGD with momentum (one buffer; none when momentum is 0)"),
+}
+AMP = ("bf16", "off")  # mixed precision: autocast to bfloat16, or plain fp32
+DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when present; cuda:N also accepted where a device is named
+DEFAULT_MOMENTUM = 0.9  # the common choice for sgd, also what the bench's sgd step uses
+
+
+def state_slots(name: str, momentum: float = DEFAULT_MOMENTUM) -> int:
+    """Parameter-sized tensors the optimizer keeps per parameter (adam/adamw 2, sgd with momentum 1)."""
+    spec = _optimizer(name)
+    return 0 if spec.uses_momentum and momentum == 0 else spec.state_slots
+
+
+def default_amp(kind: str) -> str:
+    """bf16 on CUDA (tensor cores, half the activation memory); off on CPU, where bf16 is slower."""
+    return "bf16" if kind == "cuda" else "off"
+
+
+def default_compile(kind: str) -> bool:
+    """torch.compile on CUDA; off on CPU, where compiling costs more than it saves in short runs."""
+    return kind == "cuda"
+
+
+def valid_device(name: str) -> bool:
+    return name in DEVICES or name.startswith("cuda:")
+
+
+def device_kind(requested: str) -> str:
+    """'cpu' or 'cuda' for a requested device; auto picks cuda when present."""
+    import torch
+
+    if not valid_device(requested):
+        raise RuntimeUsageError(f"--device must be auto, cpu or cuda[:N], not '{requested}'")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeUsageError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
+    return "cuda" if requested.startswith("cuda") else "cpu"
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = DEFAULT_MOMENTUM):
+    """The torch optimizer called `name`; momentum reaches only those that use it."""
+    import torch
+
+    spec = _optimizer(name)
+    kwargs = {"lr": lr, "weight_decay": weight_decay}
+    if spec.uses_momentum:
+        kwargs["momentum"] = momentum
+    return getattr(torch.optim, spec.torch_name)(params, **kwargs)
+
+
+def autocast(device_type: str, amp: str):
+    """The context a forward pass runs in: bf16 autocast, or nothing."""
+    if amp not in AMP:
+        raise RuntimeUsageError(f"--amp must be {' or '.join(AMP)}, not '{amp}'")
+    if amp == "off":
+        return nullcontext()
+    import torch
+
+    return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+def _optimizer(name: str) -> Optimizer:
+    if name not in OPTIMIZERS:
+        raise RuntimeUsageError(f"unknown optimizer '{name}'; choose from {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
