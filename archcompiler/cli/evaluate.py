@@ -11,6 +11,7 @@ import json
 import sys
 
 from archcompiler.cli.train import DATA_HELP
+from runtime import vocab  # names only: imports no torch
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,8 +20,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="run directory, checkpoints/best|last, a step directory, or a .safetensors file")
     p.add_argument("--data", help=DATA_HELP + " (default: the data the checkpoint was trained on)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: cuda when present")
-    p.add_argument("--amp", choices=("bf16", "off"), help="mixed precision (default: bf16 on CUDA, off on CPU)")
+    p.add_argument("--device", choices=vocab.DEVICES, default="auto", help="default auto: cuda when present")
+    p.add_argument("--amp", choices=vocab.AMP, help="mixed precision (default: bf16 on CUDA, off on CPU)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
@@ -40,6 +41,10 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     from runtime.train.setup import device_kind
 
     ckpt = checkpoint.load(checkpoint_path, weights_only=True)
+    if ckpt.meta.get("num_classes"):  # a head set to the data's classes when it was trained
+        from archcompiler.cli.classes import with_classes
+
+        compiled = with_classes(compiled, ckpt.meta["num_classes"])
     kind = device_kind(device)
     torch_device = torch.device(kind)
     model = compiled.module(seed=None, device=torch_device)
@@ -54,7 +59,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     std = None if saved_data.get("std") is None else torch.tensor(saved_data["std"])
     loader = make_loader(val_set, batch_size=batch_size, train=False, config=TrainConfig(), device=torch_device,
                          mean=torch.tensor(saved_data["mean"]), std=std)
-    result = evaluate(model, loader, amp or ("bf16" if kind == "cuda" else "off"), device=torch_device)
+    result = evaluate(model, loader, amp or vocab.default_amp(kind), device=torch_device)
     warning = None
     if ckpt.meta.get("spec_sha256") not in (None, compiled.spec_hash):
         warning = "the spec has changed since this checkpoint was trained (the weights still fit it)"

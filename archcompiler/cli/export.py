@@ -12,7 +12,8 @@ import sys
 from archcompiler.cli.common import compile_or_report
 from archcompiler.errors import ArchcError
 
-INSTALL_HINT = "ONNX export needs the 'onnx' extra: pip install 'archc[onnx]' (onnx, onnxruntime, onnxscript)"
+INSTALL_HINT = ("ONNX export needs the 'onnx' extra (onnx, onnxruntime, onnxscript): in the archc checkout, "
+                "pip install -e '.[onnx]' (make setup does it)")
 TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| accepted, in logits
 
 

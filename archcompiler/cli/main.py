@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("archcompiler.cli.export", "export a spec to ONNX"),
     "train": ("archcompiler.cli.train", "train a spec (the paper's recipe by default)"),
     "eval": ("archcompiler.cli.evaluate", "evaluate a checkpoint: loss, top-1, top-5"),
+    "predict": ("archcompiler.cli.predict", "classify images with a trained checkpoint"),
     "compare": ("runtime.train.compare", "compare training runs side by side"),
     "bench": ("archcompiler.cli.bench", "benchmark throughput, latency, memory and MFU"),
     "data": ("runtime.data.cli", "inspect, prepare and download datasets"),

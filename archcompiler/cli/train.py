@@ -16,9 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from archcompiler.errors import UsageError
+from runtime import vocab  # names only: imports no torch
+
 # Flags that may differ from the run's saved config when resuming: they change where and how
 # fast the run goes, not which numbers it computes.
-RESUMABLE = ("epochs", "max_steps", "device", "compile", "amp", "progress", "checkpoint_every", "channels_last", "eval_batch_size")
+RESUMABLE = ("epochs", "max_steps", "device", "compile", "amp", "progress", "log_every", "checkpoint_every", "channels_last",
+             "eval_batch_size")
 DATA_HELP = "synthetic (default), synthetic:SEED, synthetic:train=N,val=N, tiny-imagenet:DIR, or a dataset folder"
 
 
@@ -32,16 +36,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="images per step, over all processes")
     p.add_argument("--lr", type=float, help="initial (peak) learning rate")
     p.add_argument("--seed", type=int, help="seed of weights, order, dropout and augmentation (default 0)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when present")
+    p.add_argument("--seeds", metavar="K,K,...", help="train once per seed, one after another, into OUT/seed-K (for archc compare's groups)")
+    p.add_argument("--num-classes", type=int, metavar="N", help="outputs of the model's head (default: the spec's train: num_classes, else the data's)")
+    p.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights where names and shapes match (fine-tuning); reports what was skipped")
+    p.add_argument("--device", choices=vocab.DEVICES, help="default auto: cuda when present")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: on for CUDA)")
-    p.add_argument("--amp", choices=("bf16", "off"), help="mixed precision (default: bf16 on CUDA, off on CPU)")
+    p.add_argument("--amp", choices=vocab.AMP, help="mixed precision (default: bf16 on CUDA, off on CPU)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default: on; it measured faster on CPU and GPU, docs/benchmarks.md)")
     p.add_argument("--out", help="run directory (default runs/<model name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all (quick runs)")
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps (default: at epoch ends)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no live bar; one line per epoch")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no live bar; plain lines instead")
+    p.add_argument("--log-every", metavar="N|Ns", help="without a live bar, a step line every N steps or N seconds (default 30s; 0: none)")
     p.add_argument("--nproc", type=int, help="train on N processes with DDP on this machine (runs torchrun for you)")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
@@ -58,8 +66,30 @@ def main(argv: list[str]) -> int:
     if compiled is None:
         return 1
     run_dir = Path(args.out or Path("runs") / compiled.name)
-    config = build_config(compiled, args, run_dir)
-    return train(compiled, config, run_dir, args)
+    if args.init_from and args.resume:
+        raise UsageError("--init-from starts a new run; --resume continues one from its own checkpoint. Give one of them")
+    if args.seeds is None:
+        return train(compiled, build_config(compiled, args, run_dir), run_dir, args)
+    if args.seed is not None:
+        raise UsageError("give --seed or --seeds, not both")
+    seeds = parse_seeds(args.seeds)
+    for k in seeds:
+        args.seed = k
+        seed_dir = run_dir / f"seed-{k}"
+        print(f"archc train: seed {k} of {','.join(map(str, seeds))} into {seed_dir}", flush=True)
+        train(compiled, build_config(compiled, args, seed_dir), seed_dir, args)
+    print(f"compare them: archc compare {run_dir}/seed-*")
+    return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got '{text}'") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds takes distinct non-negative integers, e.g. 0,1,2; got '{text}'")
+    return seeds
 
 
 def build_config(compiled, args, run_dir: Path):
@@ -68,7 +98,8 @@ def build_config(compiled, args, run_dir: Path):
 
     flags = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "compile": args.compile, "amp": args.amp, "channels_last": args.channels_last,
-             "max_steps": args.max_steps, "checkpoint_every": args.checkpoint_every, "progress": args.progress}
+             "max_steps": args.max_steps, "checkpoint_every": args.checkpoint_every, "progress": args.progress, "log_every": args.log_every,
+             "num_classes": args.num_classes}
     flags = {k: v for k, v in flags.items() if v is not None}
     notes = {"spec": str(args.spec), "spec_sha256": compiled.spec_hash}
     if not args.resume:
@@ -76,11 +107,17 @@ def build_config(compiled, args, run_dir: Path):
     # Resuming: the run's own config is the base, so the run goes on exactly as it started.
     saved_path = run_dir / "config.json"
     try:
-        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
+        data = json.loads(saved_path.read_text())
+        saved = TrainConfig.from_dict({**data, **data.get("requested", {})})  # as asked for, not as resolved on that machine
     except (OSError, ValueError) as e:
         raise RuntimeUsageError(f"--resume: cannot read {saved_path} ({e}); is {run_dir} a run directory?") from None
     copy = run_dir / "spec.yaml"
-    if copy.exists() and copy.read_text() != compiled.spec_text:
+    trained = compiled.spec_text
+    if saved.num_classes is not None:  # the run's spec.yaml holds its head as trained
+        from archcompiler.cli.classes import head, with_classes
+
+        trained = with_classes(compiled, saved.num_classes).spec_text if head(compiled)[1] is not None else trained
+    if copy.exists() and copy.read_text() != trained:
         raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
     changed = [k for k, v in flags.items() if k not in RESUMABLE and v != getattr(saved, k)]
     if args.recipe is not None and args.recipe != saved.recipe:
@@ -99,7 +136,7 @@ def train(compiled, config, run_dir: Path, args) -> int:
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
     from runtime.train.loop import Interrupted, fit
-    from runtime.train.setup import channels_last_for, device_kind
+    from runtime.train.setup import channels_last_for, device_kind, resolved_compile
 
     kind = device_kind(config.device)
     world = distributed.init(kind)
@@ -109,17 +146,28 @@ def train(compiled, config, run_dir: Path, args) -> int:
 
             checkpoint.load(run_dir)  # a corrupt checkpoint should fail now, not after minutes of decoding
         train_set, val_set = _load_data(config.data, args, world)
+        compiled, config = fit_classes(compiled, config, train_set, args, world)
         check_fit(compiled, train_set, args.data or config.data)
-        compile_model = config.compile if config.compile is not None else kind == "cuda"
+        compile_model = resolved_compile(config, kind)
+        init = {}
 
         def factory(device):
-            return compiled.module(seed=config.seed, compile=compile_model, channels_last=channels_last_for(config, kind), device=device)
+            model = compiled.module(seed=config.seed, channels_last=channels_last_for(config, kind), device=device)
+            if args.init_from:
+                init.update(init_from(model, args.init_from, world))
+            if compile_model:
+                import torch
+
+                model = torch.compile(model, fullgraph=True)
+            return model
 
         meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],
-                "input_shape": list(compiled.input_shape), "classes": train_set.classes, "versions": {"archc": __version__}}
+                "input_shape": list(compiled.input_shape), "classes": train_set.classes, "class_names": train_set.names, "num_classes": compiled.output_shape[0],
+                "versions": {"archc": __version__}, "init_from": init or None}
         try:
             summary = fit(factory, train_set, val_set, config, run_dir, resume=args.resume, extra_meta=meta,
-                          extra_files={"spec.yaml": compiled.spec_text}, world=world)
+                          extra_files={"spec.yaml": compiled.spec_text}, world=world,
+                          dashboard_texts={"model/layers": "    " + compiled.table().replace("\n", "\n    ")})
         except Interrupted as e:
             hint = f"archc train {args.spec} --out {run_dir} --resume"
             raise Interrupted(f"{e}\nto continue: {hint}", e.step, e.checkpoint_path) from None
@@ -135,6 +183,35 @@ def train(compiled, config, run_dir: Path, args) -> int:
     finally:
         distributed.shutdown(world)
     return 0
+
+
+def fit_classes(compiled, config, train_set, args, world):
+    """The head follows the data's class count unless --num-classes or the spec's train:
+    num_classes pins it (on --resume, the run's own count); one line says what was done."""
+    import dataclasses
+
+    from archcompiler.cli.classes import decide
+
+    source = ("the run's config" if args.resume else "--num-classes" if args.num_classes is not None
+              else "the spec's train: num_classes")
+    compiled, line = decide(compiled, len(train_set.classes), config.num_classes, source)
+    if world.main and line:
+        print(line, flush=True)
+    return compiled, dataclasses.replace(config, num_classes=compiled.output_shape[0])
+
+
+def init_from(model, path: str, world) -> dict:
+    """--init-from: copy the checkpoint's tensors whose names and shapes match `model`."""
+    from runtime.train import checkpoint
+
+    ckpt = checkpoint.load(path, weights_only=True)
+    report = checkpoint.load_matching(model, ckpt.weights, ckpt.path)
+    if world.main:
+        skipped = "; skipped " + ", ".join(f"{k} ({why})" for k, why in report["skipped"].items()) if report["skipped"] else ""
+        print(f"init-from {ckpt.path}: loaded {len(report['loaded'])} of {len(report['loaded']) + len(report['missing'])} "
+              f"tensors of the model{skipped}" + (f"; {len(report['missing'])} kept their fresh initialisation" if report["missing"] else ""),
+              flush=True)
+    return {"checkpoint": str(ckpt.path), **report}
 
 
 def check_fit(compiled, dataset, data: str) -> None:

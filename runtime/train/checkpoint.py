@@ -156,6 +156,26 @@ def load_into(model: torch.nn.Module, weights: dict, source) -> None:
     model.load_state_dict(weights)
 
 
+def load_matching(model: torch.nn.Module, weights: dict, source) -> dict:
+    """Fine-tuning: copy the tensors of `weights` whose name and shape match `model`'s; leave
+    the rest freshly initialised. Returns the names loaded, those skipped (with why) and the
+    model's tensors the checkpoint did not provide. Nothing matching is an error."""
+    own = model.state_dict()
+    loaded, skipped = [], {}
+    for name, tensor in weights.items():
+        if name not in own:
+            skipped[name] = "not in this model"
+        elif own[name].shape != tensor.shape:
+            skipped[name] = f"shape {tuple(tensor.shape)} there, {tuple(own[name].shape)} here"
+        else:
+            loaded.append(name)
+    if not loaded:
+        raise CheckpointError(f"{source}: no tensor matches this model by name and shape; is it a checkpoint of another architecture?")
+    model.load_state_dict({k: weights[k] for k in loaded}, strict=False)
+    missing = sorted(set(own) - set(loaded))
+    return {"loaded": loaded, "skipped": skipped, "missing": missing}
+
+
 def read_link(run_dir, tag: str) -> Path | None:
     link = Path(run_dir) / "checkpoints" / tag
     return link.resolve() if link.exists() else None

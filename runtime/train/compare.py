@@ -1,9 +1,13 @@
 """`archc compare RUN_DIR...`: training runs side by side.
 
 A table in the manner of the paper's Figure 12 (model, parameters, FLOPs, best validation
-accuracy, the epoch of it, wall time) as text, markdown, csv or json, and with `--plot` the
-four charts of Figures 8-11 with one line per run. Reads only each run's summary.json and
-metrics.jsonl, so it works on runs still in progress and on runs from other machines.
+accuracy, the epoch of it, wall time), with each run's status and dataset, as text, markdown,
+csv or json, and with `--plot` the four charts of Figures 8-11 with one line per run. Runs of
+one model on one dataset (seeds: `archc train --seeds`) are also summarised as mean ± std with
+n, and `--test` says whether two such groups differ (runtime/train/groups.py). Reads only each
+run's summary.json, config.json and metrics.jsonl, so it works on runs still in progress and
+on runs from other machines. Accuracies are printed in percent; json and csv keep fractions,
+as summary.json and metrics.jsonl do.
 """
 from __future__ import annotations
 
@@ -16,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import RuntimeUsageError, RuntimeUserError
-from runtime.train import curves, metrics
+from runtime.table import render_table
+from runtime.train import curves, groups, metrics
 
-COLUMNS = ("model", "params", "flops", "best_val_acc", "best_epoch", "epochs", "wall_time_s", "run")
-HEADERS = {"model": "Model", "params": "Params", "flops": "FLOPs", "best_val_acc": "Best val acc", "best_epoch": "Epoch of best",
-           "epochs": "Epochs", "wall_time_s": "Wall time", "run": "Run"}
+COLUMNS = ("model", "dataset", "status", "params", "flops", "best_val_acc", "best_epoch", "epochs", "wall_time_s", "run")
+HEADERS = {"model": "Model", "dataset": "Data", "status": "Status", "params": "Params", "flops": "FLOPs",
+           "best_val_acc": "Best val acc", "best_epoch": "Epoch of best", "epochs": "Epochs", "wall_time_s": "Wall time", "run": "Run"}
+RIGHT = {"params", "flops", "best_val_acc", "best_epoch", "epochs", "wall_time_s"}
 
 
 @dataclass
@@ -28,22 +34,29 @@ class Run:
     path: Path
     summary: dict
     rows: list[dict]
+    config: dict | None = None  # config.json, for the dataset and spec of runs whose summary predates them
 
     @property
     def model(self) -> str:
         return self.summary.get("model") or self.path.name
 
     def record(self) -> dict:
-        s, rows = self.summary, self.rows
+        s, rows, config = self.summary, self.rows, self.config or {}
         best = max(rows, key=lambda r: r["val_acc"] if r.get("val_acc") is not None else -1, default=None)
+        full = [r for r in rows if not r.get("partial")]
         return {
             "model": self.model,
+            "dataset": s.get("dataset") or (config.get("data_stats") or {}).get("dataset") or config.get("data"),
+            "status": s.get("status") or ("running" if rows else "started"),
             "params": s.get("params"),
             "flops": s.get("flops"),
             "best_val_acc": s.get("best_val_acc", best and best.get("val_acc")),
             "best_epoch": s.get("best_epoch", best and best.get("epoch")),
-            "epochs": len(rows),
+            "epochs": len(full),
+            "partial_epoch": len(full) < len(rows),  # the last row is an epoch cut short (--max-steps, Ctrl-C)
             "wall_time_s": s.get("wall_time_s", sum(r.get("epoch_seconds") or 0 for r in rows) or None),
+            "spec_sha256": config.get("spec_sha256"),
+            "seed": config.get("seed"),
             "run": str(self.path),
         }
 
@@ -61,7 +74,15 @@ def read_run(path) -> Run:
             summary = json.loads(summary_path.read_text())
         except ValueError as e:
             raise RuntimeUserError(f"{summary_path} is not valid JSON ({e})") from None
-    return Run(path, summary, metrics.read(path))
+    return Run(path, summary, metrics.read(path), _read_config(path))
+
+
+def _read_config(path: Path) -> dict | None:
+    try:
+        data = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None  # optional: the summary holds what the table needs
+    return data if isinstance(data, dict) else None
 
 
 def compare(paths: list) -> list[dict]:
@@ -77,7 +98,7 @@ def labels(runs: list[Run]) -> list[str]:
 # ---- formats
 
 
-def _human(column: str, value) -> str:
+def _human(column: str, value, record: dict | None = None) -> str:
     if value is None:
         return "-"
     if column in ("params", "flops"):
@@ -87,6 +108,10 @@ def _human(column: str, value) -> str:
         return str(value)
     if column == "best_val_acc":
         return f"{100 * value:.1f}%"
+    if column == "epochs":
+        return f"{value} + partial" if record and record.get("partial_epoch") else str(value)
+    if column == "status":
+        return {"complete": "complete", "max_steps": "stopped (--max-steps)", "running": "running or stopped"}.get(value, str(value))
     if column == "wall_time_s":
         value = float(value)
         if value < 120:
@@ -101,22 +126,28 @@ def render(records: list[dict], fmt: str) -> str:
         return json.dumps(records, indent=2) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(records)
         return buffer.getvalue()
-    cells = [[HEADERS[c] for c in COLUMNS]] + [[_human(c, r[c]) for c in COLUMNS] for r in records]
-    right = {"params", "flops", "best_val_acc", "best_epoch", "epochs", "wall_time_s"}
-    if fmt == "markdown":
-        rule = ["---:" if c in right else "---" for c in COLUMNS]
-        return "".join("| " + " | ".join(row) + " |\n" for row in [cells[0], rule, *cells[1:]])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-    out = []
-    for n, row in enumerate(cells):
-        out.append("  ".join(v.rjust(w) if c in right else v.ljust(w) for v, w, c in zip(row, widths, COLUMNS)).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out) + "\n"
+    cells = [[_human(c, r[c], r) for c in COLUMNS] for r in records]
+    out = render_table([HEADERS[c] for c in COLUMNS], cells, right=[c in RIGHT for c in COLUMNS], fmt=fmt)
+    mixed = sorted({r["dataset"] or "-" for r in records})
+    if len(mixed) > 1:
+        out += f"\nnote: these runs used different data ({', '.join(mixed)}); their accuracies are not comparable\n"
+    return out
+
+
+def render_groups(found: list[groups.Group], fmt: str) -> str:
+    """Mean ± std over the runs of each group that has more than one."""
+    many = [g for g in found if len(g.records) > 1]
+    if not many or fmt in ("json", "csv"):
+        return ""
+    head = ["Model", "Data", "n", "Best val acc (mean ± std)", "Final val acc (mean ± std)", "Epochs"]
+    body = [[g.model, g.dataset, str(g.n), g.describe("best_val_acc"), g.describe("final_val_acc"),
+             ",".join(sorted({str(r["epochs"]) + ("+" if r["partial_epoch"] else "") for r in g.records}))] for g in many]
+    return "\nOver seeds (std is the sample standard deviation, in accuracy points):\n" + render_table(
+        head, body, right=[False, False, True, True, True, True], fmt=fmt)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -124,6 +155,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `archc train --out`")
     p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text", help="table format")
     p.add_argument("--plot", action="append", default=[], metavar="OUT", help="also draw the four charts with one line per run (.png, .svg or .pdf; repeatable)")
+    p.add_argument("--test", action="store_true",
+                   help="Welch's t-test on the best val accuracy of each pair of seed groups: is the difference more than seeds explain?")
     return p
 
 
@@ -133,7 +166,26 @@ def main(argv: list[str]) -> int:
         if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise RuntimeUsageError(f"--plot {out}: the file must end in .png, .svg or .pdf")
     runs = [read_run(p) for p in args.runs]
-    sys.stdout.write(render([r.record() for r in runs], args.format))
+    records = [r.record() for r in runs]
+    for record, run in zip(records, runs):
+        record["final_val_acc"] = run.summary.get("final_val_acc")
+    found = groups.group(records)
+    tests = []
+    if args.test:
+        if len(found) < 2:
+            raise RuntimeUsageError("--test compares groups of runs (one model on one dataset, several seeds); these runs form one group")
+        pairs = [(a, b) for i, a in enumerate(found) for b in found[i + 1:]]
+        tests = [(groups.welch(a, b), a, b) for a, b in pairs]
+    if args.format == "json":
+        out = {"runs": records, "groups": [{"model": g.model, "dataset": g.dataset, "n": g.n, "runs": [r["run"] for r in g.records],
+                                            "best_val_acc_mean": g.mean_std()[0], "best_val_acc_std": g.mean_std()[1]} for g in found]}
+        if args.test:
+            out["tests"] = [t for t, _, _ in tests]
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        sys.stdout.write(render(records, args.format) + render_groups(found, args.format))
+        for t, a, b in tests:
+            print(groups.verdict_line(t, a, b))
     if args.plot:
         written = curves.plot(list(zip(labels(runs), [r.rows for r in runs])), args.plot)
         for path in written:

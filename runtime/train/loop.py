@@ -9,24 +9,25 @@ therefore ends with the same bits as one that never stopped.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime import allocator
+from runtime import allocator, vocab
 from runtime.errors import RuntimeUsageError, RuntimeUserError
 from runtime.train import checkpoint, curves, distributed, metrics
 from runtime.train.config import TrainConfig
 from runtime.train.data import make_loader
 from runtime.train.evaluate import evaluate
 from runtime.files import write_json, write_text
+from runtime.train.dashboard import Dashboard
 from runtime.train.progress import Reporter
 from runtime.train.resume import State, prepare_run_dir, restore
 from runtime.train.schedule import from_config, set_lr
@@ -37,6 +38,7 @@ from runtime.train.setup import (
     device_kind,
     make_optimizer,
     place,
+    resolved_amp,
     shard,
     unwrap,
     versions,
@@ -64,18 +66,19 @@ class OutOfMemory(RuntimeUserError):
 
 def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool = False, extra_meta: dict | None = None,
         extra_files: dict | None = None, world: distributed.World | None = None, on_step: Callable[[int], None] | None = None,
-        stream=None) -> dict:
+        stream=None, dashboard_texts: dict | None = None) -> dict:
     """Train and return the summary (also written to run_dir/summary.json).
 
     `model` is an nn.Module, or a factory `f(device) -> nn.Module` (which may compile it).
     `extra_meta` (model name, FLOPs, spec hash...) goes into checkpoints and the summary;
     `extra_files` ({name: text}, e.g. the spec) are written into the run directory.
+    `dashboard_texts` ({tag: markdown}, e.g. the layer table) go to TensorBoard as text.
     `on_step(step)` is called after each step: a hook for tests."""
     run_dir = Path(run_dir)
     kind = device_kind(config.device)
     world = world or distributed.init(kind)
     device = distributed.device_for(world, kind)
-    amp = config.amp or ("bf16" if kind == "cuda" else "off")
+    amp = resolved_amp(config, kind)
     extra_meta = dict(extra_meta or {})
     config = dataclasses.replace(config, channels_last=channels_last_for(config, kind))  # config.json records the layout used
     if config.batch_size % world.size:
@@ -107,16 +110,26 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     if resume:
         state = restore(run_dir, raw, optimizer, data_meta, world, device)
     meta = {**extra_meta, "data_stats": data_meta, "config": config.to_dict()}
+    compiled = hasattr(net, "_orig_mod")
     if world.main:
-        write_json(run_dir / "config.json", {**config.to_dict(), "world_size": world.size, "steps_per_epoch": steps_per_epoch, **meta})
+        # The choices as resolved on this machine, and under "requested" as given ("auto", None),
+        # which is what --resume starts from: a run resumed elsewhere decides afresh.
+        resolved = {"device": str(device), "compile": compiled, "amp": amp}
+        write_json(run_dir / "config.json", {**config.to_dict(), **resolved, "requested": {k: getattr(config, k) for k in resolved},
+                                             "world_size": world.size, "steps_per_epoch": steps_per_epoch, **meta})
         for name, text in (extra_files or {}).items():
             write_text(run_dir / name, text)
-    reporter = Reporter(bar=config.progress, silent=not world.main, log_path=run_dir / "train.log" if world.main else None, stream=stream)
-    env = {"device": describe_device(device), "world_size": world.size, "amp": amp, "compile": hasattr(net, "_orig_mod"),
+    reporter = Reporter(bar=config.progress, silent=not world.main, log_path=run_dir / "train.log" if world.main else None, stream=stream,
+                        log_every=config.log_every)
+    dashboard = Dashboard(run_dir if world.main else None, state.step, dashboard_texts)
+    env = {"device": describe_device(device), "world_size": world.size, "amp": amp, "compile": compiled,
            "channels_last": config.channels_last, "allocator": allocator.describe() if kind == "cpu" else None,
            "versions": versions(extra_meta)}
-    trainer = _Trainer(trained, net, raw, optimizer, schedule, config, state, train_loader, val_loader, world, device, amp,
-                       run_dir, meta, reporter, on_step, env)
+    trainer = _Trainer(trained=trained, net=net, raw=raw, optimizer=optimizer, schedule=schedule, config=config, state=state,
+                       train_loader=train_loader, val_loader=val_loader, world=world, device=device, amp=amp, run_dir=run_dir,
+                       meta=meta, reporter=reporter, dashboard=dashboard, on_step=on_step, env=env)
+    if compiled and state.step == 0 and state.batch == 0:
+        reporter.line("compiling the model (torch.compile): the first step takes longer", log=False)
     if resume:
         reporter.line(f"resumed {run_dir} at step {state.step} (epoch {state.epoch}, batch {state.batch}/{steps_per_epoch})")
     try:
@@ -130,25 +143,45 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
             + ("" if amp == "bf16" else ", or --amp bf16") + ". The last checkpoint is unchanged.") from None
     finally:
         reporter.close()
+        dashboard.close()
     return trainer.finish(status)
 
 
+@dataclass(eq=False)
 class _Trainer:
-    """The loop itself; fit() sets it up. Methods read top to bottom in the order they run."""
+    """The loop itself and the state it runs with; fit() sets it up. Methods read top to bottom
+    in the order they run."""
 
-    def __init__(self, trained, net, raw, optimizer, schedule, config, state, train_loader, val_loader, world, device, amp,
-                 run_dir, meta, reporter, on_step, env):
-        self.__dict__.update(locals())
-        del self.__dict__["self"]
-        self.stop = None
-        self.session_start = time.perf_counter()
-        self.wall_base = state.wall_time
-        self.plotted_at = time.perf_counter()  # the first epoch that ends a minute from now draws
+    trained: nn.Module  # what a training step calls: the model under DDP and/or torch.compile
+    net: nn.Module  # the model without DDP (perhaps compiled): what validation calls
+    raw: nn.Module  # the plain module: its state_dict is what checkpoints hold
+    optimizer: torch.optim.Optimizer
+    schedule: Callable[[int], float]  # the learning rate as a pure function of the step
+    config: TrainConfig
+    state: State  # what a checkpoint saves and --resume restores
+    train_loader: object
+    val_loader: object
+    world: distributed.World
+    device: torch.device
+    amp: str  # resolved: "bf16" or "off"
+    run_dir: Path
+    meta: dict  # written into config.json, every checkpoint and the summary
+    reporter: Reporter
+    dashboard: Dashboard  # TensorBoard events (rank 0)
+    on_step: Callable[[int], None] | None  # a hook for tests
+    env: dict  # the device, versions and resolved choices, for summary.json
+    stop: object = None  # the StopOnSignal of this session, set by fit()
+    last_rows: list | None = None  # the metrics rows including a partial epoch's, once one ended
+    session_start: float = field(default_factory=time.perf_counter)
+    plotted_at: float = field(default_factory=time.perf_counter)  # the first epoch that ends a minute from now draws
+    pending: list = field(default_factory=list)  # (step, loss tensor) not yet checked for NaN
+
+    def __post_init__(self) -> None:
+        self.wall_base = self.state.wall_time
         # CPU work is synchronous, so checking every step costs nothing; on a GPU each check
         # waits for the device, so losses are checked in windows of 25 steps.
-        self.window = 1 if device.type == "cpu" else 25
-        self.pending: list[tuple[int, torch.Tensor]] = []
-        self.running = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images this session
+        self.window = 1 if self.device.type == "cpu" else 25
+        self.running = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, correct, images this session
 
     def run(self) -> str:
         c, s = self.config, self.state
@@ -230,8 +263,10 @@ class _Trainer:
         self.running.zero_()
         s.totals = [s.totals[0] + loss_sum, s.totals[1] + correct, s.totals[2] + count, now - self.epoch_started]
         images = s.totals[2] * self.world.size
-        self.reporter.update(s.batch, s.totals[0] / max(1, s.totals[2]), s.totals[1] / max(1, s.totals[2]),
-                             self.schedule(max(0, s.step - 1)), images / max(1e-9, s.totals[3]))
+        stats = (s.totals[0] / max(1, s.totals[2]), s.totals[1] / max(1, s.totals[2]), self.schedule(max(0, s.step - 1)),
+                 images / max(1e-9, s.totals[3]))  # loss and accuracy so far this epoch, lr, images/s
+        self.reporter.update(s.batch, *stats, step=s.step)
+        self.dashboard.step(s.step, *stats)
         return stop
 
     def end_epoch(self, partial: bool) -> None:
@@ -249,6 +284,7 @@ class _Trainer:
                "epoch_seconds": time.perf_counter() - self.epoch_started}
         self.reporter.end_epoch()
         self.reporter.line(epoch_line(row, self.config.epochs, partial))
+        self.dashboard.epoch(row)
         rows = [*s.rows, {**row, "partial": True} if partial else row]
         improved = row["val_acc"] > s.best_acc
         if improved:
@@ -265,7 +301,7 @@ class _Trainer:
     def plot(self, force: bool) -> None:
         """Redraw curves.png/svg. Drawing costs seconds, so between epochs it happens at most
         once a minute; the end of a run (or a Ctrl-C) always draws."""
-        rows = getattr(self, "last_rows", self.state.rows)
+        rows = self.rows()
         if not rows or not (force or time.perf_counter() - self.plotted_at >= 60):
             return
         self.plotted_at = time.perf_counter()
@@ -294,7 +330,7 @@ class _Trainer:
         return checkpoint.save(self.run_dir, s.step, self.raw.state_dict(), training, meta, tags)
 
     def finish(self, status: str) -> dict:
-        rows = getattr(self, "last_rows", self.state.rows)
+        rows = self.rows()
         in_sync = distributed.in_sync(self.world, self.raw) if self.world.distributed else None
         summary = self.summary(status, rows, in_sync)
         if self.world.main:
@@ -316,15 +352,16 @@ class _Trainer:
             "checkpoints": {t: str(p) for t in checkpoint.TAGS if (p := checkpoint.read_link(self.run_dir, t))},
         }
 
+    def rows(self) -> list:
+        return self.last_rows if self.last_rows is not None else self.state.rows
+
     def autocast(self):
-        if self.amp == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return vocab.autocast(self.device.type, self.amp)
 
 
 def epoch_line(row: dict, epochs: int, partial: bool = False) -> str:
     tag = " (partial, --max-steps)" if partial else ""
     return (f"epoch {row['epoch']:>3}/{epochs}{tag}  step {row['step']:>6}  lr {row['lr']:.2e}  "
-            f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
+            f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}%  "
+            f"val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:.2f}%  "
             f"{row['images_per_sec']:,.0f} img/s  {row['epoch_seconds']:.1f}s")

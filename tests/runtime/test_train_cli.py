@@ -93,11 +93,20 @@ def test_existing_run_is_not_overwritten(trained, capsys, monkeypatch):
     assert code == 2 and "already holds a run; add --resume" in err
 
 
-def test_data_that_does_not_fit_the_model_is_refused(tmp_path, capsys, monkeypatch):
-    (tmp_path / "five.yaml").write_text(TINY_SPEC.replace("out: 10", "out: 5"))
+def test_the_head_follows_the_data_unless_pinned(tmp_path, capsys, monkeypatch):
+    block = "  fc:  # the head\n    type: affine\n    out: 5  # too few for the data\n"
+    (tmp_path / "five.yaml").write_text(TINY_SPEC.replace("  fc: {type: affine, out: 10}\n", block))
     monkeypatch.chdir(tmp_path)
-    code, _, err = archc(capsys, monkeypatch, "train", "five.yaml", "--data", DATA, "--out", "runs/x")
-    assert code == 2 and "has 10 classes but tiny has 5 outputs" in err
+    code, _, err = archc(capsys, monkeypatch, "train", "five.yaml", "--data", DATA, "--out", "runs/x", "--num-classes", "5")
+    assert code == 2 and "--num-classes is 5 but the data has 10 classes" in err
+    code, out, err = archc(capsys, monkeypatch, "train", "five.yaml", "--data", DATA, "--out", "runs/x", "--max-steps", "1", "--no-progress")
+    assert code == 0, err
+    assert "classes: the data has 10, so 'fc' outputs 10 instead of the spec's 5" in out
+    spec = (tmp_path / "runs/x/spec.yaml").read_text()
+    assert "out: 10  # too few for the data" in spec  # the run keeps the model it trained, comments and all
+    assert json.loads((tmp_path / "runs/x/config.json").read_text())["num_classes"] == 10
+    code, out, err = archc(capsys, monkeypatch, "eval", "five.yaml", "--checkpoint", "runs/x")  # eval finds the head in the checkpoint
+    assert code == 0, err
 
 
 def test_bad_spec_gives_diagnostics_not_a_traceback(tmp_path, capsys, monkeypatch):

@@ -1,0 +1,121 @@
+"""`archc predict SPEC --checkpoint PATH IMAGE...`: classify images with trained weights.
+
+Images are files or folders (every JPEG or PNG under them, sorted). Each is preprocessed as
+the run's validation images were: decoded to RGB (grayscale repeated), a 64x64 image as is
+and any other size resized on its shorter side and centre-cropped (as `archc data prepare
+--resize` does), then normalised with the training mean (and std) saved in the checkpoint.
+Class ids and names come from the checkpoint (names from the dataset's words.txt).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from runtime import vocab  # names only: imports no torch
+
+SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archc predict", description="Classify images with a trained checkpoint of a spec.")
+    p.add_argument("spec", metavar="SPEC", help="spec file (.yaml) the checkpoint was trained from")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG) or folders of them")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="run directory, checkpoints/best|last, or a step directory")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes to list per image (default 5)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object per image, one per line")
+    p.add_argument("--device", choices=vocab.DEVICES, default="auto", help="default auto: cuda when present")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    return p
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    from runtime.errors import RuntimeUsageError
+
+    files: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+            if not found:
+                raise RuntimeUsageError(f"{path}: no .jpeg, .jpg or .png files in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise RuntimeUsageError(f"{path}: no such file or folder")
+    return files
+
+
+def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, device: str = "auto", batch_size: int = 256) -> list[dict]:
+    import torch
+
+    from archcompiler.cli.classes import with_classes
+    from runtime.data.decode import decode_one
+    from runtime.errors import CheckpointError, DataError, RuntimeUsageError
+    from runtime.train import checkpoint
+
+    if top_k < 1 or batch_size < 1:
+        raise RuntimeUsageError("--top-k and --batch-size must be at least 1")
+    if tuple(compiled.input_shape) != (3, 64, 64):
+        raise RuntimeUsageError(f"{compiled.name} takes input {list(compiled.input_shape)}; predict reads 64x64 RGB images")
+    ckpt = checkpoint.load(checkpoint_path, weights_only=True)
+    meta = ckpt.meta
+    stats = meta.get("data_stats") or {}
+    if "mean" not in stats:
+        raise CheckpointError(f"{ckpt.path} has no preprocessing statistics (a bare weights file?); give a checkpoint archc train wrote")
+    classes = meta.get("classes") or []
+    if meta.get("num_classes"):
+        compiled = with_classes(compiled, meta["num_classes"])
+    kind = vocab.device_kind(device)
+    torch_device = torch.device(kind)
+    model = compiled.module(seed=None, device=torch_device)
+    checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
+    model.eval()
+    names = meta.get("class_names") or classes
+    mean = torch.tensor(stats["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(stats["std"] if stats.get("std") is not None else [1.0, 1.0, 1.0]).view(1, 3, 1, 1)
+
+    files = image_files(images)
+    results = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        pixels, resized = [], []
+        for f in chunk:
+            try:
+                image, _, was_resized = decode_one(f, resize=True)
+            except DataError as e:
+                raise DataError(f"{f}: {e}") from None
+            pixels.append(image)
+            resized.append(was_resized)
+        x = (torch.stack(pixels).float() / 255 - mean) / std  # (B, 3, 64, 64), as the loader normalises
+        with torch.no_grad(), vocab.autocast(kind, vocab.default_amp(kind)):
+            probs = model(x.to(torch_device)).float().softmax(dim=1).cpu()  # (B, classes)
+        top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+        for f, was_resized, p, i in zip(chunk, resized, top.values.tolist(), top.indices.tolist()):
+            results.append({"image": str(f), "resized": bool(was_resized), "top": [
+                {"class": classes[k] if k < len(classes) else str(k), "name": names[k] if k < len(names) else str(k),
+                 "index": k, "probability": prob} for k, prob in zip(i, p)]})
+    return results
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from archcompiler.cli.common import compile_or_report
+
+    compiled = compile_or_report(args.spec)
+    if compiled is None:
+        return 1
+    results = predict(compiled, args.checkpoint, args.images, top_k=args.top_k, device=args.device, batch_size=args.batch_size)
+    for r in results:
+        if args.format == "json":
+            print(json.dumps(r))
+            continue
+        print(r["image"] + ("  (resized to 64x64)" if r["resized"] else ""))
+        for t in r["top"]:
+            label = t["class"] if t["name"] == t["class"] else f"{t['class']} {t['name']}"
+            print(f"  {100 * t['probability']:6.2f}%  {label}")
+    if args.format == "text" and len(results) > 1:
+        print(f"{len(results)} images", file=sys.stderr)
+    return 0

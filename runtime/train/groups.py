@@ -1,0 +1,77 @@
+"""Runs of one model on one dataset over several seeds: their mean and spread, and whether two
+such groups differ by more than seeds alone would explain.
+
+The test is Welch's t-test (scipy.stats.ttest_ind with equal_var=False) on the best validation
+accuracy of each run: it does not assume the two models vary equally from seed to seed. With
+three seeds a group says little; the output gives n so the reader can judge.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from runtime.errors import RuntimeUsageError
+
+ALPHA = 0.05  # the significance level the verdict uses; the p-value is printed too
+
+
+@dataclass
+class Group:
+    model: str
+    dataset: str
+    records: list[dict]
+
+    @property
+    def n(self) -> int:
+        return len(self.values())
+
+    def values(self, key: str = "best_val_acc") -> list[float]:
+        return [r[key] for r in self.records if r.get(key) is not None]
+
+    def mean_std(self, key: str = "best_val_acc") -> tuple[float | None, float | None]:
+        v = self.values(key)
+        if not v:
+            return None, None
+        return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else None)
+
+    def describe(self, key: str = "best_val_acc") -> str:
+        mean, std = self.mean_std(key)
+        if mean is None:
+            return "-"
+        return f"{100 * mean:.2f}%" + (f" ± {100 * std:.2f}" if std is not None else "") + f" (n={self.n})"
+
+
+def group(records: list[dict]) -> list[Group]:
+    """Records of the same model, spec text and dataset, in the order they first appear."""
+    groups: dict[tuple, Group] = {}
+    for r in records:
+        key = (r["model"], r.get("spec_sha256"), r.get("dataset"))
+        groups.setdefault(key, Group(r["model"], r.get("dataset") or "-", []))
+        groups[key].records.append(r)
+    return list(groups.values())
+
+
+def welch(a: Group, b: Group, key: str = "best_val_acc") -> dict:
+    """Welch's t-test of b against a; a difference in accuracy points, t, df and p."""
+    from scipy import stats
+
+    x, y = a.values(key), b.values(key)
+    if len(x) < 2 or len(y) < 2:
+        raise RuntimeUsageError(f"--test needs at least 2 runs per group (seeds: archc train --seeds 0,1,2); "
+                                f"{a.model} has {len(x)}, {b.model} has {len(y)}")
+    result = stats.ttest_ind(y, x, equal_var=False)
+    diff = statistics.fmean(y) - statistics.fmean(x)
+    p = float(result.pvalue)
+    df = float(getattr(result, "df", float("nan")))
+    return {"a": a.model, "b": b.model, "a_dataset": a.dataset, "b_dataset": b.dataset, "metric": key,
+            "difference_points": 100 * diff, "t": float(result.statistic), "df": df, "p": p, "n": [len(x), len(y)],
+            "significant": bool(p < ALPHA) if p == p else False}
+
+
+def verdict_line(t: dict, a: Group, b: Group) -> str:
+    if t["p"] != t["p"]:  # nan: both groups without any spread
+        verdict = "cannot tell (no spread within the groups)"
+    else:
+        verdict = (f"significant at {ALPHA}" if t["significant"] else f"not significant at {ALPHA}: seeds alone could explain it")
+    return (f"{b.model} vs {a.model}: {b.describe()} vs {a.describe()}; difference {t['difference_points']:+.2f} points, "
+            f"Welch's t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f}: {verdict}")
