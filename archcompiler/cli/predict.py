@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from runtime import vocab  # names only: imports no torch
@@ -84,7 +85,9 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
         pixels, resized = [], []
         for f in chunk:
             try:
-                image, _, was_resized = decode_one(f, resize=True)
+                with warnings.catch_warnings():  # torchvision's notice that its decoders will move to torchcodec
+                    warnings.filterwarnings("ignore", category=DeprecationWarning)
+                    image, _, was_resized = decode_one(f, resize=True)
             except DataError as e:
                 raise DataError(f"{f}: {e}") from None
             pixels.append(image)

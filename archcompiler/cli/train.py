@@ -163,7 +163,8 @@ def train(compiled, config, run_dir: Path, args) -> int:
 
         meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],
                 "input_shape": list(compiled.input_shape), "classes": train_set.classes, "class_names": train_set.names, "num_classes": compiled.output_shape[0],
-                "versions": {"archc": __version__}, "init_from": init or None}
+                "versions": {"archc": __version__},
+                "init_from": init if args.init_from else None}  # filled in when fit() builds the model, before it writes config.json
         try:
             summary = fit(factory, train_set, val_set, config, run_dir, resume=args.resume, extra_meta=meta,
                           extra_files={"spec.yaml": compiled.spec_text}, world=world,

@@ -76,7 +76,7 @@ class Reporter:
         if self._progress is not None and self._task is not None:
             stats = f"loss {loss:.3f} acc {100 * acc:.1f}% {images_per_sec:,.0f} img/s"
             self._progress.update(self._task, completed=done, stats=stats)
-        elif self._due(done):
+        elif self._due(done, step):
             epoch, epochs, batches = self._epoch
             left = (batches - done) / max(1e-9, (done - self._last_line[1]) / max(1e-9, time.perf_counter() - self._last_line[0]))
             self._last_line = (time.perf_counter(), done)
@@ -84,12 +84,12 @@ class Reporter:
             self.line(f"{where}epoch {epoch}/{epochs} batch {done}/{batches}  loss {loss:.4f}  acc {100 * acc:.2f}%  "
                       f"lr {lr:.2e}  {images_per_sec:,.0f} img/s  epoch ends in {_duration(left)}")
 
-    def _due(self, done: int) -> bool:
+    def _due(self, done: int, step: int | None) -> bool:
         kind, value = self.every
         if self.silent or kind == "off" or done == self._epoch[2]:  # the epoch's own line follows at once
             return False
         if kind == "steps":
-            return done % int(value) == 0
+            return (step if step is not None else done) % int(value) == 0
         return time.perf_counter() - self._last_line[0] >= value
 
     def note(self, text: str) -> None:

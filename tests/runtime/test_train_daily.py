@@ -1,0 +1,213 @@
+"""What a daily user of `archc train` relies on beyond the loop itself: step lines and
+TensorBoard events without a terminal, the head following the data, fine-tuning from a
+checkpoint, predict, and seed groups in compare."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from runtime.train import compare
+from tests.runtime.train_helpers import TINY_SPEC, tiny_model
+
+DATA = "synthetic:train=64,val=32"
+
+
+def run_archc(cwd, *args: str) -> subprocess.CompletedProcess:
+    """`archc ARGS` as a user runs it in a pipe: stdout is not a terminal."""
+    return subprocess.run([sys.executable, "-m", "archcompiler", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def archc(capsys, monkeypatch, cwd, *args: str) -> subprocess.CompletedProcess:
+    """The same through the console-script entry point in this process (no second torch import)."""
+    from archcompiler.cli.main import entry
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["archc", *args])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, info.value.code, out.out, out.err)
+
+
+@pytest.fixture(scope="module")
+def piped(tmp_path_factory):
+    base = tmp_path_factory.mktemp("daily")
+    (base / "tiny.yaml").write_text(TINY_SPEC.replace("out: 10", "out: 200"))  # a Tiny ImageNet head on 10-class data
+    proc = run_archc(base, "train", "tiny.yaml", "--data", DATA, "--epochs", "2", "--log-every", "3", "--out", "runs/t")
+    assert proc.returncode == 0, proc.stderr
+    return base, proc
+
+
+def test_step_lines_without_a_terminal(piped):
+    base, proc = piped
+    lines = proc.stdout.splitlines()
+    steps = [line for line in lines if line.lstrip().startswith("step")]
+    # 64 images in batches of 16: 4 steps an epoch; every 3rd step is logged, the epoch's last is the epoch line's
+    assert [int(line.split()[1]) for line in steps] == [3, 6]
+    assert re.search(r"epoch 1/2 batch 3/4  loss \d+\.\d{4}  acc \d+\.\d\d%  lr 1\.00e-03  [\d,]+ img/s", steps[0])
+    assert sum(line.startswith("epoch ") for line in lines) == 2 and "%" in lines[-1] or "% " in proc.stdout
+    log = (base / "runs/t/train.log").read_text()
+    assert steps[0] in log  # the step lines stay in the run's log too
+
+
+def test_the_head_follows_the_data(piped):
+    base, proc = piped
+    assert "classes: the data has 10, so 'fc' outputs 10 instead of the spec's 200" in proc.stdout
+    config = json.loads((base / "runs/t/config.json").read_text())
+    assert config["num_classes"] == 10 and config["compile"] is False and config["amp"] == "off" and config["device"] == "cpu"
+    assert config["requested"] == {"device": "auto", "compile": None, "amp": None}  # what --resume decides afresh from
+
+
+def test_tensorboard_events_read_back(piped):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    base, _ = piped
+    events = EventAccumulator(str(base / "runs/t"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/loss", "train/acc_percent", "train/lr", "epoch/val_acc_percent", "epoch/val_loss"} <= set(scalars)
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 9))  # every step of both epochs
+    rows = [json.loads(line) for line in (base / "runs/t/metrics.jsonl").read_text().splitlines()]
+    val = events.Scalars("epoch/val_acc_percent")
+    assert [e.step for e in val] == [r["step"] for r in rows]
+    assert [e.value for e in val] == pytest.approx([100 * r["val_acc"] for r in rows])
+    text = events.Tensors("model/layers/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "conv_bn_relu" in text and "Total" in text  # the layer table
+
+
+@pytest.mark.slow
+def test_fine_tuning_loads_matching_weights_and_reports_the_rest(piped, tmp_path, capsys, monkeypatch):
+    base, _ = piped
+    # A 200-way model pretrained elsewhere; fine-tuned onto the 10-class set, only the head differs.
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC.replace("out: 10", "out: 200"))
+    pre = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--data", DATA, "--num-classes", "200", "--max-steps", "2", "--out", "pre")
+    assert pre.returncode == 0, pre.stderr
+    proc = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--data", DATA, "--init-from", "pre", "--max-steps", "1", "--out", "ft")
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("init-from "))
+    assert "loaded 6 of 8 tensors of the model; skipped " in line and "2 kept their fresh initialisation" in line
+    assert "fc.weight (shape (200, 8) there, (10, 8) here)" in line and "fc.bias (shape (200,) there, (10,) here)" in line
+    init = json.loads((tmp_path / "ft/config.json").read_text())["init_from"]
+    assert sorted(init["skipped"]) == ["fc.bias", "fc.weight"] and init["missing"] == ["fc.bias", "fc.weight"]
+    assert "stem.conv.weight" in init["loaded"] or any(k.endswith("conv.weight") for k in init["loaded"])
+
+
+def test_init_from_copies_exactly_the_matching_tensors(tmp_path):
+    from runtime.train import checkpoint
+
+    source, target = tiny_model(0), tiny_model(1)
+    target[-1] = torch.nn.Linear(8, 3)  # another head
+    weights = source.state_dict()
+    report = checkpoint.load_matching(target, weights, "test")
+    assert set(report["skipped"]) == {"6.weight", "6.bias"} and len(report["loaded"]) == len(weights) - 2
+    for name in report["loaded"]:
+        assert torch.equal(target.state_dict()[name], weights[name])
+    with pytest.raises(Exception, match="no tensor matches"):
+        checkpoint.load_matching(torch.nn.Linear(2, 2), weights, "test")
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
+def test_predict_agrees_with_eval(piped, tmp_path, capsys, monkeypatch):
+    """predict on image files gives the classes that eval scored: the same preprocessing."""
+    from torchvision.io import write_png
+
+    from runtime.data import load_dataset
+
+    base, _ = piped
+    _, val = load_dataset(DATA, progress=False)
+    for i in range(8):
+        write_png(val.images[i], str(tmp_path / f"{i}.png"))
+    proc = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path), "--format", "json", "--top-k", "3")
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["image"].rsplit("/", 1)[1] for r in results] == [f"{i}.png" for i in range(8)]
+    assert all(len(r["top"]) == 3 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in results)
+
+    from archcompiler.api import compile as compile_spec
+    from archcompiler.cli.classes import with_classes
+    from runtime.train import checkpoint
+
+    ckpt = checkpoint.load(base / "runs/t", weights_only=True)
+    model = with_classes(compile_spec(str(base / "tiny.yaml")), 10).module(seed=None)
+    model.load_state_dict(ckpt.weights)
+    model.eval()
+    mean = torch.tensor(ckpt.meta["data_stats"]["mean"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model(val.images[:8].float() / 255 - mean).argmax(1).tolist()
+    assert [r["top"][0]["index"] for r in results] == expected
+    text = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
+    assert text.returncode == 0 and re.search(r"^\s+\d+\.\d\d%  ", text.stdout, re.M)
+    missing = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "nope.png"))
+    assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def write_run(path, model: str, seed: int, accs: list[float], data: str = "tiny-imagenet:/d", partial: bool = False):
+    """A run directory as archc train leaves it, reduced to what compare reads."""
+    from runtime.train import metrics
+
+    path.mkdir(parents=True)
+    rows = [{"epoch": i + 1, "step": 10 * (i + 1), "val_acc": a, "train_acc": a, "val_loss": 1.0, "train_loss": 1.0, "lr": 1e-3}
+            for i, a in enumerate(accs)]
+    if partial:
+        rows[-1]["partial"] = True
+    metrics.write(path, rows)
+    best = max(range(len(accs)), key=accs.__getitem__)
+    (path / "summary.json").write_text(json.dumps({
+        "model": model, "status": "max_steps" if partial else "complete", "params": 1000, "flops": 2000, "dataset": data,
+        "best_val_acc": accs[best], "best_epoch": best + 1, "final_val_acc": accs[-1], "wall_time_s": 5.0}))
+    (path / "config.json").write_text(json.dumps({"seed": seed, "spec_sha256": model * 4, "data": data}))
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    """Two models, three seeds each, laid out as `archc train --seeds 0,1,2` does."""
+    for model, accs in (("narrow", [0.40, 0.42, 0.41]), ("wide", [0.47, 0.49, 0.48])):
+        for seed, acc in enumerate(accs):
+            write_run(tmp_path / model / f"seed-{seed}", model, seed, [acc - 0.1, acc])
+    return tmp_path
+
+
+def test_seed_groups_and_the_test(seeds, capsys):
+    runs = sorted(str(p) for p in seeds.glob("*/seed-*"))
+    assert compare.main([*runs, "--test"]) == 0
+    out = capsys.readouterr().out
+    assert "Over seeds" in out
+    assert "41.00% ± 1.00 (n=3)" in out and "48.00% ± 1.00 (n=3)" in out  # mean ± sample std of 40, 42, 41 (and 47, 49, 48)
+    # Welch's t for means 7 points apart with std 1 and n=3 each: t = 7 / sqrt(2/3) = 8.57 on 4 df, p = 0.001
+    assert "wide vs narrow: " in out and "difference +7.00 points, Welch's t = 8.57, df = 4.0, p = 0.001: significant at 0.05" in out
+    compare.main([*runs, "--test", "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert [g["n"] for g in data["groups"]] == [3, 3] and data["tests"][0]["n"] == [3, 3]
+    assert data["tests"][0]["p"] == pytest.approx(0.00102, abs=2e-5)
+
+
+def test_same_accuracies_are_not_significant(tmp_path, capsys):
+    for model in ("a", "b"):
+        for seed, acc in enumerate((0.40, 0.45, 0.50)):
+            write_run(tmp_path / model / f"seed-{seed}", model, seed, [acc])
+    compare.main([*sorted(str(p) for p in tmp_path.glob("*/seed-*")), "--test"])
+    assert "p = 1.000: not significant at 0.05" in capsys.readouterr().out
+
+
+def test_status_data_and_partial_epochs_are_shown(tmp_path, capsys):
+    write_run(tmp_path / "real", "m", 0, [0.3, 0.4])
+    write_run(tmp_path / "quick", "m", 0, [0.1, 0.2], data="synthetic", partial=True)
+    compare.main([str(tmp_path / "real"), str(tmp_path / "quick")])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["Model", "Data", "Status"]
+    assert "tiny-imagenet:/d" in lines[2] and "complete" in lines[2] and " 2 " in lines[2]
+    assert "synthetic" in lines[3] and "stopped (--max-steps)" in lines[3] and "1 + partial" in lines[3]
+    assert "note: these runs used different data (synthetic, tiny-imagenet:/d)" in out
+
+
+def test_test_needs_two_runs_a_group(seeds):
+    from runtime.errors import RuntimeUsageError
+
+    with pytest.raises(RuntimeUsageError, match="at least 2 runs per group"):
+        compare.main([str(seeds / "narrow/seed-0"), str(seeds / "wide/seed-0"), "--test"])
