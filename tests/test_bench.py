@@ -271,6 +271,46 @@ def test_compare_flags_rows_slower_than_the_threshold():
     assert [c.verdict for c in compare(old, new, threshold=0.05)] == ["faster", "same"]
 
 
+def _steps(scale: float, seed: int, n: int = 30) -> list[float]:
+    """Step times of a shared machine: a floor plus long-tailed interference, in ms."""
+    import random
+
+    rng = random.Random(seed)
+    return [scale * (10.0 + rng.expovariate(1 / 1.5) + (rng.random() < 0.1) * rng.uniform(5, 15)) for _ in range(n)]
+
+
+def _timed(steps: list[float], load: float = 0.5) -> BenchResult:
+    ips = 8 / (sorted(steps)[len(steps) // 2] / 1000)
+    row = Row("s", "emitted", "train", False, 8, 8, "cpu", "off", False, len(steps), 1, images_per_s=ips, step_ms=steps)
+    return BenchResult("m", "2026-01-01", "2.x", "archc bench", "cpu", 2, {}, "", rows=[row], load_average=[load, load])
+
+
+def test_compare_of_identical_runs_is_never_a_regression():
+    """Two runs of the same code: the same saved file, and a rerun whose steps differ only by noise."""
+    base = _timed(_steps(1.0, seed=1))
+    assert [c.verdict for c in compare(base, base)] == ["same"]
+    for seed in range(2, 12):  # ten reruns: noise alone never reads as a regression
+        (change,) = compare(_timed(_steps(1.0, seed=seed)), base)
+        assert change.verdict in ("same", "unclear"), (seed, change)
+
+
+def test_compare_flags_a_real_slowdown_from_the_steps():
+    base = _timed(_steps(1.0, seed=1))
+    (change,) = compare(_timed(_steps(1.3, seed=2)), base)
+    assert change.verdict == "regression" and change.method == "steps"
+    assert change.ci[1] < 0.95 and change.p < 0.01 and 0.7 < change.ratio < 0.85
+    (change,) = compare(base, _timed(_steps(1.3, seed=2)))
+    assert change.verdict == "faster"
+
+
+def test_compare_states_the_noise(capsys):
+    from runtime.bench.report import render_changes
+
+    text = render_changes(compare(_timed(_steps(1.0, seed=2), load=3.1), _timed(_steps(1.0, seed=1))), 0.05, "base.json", (0.5, 3.1))
+    assert "Noise: step times varied by up to ±" in text and "Mann-Whitney" in text and "No regression." in text
+    assert "Load average before the saved run 0.5, before this one 3.1." in text
+
+
 def test_save_then_compare_through_the_cli(tiny, fake_peak, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
     saved = tmp_path / "results" / "base.json"
@@ -285,6 +325,7 @@ def test_save_then_compare_through_the_cli(tiny, fake_peak, monkeypatch, tmp_pat
     assert cli_bench.main(args + ["--compare", str(saved)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSION" in out and "0.800" in out and "1 regression(s) flagged." in out
+    assert "compare medians only" in out  # one timed step: no interval can be drawn, and the output says so
 
 
 def test_save_name_lands_in_the_results_dir():

@@ -52,9 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--save", nargs="?", const="", default=None, metavar="NAME",
                    help=f"save the run as {RESULTS_DIR}/NAME.json (default NAME: archc-bench-<machine>); a path ending in .json is used as is")
     p.add_argument("--compare", nargs="?", const="", default=None, metavar="NAME",
-                   help="compare with a saved run (same naming as --save); exit 1 if a row regressed")
+                   help="compare with a saved run (same naming as --save) on the per-step times; exit 1 if a row regressed")
     p.add_argument("--threshold", type=float, default=0.05, metavar="F",
-                   help="with --compare, a row slower by more than this fraction is a regression (default 0.05)")
+                   help="with --compare, a row is a regression when its speed is shown to be below 1 - F of the saved one (default 0.05)")
     p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR", help=f"where --save and --compare names live (default {RESULTS_DIR})")
     p.add_argument("--peak-refresh", action="store_true", help="probe the device's peak again; the cache keeps the higher of the old and new peak")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
@@ -164,7 +164,8 @@ def main(argv: list[str]) -> int:
         out = sys.stderr if args.format != "table" else sys.stdout
         if saved.machine != result.machine:
             print(f"warning: {path} was measured on {saved.machine}, this run on {result.machine}", file=out)
-        out.write(render_changes(changes, args.threshold, str(path)))
+        loads = (saved.load_average[0], result.load_average[0]) if saved.load_average and result.load_average else None
+        out.write(render_changes(changes, args.threshold, str(path), loads))
         if any(c.verdict in ("regression", "failed") for c in changes):
             status = 1
     if args.save is not None:

@@ -7,6 +7,8 @@ import json
 
 from runtime.bench import breakdown
 from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Change, Row
+from runtime.bench.significance import ALPHA, MIN_STEPS
+from runtime.table import render_table as table
 
 COLUMNS = ("spec", "model", "mode", "compile", "batch", "img/s", "step ms (med min-max)", "peak MB",
            "GFLOP/img", "TFLOP/s", "MFU", "ratio [95% CI]")
@@ -133,17 +135,31 @@ def _align(rows: list[tuple], right_from: int) -> list[str]:
     return out
 
 
-def render_changes(changes: list[Change], threshold: float, saved: str) -> str:
-    head = tuple(KEY[:5]) + ("saved img/s", "now img/s", "now/saved", "verdict")
+def render_changes(changes: list[Change], threshold: float, saved: str, loads: tuple | None = None) -> str:
+    """The comparison table, what the verdicts rest on, and the noise each run had."""
+    head = tuple(KEY[:5]) + ("saved img/s", "now img/s", "now/saved [95% CI]", "p", "noise saved/now", "verdict")
     body = []
     for c in changes:
         k = dict(zip(KEY, c.key))
+        ratio = "" if c.ratio is None else f"{c.ratio:.3f}" + (f" [{c.ci[0]:.2f}-{c.ci[1]:.2f}]" if c.ci else "")
         body.append((k["spec"], k["model"], k["mode"], "compiled" if k["compiled"] else "eager", str(k["batch_size"]),
-                     "" if c.old_ips is None else f"{c.old_ips:.1f}", "" if c.new_ips is None else f"{c.new_ips:.1f}",
-                     "" if c.ratio is None else f"{c.ratio:.3f}",
+                     "" if c.old_ips is None else f"{c.old_ips:.1f}", "" if c.new_ips is None else f"{c.new_ips:.1f}", ratio,
+                     "" if c.p is None else f"{c.p:.3f}", "" if c.noise is None else f"±{50 * c.noise[0]:.0f}% / ±{50 * c.noise[1]:.0f}%",
                      c.verdict.upper() if c.verdict in ("regression", "failed") else c.verdict))
     flagged = sum(c.verdict in ("regression", "failed") for c in changes)
-    lines = [f"Compared with {saved} (a row more than {100 * threshold:.0f}% slower is a regression):"]
-    lines += _align([head] + body, right_from=5)
+    lines = [f"Compared with {saved}: a regression needs the 95% interval of now/saved below {1 - threshold:.2f} "
+             f"and a Mann-Whitney rank test of the step times at p < {ALPHA} (runtime/bench/significance.py)."]
+    lines += table(head, body, right=[i >= 5 for i in range(len(head))]).splitlines()
+    noisy = [c.noise for c in changes if c.noise]
+    if noisy:
+        worst = max(max(n) for n in noisy)
+        lines.append(f"Noise: step times varied by up to ±{50 * worst:.0f}% around their median within a run (half the "
+                     "interquartile range); differences smaller than that are hard to tell from load on the machine.")
+    if loads:
+        lines.append(f"Load average before the saved run {loads[0]}, before this one {loads[1]}.")
+    if any(c.method == "medians" for c in changes):
+        lines.append(f"Rows without {MIN_STEPS} saved step times compare medians only, against the {100 * threshold:.0f}% threshold.")
+    if any(c.verdict == "unclear" for c in changes):
+        lines.append("unclear: the interval reaches past the threshold but the steps do not show a consistent difference; rerun with more --iters.")
     lines.append(f"{flagged} regression(s) flagged." if flagged else "No regression.")
     return "\n".join(lines) + "\n"

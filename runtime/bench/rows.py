@@ -124,11 +124,20 @@ class Change:
     old_ips: float | None
     new_ips: float | None
     ratio: float | None  # new over old images/s; below 1 is slower
-    verdict: str  # "regression", "faster", "same", "new", "gone", "failed"
+    verdict: str  # "regression", "faster", "same", "unclear", "new", "gone", "failed"
+    ci: list[float] | None = None  # 95% bootstrap interval of the ratio, from the per-step times
+    p: float | None = None  # Mann-Whitney p-value of the two runs' step times
+    noise: list[float] | None = None  # interquartile range over median of the saved and the new steps
+    method: str = ""  # "steps" (interval and rank test) or "medians" (too few saved steps)
 
 
 def compare(new: BenchResult, old: BenchResult, threshold: float = 0.05) -> list[Change]:
-    """Match rows on KEY; a row more than `threshold` slower (in images/s) is a regression."""
+    """Match rows on KEY and judge each (runtime.bench.significance): a regression needs the
+    whole 95% interval of the speed ratio below 1 - threshold and the rank test to agree.
+    Rows with fewer than MIN_STEPS saved steps, or run at different batch sizes, compare
+    medians against the threshold."""
+    from runtime.bench.significance import compare_steps, enough
+
     before = {r.key(): r for r in old.rows}
     changes = []
     for row in new.rows:
@@ -139,8 +148,13 @@ def compare(new: BenchResult, old: BenchResult, threshold: float = 0.05) -> list
         if row.images_per_s is None or prev.images_per_s is None:
             changes.append(Change(row.key(), prev.images_per_s, row.images_per_s, None, "failed"))
             continue
+        if enough(row.step_ms) and enough(prev.step_ms) and row.batch_run == prev.batch_run:
+            judged = compare_steps(prev.step_ms, row.step_ms, threshold)
+            changes.append(Change(row.key(), prev.images_per_s, row.images_per_s, judged["ratio"], judged["verdict"],
+                                  judged["ci"], judged["p"], judged["noise"], "steps"))
+            continue
         ratio = row.images_per_s / prev.images_per_s
         verdict = "regression" if ratio < 1 - threshold else "faster" if ratio > 1 + threshold else "same"
-        changes.append(Change(row.key(), prev.images_per_s, row.images_per_s, ratio, verdict))
+        changes.append(Change(row.key(), prev.images_per_s, row.images_per_s, ratio, verdict, method="medians"))
     changes += [Change(k, r.images_per_s, None, None, "gone") for k, r in before.items()]
     return changes
