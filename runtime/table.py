@@ -27,16 +27,17 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, right:
     from rich.text import Text
 
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    justify = ["right" if flag else "left" for flag in right]
     rule = [Text("-" * w) for w in widths]
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_header=False, show_edge=False)
     for flag in right:
-        table.add_column(justify="right" if flag else "left", no_wrap=True, overflow="ignore")
-    table.add_row(*(Text(h) for h in header))
+        table.add_column(justify="right" if flag else "left", no_wrap=True)  # (overflow="ignore" would undo justify)
+    table.add_row(*(Text(h, justify=j) for h, j in zip(header, justify)))
     table.add_row(*rule)
     for i, row in enumerate(rows):
         if i in rule_before:
             table.add_row(*rule)
-        table.add_row(*(Text(str(c)) for c in row))
+        table.add_row(*(Text(str(c), justify=j) for c, j in zip(row, justify)))
     out = io.StringIO()
     Console(file=out, width=sum(widths) + 2 * len(widths) + 10, color_system=None, force_terminal=False, highlight=False,
             emoji=False, soft_wrap=False).print(table)

@@ -48,24 +48,21 @@ def rows(graph: Graph, expand: bool = False, depth: int | None = None) -> list[d
     return out
 
 
-def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, depth: int | None = None) -> str:
-    header = ("Layer", "Type", "Output (H x W x C)", "Params", "FLOPs")
+def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, depth: int | None = None, macs: bool = False) -> str:
+    """The layer table as `archc check` prints it. `macs` counts multiply-adds (half the FLOPs,
+    as torchvision's and ptflops' "GFLOPS" do) instead of FLOPs."""
+    from runtime.table import render_table as table  # the one renderer (rich); imports no torch
+
+    ops, unit = (lambda n: n // 2, "MACs") if macs else (lambda n: n, "FLOPs")
+    header = ("Layer", "Type", "Output (H x W x C)", "Params", unit)
     body = [
-        ("  " * r["depth"] + r["name"], r["type"] + (f" x{r['repeat']}" if "repeat" in r else ""), fmt_shape(r["shape"]), fmt_count(r["params"]), fmt_flops(r["flops"]))
+        ("  " * r["depth"] + r["name"], r["type"] + (f" x{r['repeat']}" if "repeat" in r else ""), fmt_shape(r["shape"]),
+         fmt_count(r["params"]), fmt_flops(ops(r["flops"])))
         for r in rows(graph, expand, depth)
     ]
     inp = ("input", "", fmt_shape(graph.input.shape), "", "")
-    total = ("Total", "", "", fmt_count(totals["params"]), fmt_flops(totals["flops"]))
-    table = [header, inp, *body, total]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    right = {3, 4}
-
-    def line(r):
-        cells = [r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(len(r))]
-        return "  ".join(cells).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
+    total = ("Total", "", "", fmt_count(totals["params"]), fmt_flops(ops(totals["flops"])))
+    lines = table(header, [inp, *body, total], right=[False, False, False, True, True], rule_before=[len(body) + 1])
     act = totals["activation_bytes"] / 2**20
-    out = [f"{name}", line(header), rule, line(inp), *map(line, body[0:]), rule, line(total)]
-    out.append(f"activations at batch 1 (fp32): {act:.1f} MiB; FLOPs count a multiply-add as 2, forward pass, batch 1")
-    return "\n".join(out)
+    convention = "MACs count a multiply-add as 1 (as torchvision and ptflops do)" if macs else "FLOPs count a multiply-add as 2"
+    return f"{name}\n{lines}activations at batch 1 (fp32): {act:.1f} MiB; {convention}, forward pass, batch 1"

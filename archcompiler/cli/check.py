@@ -18,6 +18,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None, metavar="N", help="with --expand, nest at most N levels")
     p.add_argument("--concise", action="store_true", help="diagnostics on one line each, without the source snippet")
     p.add_argument("--quiet", "-q", action="store_true", help="print diagnostics only, no tables")
+    p.add_argument("--macs", action="store_true",
+                   help="count multiply-adds (MACs) instead of FLOPs: half the figure, as torchvision's GFLOPS and ptflops count")
     return p
 
 
@@ -34,7 +36,7 @@ def to_json(results: list[CheckResult], expand: bool = False, depth: int | None 
                 {k: row[k] for k in ("name", "type", "shape", "params", "flops", "activation_bytes")} | ({"depth": row["depth"]} if expand else {})
                 for row in rows(r.graph, expand, depth)
             ]
-            entry["totals"] = dict(r.totals)
+            entry["totals"] = dict(r.totals)  # flops count a multiply-add as 2; macs = flops // 2
         files.append(entry)
         diagnostics.extend(d.to_json() for d in r.diagnostics)
     return {"files": files, "diagnostics": diagnostics}
@@ -56,7 +58,7 @@ def main(argv: list[str]) -> int:
         for r in results:
             print_diagnostics(r, args.concise)
             if r.ok and not args.quiet:
-                print(render_table(f"{r.name}  ({r.file})", r.graph, r.totals, args.expand, args.depth))
+                print(render_table(f"{r.name}  ({r.file})", r.graph, r.totals, args.expand, args.depth, macs=args.macs))
                 print()
         bad = sum(not r.valid for r in results)
         if len(results) > 1 or bad:

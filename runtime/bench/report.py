@@ -61,8 +61,7 @@ def render_table(result: BenchResult) -> str:
              + (f" ({result.threads} threads)" if result.device == "cpu" else "")
              + f", amp {result.config.get('amp', 'off')}" + (", channels_last" if result.config.get("channels_last") else "")
              + (f"; load average {result.load_average[0]} before, {result.load_average[1]} after" if result.load_average else "")]
-    cells = [COLUMNS] + [_cells(r) for r in result.rows]
-    lines += _align(cells, right_from=4)
+    lines += table(COLUMNS, [_cells(r) for r in result.rows], right=[i >= 4 for i in range(len(COLUMNS))]).splitlines()
     for r in result.rows:
         if r.note or r.error:
             lines.append(f"  note: {r.spec} {r.model} {r.mode} {_compile(r)} batch {r.batch_size}: {r.error or r.note}")
@@ -74,7 +73,7 @@ def render_table(result: BenchResult) -> str:
         head = ("spec", "model", "mode", "compile", "batch", "first step s", "compile s")
         body = [(r.spec, r.model, r.mode, _compile(r), str(r.batch_run), f"{r.first_step_s:.2f}",
                  "" if r.compile_s is None else f"{r.compile_s:.1f}") for r in warmed]
-        lines += _align([head] + body, right_from=4)
+        lines += table(head, body, right=[i >= 4 for i in range(len(head))]).splitlines()
     profiled = breakdown_lines([vars(r) for r in result.rows])
     if profiled:
         lines += ["", ("Step time by op family (--breakdown: self time of two profiled steps, not the timed ones; "
@@ -125,14 +124,6 @@ def pooled_line(pooled: dict | None) -> str:
     ci = pooled.get("ci95")
     return (f"Pooled over all {pooled['rounds']} alternated rounds of emitted and reference rows: emitted/reference "
             f"{pooled['emitted_to_reference']:.3f}" + (f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}" if ci else "") + ".")
-
-
-def _align(rows: list[tuple], right_from: int) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        out.append("  ".join(c.rjust(w) if i >= right_from else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-    return out
 
 
 def render_changes(changes: list[Change], threshold: float, saved: str, loads: tuple | None = None) -> str:
