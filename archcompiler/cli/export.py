@@ -34,6 +34,11 @@ def load_weights(model, path: str) -> None:
         raise ArchcError(f"{file} does not fit this spec: {len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
 
 
+def say(text: str) -> None:
+    """Progress on stderr, with or without a terminal: each stage can take seconds."""
+    print(f"archc export: {text} ...", file=sys.stderr, flush=True)
+
+
 def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int | None = None) -> float:
     """Export, check and verify. Returns the max abs difference against PyTorch."""
     try:
@@ -53,11 +58,13 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
     example = torch.randn(2, *compiled.input_shape, generator=torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=1, max=65536)
     kwargs = {"opset_version": opset} if opset else {}
+    say("tracing the model with torch.export and converting it to ONNX (the slow part: seconds to a minute)")
     program = torch.onnx.export(
         model, (example,), dynamo=True, input_names=["input"], output_names=["output"],
         dynamic_shapes=({0: batch},), verbose=False, **kwargs,
     )
     proto = program.model_proto
+    say("checking the graph with onnx.checker and running it with onnxruntime against PyTorch")
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])

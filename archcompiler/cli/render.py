@@ -197,6 +197,7 @@ def main(argv: list[str]) -> int:
         for d in e.result.diagnostics:
             print(d.pretty(sources), file=sys.stderr)
         return 1
+    print(f"wrote {args.output}", file=sys.stderr)  # as emit and export say
     return 0
 
 

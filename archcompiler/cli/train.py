@@ -254,8 +254,8 @@ def _report(compiled, summary: dict, run_dir: Path) -> None:
     print(f"{compiled.name}: {status} after {summary['steps']} steps ({summary['epochs_completed']} full epoch{'' if summary['epochs_completed'] == 1 else 's'}) "
           f"in {summary['wall_time_s']:.1f}s on {summary['device']}" + (f" x{summary['world_size']}" if summary['world_size'] > 1 else ""))
     if best is not None:
-        print(f"  final val acc {summary['final_val_acc']:.4f}  loss {summary['final_val_loss']:.4f}   "
-              f"best val acc {best:.4f} (epoch {summary['best_epoch']})")
+        print(f"  final val acc {100 * summary['final_val_acc']:.2f}%  loss {summary['final_val_loss']:.4f}   "
+              f"best val acc {100 * best:.2f}% (epoch {summary['best_epoch']})")
     if summary.get("ranks_in_sync") is not None:
         print(f"  ranks in sync: {summary['ranks_in_sync']}")
     print(f"  curves: {run_dir / 'curves.png'}")

@@ -341,7 +341,7 @@ class _Trainer:
     def summary(self, status: str, rows: list, in_sync: bool | None = None) -> dict:
         s, last = self.state, (rows[-1] if rows else {})
         return {
-            "model": self.meta.get("model"), "status": status, "run_dir": str(self.run_dir),
+            "model": self.meta.get("model"), "status": status, "run_dir": str(self.run_dir), "dataset": self.config.data,
             "params": sum(p.numel() for p in self.raw.parameters()), "flops": self.meta.get("flops"),
             "best_val_acc": s.best_acc if s.best_epoch is not None else None, "best_epoch": s.best_epoch,
             "final_val_acc": last.get("val_acc"), "final_val_loss": last.get("val_loss"), "final_train_acc": last.get("train_acc"),

@@ -3,8 +3,8 @@ every `log_every` (30 seconds by default, or N steps); and one summary line per 
 (on the terminal, in piped output, and in the run's train.log).
 
 The bar is transient: when an epoch ends it is replaced by that epoch's summary line, so the
-scrollback reads as a plain log. It fits 80 columns: the learning rate and the ETA of the run
-are in the step lines, not the bar. Ranks other than 0 print nothing.
+scrollback reads as a plain log. It fits 80 columns: the learning rate and the elapsed time are
+in the step and epoch lines, not the bar. Ranks other than 0 print nothing.
 """
 from __future__ import annotations
 
@@ -47,14 +47,13 @@ class Reporter:
         self._last_line = (time.perf_counter(), 0)  # time and batch of the last step line
         if bar and not silent and self.stream.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+            # Sized for 80 columns: epoch 12/25, a short bar, 1270/3125, the epoch's time left, the stats.
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=12),
+                BarColumn(bar_width=10),
                 MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("<"),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[stats]}"),
                 console=Console(file=self.stream),

@@ -211,3 +211,27 @@ def test_test_needs_two_runs_a_group(seeds):
 
     with pytest.raises(RuntimeUsageError, match="at least 2 runs per group"):
         compare.main([str(seeds / "narrow/seed-0"), str(seeds / "wide/seed-0"), "--test"])
+
+
+def test_the_live_bar_fits_80_columns():
+    import io
+
+    from rich.console import Console
+
+    from runtime.train.progress import Reporter
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    reporter = Reporter(bar=True, stream=Terminal())
+    try:
+        reporter.start_epoch(12, 25, 3125, 0)
+        reporter.update(1270, 4.12345, 0.1234, 1e-3, 41234.0, step=35645)
+        out = io.StringIO()
+        Console(file=out, width=80, color_system=None).print(reporter._progress.get_renderable())
+    finally:
+        reporter.close()
+    (line,) = [line for line in out.getvalue().splitlines() if line.strip()]
+    assert len(line) <= 80 and "…" not in line
+    assert "epoch 12/25" in line and "1270/3125" in line and line.rstrip().endswith("loss 4.123 acc 12.3% 41,234 img/s")
