@@ -51,7 +51,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
     saved_data = ckpt.meta.get("data_stats", {})
     data = data or saved_data.get("dataset") or "synthetic"
-    _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=sys.stderr.isatty())
+    _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=True)  # a bar, or lines without a terminal
     if "mean" not in saved_data:  # a bare .safetensors: normalise as the paper does, with this data's mean
         train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=False)
         saved_data = {"mean": train_set.channel_mean().tolist(), "std": None}

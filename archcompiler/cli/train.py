@@ -235,7 +235,7 @@ def _load_data(data: str, args, world):
     # The first process of each node decodes (and caches) first; the others then read that
     # node's cache instead of racing to write it.
     def load():
-        return load_dataset(data, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, progress=world.main and sys.stderr.isatty())
+        return load_dataset(data, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, progress=world.main)  # a bar, or lines without a terminal
 
     if world.local_rank == 0:
         result = load()

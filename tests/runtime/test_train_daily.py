@@ -235,3 +235,20 @@ def test_the_live_bar_fits_80_columns():
     (line,) = [line for line in out.getvalue().splitlines() if line.strip()]
     assert len(line) <= 80 and "…" not in line
     assert "epoch 12/25" in line and "1270/3125" in line and line.rstrip().endswith("loss 4.123 acc 12.3% 41,234 img/s")
+
+
+def test_long_steps_report_progress_without_a_terminal(monkeypatch):
+    """Decoding a dataset into the cache, piped: a line at the start, every LINE_EVERY_S, and at the end."""
+    import io
+
+    from runtime.data import progress
+
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)  # every advance is due
+    out = io.StringIO()
+    with progress.progress_bar("decoding train", 300, stream=out) as advance:
+        for _ in range(3):
+            advance(100)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "decoding train: started (0/300 images)"
+    assert lines[1].startswith("decoding train: 100/300 images (33%), ")
+    assert lines[-1].startswith("decoding train: done, 300/300 images in ")
