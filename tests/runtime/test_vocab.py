@@ -32,7 +32,7 @@ def test_one_entry_adds_an_optimizer_everywhere(monkeypatch):
 
 
 def test_the_schema_and_the_defaults_read_the_vocabulary():
-    from archcompiler.spec.schema import TRAIN_SCHEMA
+    from archcompiler.frontend.schema import TRAIN_SCHEMA
 
     assert TRAIN_SCHEMA["properties"]["optimizer"]["enum"] == list(vocab.OPTIMIZERS)
     assert (vocab.default_amp("cuda"), vocab.default_amp("cpu")) == ("bf16", "off")
