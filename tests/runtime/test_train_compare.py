@@ -28,14 +28,15 @@ def runs(tmp_path_factory):
 def test_text_table(runs, capsys):
     assert compare.main([str(r) for r in runs]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:4] == ["Model", "Params", "FLOPs", "Best"]
+    assert lines[0].split()[:5] == ["Model", "Data", "Status", "Params", "FLOPs"]
     assert lines[2].startswith("alpha") and lines[3].startswith("beta")
+    assert "synthetic" in lines[2] and "complete" in lines[2]
     assert "1.085 G" in lines[2] and "%" in lines[2]
 
 
 def test_machine_formats_agree_with_the_runs(runs, capsys):
     compare.main([*map(str, runs), "--format", "json"])
-    records = json.loads(capsys.readouterr().out)
+    records = json.loads(capsys.readouterr().out)["runs"]
     summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
     assert [r["model"] for r in records] == ["alpha", "beta"]
     for record, summary in zip(records, summaries):
@@ -47,7 +48,7 @@ def test_machine_formats_agree_with_the_runs(runs, capsys):
     assert [r["model"] for r in rows] == ["alpha", "beta"] and float(rows[0]["best_val_acc"]) == records[0]["best_val_acc"]
     compare.main([*map(str, runs), "--format", "markdown"])
     md = capsys.readouterr().out.splitlines()
-    assert md[0].startswith("| Model |") and md[1].startswith("| ---") and len(md) == 4
+    assert md[0].startswith("| Model | Data | Status |") and md[1].startswith("| ---") and len(md) == 4
 
 
 def test_overlay_plot_has_a_line_per_run(runs, tmp_path, capsys):
