@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	  || echo "setup: could not install chromium; tests/test_viewer.py will skip"; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	@# The distribution was called archc before it became archcompiler (archc on PyPI is someone
+	@# else's); a .venv made before the rename would otherwise keep both.
+	@$(BIN)/pip uninstall -y -q archc >/dev/null 2>&1 || true
 	$(BIN)/pip install -q -e '.[dev,onnx]'
 	@touch $(STAMP)
 
