@@ -252,3 +252,21 @@ def test_long_steps_report_progress_without_a_terminal(monkeypatch):
     assert lines[0] == "decoding train: started (0/300 images)"
     assert lines[1].startswith("decoding train: 100/300 images (33%), ")
     assert lines[-1].startswith("decoding train: done, 300/300 images in ")
+
+
+@pytest.mark.slow
+def test_seeds_train_one_run_per_seed_into_seed_folders(tmp_path, capsys, monkeypatch):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    proc = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--data", DATA, "--seeds", "3,5", "--max-steps", "1", "--out", "runs/s")
+    assert proc.returncode == 0, proc.stderr
+    assert "compare them: archc compare runs/s/seed-*" in proc.stdout
+    seeds = {p.name: json.loads((p / "config.json").read_text())["seed"] for p in sorted((tmp_path / "runs/s").iterdir())}
+    assert seeds == {"seed-3": 3, "seed-5": 5}
+
+
+def test_bad_seeds_are_a_usage_error(tmp_path, capsys, monkeypatch):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    bad = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "1,1", "--out", "runs/t")
+    assert bad.returncode == 2 and "--seeds takes distinct non-negative integers" in bad.stderr
+    both = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "1,2", "--seed", "3", "--out", "runs/t")
+    assert both.returncode == 2 and "give --seed or --seeds, not both" in both.stderr
