@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from archcompiler.cli.common import compile_or_report
 from archcompiler.errors import ArchcError
@@ -15,6 +16,21 @@ from archcompiler.errors import ArchcError
 INSTALL_HINT = ("ONNX export needs the 'onnx' extra (onnx, onnxruntime, onnxscript): in the archc checkout, "
                 "pip install -e '.[onnx]' (make setup does it)")
 TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| accepted, in logits
+
+
+def checkpoint_classes(compiled, path: str):
+    """The spec with the head the checkpoint was trained with (archc train sets it to the
+    data's class count; meta.json records it)."""
+    import json
+
+    from archcompiler.cli.classes import with_classes
+
+    try:
+        meta = json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return compiled  # a bare .safetensors file, or no meta: the spec as written
+    classes = meta.get("num_classes") if isinstance(meta, dict) else None
+    return with_classes(compiled, classes) if isinstance(classes, int) else compiled
 
 
 def load_weights(model, path: str) -> None:
@@ -52,6 +68,8 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
 
     from runtime.files import write_bytes
 
+    if checkpoint:
+        compiled = checkpoint_classes(compiled, checkpoint)
     model = compiled.module(seed=0).eval()
     if checkpoint:
         load_weights(model, checkpoint)
