@@ -11,14 +11,15 @@ import json
 import sys
 
 from archcompiler.cli.train import DATA_HELP
+from runtime import argtypes
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc eval", description="Evaluate a checkpoint of a spec on a validation set.")
+    p = argtypes.Parser(prog="archc eval", description="Evaluate a checkpoint of a spec on a validation set.")
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml) the checkpoint was trained from")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="run directory, checkpoints/best|last, a step directory, or a .safetensors file")
     p.add_argument("--data", help=DATA_HELP + " (default: the data the checkpoint was trained on)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per forward pass (default 256)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: cuda when present")
     p.add_argument("--amp", choices=("bf16", "off"), help="mixed precision (default: bf16 on CUDA, off on CPU)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object")

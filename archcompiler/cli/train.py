@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runtime import argtypes
+
 # Flags that may differ from the run's saved config when resuming: they change where and how
 # fast the run goes, not which numbers it computes.
 RESUMABLE = ("epochs", "max_steps", "device", "compile", "amp", "progress", "checkpoint_every", "channels_last", "eval_batch_size")
@@ -23,15 +25,15 @@ DATA_HELP = "synthetic (default), synthetic:SEED, synthetic:train=N,val=N, tiny-
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc train", description="Train a spec. Defaults come from the spec's train: section "
+    p = argtypes.Parser(prog="archc train", description="Train a spec. Defaults come from the spec's train: section "
                                 "(the paper's recipe for the paper specs); a flag given here overrides it.")
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml)")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--recipe", choices=("paper", "modern"), help="use this recipe instead of the spec's (see docs/training.md)")
-    p.add_argument("--epochs", type=int, help="passes over the training set")
-    p.add_argument("--batch-size", type=int, help="images per step, over all processes")
-    p.add_argument("--lr", type=float, help="initial (peak) learning rate")
-    p.add_argument("--seed", type=int, help="seed of weights, order, dropout and augmentation (default 0)")
+    p.add_argument("--epochs", type=argtypes.positive, help="passes over the training set")
+    p.add_argument("--batch-size", type=argtypes.positive, help="images per step, over all processes")
+    p.add_argument("--lr", type=argtypes.positive_float, help="initial (peak) learning rate")
+    p.add_argument("--seed", type=argtypes.seed, help=f"seed of weights, order, dropout and augmentation, 0 to {argtypes.SEED_MAX} (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when present")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: on for CUDA)")
     p.add_argument("--amp", choices=("bf16", "off"), help="mixed precision (default: bf16 on CUDA, off on CPU)")
@@ -39,10 +41,10 @@ def parser() -> argparse.ArgumentParser:
                    help="NHWC memory layout (default: on; it measured faster on CPU and GPU, docs/benchmarks.md)")
     p.add_argument("--out", help="run directory (default runs/<model name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (quick runs)")
-    p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps (default: at epoch ends)")
+    p.add_argument("--max-steps", type=argtypes.positive, help="stop after this many steps in all (quick runs)")
+    p.add_argument("--checkpoint-every", type=argtypes.non_negative, help="also checkpoint every N steps (default: at epoch ends)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no live bar; one line per epoch")
-    p.add_argument("--nproc", type=int, help="train on N processes with DDP on this machine (runs torchrun for you)")
+    p.add_argument("--nproc", type=argtypes.positive, help="train on N processes with DDP on this machine (runs torchrun for you)")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
     return p
@@ -58,8 +60,12 @@ def main(argv: list[str]) -> int:
     if compiled is None:
         return 1
     run_dir = Path(args.out or Path("runs") / compiled.name)
+    from runtime.paths import output_dir
+
+    output_dir(run_dir, "--out", may_create=not args.resume)
     config = build_config(compiled, args, run_dir)
-    return train(compiled, config, run_dir, args)
+    note = _resume_data_options(args, config, run_dir) if args.resume else None
+    return train(compiled, config, run_dir, args, note)
 
 
 def build_config(compiled, args, run_dir: Path):
@@ -94,7 +100,7 @@ def build_config(compiled, args, run_dir: Path):
     return TrainConfig.from_dict(values)
 
 
-def train(compiled, config, run_dir: Path, args) -> int:
+def train(compiled, config, run_dir: Path, args, note: str | None = None) -> int:
     from archcompiler import __version__
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
@@ -107,7 +113,10 @@ def train(compiled, config, run_dir: Path, args) -> int:
         if args.resume and world.main:
             from runtime.train import checkpoint
 
-            checkpoint.load(run_dir)  # a corrupt checkpoint should fail now, not after minutes of decoding
+            # a corrupt checkpoint, or one of another run, should fail now, not after minutes of decoding
+            _check_same_run(checkpoint.load(run_dir), compiled, config)
+            if note:
+                print(note, file=sys.stderr)
         train_set, val_set = _load_data(config.data, args, world)
         check_fit(compiled, train_set, args.data or config.data)
         compile_model = config.compile if config.compile is not None else kind == "cuda"
@@ -116,7 +125,8 @@ def train(compiled, config, run_dir: Path, args) -> int:
             return compiled.module(seed=config.seed, compile=compile_model, channels_last=channels_last_for(config, kind), device=device)
 
         meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],
-                "input_shape": list(compiled.input_shape), "classes": train_set.classes, "versions": {"archc": __version__}}
+                "input_shape": list(compiled.input_shape), "classes": train_set.classes, "versions": {"archc": __version__},
+                "data_options": {"cache_dir": args.cache_dir and os.path.abspath(args.cache_dir), "skip_corrupt": args.skip_corrupt}}
         try:
             summary = fit(factory, train_set, val_set, config, run_dir, resume=args.resume, extra_meta=meta,
                           extra_files={"spec.yaml": compiled.spec_text}, world=world)
@@ -137,16 +147,56 @@ def train(compiled, config, run_dir: Path, args) -> int:
     return 0
 
 
+def _resume_data_options(args, config, run_dir: Path) -> str | None:
+    """A resume reads the data the run started with: its --data (in the config), its --cache-dir
+    and --skip-corrupt (in config.json's data_options) unless given again. Returns the line
+    that says so, printed once the checkpoint has been found sound."""
+    saved = {}
+    try:
+        saved = json.loads((run_dir / "config.json").read_text()).get("data_options") or {}
+    except (OSError, ValueError, AttributeError):
+        pass  # build_config has read config.json already; a run from before data_options has none
+    if args.cache_dir is None and isinstance(saved.get("cache_dir"), str):
+        args.cache_dir = saved["cache_dir"]
+    if not args.skip_corrupt and saved.get("skip_corrupt") is True:
+        args.skip_corrupt = True
+    if args.data is None or args.cache_dir != saved.get("cache_dir"):
+        where = f", cache {args.cache_dir}" if args.cache_dir else ""
+        return f"archc: resuming with the run's data: {config.data}{where}" + (", --skip-corrupt" if args.skip_corrupt else "")
+    return None
+
+
+def _check_same_run(ckpt, compiled, config) -> None:
+    """The checkpoint's meta.json must describe this run: its model, spec, settings and step."""
+    from runtime.errors import CheckpointError
+    from runtime.train.config import TrainConfig
+
+    meta, where = ckpt.meta, ckpt.path / "meta.json"
+    if meta.get("model") not in (None, compiled.name):
+        raise CheckpointError(f"{where} is of model {meta.get('model')!r}, not {compiled.name}; it belongs to another run")
+    if meta.get("spec_sha256") not in (None, compiled.spec_hash):
+        raise CheckpointError(f"{where} was trained from another spec than this run's; it belongs to another run")
+    if meta.get("step") != ckpt.state.get("step"):
+        raise CheckpointError(f"{where} says step {meta.get('step')} but its state.pt is at step {ckpt.state.get('step')}; "
+                              "the files come from different checkpoints")
+    saved = meta.get("config")
+    if isinstance(saved, dict):
+        fixed = [k for k in TrainConfig().to_dict() if k not in (*RESUMABLE, "notes") and k in saved and saved[k] != getattr(config, k)]
+        if fixed:
+            k = fixed[0]
+            raise CheckpointError(f"{where} has {k} {saved[k]!r} but this run has {getattr(config, k)!r}; it belongs to another run")
+
+
 def check_fit(compiled, dataset, data: str) -> None:
-    """The data must fit the model's input and output before any step is taken."""
-    from runtime.errors import RuntimeUsageError
+    """The data must fit the model's input and output before any step is taken: bad input (exit 1)."""
+    from runtime.errors import RuntimeUserError
 
     shape = tuple(dataset.images.shape[1:])
     if tuple(compiled.input_shape) != shape:
-        raise RuntimeUsageError(f"{data} has images of shape {list(shape)} but {compiled.name} takes input {list(compiled.input_shape)}")
+        raise RuntimeUserError(f"{data} has images of shape {list(shape)} but {compiled.name} takes input {list(compiled.input_shape)}")
     classes, outputs = len(dataset.classes), compiled.output_shape[0]
     if classes > outputs:
-        raise RuntimeUsageError(f"{data} has {classes} classes but {compiled.name} has {outputs} outputs; "
+        raise RuntimeUserError(f"{data} has {classes} classes but {compiled.name} has {outputs} outputs; "
                                 f"set the last affine's `out` to {classes} or more")
 
 
@@ -175,7 +225,7 @@ def _report(compiled, summary: dict, run_dir: Path) -> None:
     status = {"complete": "finished", "max_steps": "stopped at --max-steps"}.get(summary["status"], summary["status"])
     print(f"{compiled.name}: {status} after {summary['steps']} steps ({summary['epochs_completed']} full epoch{'' if summary['epochs_completed'] == 1 else 's'}) "
           f"in {summary['wall_time_s']:.1f}s on {summary['device']}" + (f" x{summary['world_size']}" if summary['world_size'] > 1 else ""))
-    if best is not None:
+    if best is not None and summary.get("final_val_acc") is not None:
         print(f"  final val acc {summary['final_val_acc']:.4f}  loss {summary['final_val_loss']:.4f}   "
               f"best val acc {best:.4f} (epoch {summary['best_epoch']})")
     if summary.get("ranks_in_sync") is not None:

@@ -76,6 +76,11 @@ def save(run_dir, step: int, weights: dict, state: dict, meta: dict, tags: tuple
     return final
 
 
+def step_of(folder: Path) -> int:
+    """The step of a step directory, from its name (step_name's inverse)."""
+    return int(Path(folder).name.removeprefix("step-"))
+
+
 def resolve(path) -> Path:
     """The step directory meant by `path`: a run directory, its checkpoints/ folder, a link
     such as checkpoints/last or checkpoints/best, or a step directory itself."""
@@ -122,7 +127,7 @@ def load(path, *, weights_only: bool = False) -> Checkpoint:
         try:
             state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle, zip and unpickler errors all mean "corrupt"
-            raise CheckpointError(f"{folder / 'state.pt'} is corrupt or not a training state ({type(e).__name__}: {_first_line(e)})") from None
+            raise CheckpointError(f"{folder / 'state.pt'} is corrupt or not a training state ({_torch_reason(e)})") from None
         if not isinstance(state, dict):
             raise CheckpointError(f"{folder / 'state.pt'} does not hold a training state")
     return Checkpoint(folder, weights, state, meta)
@@ -132,9 +137,15 @@ def load_safetensors(path) -> dict:
     from safetensors.torch import load as from_safetensors
 
     try:
-        return from_safetensors(Path(path).read_bytes())
+        weights = from_safetensors(Path(path).read_bytes())
     except Exception as e:  # noqa: BLE001 - the library raises several types for a bad file
         raise CheckpointError(f"{path} is not a valid safetensors file, perhaps truncated ({_first_line(e)})") from None
+    # Training stops before a NaN step is saved, so NaN or inf here means damaged bytes: left
+    # unchecked they evaluate to "loss nan, top-1 0%" with exit 0.
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path} is corrupt: {name} holds NaN or infinite values")
+    return weights
 
 
 def load_into(model: torch.nn.Module, weights: dict, source) -> None:
@@ -212,6 +223,18 @@ def _fsync_dir(path: Path) -> None:
 
 def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _torch_reason(e: BaseException) -> str:
+    """Why torch.load refused a file, without torch's advice to retry with weights_only=False:
+    that runs any code the file holds, which is the wrong advice for a file of unknown origin."""
+    text = str(e)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return "it holds objects other than tensors and plain data: " + line.split("WeightsUnpickler error:", 1)[1].strip()
+    if "weights_only" in text:
+        return "it holds objects other than tensors and plain data"
+    return f"{type(e).__name__}: {_first_line(e)}"
 
 
 def _first_line(e: BaseException) -> str:

@@ -15,8 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import argtypes
 from runtime.errors import RuntimeUsageError, RuntimeUserError
-from runtime.train import curves, metrics
+from runtime.paths import output_file
+from runtime.train import curves, metrics, rundir
 
 COLUMNS = ("model", "params", "flops", "best_val_acc", "best_epoch", "epochs", "wall_time_s", "run")
 HEADERS = {"model": "Model", "params": "Params", "flops": "FLOPs", "best_val_acc": "Best val acc", "best_epoch": "Epoch of best",
@@ -55,13 +57,8 @@ def read_run(path) -> Run:
         raise RuntimeUserError(f"{path}: no such run directory")
     if not summary_path.exists() and not (path / "metrics.jsonl").exists():
         raise RuntimeUserError(f"{path} is not a training run (no summary.json or metrics.jsonl); runs are what `archc train --out` writes")
-    summary = {}
-    if summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except ValueError as e:
-            raise RuntimeUserError(f"{summary_path} is not valid JSON ({e})") from None
-    return Run(path, summary, metrics.read(path))
+    summary = rundir.read_summary(summary_path) if summary_path.exists() else {}
+    return Run(path, summary, rundir.check_rows(path / "metrics.jsonl", metrics.read(path)))
 
 
 def compare(paths: list) -> list[dict]:
@@ -120,7 +117,7 @@ def render(records: list[dict], fmt: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc compare", description="Compare training runs: a Figure 12 style table and Figures 8-11 style overlays.")
+    p = argtypes.Parser(prog="archc compare", description="Compare training runs: a Figure 12 style table and Figures 8-11 style overlays.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `archc train --out`")
     p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text", help="table format")
     p.add_argument("--plot", action="append", default=[], metavar="OUT", help="also draw the four charts with one line per run (.png, .svg or .pdf; repeatable)")
@@ -132,6 +129,7 @@ def main(argv: list[str]) -> int:
     for out in args.plot:
         if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise RuntimeUsageError(f"--plot {out}: the file must end in .png, .svg or .pdf")
+        output_file(out, "--plot")
     runs = [read_run(p) for p in args.runs]
     sys.stdout.write(render([r.record() for r in runs], args.format))
     if args.plot:

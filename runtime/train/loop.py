@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from runtime.train.progress import Reporter
 from runtime.train.resume import State, prepare_run_dir, restore
 from runtime.train.schedule import from_config, set_lr
 from runtime.train.setup import (
+    IgnoreSignals,
     StopOnSignal,
     channels_last_for,
     describe_device,
@@ -106,6 +108,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     state = State()
     if resume:
         state = restore(run_dir, raw, optimizer, data_meta, world, device)
+        if config.max_steps is not None and state.step >= config.max_steps:
+            return _nothing_to_do(run_dir, state, config, world)
     meta = {**extra_meta, "data_stats": data_meta, "config": config.to_dict()}
     if world.main:
         write_json(run_dir / "config.json", {**config.to_dict(), "world_size": world.size, "steps_per_epoch": steps_per_epoch, **meta})
@@ -123,6 +127,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
         with StopOnSignal() as stop:
             trainer.stop = stop
             status = trainer.run()
+    except (Interrupted, KeyboardInterrupt) as e:
+        raise trainer.interrupted(e) from None
     except torch.OutOfMemoryError:
         raise OutOfMemory(
             f"{describe_device(device)} ran out of memory at batch size {config.batch_size} "
@@ -279,6 +285,22 @@ class _Trainer:
         self.reporter.end_epoch()
         raise Interrupted(f"interrupted at step {self.state.step}; saved {path}", self.state.step, path)
 
+    def interrupted(self, e: BaseException) -> Interrupted:
+        """After Ctrl-C: summary.json says "interrupted" at the step of the last checkpoint, the
+        one a resume starts from. A second Ctrl-C (KeyboardInterrupt, from StopOnSignal) may
+        have cut the save or the plot short; the checkpoint on disk is what counts either way."""
+        with IgnoreSignals():
+            last = checkpoint.read_link(self.run_dir, "last")
+            step = checkpoint.step_of(last) if last else 0
+            if self.world.main:
+                summary = {**self.summary("interrupted", getattr(self, "last_rows", self.state.rows)), "steps": step}
+                write_json(self.run_dir / "summary.json", summary)
+        if isinstance(e, Interrupted):
+            return e
+        self.reporter.end_epoch()
+        kept = f"the last checkpoint is {last} (step {step})" if last else "no checkpoint had been written yet"
+        return Interrupted(f"interrupted again at step {self.state.step}, quitting without saving; {kept}", step, last)
+
     def save(self, best: bool) -> Path | None:
         s = self.state
         s.wall_time = self.wall_base + time.perf_counter() - self.session_start
@@ -320,6 +342,16 @@ class _Trainer:
         if self.amp == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+def _nothing_to_do(run_dir: Path, state, config: TrainConfig, world) -> dict:
+    """`--resume --max-steps N` on a run already at step N: report it, rewrite nothing."""
+    from runtime.train.rundir import read_summary
+
+    if world.main:
+        print(f"{run_dir} is already at step {state.step}, --max-steps {config.max_steps}: nothing to train "
+              "(give a larger --max-steps to go on)", file=sys.stderr)
+    return read_summary(run_dir / "summary.json")
 
 
 def epoch_line(row: dict, epochs: int, partial: bool = False) -> str:

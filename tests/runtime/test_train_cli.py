@@ -97,7 +97,7 @@ def test_data_that_does_not_fit_the_model_is_refused(tmp_path, capsys, monkeypat
     (tmp_path / "five.yaml").write_text(TINY_SPEC.replace("out: 10", "out: 5"))
     monkeypatch.chdir(tmp_path)
     code, _, err = archc(capsys, monkeypatch, "train", "five.yaml", "--data", DATA, "--out", "runs/x")
-    assert code == 2 and "has 10 classes but tiny has 5 outputs" in err
+    assert code == 1 and "has 10 classes but tiny has 5 outputs" in err  # bad input, not a bad command line
 
 
 def test_bad_spec_gives_diagnostics_not_a_traceback(tmp_path, capsys, monkeypatch):
