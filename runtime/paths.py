@@ -22,6 +22,10 @@ def output_file(path, flag: str) -> Path:
     path = Path(path)
     if str(path) == "" or path.name in ("", ".", ".."):
         raise RuntimeUsageError(f"{flag} {path}: give a file name, not a folder")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise RuntimeUsageError(f"{flag} {path}: the folder {parent} {what}; create it first")
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -32,10 +36,6 @@ def output_file(path, flag: str) -> Path:
         raise RuntimeUsageError(f"{flag} {path}: is a folder; give a file name inside it")
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise RuntimeUsageError(f"{flag} {path}: is not a regular file (a device, pipe or socket); give a file name")
-    parent = path.parent
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise RuntimeUsageError(f"{flag} {path}: the folder {parent} {what}; create it first")
     _probe(parent, flag, path)
     return path
 

@@ -80,13 +80,18 @@ def build_config(compiled, args, run_dir: Path):
     if not args.resume:
         return resolve(compiled.train, {**flags, "notes": notes}, recipe=args.recipe)
     # Resuming: the run's own config is the base, so the run goes on exactly as it started.
+    from runtime.errors import RuntimeUserError
+    from runtime.train.rundir import read_json_object
+
     saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        raise RuntimeUserError(f"--resume: {run_dir} has no config.json; is it a run directory of archc train?")
     try:
-        saved = TrainConfig.from_dict(json.loads(saved_path.read_text()))
-    except (OSError, ValueError) as e:
-        raise RuntimeUsageError(f"--resume: cannot read {saved_path} ({e}); is {run_dir} a run directory?") from None
+        saved = TrainConfig.from_dict(read_json_object(saved_path, "the config archc train writes"))
+    except (TypeError, ValueError, RuntimeUsageError) as e:  # a field of the wrong type, or out of range
+        raise RuntimeUserError(f"--resume: {saved_path} is not a config archc wrote ({e})") from None
     copy = run_dir / "spec.yaml"
-    if copy.exists() and copy.read_text() != compiled.spec_text:
+    if copy.exists() and copy.read_text(errors="replace") != compiled.spec_text:
         raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
     changed = [k for k, v in flags.items() if k not in RESUMABLE and v != getattr(saved, k)]
     if args.recipe is not None and args.recipe != saved.recipe:

@@ -90,6 +90,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from runtime.data.download import OFFICIAL_URL, download_tiny_imagenet
+    from runtime.paths import output_dir
+
+    output_dir(args.to, "--to", may_create=True)  # before a download of 237 MB, not after
 
     target = download_tiny_imagenet(args.to, url=args.url or OFFICIAL_URL, sha256=args.sha256, progress=not args.no_progress)
     print(f"{target}: ready; 'archc data prepare {target}' builds its cache")
