@@ -67,7 +67,7 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
         sizes = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise UsageError(f"--batch-size takes comma-separated integers, e.g. 32,256; got '{text}'") from None
-    if not sizes or any(b < 1 for b in sizes):
+    if not sizes or any(b < 1 or b > argtypes.COUNT_MAX for b in sizes):
         raise UsageError(f"--batch-size takes positive integers, e.g. 32,256; got '{text}'")
     return sizes
 
@@ -149,13 +149,16 @@ def check_outputs(args) -> tuple[Path | None, tuple | None]:
     return save_path, baseline
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    batch_sizes = parse_batch_sizes(args.batch_size)
+def check_args(args) -> tuple[int, ...]:
+    """The flags' values, before torch is imported; returns the batch sizes."""
     if args.threshold <= 0 or args.threshold >= 1:
         raise UsageError("--threshold is a fraction between 0 and 1, e.g. 0.05 for 5%")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError("--threads must be at least 1")
+    return parse_batch_sizes(args.batch_size)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    batch_sizes = check_args(args)
 
     import torch
 

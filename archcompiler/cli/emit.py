@@ -21,12 +21,16 @@ def check_args(args) -> None:
             raise RuntimeUsageError(f"-o and --line-map both name {args.output}; the map would overwrite the source")
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argtypes.Parser:
     p = argtypes.Parser(prog="archc emit", description="Write one standalone Python file (needs only torch) for a spec.")
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     p.add_argument("--line-map", metavar="FILE", help="also write the generated-line -> spec-line map as JSON")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
     check_args(args)
     compiled = compile_or_report(args.spec)
     if compiled is None:

@@ -11,7 +11,7 @@ from archcompiler.cli.common import compile_or_report
 from archcompiler.errors import ArchcError, UsageError
 from runtime import argtypes
 
-INSTALL_HINT = "ONNX export needs the 'onnx' extra: pip install 'archc[onnx]' (onnx, onnxruntime, onnxscript)"
+INSTALL_HINT = "ONNX export needs onnx, onnxruntime and onnxscript: pip install onnx onnxruntime onnxscript (make setup installs them)"
 TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| accepted, in logits
 
 
@@ -85,17 +85,33 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
     return diff
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argtypes.Parser:
     p = argtypes.Parser(prog="archc export", description="Export a spec's model (optionally with trained weights).")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.add_argument("--checkpoint", metavar="PATH", help="a checkpoint directory (archc train) or a .safetensors file")
     p.add_argument("--opset", type=argtypes.positive, metavar="N", help="ONNX opset (default: the exporter's; 18 up to what onnx knows)")
-    args = p.parse_args(argv)
+    return p
+
+
+def check_args(args) -> None:
+    """The output path, and the opset against what this installation's exporter writes."""
     from runtime.paths import output_file
 
     output_file(args.output, "-o")
+    if args.opset is not None:
+        try:
+            import onnx
+            import torch
+        except ImportError:
+            raise ArchcError(INSTALL_HINT) from None
+        check_opset(args.opset, onnx, torch)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    check_args(args)
     compiled = compile_or_report(args.spec)
     if compiled is None:
         return 1

@@ -50,8 +50,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args) -> None:
+    """What can be checked before compiling: --out (also once the default is known) and --data."""
+    from runtime.data.load import parse_spec
+    from runtime.paths import output_dir
+
+    if args.out is not None:
+        output_dir(args.out, "--out", may_create=not args.resume)
+    if args.data is not None:
+        parse_spec(args.data)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    check_args(args)
     if args.nproc is not None:
         return _relaunch(args, argv)
     from archcompiler.cli.common import compile_or_report

@@ -16,6 +16,7 @@ and every failure is a CheckpointError that names the path and what is wrong wit
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -60,10 +61,13 @@ def save(run_dir, step: int, weights: dict, state: dict, meta: dict, tags: tuple
 
         # clone: safetensors refuses tensors that share storage (tied weights, views)
         blob = to_safetensors({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()})
+        state_bytes = _torch_bytes(state)
         _write_file(tmp / "model.safetensors", blob)
-        _write_file(tmp / "state.pt", _torch_bytes(state))
-        # meta.json last: its presence marks a directory as complete
-        full_meta = {"format": FORMAT, "version": VERSION, "step": step, **meta}
+        _write_file(tmp / "state.pt", state_bytes)
+        # meta.json last: its presence marks a directory as complete. Its digests catch damage
+        # that still parses (flipped bytes in a tensor), which no format check can see.
+        digests = {"model.safetensors": hashlib.sha256(blob).hexdigest(), "state.pt": hashlib.sha256(state_bytes).hexdigest()}
+        full_meta = {"format": FORMAT, "version": VERSION, "step": step, **meta, "sha256": digests}
         _write_file(tmp / "meta.json", (json.dumps(full_meta, indent=2, default=str) + "\n").encode())
         _fsync_dir(tmp)
         if final.exists():  # a directory a crash left without meta.json
@@ -122,8 +126,10 @@ def load(path, *, weights_only: bool = False) -> Checkpoint:
     if meta.get("version", 0) > VERSION:
         raise CheckpointError(f"{folder} was written by a newer archc (checkpoint format {meta.get('version')}); upgrade archc")
     weights = load_safetensors(folder / "model.safetensors")
+    _verify(folder, "model.safetensors", meta)
     state = None
     if not weights_only:
+        _verify(folder, "state.pt", meta)
         try:
             state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle, zip and unpickler errors all mean "corrupt"
@@ -131,6 +137,15 @@ def load(path, *, weights_only: bool = False) -> Checkpoint:
         if not isinstance(state, dict):
             raise CheckpointError(f"{folder / 'state.pt'} does not hold a training state")
     return Checkpoint(folder, weights, state, meta)
+
+
+def _verify(folder: Path, name: str, meta: dict) -> None:
+    """The file's SHA-256 against the one meta.json recorded (checkpoints from before have none)."""
+    digests = meta.get("sha256")
+    if not isinstance(digests, dict) or name not in digests:
+        return
+    if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
+        raise CheckpointError(f"{folder / name} is corrupt: its bytes differ from those saved (SHA-256 mismatch with meta.json)")
 
 
 def load_safetensors(path) -> dict:
@@ -234,7 +249,8 @@ def _torch_reason(e: BaseException) -> str:
             return "it holds objects other than tensors and plain data: " + line.split("WeightsUnpickler error:", 1)[1].strip()
     if "weights_only" in text:
         return "it holds objects other than tensors and plain data"
-    return f"{type(e).__name__}: {_first_line(e)}"
+    # miniz's message goes on to guess at causes; the first sentence is the finding
+    return f"{type(e).__name__}: {_first_line(e).split(' This is an internal miniz error')[0]}"
 
 
 def _first_line(e: BaseException) -> str:

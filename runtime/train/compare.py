@@ -124,12 +124,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+def check_args(args) -> None:
     for out in args.plot:
         if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise RuntimeUsageError(f"--plot {out}: the file must end in .png, .svg or .pdf")
         output_file(out, "--plot")
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    check_args(args)
     runs = [read_run(p) for p in args.runs]
     sys.stdout.write(render([r.record() for r in runs], args.format))
     if args.plot:

@@ -292,6 +292,7 @@ class _Trainer:
         with IgnoreSignals():
             last = checkpoint.read_link(self.run_dir, "last")
             step = checkpoint.step_of(last) if last else 0
+            last = last and self.run_dir / "checkpoints" / last.name  # as the first Ctrl-C's message names it
             if self.world.main:
                 summary = {**self.summary("interrupted", getattr(self, "last_rows", self.state.rows)), "steps": step}
                 write_json(self.run_dir / "summary.json", summary)

@@ -37,6 +37,8 @@ def snapshot(root: str) -> dict[str, str]:
                 found[rel] = "-> " + os.readlink(path)
             elif os.path.isdir(path):
                 found[rel] = "dir"
+            elif not os.path.isfile(path):  # a pipe or device: opening it could block
+                found[rel] = "special"
             else:
                 with open(path, "rb") as f:
                     found[rel] = hashlib.sha256(f.read()).hexdigest()

@@ -9,6 +9,7 @@ process (driver.py), and each test below checks one of them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +66,21 @@ def metrics_row(key, value):
     return prepare
 
 
-def garble_weights(d: Path) -> None:
-    """0xFF over the tensor bytes (past the safetensors header): NaN in float32, valid file."""
+def garble_weights(d: Path, byte: bytes = b"\xff") -> None:
+    """`byte` over all tensor bytes (past the safetensors header): still a valid file. 0xFF
+    makes every float32 NaN; 0x01 makes them tiny finite numbers only a checksum can catch."""
     p = (d / "run" / "checkpoints" / "last").resolve() / "model.safetensors"
     data = bytearray(p.read_bytes())
     header = 8 + int.from_bytes(data[:8], "little")
-    data[header:] = b"\xff" * (len(data) - header)
+    data[header:] = byte * (len(data) - header)
+    p.write_bytes(bytes(data))
+
+
+def flip_state(d: Path) -> None:
+    """200 bytes inside state.pt's tensor data: torch still loads it."""
+    p = (d / "run" / "checkpoints" / "last").resolve() / "state.pt"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 200] = b"\x01" * 200
     p.write_bytes(bytes(data))
 
 
@@ -124,7 +134,9 @@ CASES = [
     Case("emit-o-folder", f"{OUT} {{c}}/out", 2, "is a folder", mkdir("out")),
     Case("emit-o-proc", f"{OUT} /proc/nope/x.py", 2, "the folder /proc/nope does not exist"),
     Case("emit-o-missing-parent", f"{OUT} {{c}}/new/x.py", 2, "does not exist; create it first"),
-    Case("emit-o-device", f"{OUT} /dev/null", 2, "not a regular file"),
+    # A pipe, not /dev/null: code that wrongly replaces a special file (as the atomic writer once
+    # did, run as root) must not take the machine's /dev/null with it.
+    Case("emit-o-pipe", f"{OUT} {{c}}/pipe", 2, "not a regular file", lambda d: os.mkfifo(d / "pipe")),
     Case("emit-o-under-file", f"{OUT} {{c}}/f/x.py", 2, "the folder c/emit-o-under-file/f is not a folder", write("f", "a file")),
     Case("emit-line-map-folder", f"{OUT} {{c}}/m.py --line-map {{c}}/out", 2, "--line-map", mkdir("out")),
     Case("emit-line-map-same-file", f"{OUT} {{c}}/m.py --line-map {{c}}/m.py", 2, "both name"),
@@ -207,6 +219,10 @@ CASES = [
     # ---- checkpoints: eval, export and resume
     Case("eval-garbled-weights", "eval tiny.yaml --checkpoint {run}", 1, "holds NaN or infinite values", garble_weights),
     Case("export-garbled-weights", "export tiny.yaml -o {c}/m.onnx --checkpoint {run}", 1, "holds NaN or infinite values", garble_weights),
+    Case("eval-flipped-weights", "eval tiny.yaml --checkpoint {run}", 1, "SHA-256 mismatch", lambda d: garble_weights(d, b"\x01")),
+    Case("resume-flipped-state", "train tiny.yaml --out {run} --resume", 1, "SHA-256 mismatch", flip_state),
+    Case("resume-truncated-state", "train tiny.yaml --out {run} --resume", 1, "failed finding central directory",
+         lambda d: ((d / "run/checkpoints/last").resolve() / "state.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 100)),
     Case("eval-other-model", "eval wide.yaml --checkpoint {run}", 1, "does not fit this model"),
     Case("export-other-model", "export wide.yaml -o {c}/m.onnx --checkpoint {run}", 1, "does not fit this model"),
     Case("export-checkpoint-missing", "export tiny.yaml -o {c}/m.onnx --checkpoint {c}/nosuch", 1, "no such checkpoint"),
@@ -229,6 +245,17 @@ CASES = [
 ]
 
 
+# Commands that must work, run in the same process after the corpus (ids, argv as above).
+# A run on a folder dataset with its own --cache-dir, resumed with neither --data nor --cache-dir
+# while ARCHC_CACHE_DIR points elsewhere; an export given a run directory as --checkpoint.
+FOLDER_RUN = "--out {c}/run --batch-size 8 --epochs 2 --no-progress"
+GOOD = [
+    ("train-with-cache-dir", f"train tiny.yaml --data data/folder --cache-dir {{c}}/cache --max-steps 1 {FOLDER_RUN}"),
+    ("resume-keeps-cache-dir", f"train tiny.yaml --resume --max-steps 2 {FOLDER_RUN}"),
+    ("export-run-dir", "export tiny.yaml -o {c}/m.onnx --checkpoint runs/tiny"),
+]
+
+
 @pytest.fixture(scope="module")
 def results(corpus_base) -> dict[str, tuple[Case, dict]]:
     cases = []
@@ -241,7 +268,11 @@ def results(corpus_base) -> dict[str, tuple[Case, dict]]:
             case.prepare(folder)
         argv = case.argv.replace("{run}", f"c/{case.id}/run").replace("{c}", f"c/{case.id}").split(" ")
         cases.append({"argv": argv, "cwd": str(corpus_base), "watch": ["runs", f"c/{case.id}"]})
-    return {case.id: (case, result) for case, result in zip(CASES, run_driver(cases, corpus_base))}
+    good = corpus_base / "c" / "good"
+    env = {"ARCHC_CACHE_DIR": str(good / "default-cache")}
+    cases += [{"argv": argv.replace("{c}", "c/good").split(" "), "cwd": str(corpus_base), "env": env} for _, argv in GOOD]
+    out = run_driver(cases, corpus_base)
+    return {case.id: (case, result) for case, result in zip(CASES, out)} | {id_: (None, r) for (id_, _), r in zip(GOOD, out[len(CASES):])}
 
 
 @pytest.mark.parametrize("case_id", [c.id for c in CASES])
@@ -267,3 +298,21 @@ def test_skip_corrupt_counts_around_the_bad_image(results):
     _, r = results["data-info-skip-corrupt"]
     assert "skipped          1 unreadable images" in r["out"] and "n01_0.JPEG" in r["out"]
     assert "train            7 images" in r["out"]  # 8 listed, 1 left out
+
+
+def test_a_resume_reads_the_data_the_run_started_with(results, corpus_base):
+    _, first = results["train-with-cache-dir"]
+    _, resumed = results["resume-keeps-cache-dir"]
+    assert first["code"] == 0 and resumed["code"] == 0, first["err"] + resumed["err"]
+    good = corpus_base / "c" / "good"
+    assert f"resuming with the run's data: data/folder, cache {good / 'cache'}" in resumed["err"]
+    assert "resumed c/good/run at step 1" in resumed["out"]
+    assert not (good / "default-cache").exists()  # no second decode into the default place
+    assert len(list((good / "cache").iterdir())) == 1
+
+
+def test_export_takes_a_run_directory_as_eval_does(results, corpus_base):
+    _, r = results["export-run-dir"]
+    assert r["code"] == 0, r["err"]
+    assert "onnxruntime matches PyTorch" in r["err"] and (corpus_base / "c" / "good" / "m.onnx").stat().st_size > 0
+    assert "Warning" not in r["err"] and "Traceback" not in r["err"]
