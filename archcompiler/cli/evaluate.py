@@ -63,8 +63,19 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
             "images": result["images"], "step": ckpt.meta.get("step"), "epochs_completed": ckpt.meta.get("epochs_completed"), "warning": warning}
 
 
+def check_args(args) -> None:
+    from runtime.data.load import parse_spec
+    from runtime.paths import output_dir
+
+    if args.data is not None:
+        parse_spec(args.data)
+    if args.cache_dir is not None:
+        output_dir(args.cache_dir, "--cache-dir", may_create=True)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    check_args(args)
     from archcompiler.cli.common import compile_or_report
 
     compiled = compile_or_report(args.spec)

@@ -9,7 +9,6 @@ prints and writes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -59,6 +58,8 @@ def check_args(args) -> None:
         output_dir(args.out, "--out", may_create=not args.resume)
     if args.data is not None:
         parse_spec(args.data)
+    if args.cache_dir is not None:  # the cache is written after minutes of decoding: check first
+        output_dir(args.cache_dir, "--cache-dir", may_create=True)
 
 
 def main(argv: list[str]) -> int:
@@ -67,16 +68,16 @@ def main(argv: list[str]) -> int:
     if args.nproc is not None:
         return _relaunch(args, argv)
     from archcompiler.cli.common import compile_or_report
+    from archcompiler.cli.resume import data_options_note
+    from runtime.paths import output_dir
 
     compiled = compile_or_report(args.spec)
     if compiled is None:
         return 1
     run_dir = Path(args.out or Path("runs") / compiled.name)
-    from runtime.paths import output_dir
-
     output_dir(run_dir, "--out", may_create=not args.resume)
     config = build_config(compiled, args, run_dir)
-    note = _resume_data_options(args, config, run_dir) if args.resume else None
+    note = data_options_note(args, config, run_dir) if args.resume else None
     return train(compiled, config, run_dir, args, note)
 
 
@@ -131,7 +132,9 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None) -> int
             from runtime.train import checkpoint
 
             # a corrupt checkpoint, or one of another run, should fail now, not after minutes of decoding
-            _check_same_run(checkpoint.load(run_dir), compiled, config)
+            from archcompiler.cli.resume import check_same_run
+
+            check_same_run(checkpoint.load(run_dir), compiled, config)
             if note:
                 print(note, file=sys.stderr)
         train_set, val_set = _load_data(config.data, args, world)
@@ -162,46 +165,6 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None) -> int
     finally:
         distributed.shutdown(world)
     return 0
-
-
-def _resume_data_options(args, config, run_dir: Path) -> str | None:
-    """A resume reads the data the run started with: its --data (in the config), its --cache-dir
-    and --skip-corrupt (in config.json's data_options) unless given again. Returns the line
-    that says so, printed once the checkpoint has been found sound."""
-    saved = {}
-    try:
-        saved = json.loads((run_dir / "config.json").read_text()).get("data_options") or {}
-    except (OSError, ValueError, AttributeError):
-        pass  # build_config has read config.json already; a run from before data_options has none
-    if args.cache_dir is None and isinstance(saved.get("cache_dir"), str):
-        args.cache_dir = saved["cache_dir"]
-    if not args.skip_corrupt and saved.get("skip_corrupt") is True:
-        args.skip_corrupt = True
-    if args.data is None or args.cache_dir != saved.get("cache_dir"):
-        where = f", cache {args.cache_dir}" if args.cache_dir else ""
-        return f"archc: resuming with the run's data: {config.data}{where}" + (", --skip-corrupt" if args.skip_corrupt else "")
-    return None
-
-
-def _check_same_run(ckpt, compiled, config) -> None:
-    """The checkpoint's meta.json must describe this run: its model, spec, settings and step."""
-    from runtime.errors import CheckpointError
-    from runtime.train.config import TrainConfig
-
-    meta, where = ckpt.meta, ckpt.path / "meta.json"
-    if meta.get("model") not in (None, compiled.name):
-        raise CheckpointError(f"{where} is of model {meta.get('model')!r}, not {compiled.name}; it belongs to another run")
-    if meta.get("spec_sha256") not in (None, compiled.spec_hash):
-        raise CheckpointError(f"{where} was trained from another spec than this run's; it belongs to another run")
-    if meta.get("step") != ckpt.state.get("step"):
-        raise CheckpointError(f"{where} says step {meta.get('step')} but its state.pt is at step {ckpt.state.get('step')}; "
-                              "the files come from different checkpoints")
-    saved = meta.get("config")
-    if isinstance(saved, dict):
-        fixed = [k for k in TrainConfig().to_dict() if k not in (*RESUMABLE, "notes") and k in saved and saved[k] != getattr(config, k)]
-        if fixed:
-            k = fixed[0]
-            raise CheckpointError(f"{where} has {k} {saved[k]!r} but this run has {getattr(config, k)!r}; it belongs to another run")
 
 
 def check_fit(compiled, dataset, data: str) -> None:

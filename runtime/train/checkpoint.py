@@ -126,16 +126,16 @@ def load(path, *, weights_only: bool = False) -> Checkpoint:
     if meta.get("version", 0) > VERSION:
         raise CheckpointError(f"{folder} was written by a newer archc (checkpoint format {meta.get('version')}); upgrade archc")
     weights = load_safetensors(folder / "model.safetensors")
-    _verify(folder, "model.safetensors", meta)
+    _verify(folder, "model.safetensors", meta)  # after parsing, likewise
     state = None
     if not weights_only:
-        _verify(folder, "state.pt", meta)
         try:
             state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle, zip and unpickler errors all mean "corrupt"
             raise CheckpointError(f"{folder / 'state.pt'} is corrupt or not a training state ({_torch_reason(e)})") from None
         if not isinstance(state, dict):
             raise CheckpointError(f"{folder / 'state.pt'} does not hold a training state")
+        _verify(folder, "state.pt", meta)  # after parsing: a file that does not parse gets the more precise message
     return Checkpoint(folder, weights, state, meta)
 
 

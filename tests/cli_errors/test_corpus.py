@@ -166,6 +166,9 @@ CASES = [
     Case("bench-compare-bad-rows", "bench tiny.yaml --iters 1 --warmup 0 --compare {c}/b.json", 1, "not a benchmark result",
          write("b.json", '{"kind": "archc-bench", "rows": [1, 2]}')),
     Case("bench-compare-folder", "bench tiny.yaml --iters 1 --warmup 0 --compare {c}/b.json", 2, "is a folder", mkdir("b.json")),
+    Case("train-cache-dir-file", f"train tiny.yaml --data {DATA} --cache-dir {{c}}/f --out {{c}}/r", 2, "--cache-dir", write("f", "x")),
+    Case("eval-cache-dir-proc", "eval tiny.yaml --checkpoint {run} --cache-dir /proc/nope", 2, "cannot write in /proc"),
+    Case("data-prepare-cache-dir-file", "data prepare data/folder --cache-dir {c}/f", 2, "is a file", write("f", "x")),
     Case("data-download-to-file", "data download tiny-imagenet --to {c}/f --url file:///nonexistent.zip", 2, "is a file", write("f", "x")),
     # ---- numbers and flags: argparse, exit 2
     Case("train-seed-huge", "train tiny.yaml --seed 99999999999999999999999", 2, "argument --seed"),

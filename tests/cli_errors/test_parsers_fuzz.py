@@ -33,7 +33,7 @@ COMMANDS = {
     "train": (train.parser, train.check_args, ["tiny.yaml"],
               ["--data", "--recipe", "--epochs", "--batch-size", "--lr", "--seed", "--device", "--amp", "--out", "--max-steps",
                "--checkpoint-every", "--nproc", "--cache-dir", "--resume"]),
-    "eval": (evaluate.parser, lambda a: a.data and parse_spec(a.data), ["tiny.yaml"], ["--checkpoint", "--data", "--batch-size", "--device", "--format"]),
+    "eval": (evaluate.parser, evaluate.check_args, ["tiny.yaml"], ["--checkpoint", "--data", "--batch-size", "--device", "--format", "--cache-dir"]),
     "bench": (bench.parser, bench.check_args, ["tiny.yaml"],
               ["--mode", "--batch-size", "--compile", "--warmup", "--iters", "--threads", "--threshold", "--format", "--optimizer"]),
     "compare": (compare.parser, compare.check_args, ["run"], ["--format", "--plot"]),
