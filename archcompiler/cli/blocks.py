@@ -1,10 +1,9 @@
 """`archc blocks`: list the registered block types and their parameters."""
 from __future__ import annotations
 
-from runtime import argtypes
-
 from archcompiler.blocks.registry import FAMILIES
 from archcompiler.driver import builtin_registry
+from runtime import argtypes
 
 
 def main(argv: list[str]) -> int:
