@@ -15,7 +15,9 @@ from tests.cli_errors.conftest import ARCHC
 from tests.runtime.train_helpers import TINY_SPEC
 
 
-@pytest.mark.parametrize("gap", [0.0, 0.3])
+# gap 0: the second press lands in the step the first one let finish; 0.3 s: usually during
+# the save or the plot that follow (a training run each, ~10 s: that one is marked slow)
+@pytest.mark.parametrize("gap", [0.0, pytest.param(0.3, marks=pytest.mark.slow)])
 def test_a_second_ctrl_c_still_reports_the_checkpoint(tmp_path, gap):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
     proc = subprocess.Popen([*ARCHC, "train", "tiny.yaml", "--data", "synthetic:train=400,val=32", "--epochs", "1000", "--batch-size", "8",
