@@ -15,6 +15,10 @@ def replacing(path) -> Iterator[str]:
     """Yield a temporary path beside `path`; when the block ends without an error, the file
     written there is synced and renamed over `path`. For writers that want a path (torch.save)."""
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        # Renaming over /dev/null (as root) or a folder's entry would destroy it; runtime.paths
+        # refuses these paths up front, this is the last guard for any writer that did not ask.
+        raise OSError(f"{path} is not a regular file; not replacing it")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")

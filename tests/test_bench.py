@@ -314,6 +314,7 @@ def test_compare_states_the_noise(capsys):
 def test_save_then_compare_through_the_cli(tiny, fake_peak, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
     saved = tmp_path / "results" / "base.json"
+    saved.parent.mkdir()  # a path given to --save must be in an existing folder (runtime/paths.py)
     args = [tiny, "--compile", "off", "--mode", "infer", "--batch-size", "2", "--warmup", "1", "--iters", "1", "--quiet"]
     assert cli_bench.main(args + ["--save", str(saved)]) == 0
     assert load(saved).rows[0].images_per_s == pytest.approx(200.0)

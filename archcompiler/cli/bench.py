@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from archcompiler.errors import ArchcError, UsageError
+from runtime import argtypes
 from runtime.vocab import AMP, OPTIMIZERS  # names only: imports no torch
 
 ROOT = Path(__file__).resolve().parents[2]  # a checkout's root, where tests/ lives
@@ -23,7 +24,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc bench", description="Benchmark specs: images/s, step time, peak memory, "
+    p = argtypes.Parser(prog="archc bench", description="Benchmark specs: images/s, step time, peak memory, "
                                 "achieved FLOP/s and MFU against the device's measured peak. Inputs are synthetic.")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
     p.add_argument("--mode", choices=("train", "infer", "both"), default="both",
@@ -39,13 +40,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=AMP, default="off", help="autocast to bfloat16")
     p.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last (NHWC)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]", help="default auto: cuda when available")
-    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps per row; the first compiles (default 3)")
-    p.add_argument("--iters", type=int, default=10, metavar="N", help="timed steps per row (default 10)")
+    p.add_argument("--warmup", type=argtypes.non_negative, default=3, metavar="N", help="untimed steps per row; the first compiles (default 3)")
+    p.add_argument("--iters", type=argtypes.positive, default=10, metavar="N", help="timed steps per row (default 10)")
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
                    help="of the training step (default: the spec's train.optimizer, else sgd)")
     p.add_argument("--breakdown", action="store_true",
                    help="after timing, profile each row's step and report the share of conv, matmul, norm, optimizer and other ops")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch.set_num_threads(N) first (CPU)")
+    p.add_argument("--threads", type=argtypes.positive, default=None, metavar="N", help="torch.set_num_threads(N) first (CPU)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (json is a stable contract)")
     p.add_argument("--reference", action="store_true",
                    help="add rows for the hand-written reference modules (tests/reference_models.py, in a checkout)")
@@ -53,9 +54,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"save the run as {RESULTS_DIR}/NAME.json (default NAME: archc-bench-<machine>); a path ending in .json is used as is")
     p.add_argument("--compare", nargs="?", const="", default=None, metavar="NAME",
                    help="compare with a saved run (same naming as --save) on the per-step times; exit 1 if a row regressed")
-    p.add_argument("--threshold", type=float, default=0.05, metavar="F",
+    p.add_argument("--threshold", type=argtypes.positive_float, default=0.05, metavar="F",
                    help="with --compare, a row is a regression when its speed is shown to be below 1 - F of the saved one (default 0.05)")
-    p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR", help=f"where --save and --compare names live (default {RESULTS_DIR})")
+    p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR", help=f"where --save and --compare names live (default {RESULTS_DIR}; --save creates it)")
     p.add_argument("--peak-refresh", action="store_true", help="probe the device's peak again; the cache keeps the higher of the old and new peak")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress messages on stderr")
     return p
@@ -66,7 +67,7 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
         sizes = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise UsageError(f"--batch-size takes comma-separated integers, e.g. 32,256; got '{text}'") from None
-    if not sizes or any(b < 1 for b in sizes):
+    if not sizes or any(b < 1 or b > argtypes.COUNT_MAX for b in sizes):
         raise UsageError(f"--batch-size takes positive integers, e.g. 32,256; got '{text}'")
     return sizes
 
@@ -125,22 +126,49 @@ def result_path(name: str, results_dir: str, machine: str) -> Path:
     return Path(name) if name.endswith(".json") or "/" in name else Path(results_dir) / f"{name}.json"
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    batch_sizes = parse_batch_sizes(args.batch_size)
+def check_outputs(args) -> tuple[Path | None, tuple | None]:
+    """The --save path, checked writable (or None), and the --compare baseline as (path, result), read (or None)."""
+    from runtime.bench import load
+    from runtime.bench.device import device_name, resolve_device
+    from runtime.paths import output_dir, output_file
+
+    if args.save is None and args.compare is None:
+        return None, None
+    machine = device_name(resolve_device(args.device))  # the default names carry the machine
+    save_path = baseline = None
+    if args.compare is not None:
+        path = result_path(args.compare, args.results_dir, machine)
+        if path.is_dir():
+            raise UsageError(f"--compare {path}: is a folder; give a saved run's name or .json file")
+        baseline = (path, load(path))
+    if args.save is not None:
+        save_path = result_path(args.save, args.results_dir, machine)
+        if save_path.parent == Path(args.results_dir):  # created if missing, as --results-dir's help says
+            output_dir(args.results_dir, "--results-dir", may_create=True)
+        output_file(save_path, "--save")
+    return save_path, baseline
+
+
+def check_args(args) -> tuple[int, ...]:
+    """The flags' values, before torch is imported; returns the batch sizes."""
     if args.threshold <= 0 or args.threshold >= 1:
         raise UsageError("--threshold is a fraction between 0 and 1, e.g. 0.05 for 5%")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError("--threads must be at least 1")
+    return parse_batch_sizes(args.batch_size)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    batch_sizes = check_args(args)
 
     import torch
 
-    from runtime.bench import BenchConfig, compare, load, run, save
+    from runtime.bench import BenchConfig, compare, run, save
     from runtime.bench.report import render, render_changes
     from runtime.bench.runner import stderr_progress
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    save_path, baseline = check_outputs(args)  # before minutes of timing, not after
     loads = workloads(args.specs, args.reference, args.optimizer)
     compile_kwargs = {"backend": args.compile_backend}
     if args.compile_mode != "default":
@@ -157,9 +185,8 @@ def main(argv: list[str]) -> int:
     sys.stdout.write(render(result, args.format))
 
     status = 1 if any(r.error for r in result.rows) else 0
-    if args.compare is not None:
-        path = result_path(args.compare, args.results_dir, result.machine)
-        saved = load(path)
+    if baseline is not None:
+        path, saved = baseline
         changes = compare(result, saved, args.threshold)
         out = sys.stderr if args.format != "table" else sys.stdout
         if saved.machine != result.machine:
@@ -168,8 +195,8 @@ def main(argv: list[str]) -> int:
         out.write(render_changes(changes, args.threshold, str(path), loads))
         if any(c.verdict in ("regression", "failed") for c in changes):
             status = 1
-    if args.save is not None:
-        path = save(result, result_path(args.save, args.results_dir, result.machine))
+    if save_path is not None:
+        path = save(result, save_path)
         print(f"saved {path}", file=sys.stderr)
     return status
 

@@ -1,14 +1,13 @@
 """`archc blocks`: list the registered block types and their parameters."""
 from __future__ import annotations
 
-import argparse
-
 from archcompiler.blocks.registry import FAMILIES
 from archcompiler.driver import builtin_registry
+from runtime import argtypes
 
 
 def main(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="archc blocks", description="List the built-in block types (docs/blocks.md has the full reference).").parse_args(argv)
+    argtypes.Parser(prog="archc blocks", description="List the built-in block types (docs/blocks.md has the full reference).").parse_args(argv)
     reg = builtin_registry()
     for family, fam in FAMILIES.items():
         title = fam.title

@@ -8,14 +8,15 @@ import sys
 from archcompiler.backends.table import render_table, rows
 from archcompiler.cli.common import print_diagnostics
 from archcompiler.driver import CheckResult, check_file
+from runtime import argtypes
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc check", description="Validate specs; print shapes, parameters and FLOPs per layer.")
+    p = argtypes.Parser(prog="archc check", description="Validate specs; print shapes, parameters and FLOPs per layer.")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (json is a stable contract)")
     p.add_argument("--expand", action="store_true", help="nest the rows of composite blocks")
-    p.add_argument("--depth", type=int, default=None, metavar="N", help="with --expand, nest at most N levels")
+    p.add_argument("--depth", type=argtypes.non_negative, default=None, metavar="N", help="with --expand, nest at most N levels")
     p.add_argument("--concise", action="store_true", help="diagnostics on one line each, without the source snippet")
     p.add_argument("--quiet", "-q", action="store_true", help="print diagnostics only, no tables")
     p.add_argument("--macs", action="store_true",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from archcompiler.errors import ArchcError, UsageError
+from archcompiler.errors import ArchcError
 
 
 def head(compiled) -> tuple[str, int | None]:
@@ -56,7 +56,7 @@ def decide(compiled, data_classes: int, pinned: int | None, source: str) -> tupl
                              f"make '{name}' output {data_classes} or more")
         return compiled, None
     if target < data_classes:
-        raise UsageError(f"{source} is {target} but the data has {data_classes} classes; the head needs at least {data_classes}")
+        raise ArchcError(f"{source} is {target} but the data has {data_classes} classes; the head needs at least {data_classes}")
     adjusted = with_classes(compiled, target)
     if pinned is None and out != target:
         how = f"'{name}' outputs {target} instead of the spec's {out}"

@@ -1,18 +1,37 @@
 """`archc emit SPEC -o model.py`: write standalone PyTorch source for a spec."""
 from __future__ import annotations
 
-import argparse
+import os
 import sys
 
 from archcompiler.cli.common import compile_or_report
+from runtime import argtypes
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="archc emit", description="Write one standalone Python file (needs only torch) for a spec.")
+def check_args(args) -> None:
+    """Both outputs are checked before compiling, so a bad --line-map never follows a written .py."""
+    from runtime.errors import RuntimeUsageError
+    from runtime.paths import output_file
+
+    if args.output:
+        output_file(args.output, "-o")
+    if args.line_map:
+        output_file(args.line_map, "--line-map")
+        if args.output and os.path.abspath(args.output) == os.path.abspath(args.line_map):
+            raise RuntimeUsageError(f"-o and --line-map both name {args.output}; the map would overwrite the source")
+
+
+def parser() -> argtypes.Parser:
+    p = argtypes.Parser(prog="archc emit", description="Write one standalone Python file (needs only torch) for a spec.")
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml)")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     p.add_argument("--line-map", metavar="FILE", help="also write the generated-line -> spec-line map as JSON")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    check_args(args)
     compiled = compile_or_report(args.spec)
     if compiled is None:
         return 1

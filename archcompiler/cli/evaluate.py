@@ -11,15 +11,15 @@ import json
 import sys
 
 from archcompiler.cli.train import DATA_HELP
-from runtime import vocab  # names only: imports no torch
+from runtime import argtypes, vocab  # names only: imports no torch
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc eval", description="Evaluate a checkpoint of a spec on a validation set.")
+    p = argtypes.Parser(prog="archc eval", description="Evaluate a checkpoint of a spec on a validation set.")
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml) the checkpoint was trained from")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="run directory, checkpoints/best|last, a step directory, or a .safetensors file")
     p.add_argument("--data", help=DATA_HELP + " (default: the data the checkpoint was trained on)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per forward pass (default 256)")
     p.add_argument("--device", choices=vocab.DEVICES, default="auto", help="default auto: cuda when present")
     p.add_argument("--amp", choices=vocab.AMP, help="mixed precision (default: bf16 on CUDA, off on CPU)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object")
@@ -67,8 +67,19 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
             "images": result["images"], "step": ckpt.meta.get("step"), "epochs_completed": ckpt.meta.get("epochs_completed"), "warning": warning}
 
 
+def check_args(args) -> None:
+    from runtime.data.load import parse_spec
+    from runtime.paths import output_dir
+
+    if args.data is not None:
+        parse_spec(args.data)
+    if args.cache_dir is not None:
+        output_dir(args.cache_dir, "--cache-dir", may_create=True)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    check_args(args)
     from archcompiler.cli.common import compile_or_report
 
     compiled = compile_or_report(args.spec)

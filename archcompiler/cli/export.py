@@ -5,49 +5,46 @@ checked with onnx.checker and run with onnxruntime against PyTorch on the same i
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
 from archcompiler.cli.common import compile_or_report
-from archcompiler.errors import ArchcError
+from archcompiler.errors import ArchcError, UsageError
+from runtime import argtypes
 
 INSTALL_HINT = ("ONNX export needs the 'onnx' extra (onnx, onnxruntime, onnxscript): in the archc checkout, "
                 "pip install -e '.[onnx]' (make setup does it)")
 TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| accepted, in logits
 
 
-def checkpoint_classes(compiled, path: str):
-    """The spec with the head the checkpoint was trained with (archc train sets it to the
-    data's class count; meta.json records it)."""
-    import json
-
+def with_checkpoint(compiled, path: str):
+    """Read trained weights as `archc eval` does (a run directory, checkpoints/best, a step
+    directory or a bare .safetensors file), and the spec with the head they were trained with
+    (archc train sets it to the data's class count; meta.json records it)."""
     from archcompiler.cli.classes import with_classes
+    from runtime.train import checkpoint
 
+    ckpt = checkpoint.load(path, weights_only=True)
+    classes = ckpt.meta.get("num_classes")
+    return (with_classes(compiled, classes) if isinstance(classes, int) else compiled), ckpt
+
+
+def supported_opsets(onnx, torch) -> tuple[int, int]:
+    """The opsets this installation exports: from the lowest torch's exporter implements (below
+    it, it converts down and silently keeps its own when that fails) to the newest onnx knows."""
     try:
-        meta = json.loads((Path(path) / "meta.json").read_text())
-    except (OSError, ValueError):
-        return compiled  # a bare .safetensors file, or no meta: the spec as written
-    classes = meta.get("num_classes") if isinstance(meta, dict) else None
-    return with_classes(compiled, classes) if isinstance(classes, int) else compiled
+        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET as low
+    except ImportError:  # a torch that moved the constant: 18 since the exporter's first release
+        low = 18
+    return low, onnx.defs.onnx_opset_version()
 
 
-def load_weights(model, path: str) -> None:
-    """Load a checkpoint directory (its model.safetensors) or a .safetensors file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    file = os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
-    try:
-        state = load_file(file)
-    except FileNotFoundError:
-        raise ArchcError(f"no checkpoint at {file}") from None
-    except (SafetensorError, OSError) as e:
-        raise ArchcError(f"{file} is not a readable safetensors checkpoint: {e}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ArchcError(f"{file} does not fit this spec: {len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
+def check_opset(opset: int | None, onnx, torch) -> None:
+    if opset is None:
+        return
+    low, high = supported_opsets(onnx, torch)
+    if not low <= opset <= high:
+        raise UsageError(f"--opset {opset}: this installation (torch {torch.__version__.split('+')[0]}, onnx {onnx.__version__}) "
+                         f"exports opsets {low} to {high}")
 
 
 def say(text: str) -> None:
@@ -68,20 +65,27 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
 
     from runtime.files import write_bytes
 
+    check_opset(opset, onnx, torch)
+    ckpt = None
     if checkpoint:
-        compiled = checkpoint_classes(compiled, checkpoint)
+        compiled, ckpt = with_checkpoint(compiled, checkpoint)
     model = compiled.module(seed=0).eval()
-    if checkpoint:
-        load_weights(model, checkpoint)
+    if ckpt is not None:
+        from runtime.train.checkpoint import load_into
+
+        load_into(model, ckpt.weights, ckpt.path)
     example = torch.randn(2, *compiled.input_shape, generator=torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=1, max=65536)
-    kwargs = {"opset_version": opset} if opset else {}
+    kwargs = {"opset_version": opset} if opset is not None else {}
     say("tracing the model with torch.export and converting it to ONNX (the slow part: seconds to a minute)")
     program = torch.onnx.export(
         model, (example,), dynamo=True, input_names=["input"], output_names=["output"],
         dynamic_shapes=({0: batch},), verbose=False, **kwargs,
     )
     proto = program.model_proto
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:  # the exporter falls back quietly when it cannot convert
+        raise ArchcError(f"the exporter wrote opset {written}, not the {opset} asked for; not writing {output}")
     say("checking the graph with onnx.checker and running it with onnxruntime against PyTorch")
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
@@ -97,14 +101,33 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
     return diff
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="archc export", description="Export a spec's model (optionally with trained weights).")
+def parser() -> argtypes.Parser:
+    p = argtypes.Parser(prog="archc export", description="Export a spec's model (optionally with trained weights).")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.add_argument("--checkpoint", metavar="PATH", help="a checkpoint directory (archc train) or a .safetensors file")
-    p.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
-    args = p.parse_args(argv)
+    p.add_argument("--opset", type=argtypes.positive, metavar="N", help="ONNX opset (default: the exporter's; 18 up to what onnx knows)")
+    return p
+
+
+def check_args(args) -> None:
+    """The output path, and the opset against what this installation's exporter writes."""
+    from runtime.paths import output_file
+
+    output_file(args.output, "-o")
+    if args.opset is not None:
+        try:
+            import onnx
+            import torch
+        except ImportError:
+            raise ArchcError(INSTALL_HINT) from None
+        check_opset(args.opset, onnx, torch)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    check_args(args)
     compiled = compile_or_report(args.spec)
     if compiled is None:
         return 1

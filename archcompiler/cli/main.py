@@ -61,6 +61,7 @@ def entry() -> None:
     try:
         code = main()
     except KeyboardInterrupt:
+        _ignore_interrupts()
         sys.stderr.write("archc: interrupted\n")
         code = 130
     except BrokenPipeError:
@@ -78,5 +79,16 @@ def entry() -> None:
             )
             code = 70
         else:
+            if code == 130:
+                _ignore_interrupts()
             sys.stderr.write(f"archc: error: {e}\n")
     sys.exit(code)
+
+
+def _ignore_interrupts() -> None:
+    """Stopping on Ctrl-C is decided and reported: a further press during the interpreter's
+    shutdown would only print a traceback from some finalizer."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

@@ -24,6 +24,7 @@ from archcompiler.driver import builtin_registry
 from archcompiler.errors import ArchcError, UsageError
 from archcompiler.driver import CheckResult, check_file, check_text
 from archcompiler.ir.graph import Graph
+from runtime import argtypes
 from runtime.files import write_bytes, write_text
 
 FORMATS = ("svg", "png", "pdf", "dot", "html")
@@ -156,7 +157,7 @@ def render(spec: str | None, output: str, **options) -> str:
 # --- command line ---
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = argtypes.Parser(
         prog="archc render",
         description="Draw a spec, or one block definition, with graphviz. The format is the extension of -o: .svg, .png, .pdf, .dot, "
         "or .html for an interactive page (click composites to open them, pan, zoom, search).",
@@ -165,15 +166,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .svg, .png, .pdf, .dot or .html")
     p.add_argument("--block", metavar="NAME", help="draw this block's definition (built-in, or from SPEC's blocks:)")
     p.add_argument("--expand", action="store_true", help="draw composite blocks as nested clusters (.html: open them at first)")
-    p.add_argument("--depth", type=int, metavar="N", help="with --expand, nest at most N levels (as archc check)")
+    p.add_argument("--depth", type=argtypes.non_negative, metavar="N", help="with --expand, nest at most N levels (as archc check)")
     p.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right")
     p.add_argument("--input", metavar="C,H,W", help="with --block: the input shape to draw the block at")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="with --block: a block parameter (repeatable)")
     return p
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+def check_args(args) -> None:
+    """Every flag checked before any drawing, so a bad one costs nothing."""
     if args.spec is None and args.block is None:
         raise UsageError("give a SPEC to draw, or --block NAME")
     if args.depth is not None and (args.depth < 0 or not args.expand):
@@ -181,6 +182,16 @@ def main(argv: list[str]) -> int:
     if args.block is None and (args.input or args.set):
         raise UsageError("--input and --set apply to --block only")
     output_format(args.output)  # a bad extension is a usage error before any work
+    from runtime.paths import output_file
+
+    output_file(args.output, "-o")
+    if args.input:
+        _shape(args.input)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    check_args(args)
     try:
         render(
             args.spec,

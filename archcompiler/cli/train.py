@@ -9,7 +9,6 @@ prints and writes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import sys
 from pathlib import Path
 
 from archcompiler.errors import UsageError
-from runtime import vocab  # names only: imports no torch
+from runtime import argtypes, vocab  # names only: imports no torch
 
 # Flags that may differ from the run's saved config when resuming: they change where and how
 # fast the run goes, not which numbers it computes.
@@ -27,17 +26,17 @@ DATA_HELP = "synthetic (default), synthetic:SEED, synthetic:train=N,val=N, tiny-
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc train", description="Train a spec. Defaults come from the spec's train: section "
+    p = argtypes.Parser(prog="archc train", description="Train a spec. Defaults come from the spec's train: section "
                                 "(the paper's recipe for the paper specs); a flag given here overrides it.")
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml)")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--recipe", choices=("paper", "modern"), help="use this recipe instead of the spec's (see docs/training.md)")
-    p.add_argument("--epochs", type=int, help="passes over the training set")
-    p.add_argument("--batch-size", type=int, help="images per step, over all processes")
-    p.add_argument("--lr", type=float, help="initial (peak) learning rate")
-    p.add_argument("--seed", type=int, help="seed of weights, order, dropout and augmentation (default 0)")
+    p.add_argument("--epochs", type=argtypes.positive, help="passes over the training set")
+    p.add_argument("--batch-size", type=argtypes.positive, help="images per step, over all processes")
+    p.add_argument("--lr", type=argtypes.positive_float, help="initial (peak) learning rate")
+    p.add_argument("--seed", type=argtypes.seed, help=f"seed of weights, order, dropout and augmentation, 0 to {argtypes.SEED_MAX} (default 0)")
     p.add_argument("--seeds", metavar="K,K,...", help="train once per seed, one after another, into OUT/seed-K (for archc compare's groups)")
-    p.add_argument("--num-classes", type=int, metavar="N", help="outputs of the model's head (default: the spec's train: num_classes, else the data's)")
+    p.add_argument("--num-classes", type=argtypes.positive, metavar="N", help="outputs of the model's head (default: the spec's train: num_classes, else the data's)")
     p.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights where names and shapes match (fine-tuning); reports what was skipped")
     p.add_argument("--device", choices=vocab.DEVICES, help="default auto: cuda when present")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: on for CUDA)")
@@ -46,21 +45,36 @@ def parser() -> argparse.ArgumentParser:
                    help="NHWC memory layout (default: on; it measured faster on CPU and GPU, docs/benchmarks.md)")
     p.add_argument("--out", help="run directory (default runs/<model name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps in all (quick runs)")
-    p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps (default: at epoch ends)")
+    p.add_argument("--max-steps", type=argtypes.positive, help="stop after this many steps in all (quick runs)")
+    p.add_argument("--checkpoint-every", type=argtypes.non_negative, help="also checkpoint every N steps (default: at epoch ends)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no live bar; plain lines instead")
     p.add_argument("--log-every", metavar="N|Ns", help="without a live bar, a step line every N steps or N seconds (default 30s; 0: none)")
-    p.add_argument("--nproc", type=int, help="train on N processes with DDP on this machine (runs torchrun for you)")
+    p.add_argument("--nproc", type=argtypes.positive, help="train on N processes with DDP on this machine (runs torchrun for you)")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
     return p
 
 
+def check_args(args) -> None:
+    """What can be checked before compiling: --out (also once the default is known) and --data."""
+    from runtime.data.load import parse_spec
+    from runtime.paths import output_dir
+
+    if args.out is not None:
+        output_dir(args.out, "--out", may_create=not args.resume)
+    if args.data is not None:
+        parse_spec(args.data)
+    if args.cache_dir is not None:  # the cache is written after minutes of decoding: check first
+        output_dir(args.cache_dir, "--cache-dir", may_create=True)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    check_args(args)
     if args.nproc is not None:
         return _relaunch(args, argv)
     from archcompiler.cli.common import compile_or_report
+    from runtime.paths import output_dir
 
     compiled = compile_or_report(args.spec)
     if compiled is None:
@@ -68,18 +82,27 @@ def main(argv: list[str]) -> int:
     run_dir = Path(args.out or Path("runs") / compiled.name)
     if args.init_from and args.resume:
         raise UsageError("--init-from starts a new run; --resume continues one from its own checkpoint. Give one of them")
-    if args.seeds is None:
-        return train(compiled, build_config(compiled, args, run_dir), run_dir, args)
-    if args.seed is not None:
+    if args.seeds is not None and args.seed is not None:
         raise UsageError("give --seed or --seeds, not both")
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    output_dir(run_dir, "--out", may_create=not args.resume)
+    if seeds is None:
+        return train_one(compiled, args, run_dir)
     for k in seeds:
         args.seed = k
         seed_dir = run_dir / f"seed-{k}"
         print(f"archc train: seed {k} of {','.join(map(str, seeds))} into {seed_dir}", flush=True)
-        train(compiled, build_config(compiled, args, seed_dir), seed_dir, args)
+        train_one(compiled, args, seed_dir)
     print(f"compare them: archc compare {run_dir}/seed-*")
     return 0
+
+
+def train_one(compiled, args, run_dir: Path) -> int:
+    from archcompiler.cli.resume import data_options_note
+
+    config = build_config(compiled, args, run_dir)
+    note = data_options_note(args, config, run_dir) if args.resume else None
+    return train(compiled, config, run_dir, args, note)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -87,8 +110,8 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise UsageError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got '{text}'") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise UsageError(f"--seeds takes distinct non-negative integers, e.g. 0,1,2; got '{text}'")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) > argtypes.SEED_MAX:
+        raise UsageError(f"--seeds takes distinct integers from 0 to {argtypes.SEED_MAX}, e.g. 0,1,2; got '{text}'")
     return seeds
 
 
@@ -105,19 +128,24 @@ def build_config(compiled, args, run_dir: Path):
     if not args.resume:
         return resolve(compiled.train, {**flags, "notes": notes}, recipe=args.recipe)
     # Resuming: the run's own config is the base, so the run goes on exactly as it started.
+    from runtime.errors import RuntimeUserError
+    from runtime.train.rundir import read_json_object
+
     saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        raise RuntimeUserError(f"--resume: {run_dir} has no config.json; is it a run directory of archc train?")
     try:
-        data = json.loads(saved_path.read_text())
-        saved = TrainConfig.from_dict({**data, **data.get("requested", {})})  # as asked for, not as resolved on that machine
-    except (OSError, ValueError) as e:
-        raise RuntimeUsageError(f"--resume: cannot read {saved_path} ({e}); is {run_dir} a run directory?") from None
+        data = read_json_object(saved_path, "the config archc train writes")
+        saved = TrainConfig.from_dict({**data, **(data.get("requested") or {})})  # as asked for, not as resolved on that machine
+    except (TypeError, ValueError, RuntimeUsageError) as e:  # a field of the wrong type, or out of range
+        raise RuntimeUserError(f"--resume: {saved_path} is not a config archc wrote ({e})") from None
     copy = run_dir / "spec.yaml"
     trained = compiled.spec_text
     if saved.num_classes is not None:  # the run's spec.yaml holds its head as trained
         from archcompiler.cli.classes import head, with_classes
 
         trained = with_classes(compiled, saved.num_classes).spec_text if head(compiled)[1] is not None else trained
-    if copy.exists() and copy.read_text() != trained:
+    if copy.exists() and copy.read_text(errors="replace") != trained:
         raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
     changed = [k for k, v in flags.items() if k not in RESUMABLE and v != getattr(saved, k)]
     if args.recipe is not None and args.recipe != saved.recipe:
@@ -131,7 +159,7 @@ def build_config(compiled, args, run_dir: Path):
     return TrainConfig.from_dict(values)
 
 
-def train(compiled, config, run_dir: Path, args) -> int:
+def train(compiled, config, run_dir: Path, args, note: str | None = None) -> int:
     from archcompiler import __version__
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
@@ -144,7 +172,12 @@ def train(compiled, config, run_dir: Path, args) -> int:
         if args.resume and world.main:
             from runtime.train import checkpoint
 
-            checkpoint.load(run_dir)  # a corrupt checkpoint should fail now, not after minutes of decoding
+            # a corrupt checkpoint, or one of another run, should fail now, not after minutes of decoding
+            from archcompiler.cli.resume import check_same_run
+
+            check_same_run(checkpoint.load(run_dir), compiled, config)
+            if note:
+                print(note, file=sys.stderr)
         train_set, val_set = _load_data(config.data, args, world)
         compiled, config = fit_classes(compiled, config, train_set, args, world)
         check_fit(compiled, train_set, args.data or config.data)
@@ -164,6 +197,7 @@ def train(compiled, config, run_dir: Path, args) -> int:
         meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],
                 "input_shape": list(compiled.input_shape), "classes": train_set.classes, "class_names": train_set.names, "num_classes": compiled.output_shape[0],
                 "versions": {"archc": __version__},
+                "data_options": {"cache_dir": args.cache_dir and os.path.abspath(args.cache_dir), "skip_corrupt": args.skip_corrupt},
                 "init_from": init if args.init_from else None}  # filled in when fit() builds the model, before it writes config.json
         try:
             summary = fit(factory, train_set, val_set, config, run_dir, resume=args.resume, extra_meta=meta,
@@ -216,15 +250,15 @@ def init_from(model, path: str, world) -> dict:
 
 
 def check_fit(compiled, dataset, data: str) -> None:
-    """The data must fit the model's input and output before any step is taken."""
-    from runtime.errors import RuntimeUsageError
+    """The data must fit the model's input and output before any step is taken: bad input (exit 1)."""
+    from runtime.errors import RuntimeUserError
 
     shape = tuple(dataset.images.shape[1:])
     if tuple(compiled.input_shape) != shape:
-        raise RuntimeUsageError(f"{data} has images of shape {list(shape)} but {compiled.name} takes input {list(compiled.input_shape)}")
+        raise RuntimeUserError(f"{data} has images of shape {list(shape)} but {compiled.name} takes input {list(compiled.input_shape)}")
     classes, outputs = len(dataset.classes), compiled.output_shape[0]
     if classes > outputs:
-        raise RuntimeUsageError(f"{data} has {classes} classes but {compiled.name} has {outputs} outputs; "
+        raise RuntimeUserError(f"{data} has {classes} classes but {compiled.name} has {outputs} outputs; "
                                 f"set the last affine's `out` to {classes} or more")
 
 
@@ -253,7 +287,7 @@ def _report(compiled, summary: dict, run_dir: Path) -> None:
     status = {"complete": "finished", "max_steps": "stopped at --max-steps"}.get(summary["status"], summary["status"])
     print(f"{compiled.name}: {status} after {summary['steps']} steps ({summary['epochs_completed']} full epoch{'' if summary['epochs_completed'] == 1 else 's'}) "
           f"in {summary['wall_time_s']:.1f}s on {summary['device']}" + (f" x{summary['world_size']}" if summary['world_size'] > 1 else ""))
-    if best is not None:
+    if best is not None and summary.get("final_val_acc") is not None:
         print(f"  final val acc {100 * summary['final_val_acc']:.2f}%  loss {summary['final_val_loss']:.4f}   "
               f"best val acc {100 * best:.2f}% (epoch {summary['best_epoch']})")
     if summary.get("ranks_in_sync") is not None:

@@ -113,7 +113,17 @@ def load(path: str | os.PathLike) -> BenchResult:
         raise RuntimeUserError(f"no saved benchmark at {path}; save one with --save") from None
     except (OSError, ValueError) as e:
         raise RuntimeUserError(f"cannot read {path}: {e}") from None
-    return BenchResult.from_dict(data)
+    try:
+        result = BenchResult.from_dict(data)
+        for row in result.rows:  # compare divides these and matches on the key: check both
+            if row.images_per_s is not None and (isinstance(row.images_per_s, bool) or not isinstance(row.images_per_s, (int, float))):
+                raise ValueError(f"images_per_s is {row.images_per_s!r}")
+            hash(row.key())
+    except RuntimeUserError as e:
+        raise RuntimeUserError(f"{path}: {e}") from None
+    except (TypeError, AttributeError, ValueError) as e:
+        raise RuntimeUserError(f"{path} is not a benchmark result as archc bench --save writes it ({e})") from None
+    return result
 
 
 @dataclass

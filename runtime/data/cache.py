@@ -75,11 +75,39 @@ def _read(path: Path, key: str) -> dict | None:
         return None
     try:
         stored = torch.load(path, weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - an unreadable cache is only a cache miss
-        return None
+    except Exception as e:  # noqa: BLE001 - an unreadable cache is only a cache miss
+        return _rebuilding(path, f"unreadable: {type(e).__name__}")
     if not isinstance(stored, dict) or stored.get("version") != FORMAT_VERSION or stored.get("fingerprint") != key:
-        return None
-    return stored
+        return None  # stale: the data or the decoding changed, the usual reason to rebuild
+    problem = _check(stored)
+    return _rebuilding(path, problem) if problem else stored
+
+
+def _check(stored: dict) -> str | None:
+    """What is wrong with a cache whose key matches (a damaged or hand-edited file), or None."""
+    classes = stored.get("classes")
+    if not isinstance(classes, list) or not isinstance(stored.get("names"), list) or len(stored["names"]) != len(classes):
+        return "bad class list"
+    for split in ("train", "val"):
+        part = stored.get(split)
+        if not isinstance(part, dict) or not all(isinstance(part.get(k), t) for k, t in
+                                                 (("images", torch.Tensor), ("labels", torch.Tensor), ("files", str), ("skipped", list))):
+            return f"{split} split incomplete"
+        images, labels = part["images"], part["labels"]
+        if images.dim() != 4 or labels.dim() != 1 or len(labels) != len(images) or labels.dtype != torch.int64:
+            return f"{split} images and labels do not match"
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
+            return f"{split} labels outside 0..{len(classes) - 1}"
+        if len(part["files"].split("\n") if part["files"] else []) != len(labels):
+            return f"{split} file list does not match its images"
+    if not isinstance(stored["train"].get("mean"), torch.Tensor):
+        return "training statistics missing"
+    return None
+
+
+def _rebuilding(path: Path, why: str) -> None:
+    print(f"archc: the dataset cache {path} is damaged ({why}); rebuilding it", file=sys.stderr)
+    return None
 
 
 def _build(layout: Layout, key: str, *, skip_corrupt: bool, resize: bool, progress: bool) -> dict:

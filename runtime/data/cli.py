@@ -9,17 +9,20 @@ import json
 import sys
 import time
 
+from runtime import argtypes
+
 DESCRIPTION = "Inspect, prepare and download datasets."
 DATASET_HELP = "a dataset directory (Tiny ImageNet or ImageFolder layout), 'tiny-imagenet:DIR', 'imagefolder:DIR', or 'synthetic[:SEED]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="archc data", description=DESCRIPTION)
+    parser = argtypes.Parser(prog="archc data", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{info,prepare,download}")
 
     info = commands.add_parser("info", help="classes, split sizes and grayscale count, without decoding")
     info.add_argument("dataset", metavar="DIR", help=DATASET_HELP)
     info.add_argument("--format", choices=("text", "json"), default="text", help="json prints the stable machine-readable form")
+    info.add_argument("--skip-corrupt", action="store_true", help="count around images that do not open, and list them")
 
     prepare = commands.add_parser("prepare", help="decode every image once into the cache")
     prepare.add_argument("dataset", metavar="DIR", help=DATASET_HELP)
@@ -45,7 +48,7 @@ def main(argv: list[str]) -> int:
 def _info(args: argparse.Namespace) -> int:
     from runtime.data.info import dataset_info
 
-    info = dataset_info(args.dataset)
+    info = dataset_info(args.dataset, skip_corrupt=args.skip_corrupt)
     if args.format == "json":
         print(json.dumps(info))
         return 0
@@ -55,6 +58,10 @@ def _info(args: argparse.Namespace) -> int:
     held_out = " (held out: every 10th training image of each class)" if info.get("val_held_out") else ""
     print(f"  val        {splits['val']:>7} images{held_out}")
     print(f"  grayscale  {info['grayscale']:>7} images (loaded as 3 equal channels)")
+    if info.get("skipped"):
+        print(f"  skipped    {len(info['skipped']):>7} unreadable images (--skip-corrupt):")
+        for file, reason in info["skipped"]:
+            print(f"    {file}: {reason}")
     return 0
 
 
@@ -63,10 +70,14 @@ def _prepare(args: argparse.Namespace) -> int:
     from runtime.data.layout import read_layout
     from runtime.data.load import parse_spec, report_skipped
 
+    from runtime.paths import output_dir
+
     parsed = parse_spec(args.dataset)
     if parsed.kind == "synthetic":
         print("the synthetic set is generated in memory and needs no cache")
         return 0
+    if args.cache_dir is not None:
+        output_dir(args.cache_dir, "--cache-dir", may_create=True)
     start = time.perf_counter()
     layout = read_layout(parsed.path, expect=parsed.layout)
     train, val, built = load_or_build(
@@ -83,6 +94,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from runtime.data.download import OFFICIAL_URL, download_tiny_imagenet
+    from runtime.paths import output_dir
+
+    output_dir(args.to, "--to", may_create=True)  # before a download of 237 MB, not after
 
     target = download_tiny_imagenet(args.to, url=args.url or OFFICIAL_URL, sha256=args.sha256, progress=not args.no_progress)
     print(f"{target}: ready; 'archc data prepare {target}' builds its cache")

@@ -11,10 +11,12 @@ from runtime.data.load import parse_spec
 from runtime.errors import DataError
 
 
-def dataset_info(spec: str) -> dict:
+def dataset_info(spec: str, skip_corrupt: bool = False) -> dict:
     """{"format", "classes", "splits": {"train", "val"}, "grayscale"}: the JSON contract of `archc data info`.
 
     An ImageFolder tree without a val/ folder adds "val_held_out": true (see layout.py).
+    With `skip_corrupt`, unreadable images are left out of the counts and listed under
+    "skipped" ([file, reason] pairs) instead of failing the whole set.
     """
     parsed = parse_spec(spec)
     if parsed.kind == "synthetic":
@@ -25,18 +27,24 @@ def dataset_info(spec: str) -> dict:
     from runtime.data.layout import read_layout
 
     layout = read_layout(parsed.path, expect=parsed.layout)
+    skipped: list[list[str]] | None = [] if skip_corrupt else None
+    grayscale = count_grayscale(layout.root, layout.train.files + layout.val.files, skipped)
+    bad = {f for f, _ in skipped or []}
     info = {
         "format": layout.format,
         "classes": len(layout.classes),
-        "splits": {"train": len(layout.train.files), "val": len(layout.val.files)},
-        "grayscale": count_grayscale(layout.root, layout.train.files + layout.val.files),
+        "splits": {name: sum(f not in bad for f in getattr(layout, name).files) for name in ("train", "val")},
+        "grayscale": grayscale,
     }
+    if skipped is not None:
+        info["skipped"] = skipped
     if layout.val_held_out:  # only ImageFolder trees without val/ carry this key
         info["val_held_out"] = True
     return info
 
 
-def count_grayscale(root: Path, files: list[str]) -> int:
+def count_grayscale(root: Path, files: list[str], skipped: list | None = None) -> int:
+    """Grayscale images among `files`; an unreadable one is an error, or appended to `skipped`."""
     from PIL import Image, UnidentifiedImageError
 
     count = 0
@@ -45,5 +53,8 @@ def count_grayscale(root: Path, files: list[str]) -> int:
             with Image.open(root / rel) as image:
                 count += image.mode in ("1", "L", "LA", "I", "I;16", "F")
         except (UnidentifiedImageError, OSError) as e:
+            if skipped is not None:
+                skipped.append([rel, str(e) or type(e).__name__])
+                continue
             raise DataError(f"{root / rel}: not a readable image ({e})") from None
     return count

@@ -65,6 +65,9 @@ def _read_tiny_imagenet(root: Path) -> Layout:
     classes = [line.strip() for line in _read_text(wnids_path, root, stamps).splitlines() if line.strip()]
     if not classes:
         raise DataError(f"{wnids_path}: lists no classes")
+    twice = sorted({c for c in classes if classes.count(c) > 1}) if len(set(classes)) < len(classes) else []
+    if twice:
+        raise DataError(f"{wnids_path}: lists {', '.join(twice)} more than once; each class must appear once")
     names = _read_names(root / "words.txt", classes, root, stamps)
     index = {wnid: i for i, wnid in enumerate(classes)}
 
@@ -86,7 +89,7 @@ def _read_tiny_imagenet(root: Path) -> Layout:
     # One listing of val/images, then look-ups: cheaper than a stat per annotated name.
     val_folder = root / "val" / "images"
     on_disk = {rel: (size, mtime) for rel, size, mtime in _list_images(val_folder, root)} if val_folder.is_dir() else {}
-    val = Split()
+    val, seen = Split(), {}  # file -> (line, wnid) of its first annotation
     for lineno, line in enumerate(_read_text(annotations, root, stamps).splitlines(), start=1):
         if not line.strip():
             continue
@@ -96,6 +99,11 @@ def _read_tiny_imagenet(root: Path) -> Layout:
         name, wnid = parts[0].strip(), parts[1].strip()
         if wnid not in index:
             raise DataError(f"{annotations}:{lineno}: {name} is labelled {wnid}, a class that wnids.txt does not list")
+        if name in seen:
+            first, label = seen[name]
+            how = f"again (first at line {first})" if label == wnid else f"as {wnid}, but line {first} labels it {label}"
+            raise DataError(f"{annotations}:{lineno}: {name} is annotated {how}; each validation image must appear once")
+        seen[name] = (lineno, wnid)
         rel = f"val/images/{name}"
         if rel not in on_disk:
             raise DataError(f"{root / rel}: missing file ({annotations}:{lineno} names it)")

@@ -35,7 +35,13 @@ def parse_spec(spec: str, *, seed: int = 0) -> DatasetSpec:
     if head == "synthetic":
         return DatasetSpec("synthetic", synthetic=_synthetic_config(rest if sep else "", seed))
     if head in LAYOUT_PREFIXES and sep:
+        if not rest:
+            raise RuntimeUsageError(f"'{spec}' names no folder; write {head}:DIR")
         return DatasetSpec("directory", path=Path(rest), layout=head)
+    if sep and head.isidentifier() and not Path(spec).exists():
+        # `foo:bar` reads as a kind of dataset, not a folder: name the kinds there are
+        raise RuntimeUsageError(f"unknown kind of dataset '{head}' in '{spec}'; use synthetic[:...], "
+                                f"{', '.join(p + ':DIR' for p in LAYOUT_PREFIXES)}, or a dataset folder")
     return DatasetSpec("directory", path=Path(spec))
 
 

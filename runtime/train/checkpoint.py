@@ -16,6 +16,7 @@ and every failure is a CheckpointError that names the path and what is wrong wit
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -60,10 +61,13 @@ def save(run_dir, step: int, weights: dict, state: dict, meta: dict, tags: tuple
 
         # clone: safetensors refuses tensors that share storage (tied weights, views)
         blob = to_safetensors({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()})
+        state_bytes = _torch_bytes(state)
         _write_file(tmp / "model.safetensors", blob)
-        _write_file(tmp / "state.pt", _torch_bytes(state))
-        # meta.json last: its presence marks a directory as complete
-        full_meta = {"format": FORMAT, "version": VERSION, "step": step, **meta}
+        _write_file(tmp / "state.pt", state_bytes)
+        # meta.json last: its presence marks a directory as complete. Its digests catch damage
+        # that still parses (flipped bytes in a tensor), which no format check can see.
+        digests = {"model.safetensors": hashlib.sha256(blob).hexdigest(), "state.pt": hashlib.sha256(state_bytes).hexdigest()}
+        full_meta = {"format": FORMAT, "version": VERSION, "step": step, **meta, "sha256": digests}
         _write_file(tmp / "meta.json", (json.dumps(full_meta, indent=2, default=str) + "\n").encode())
         _fsync_dir(tmp)
         if final.exists():  # a directory a crash left without meta.json
@@ -74,6 +78,11 @@ def save(run_dir, step: int, weights: dict, state: dict, meta: dict, tags: tuple
         _point(folder, tag, final.name)
     _prune(folder)
     return final
+
+
+def step_of(folder: Path) -> int:
+    """The step of a step directory, from its name (step_name's inverse)."""
+    return int(Path(folder).name.removeprefix("step-"))
 
 
 def resolve(path) -> Path:
@@ -117,24 +126,41 @@ def load(path, *, weights_only: bool = False) -> Checkpoint:
     if meta.get("version", 0) > VERSION:
         raise CheckpointError(f"{folder} was written by a newer archc (checkpoint format {meta.get('version')}); upgrade archc")
     weights = load_safetensors(folder / "model.safetensors")
+    _verify(folder, "model.safetensors", meta)  # after parsing, likewise
     state = None
     if not weights_only:
         try:
             state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle, zip and unpickler errors all mean "corrupt"
-            raise CheckpointError(f"{folder / 'state.pt'} is corrupt or not a training state ({type(e).__name__}: {_first_line(e)})") from None
+            raise CheckpointError(f"{folder / 'state.pt'} is corrupt or not a training state ({_torch_reason(e)})") from None
         if not isinstance(state, dict):
             raise CheckpointError(f"{folder / 'state.pt'} does not hold a training state")
+        _verify(folder, "state.pt", meta)  # after parsing: a file that does not parse gets the more precise message
     return Checkpoint(folder, weights, state, meta)
+
+
+def _verify(folder: Path, name: str, meta: dict) -> None:
+    """The file's SHA-256 against the one meta.json recorded (checkpoints from before have none)."""
+    digests = meta.get("sha256")
+    if not isinstance(digests, dict) or name not in digests:
+        return
+    if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
+        raise CheckpointError(f"{folder / name} is corrupt: its bytes differ from those saved (SHA-256 mismatch with meta.json)")
 
 
 def load_safetensors(path) -> dict:
     from safetensors.torch import load as from_safetensors
 
     try:
-        return from_safetensors(Path(path).read_bytes())
+        weights = from_safetensors(Path(path).read_bytes())
     except Exception as e:  # noqa: BLE001 - the library raises several types for a bad file
         raise CheckpointError(f"{path} is not a valid safetensors file, perhaps truncated ({_first_line(e)})") from None
+    # Training stops before a NaN step is saved, so NaN or inf here means damaged bytes: left
+    # unchecked they evaluate to "loss nan, top-1 0%" with exit 0.
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path} is corrupt: {name} holds NaN or infinite values")
+    return weights
 
 
 def load_into(model: torch.nn.Module, weights: dict, source) -> None:
@@ -232,6 +258,19 @@ def _fsync_dir(path: Path) -> None:
 
 def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def _torch_reason(e: BaseException) -> str:
+    """Why torch.load refused a file, without torch's advice to retry with weights_only=False:
+    that runs any code the file holds, which is the wrong advice for a file of unknown origin."""
+    text = str(e)
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return "it holds objects other than tensors and plain data: " + line.split("WeightsUnpickler error:", 1)[1].strip()
+    if "weights_only" in text:
+        return "it holds objects other than tensors and plain data"
+    # miniz's message goes on to guess at causes; the first sentence is the finding
+    return f"{type(e).__name__}: {_first_line(e).split(' This is an internal miniz error')[0]}"
 
 
 def _first_line(e: BaseException) -> str:

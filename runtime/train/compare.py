@@ -19,9 +19,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import argtypes
 from runtime.errors import RuntimeUsageError, RuntimeUserError
+from runtime.paths import output_file
 from runtime.table import render_table
-from runtime.train import curves, groups, metrics
+from runtime.train import curves, groups, metrics, rundir
 
 COLUMNS = ("model", "dataset", "status", "params", "flops", "best_val_acc", "best_epoch", "epochs", "wall_time_s", "run")
 HEADERS = {"model": "Model", "dataset": "Data", "status": "Status", "params": "Params", "flops": "FLOPs",
@@ -68,13 +70,8 @@ def read_run(path) -> Run:
         raise RuntimeUserError(f"{path}: no such run directory")
     if not summary_path.exists() and not (path / "metrics.jsonl").exists():
         raise RuntimeUserError(f"{path} is not a training run (no summary.json or metrics.jsonl); runs are what `archc train --out` writes")
-    summary = {}
-    if summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except ValueError as e:
-            raise RuntimeUserError(f"{summary_path} is not valid JSON ({e})") from None
-    return Run(path, summary, metrics.read(path), _read_config(path))
+    summary = rundir.read_summary(summary_path) if summary_path.exists() else {}
+    return Run(path, summary, rundir.check_rows(path / "metrics.jsonl", metrics.read(path)), _read_config(path))
 
 
 def _read_config(path: Path) -> dict | None:
@@ -151,7 +148,7 @@ def render_groups(found: list[groups.Group], fmt: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc compare", description="Compare training runs: a Figure 12 style table and Figures 8-11 style overlays.")
+    p = argtypes.Parser(prog="archc compare", description="Compare training runs: a Figure 12 style table and Figures 8-11 style overlays.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `archc train --out`")
     p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text", help="table format")
     p.add_argument("--plot", action="append", default=[], metavar="OUT", help="also draw the four charts with one line per run (.png, .svg or .pdf; repeatable)")
@@ -160,11 +157,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+def check_args(args) -> None:
     for out in args.plot:
         if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise RuntimeUsageError(f"--plot {out}: the file must end in .png, .svg or .pdf")
+        output_file(out, "--plot")
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    check_args(args)
     runs = [read_run(p) for p in args.runs]
     records = [r.record() for r in runs]
     for record, run in zip(records, runs):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from runtime.train.progress import Reporter
 from runtime.train.resume import State, prepare_run_dir, restore
 from runtime.train.schedule import from_config, set_lr
 from runtime.train.setup import (
+    IgnoreSignals,
     StopOnSignal,
     channels_last_for,
     describe_device,
@@ -109,6 +111,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     state = State()
     if resume:
         state = restore(run_dir, raw, optimizer, data_meta, world, device)
+        if config.max_steps is not None and state.step >= config.max_steps:
+            return _nothing_to_do(run_dir, state, config, world)
     meta = {**extra_meta, "data_stats": data_meta, "config": config.to_dict()}
     compiled = hasattr(net, "_orig_mod")
     if world.main:
@@ -136,6 +140,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
         with StopOnSignal() as stop:
             trainer.stop = stop
             status = trainer.run()
+    except (Interrupted, KeyboardInterrupt) as e:
+        raise trainer.interrupted(e) from None
     except torch.OutOfMemoryError:
         raise OutOfMemory(
             f"{describe_device(device)} ran out of memory at batch size {config.batch_size} "
@@ -315,6 +321,23 @@ class _Trainer:
         self.reporter.end_epoch()
         raise Interrupted(f"interrupted at step {self.state.step}; saved {path}", self.state.step, path)
 
+    def interrupted(self, e: BaseException) -> Interrupted:
+        """After Ctrl-C: summary.json says "interrupted" at the step of the last checkpoint, the
+        one a resume starts from. A second Ctrl-C (KeyboardInterrupt, from StopOnSignal) may
+        have cut the save or the plot short; the checkpoint on disk is what counts either way."""
+        with IgnoreSignals():
+            last = checkpoint.read_link(self.run_dir, "last")
+            step = checkpoint.step_of(last) if last else 0
+            last = last and self.run_dir / "checkpoints" / last.name  # as the first Ctrl-C's message names it
+            if self.world.main:
+                summary = {**self.summary("interrupted", getattr(self, "last_rows", self.state.rows)), "steps": step}
+                write_json(self.run_dir / "summary.json", summary)
+        if isinstance(e, Interrupted):
+            return e
+        self.reporter.end_epoch()
+        kept = f"the last checkpoint is {last} (step {step})" if last else "no checkpoint had been written yet"
+        return Interrupted(f"interrupted again at step {self.state.step}, quitting without saving; {kept}", step, last)
+
     def save(self, best: bool) -> Path | None:
         s = self.state
         s.wall_time = self.wall_base + time.perf_counter() - self.session_start
@@ -357,6 +380,16 @@ class _Trainer:
 
     def autocast(self):
         return vocab.autocast(self.device.type, self.amp)
+
+
+def _nothing_to_do(run_dir: Path, state, config: TrainConfig, world) -> dict:
+    """`--resume --max-steps N` on a run already at step N: report it, rewrite nothing."""
+    from runtime.train.rundir import read_summary
+
+    if world.main:
+        print(f"{run_dir} is already at step {state.step}, --max-steps {config.max_steps}: nothing to train "
+              "(give a larger --max-steps to go on)", file=sys.stderr)
+    return read_summary(run_dir / "summary.json")
 
 
 def epoch_line(row: dict, epochs: int, partial: bool = False) -> str:

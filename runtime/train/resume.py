@@ -66,7 +66,7 @@ def restore(run_dir: Path, raw: nn.Module, optimizer, data_meta: dict, world, de
         optimizer.load_state_dict(saved["optimizer"])
         for key in ("train_images", "val_images", "classes"):
             if saved["data_stats"][key] != data_meta[key]:
-                raise RuntimeUsageError(f"--resume: the data differs from the run's ({key}: {saved['data_stats'][key]} then, "
+                raise RuntimeUserError(f"--resume: the data differs from the run's ({key}: {saved['data_stats'][key]} then, "
                                         f"{data_meta[key]} now); give the same --data")
         state = State(**{k: saved[k] for k in State().to_dict()})
         rng = saved["rng"]

@@ -106,3 +106,20 @@ class StopOnSignal:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False
+
+
+class IgnoreSignals:
+    """Ctrl-C and SIGTERM ignored for a moment: while the stop itself is being recorded, so a
+    third press cannot cut the report of what the first two left on disk."""
+
+    def __enter__(self):
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False

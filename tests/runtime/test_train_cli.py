@@ -98,7 +98,7 @@ def test_the_head_follows_the_data_unless_pinned(tmp_path, capsys, monkeypatch):
     (tmp_path / "five.yaml").write_text(TINY_SPEC.replace("  fc: {type: affine, out: 10}\n", block))
     monkeypatch.chdir(tmp_path)
     code, _, err = archc(capsys, monkeypatch, "train", "five.yaml", "--data", DATA, "--out", "runs/x", "--num-classes", "5")
-    assert code == 2 and "--num-classes is 5 but the data has 10 classes" in err
+    assert code == 1 and "--num-classes is 5 but the data has 10 classes" in err  # bad input, not a bad command line
     code, out, err = archc(capsys, monkeypatch, "train", "five.yaml", "--data", DATA, "--out", "runs/x", "--max-steps", "1", "--no-progress")
     assert code == 0, err
     assert "classes: the data has 10, so 'fc' outputs 10 instead of the spec's 5" in out

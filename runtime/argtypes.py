@@ -1,0 +1,53 @@
+"""argparse `type=` functions that check a number's range as the command line is parsed.
+
+A value out of range is then a usage message from argparse (exit 2) naming the flag, instead
+of an overflow deep inside torch minutes later. Shared by every subcommand's parser.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+SEED_MAX = 2**32 - 1  # numpy's and most libraries' seed range; torch adds epoch and rank to it
+COUNT_MAX = 2**31 - 1  # epochs, steps, batch sizes: far beyond any real run, still a C int
+
+
+def int_range(low: int, high: int = COUNT_MAX):
+    """An integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"wants an integer, not '{text}'") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"wants an integer from {low} to {high:,}, not {text}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """A finite number above zero (a learning rate, a fraction)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number, not '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"wants a finite number above 0, not {text}")
+    return value
+
+
+positive_float.__name__ = "number"
+seed = int_range(0, SEED_MAX)
+positive = int_range(1)
+non_negative = int_range(0)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the usage block buries the one line that says what is
+    wrong, and `--help` is one flag away."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

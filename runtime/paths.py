@@ -1,0 +1,71 @@
+"""Output paths, checked before any work starts: the one place every output flag goes through.
+
+A command that computes for minutes and then cannot write its result has lost those minutes,
+so each subcommand checks its outputs first: a file path must name a regular file (or nothing
+yet) in an existing, writable folder; a folder path must be a folder, or one archc may create
+where the docs say so (`train --out`, `bench --results-dir` with --save). The test is a real one: a
+temporary file is created and removed in the folder, which is the only check that holds for
+root, read-only mounts and /proc alike. Imports nothing heavy: `archc emit` uses it too.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from runtime.errors import RuntimeUsageError
+
+
+def output_file(path, flag: str) -> Path:
+    """`path` as a file archc may write (atomically, beside itself); else a usage error naming `flag`."""
+    path = Path(path)
+    if str(path) == "" or path.name in ("", ".", ".."):
+        raise RuntimeUsageError(f"{flag} {path}: give a file name, not a folder")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise RuntimeUsageError(f"{flag} {path}: the folder {parent} {what}; create it first")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise RuntimeUsageError(f"{flag} {path}: cannot be written ({e.strerror})") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise RuntimeUsageError(f"{flag} {path}: is a folder; give a file name inside it")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise RuntimeUsageError(f"{flag} {path}: is not a regular file (a device, pipe or socket); give a file name")
+    _probe(parent, flag, path)
+    return path
+
+
+def output_dir(path, flag: str, *, may_create: bool = False) -> Path:
+    """`path` as a folder archc may write into. With `may_create` it may be missing (the command
+    creates it later, with its parents); its nearest existing ancestor must then be writable.
+    Nothing is created here, so a command refused later for another reason leaves no folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RuntimeUsageError(f"{flag} {path}: is a file, not a folder")
+    if path.is_dir():
+        _probe(path, flag, path)
+        return path
+    if not may_create:
+        raise RuntimeUsageError(f"{flag} {path}: no such folder")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise RuntimeUsageError(f"{flag} {path}: cannot be created, {ancestor} is a file")
+    _probe(ancestor, flag, path)
+    return path
+
+
+def _probe(folder: Path, flag: str, target: Path) -> None:
+    """Create and remove a file in `folder`: what the atomic writers will do there later."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".archc-probe-")
+    except OSError as e:
+        raise RuntimeUsageError(f"{flag} {target}: cannot write in {folder} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)
