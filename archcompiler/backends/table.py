@@ -44,21 +44,29 @@ def rows(graph: Graph, expand: bool = False, depth: int | None = None) -> list[d
                 "flops": node.meta["flops"],
                 "activation_bytes": node.meta["activation_bytes"],
             }
+            | ({"saved_activations_bytes": node.meta["saved_activations_bytes"]} if "saved_activations_bytes" in node.meta else {})
         )
     return out
 
 
-def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, depth: int | None = None) -> str:
-    header = ("Layer", "Type", "Output (H x W x C)", "Params", "FLOPs")
+def fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, depth: int | None = None, memory=None) -> str:
+    """The layer table; with `memory` (passes.memory.Memory) a column of saved activations
+    per layer and a summary of the step's memory below."""
+    header = ("Layer", "Type", "Output (H x W x C)", "Params", "FLOPs") + (("Saved",) if memory else ())
     body = [
         ("  " * r["depth"] + r["name"], r["type"] + (f" x{r['repeat']}" if "repeat" in r else ""), fmt_shape(r["shape"]), fmt_count(r["params"]), fmt_flops(r["flops"]))
+        + ((fmt_bytes(r["saved_activations_bytes"]),) if memory else ())
         for r in rows(graph, expand, depth)
     ]
-    inp = ("input", "", fmt_shape(graph.input.shape), "", "")
-    total = ("Total", "", "", fmt_count(totals["params"]), fmt_flops(totals["flops"]))
+    inp = ("input", "", fmt_shape(graph.input.shape), "", "") + (("",) if memory else ())
+    total = ("Total", "", "", fmt_count(totals["params"]), fmt_flops(totals["flops"])) + ((fmt_bytes(memory.saved_activations_bytes),) if memory else ())
     table = [header, inp, *body, total]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    right = {3, 4}
+    right = {3, 4, 5}
 
     def line(r):
         cells = [r[i].rjust(widths[i]) if i in right else r[i].ljust(widths[i]) for i in range(len(r))]
@@ -68,4 +76,16 @@ def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, de
     act = totals["activation_bytes"] / 2**20
     out = [f"{name}", line(header), rule, line(inp), *map(line, body[0:]), rule, line(total)]
     out.append(f"activations at batch 1 (fp32): {act:.1f} MiB; FLOPs count a multiply-add as 2, forward pass, batch 1")
+    if memory:
+        out.append(memory_summary(memory))
     return "\n".join(out)
+
+
+def memory_summary(m) -> str:
+    """Two lines: what a step holds, and its predicted peak (docs/memory.md)."""
+    what = f"{m.mode}, batch {m.batch_size}, amp {m.amp}" + (f", {m.optimizer}" if m.mode == "train" else "")
+    parts = [f"params {fmt_bytes(m.params_bytes)}"]
+    if m.mode == "train":
+        parts += [f"grads {fmt_bytes(m.grads_bytes)}", f"{m.optimizer} state {fmt_bytes(m.optimizer_bytes)}",
+                  f"saved activations {fmt_bytes(m.saved_activations_bytes)} (column Saved)"]
+    return f"memory ({what}): " + ", ".join(parts) + f"\npredicted peak of a {'training step' if m.mode == 'train' else 'forward pass'}: {fmt_bytes(m.peak_bytes)}"

@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--recipe", choices=("paper", "modern"), help="use this recipe instead of the spec's (see docs/training.md)")
     p.add_argument("--epochs", type=int, help="passes over the training set")
-    p.add_argument("--batch-size", type=int, help="images per step, over all processes")
+    p.add_argument("--batch-size", type=_batch_size, metavar="N|auto",
+                   help="images per step, over all processes; auto: the largest whose predicted peak fits free memory (docs/memory.md)")
     p.add_argument("--lr", type=float, help="initial (peak) learning rate")
     p.add_argument("--seed", type=int, help="seed of weights, order, dropout and augmentation (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when present")
@@ -47,6 +48,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _batch_size(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got '{text}'") from None
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.nproc is not None:
@@ -57,8 +67,15 @@ def main(argv: list[str]) -> int:
     if compiled is None:
         return 1
     run_dir = Path(args.out or Path("runs") / compiled.name)
+    auto = args.batch_size == "auto"
+    if auto:
+        from runtime.errors import RuntimeUsageError
+
+        if args.resume:
+            raise RuntimeUsageError("--batch-size auto: a resumed run keeps the batch size it started with; leave it out")
+        args.batch_size = None
     config = build_config(compiled, args, run_dir)
-    return train(compiled, config, run_dir, args)
+    return train(compiled, config, run_dir, args, auto)
 
 
 def build_config(compiled, args, run_dir: Path):
@@ -93,7 +110,7 @@ def build_config(compiled, args, run_dir: Path):
     return TrainConfig.from_dict(values)
 
 
-def train(compiled, config, run_dir: Path, args) -> int:
+def train(compiled, config, run_dir: Path, args, auto: bool = False) -> int:
     from archcompiler import __version__
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
@@ -109,6 +126,8 @@ def train(compiled, config, run_dir: Path, args) -> int:
             checkpoint.load(run_dir)  # a corrupt checkpoint should fail now, not after minutes of decoding
         train_set, val_set = _load_data(config.data, args, world)
         check_fit(compiled, train_set, args.data or config.data)
+        if auto:
+            config = _auto_batch(compiled, config, kind, world, train_set.images.shape[0])
         compile_model = config.compile if config.compile is not None else kind == "cuda"
 
         def factory(device):
@@ -134,6 +153,22 @@ def train(compiled, config, run_dir: Path, args) -> int:
     finally:
         distributed.shutdown(world)
     return 0
+
+
+def _auto_batch(compiled, config, kind: str, world, images: int):
+    """The config with the largest batch predicted to fit (at most the training set)."""
+    import dataclasses
+
+    import torch
+
+    from archcompiler.cli.autobatch import auto_batch
+    from runtime.errors import RuntimeUsageError
+
+    if world.size > 1:
+        raise RuntimeUsageError("--batch-size auto works on one process; give a batch size with --nproc or torchrun")
+    amp = config.amp or ("bf16" if kind == "cuda" else "off")
+    batch = auto_batch(compiled, "train", config.optimizer, amp, torch.device(kind), cap=images)
+    return dataclasses.replace(config, batch_size=batch)
 
 
 def check_fit(compiled, dataset, data: str) -> None:
