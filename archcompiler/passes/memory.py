@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from math import prod
 
 from archcompiler.blocks.registry import Registry
-from archcompiler.ir.graph import INPUT, Graph
-from archcompiler.passes.rules import readers, topological_order
+from archcompiler.ir.graph import INPUT, Graph, readers, topological_order
 
 BYTES = {"fp32": 4, "bf16": 2, "int64": 8, "bool": 1}
 LOW = "bf16"  # the autocast dtype of --amp bf16
