@@ -199,3 +199,26 @@ def test_roofline_counts_every_layer_and_the_update():
     slow, _ = predict_seconds(costs, 1e30, 1e9)
     fast, bound = predict_seconds(costs, 1e30, 2e9)
     assert fast == pytest.approx(slow / 2) and bound == 0.0
+
+
+def test_repeated_blocks_are_counted_instance_by_instance():
+    text = """archc: 1
+name: stacked
+input: [3, 16, 16]
+blocks:
+  unit:
+    params: {out: {type: integer, minimum: 1, default: $in_channels}, stride: {type: integer, minimum: 1, default: 1}}
+    nodes:
+      conv: {type: conv, out: $out, stride: $stride, padding: 1, bias: false}
+      bn: {type: batchnorm}
+      relu: {type: activation}
+nodes:
+  stem: {type: conv, out: 8, padding: 1}
+  body: {type: unit, repeat: 3, out: 16, first: {stride: 2}}
+  convs: {type: conv, repeat: 2, kernel: 1}
+"""
+    net = archcompiler.compile(text)
+    for amp in ("off", "bf16"):
+        assert predicted_saved(net, 2, amp) == measured_saved(net, 2, amp)
+    body = net.graph.nodes["body"]
+    assert body.meta["saved_activations_bytes"] == sum(n.meta["saved_activations_bytes"] for n in body.body.layers())
