@@ -33,7 +33,6 @@ class Op:
     """One primitive of the flattened graph, in execution order."""
 
     name: str  # qualified: "attn.trunk1.conv1"
-    top: str  # the top-level node it belongs to
     path: tuple  # the composite nodes it sits in, outermost first, then its own name
     block: object
     node: object
@@ -77,7 +76,7 @@ def _flatten(graph: Graph, registry: Registry, bound: dict, path: tuple, ops: li
             names[local] = _flatten(node.body, registry, {INPUT: ins[0]}, path + (local,), ops)
             continue
         name = ".".join(path + (local,))
-        ops.append(Op(name, (path + (local,))[0], path + (local,), registry.get(node.type), node, ins))
+        ops.append(Op(name, path + (local,), registry.get(node.type), node, ins))
         names[local] = name
     return names[graph.output]
 
