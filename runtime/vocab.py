@@ -19,12 +19,19 @@ class Optimizer:
     state_slots: int  # tensors of parameter size the optimizer keeps per parameter (memory estimates)
     uses_momentum: bool  # whether TrainConfig.momentum reaches it
     about: str  # one line for help texts and docs
+    # For the memory and step-time models (docs/memory.md): the largest temporary of an update,
+    # in parameter sizes (on the CPU torch updates one tensor at a time, and Adam's
+    # `exp_avg_sq.sqrt() / c` makes two of the largest parameter's size; on CUDA the foreach
+    # update makes one as large as all parameters), and the parameter-sized tensors an update
+    # reads or writes (SGD reads p, g, buf and writes buf, p).
+    update_temps: int = 0
+    update_traffic: int = 0
 
 
 OPTIMIZERS: dict[str, Optimizer] = {
-    "adam": Optimizer("Adam", 2, False, "Adam; weight_decay is L2 added to the gradient"),
-    "adamw": Optimizer("AdamW", 2, False, "Adam with decoupled weight decay"),
-    "sgd": Optimizer("SGD", 1, True, "SGD with momentum (one buffer; none when momentum is 0)"),
+    "adam": Optimizer("Adam", 2, False, "Adam; weight_decay is L2 added to the gradient", update_temps=2, update_traffic=13),
+    "adamw": Optimizer("AdamW", 2, False, "Adam with decoupled weight decay", update_temps=2, update_traffic=15),
+    "sgd": Optimizer("SGD", 1, True, "SGD with momentum (one buffer; none when momentum is 0)", update_temps=0, update_traffic=5),
 }
 AMP = ("bf16", "off")  # mixed precision: autocast to bfloat16, or plain fp32
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when present; cuda:N also accepted where a device is named

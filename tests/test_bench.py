@@ -54,7 +54,8 @@ def tiny(tmp_path):
 def fake_peak(monkeypatch, tmp_path):
     """A known peak, so no probe runs and MFU is checkable: in-process and through the cache file."""
     monkeypatch.setenv("ARCHC_CACHE", str(tmp_path / "cache"))
-    peak = Peak(FAKE_PEAK, FAKE_PEAK, FAKE_PEAK / 2, "fake", peak_key(torch.device("cpu"), "fp32"), "2026-01-01T00:00:00+00:00")
+    peak = Peak(FAKE_PEAK, FAKE_PEAK, FAKE_PEAK / 2, "fake", peak_key(torch.device("cpu"), "fp32"), "2026-01-01T00:00:00+00:00",
+                bytes_per_s=FAKE_PEAK / 10)
     (tmp_path / "cache").mkdir()
     entry = {k: v for k, v in vars(peak).items() if k not in ("key", "cached")}
     (tmp_path / "cache" / "peak.json").write_text(json.dumps({peak.key: entry}))
@@ -446,3 +447,18 @@ def test_envelope_helper_names_the_file_by_kind_and_machine(tmp_path):
     assert path.name.startswith("check-latency-") and path.name.endswith(".json")
     loaded, warnings = docs.load_results(tmp_path)
     assert warnings == [] and loaded[0]["machine"] == data["machine"] and loaded[0]["figures"] == {"warm_ms": 41.2}
+
+
+def test_bench_predict_puts_the_roofline_beside_each_row(tiny, fake_peak, monkeypatch, capsys):
+    """--predict: each row's roofline time from the analytic FLOPs and bytes against the
+    cached peak (1e10 FLOP/s, 1e9 B/s), and measured/predicted from the (fixed) 10 ms steps."""
+    from archcompiler.passes.roofline import predict_seconds, step_costs
+
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    args = [tiny, "--batch-size", "4", "--compile", "off", "--warmup", "1", "--iters", "2", "-q", "--predict"]
+    assert cli_bench.main(args) == 0
+    out = capsys.readouterr().out
+    net = archcompiler.compile(tiny)
+    for mode in ("train", "infer"):
+        want, _ = predict_seconds(step_costs(net.graph, net.result.registry, 4, mode, "off", "sgd"), FAKE_PEAK, FAKE_PEAK / 10)
+        assert f"tiny emitted {mode} eager batch 4: measured 10.0 ms, predicted {1000 * want:.1f} ms, measured/predicted {0.010 / want:.2f}" in out

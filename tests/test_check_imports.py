@@ -17,6 +17,7 @@ def test_archc_check_does_not_import_torch():
         "from archcompiler.cli.main import main\n"
         f"main(['check', *{specs!r}])\n"
         f"main(['check', '--format', 'json', '--expand', *{specs + bad!r}])\n"
+        f"main(['check', '--batch-size', '8', '--amp', 'bf16', '--expand', *{specs!r}])\n"
         "heavy = sorted(m for m in ('torch', 'torchvision') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )

@@ -20,7 +20,7 @@ ALLOWED = {
     "archcompiler.ir": {"archcompiler.diagnostics"},
     "archcompiler.blocks": {"archcompiler.ir", "archcompiler.diagnostics"},
     "archcompiler.frontend": {"archcompiler.blocks", "archcompiler.ir", "archcompiler.diagnostics", "runtime.vocab"},
-    "archcompiler.passes": {"archcompiler.frontend", "archcompiler.blocks", "archcompiler.ir", "archcompiler.diagnostics"},
+    "archcompiler.passes": {"archcompiler.frontend", "archcompiler.blocks", "archcompiler.ir", "archcompiler.diagnostics", "runtime.vocab"},
     "archcompiler.driver": {"archcompiler.passes", "archcompiler.frontend", "archcompiler.blocks", "archcompiler.ir", "archcompiler.diagnostics"},
     "archcompiler.backends": {"archcompiler.blocks", "archcompiler.ir", "archcompiler.diagnostics", "runtime.table"},
     "archcompiler.api": {"archcompiler", "archcompiler.backends", "archcompiler.driver", "archcompiler.errors", "archcompiler.ir", "archcompiler.diagnostics"},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcompiler.blocks.registry import Block
+from archcompiler.blocks.registry import Block, Saved
 from archcompiler.ir.expr import is_symbolic, literal
 
 MODULES = {
@@ -36,6 +36,11 @@ class Activation(Block):
         return {"activation": f'''def activation(fn: str) -> nn.Module:
     """The activation module named `fn`."""
     return {{{table}}}[fn]()'''}
+
+    # memory: relu, sigmoid and tanh differentiate from their output; the others (hardtanh
+    # for relu6, gelu, silu) from their input.
+    def saved(self, p, ins, out, device):
+        return [Saved("out" if p["fn"] in ("relu", "sigmoid", "tanh") else "in0")]
 
 
 BLOCKS = [Activation()]

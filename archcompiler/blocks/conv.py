@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 
 from archcompiler.ir.expr import call
-from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
+from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
 PADDING = {
@@ -70,6 +71,19 @@ class Conv(Block):
         keywords = [("kernel_size", p["kernel"], None), ("stride", p["stride"], 1), ("padding", p["padding"], "valid"),
                     ("dilation", p["dilation"], 1), ("groups", p["groups"], 1), ("bias", p["bias"], True)]
         return call("nn.Conv2d", [ins[0][0], self.out_channels(p, ins)], keywords)
+
+    # memory: convolution_backward needs the input (weight grad) and the weight (input grad);
+    # the bias needs only its size. Under autocast both are bf16 copies.
+    autocast_low: bool = True
+
+    def saved(self, p, ins, out, device):
+        weight = self.param_count(p, ins, out) - (out[0] if p["bias"] else 0)
+        return [Saved("in0", dtype="low"), Saved("param", weight, dtype="low")]
+
+    # On the CPU, oneDNN's backward reorders a copy of the output's gradient and of the input
+    # into its own layout while it computes the gradients.
+    def workspace(self, p, ins, out, device):
+        return prod(out) + prod(ins[0]) if device == "cpu" else 0
 
 
 BLOCKS = [Conv()]

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 
 from archcompiler.ir.expr import call
-from archcompiler.blocks.registry import Block, ShapeError, check_spatial
+from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial
 
 
 @dataclass
@@ -20,6 +21,11 @@ class Dropout(Block):
     def torch_module(self, p, ins):
         return call("nn.Dropout", [p["p"]], [])
 
+    # memory: on CUDA the fused native_dropout saves a bool mask; elsewhere dropout is
+    # `input * noise` with a scaled noise tensor in the input's dtype, and the product saves it.
+    def saved(self, p, ins, out, device):
+        return [Saved("new", prod(ins[0]), "bool" if device == "cuda" else "")]
+
 
 @dataclass
 class Flatten(Block):
@@ -33,6 +39,12 @@ class Flatten(Block):
 
     def torch_module(self, p, ins):
         return "nn.Flatten()"
+
+    # memory: a view of its (contiguous) input; nothing is saved.
+    view: bool = True
+
+    def saved(self, p, ins, out, device):
+        return []
 
 
 @dataclass
@@ -64,6 +76,12 @@ class Affine(Block):
 
     def torch_module(self, p, ins):
         return call("nn.Linear", [ins[0][0], p["out"]], [("bias", p["bias"], True)])
+
+    # memory: addmm saves the input and the weight (bf16 copies of both under autocast).
+    autocast_low: bool = True
+
+    def saved(self, p, ins, out, device):
+        return [Saved("in0", dtype="low"), Saved("param", ins[0][0] * out[0], dtype="low")]
 
 
 BLOCKS = [Dropout(), Flatten(), Affine()]

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 
 from archcompiler.ir.expr import literal
-from archcompiler.blocks.registry import Block, ShapeError
+from archcompiler.blocks.registry import Block, Saved, ShapeError
 
 AXES = ("channels", "height", "width")
 
@@ -48,6 +49,10 @@ class Add(Block):
     def torch_call(self, p, args, module, refs):
         return " + ".join(args)
 
+    # memory: the gradient of a sum is passed through; nothing is saved.
+    def saved(self, p, ins, out, device):
+        return []
+
 
 @dataclass
 class Mul(Block):
@@ -72,6 +77,16 @@ class Mul(Block):
     def label(self, p):
         return f"(in0 + {p['offset']}) * in1" if p["offset"] else ""
 
+    # memory: each `a * b` saves both operands. With an offset the left operand is the new
+    # tensor (offset + in0); with three or more inputs the running product is a new one.
+    def saved(self, p, ins, out, device):
+        first = Saved("new", prod(ins[0])) if p["offset"] else Saved("in0")
+        kept, running = [first, Saved("in1")], broadcast("mul", ins[:2], ["", ""])
+        for i in range(2, len(ins)):
+            kept += [Saved("new", prod(running)), Saved(f"in{i}")]
+            running = broadcast("mul", [running, ins[i]], ["", ""])
+        return kept
+
 
 @dataclass
 class Concat(Block):
@@ -92,6 +107,10 @@ class Concat(Block):
 
     def torch_call(self, p, args, module, refs):
         return f"torch.cat([{', '.join(args)}], dim=1)"
+
+    # memory: cat's backward slices the gradient by sizes; nothing is saved.
+    def saved(self, p, ins, out, device):
+        return []
 
 
 BLOCKS = [Add(), Mul(), Concat()]

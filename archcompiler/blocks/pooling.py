@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import call, literal, variables
-from archcompiler.blocks.registry import Block, ShapeError, check_spatial, slide
+from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
 
@@ -59,6 +59,10 @@ class MaxPool(_Pool):
     torch_class: str = "nn.MaxPool2d"
     torch_function: str = "F.max_pool2d"
 
+    # memory: max_pool2d_with_indices saves its input and the int64 index of every maximum.
+    def saved(self, p, ins, out, device):
+        return [Saved("in0"), Saved("new", out[0] * out[1] * out[2], "int64")]
+
 
 @dataclass
 class AvgPool(_Pool):
@@ -66,6 +70,10 @@ class AvgPool(_Pool):
     summary: str = "Average pooling (nn.AvgPool2d). `stride` defaults to the kernel size."
     torch_class: str = "nn.AvgPool2d"
     torch_function: str = "F.avg_pool2d"
+
+    # memory: avg_pool2d_backward takes the input tensor (for its geometry).
+    def saved(self, p, ins, out, device):
+        return [Saved("in0")]
 
 
 @dataclass
@@ -81,6 +89,11 @@ class GlobalAvgPool(Block):
     def torch_module(self, p, ins):
         return "nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())"
 
+    # memory: an adaptive pool to 1x1 runs as mean(), whose backward needs only sizes; the
+    # flatten of its (B, C, 1, 1) output is a view. Nothing is saved.
+    def saved(self, p, ins, out, device):
+        return []
+
 
 @dataclass
 class GlobalMaxPool(Block):
@@ -94,6 +107,10 @@ class GlobalMaxPool(Block):
 
     def torch_module(self, p, ins):
         return "nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())"
+
+    # memory: adaptive_max_pool2d saves its input and the int64 index of each channel's maximum.
+    def saved(self, p, ins, out, device):
+        return [Saved("in0"), Saved("new", ins[0][0], "int64")]
 
 
 @dataclass
@@ -131,6 +148,10 @@ class Upsample(Block):
         if "scale" in p:
             return f"F.interpolate({args[0]}, scale_factor={p['scale']}, {mode})"
         return f"F.interpolate({args[0]}, size={refs['size_of']}.shape[-2:], {mode})"
+
+    # memory: nearest and bilinear backward need only sizes; nothing is saved.
+    def saved(self, p, ins, out, device):
+        return []
 
 
 BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), Upsample()]

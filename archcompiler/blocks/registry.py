@@ -60,6 +60,23 @@ class ShapeError(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class Saved:
+    """One tensor that autograd keeps for the backward pass of a primitive (docs/memory.md).
+
+    `of` names it: "in0", "in1", ... an input (its storage, which other consumers may save
+    too: it is counted once), "out" the node's own output, "param" a weight (no new memory
+    in fp32; a bf16 copy under autocast), "new" a tensor the op makes for itself (batch
+    norm's statistics, max pool's indices, dropout's noise). `dtype` is "" for the tensor's
+    own dtype, "low" for the autocast dtype (a cast copy when the tensor is not in it yet),
+    or a fixed dtype: "fp32", "int64", "bool"."""
+
+    of: str
+    elements: int = 0  # for "new" and "param"; inputs and outputs have their shape's size
+    dtype: str = ""
+    batched: bool = True  # "new" only: `elements` is per image (False: per batch, e.g. statistics)
+
+
 class RegistryError(Exception):
     """A programming error in a block declaration, such as a duplicate name."""
 
@@ -119,6 +136,20 @@ class Block:
     def torch_helpers(self) -> dict[str, str]:
         """Module-level functions its code may call, by name (included only when called)."""
         return {}
+
+    # --- memory rule (passes/memory.py): what the emitted op saves for backward, in training ---
+    autocast_low: bool = False  # under autocast it computes in bf16 (conv, linear); others keep their inputs' dtype
+    view: bool = False  # its output is a view of its input's storage (flatten), not new memory
+
+    def saved(self, p: dict, ins: list[Shape], out: Shape, device: str) -> list[Saved]:
+        """The tensors autograd keeps for this op's backward when every input requires grad,
+        checked against torch.autograd.graph.saved_tensors_hooks in tests/test_memory.py.
+        Every primitive declares its own: there is no safe default."""
+        raise NotImplementedError(f"block type '{self.name}' declares no `saved` rule")
+
+    def workspace(self, p: dict, ins: list[Shape], out: Shape, device: str) -> int:
+        """Elements per image its backward holds besides the gradients (scratch copies)."""
+        return 0
 
     def label(self, p: dict) -> str:
         parts = [f"{k}={_fmt(p[k])}" for k in self.label_keys if k in p and p[k] is not None]

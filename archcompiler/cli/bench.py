@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
     p.add_argument("--mode", choices=("train", "infer", "both"), default="both",
                    help="time a training step (zero_grad, forward, loss, backward, optimizer step), inference, or both")
-    p.add_argument("--batch-size", default="32", metavar="N[,N...]", help="batch sizes, comma-separated (default 32)")
+    p.add_argument("--batch-size", default="32", metavar="N[,N...]|auto",
+                   help="batch sizes, comma-separated (default 32); auto: the largest whose predicted peak fits free memory (docs/memory.md)")
     p.add_argument("--compile", choices=("both", "on", "off"), default="both", help="eager, torch.compile, or both (default)")
     p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode")
     p.add_argument("--compile-backend", default="inductor", metavar="NAME", help="torch.compile backend (default inductor)")
@@ -44,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=argtypes.positive, default=10, metavar="N", help="timed steps per row (default 10)")
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
                    help="of the training step (default: the spec's train.optimizer, else sgd)")
+    p.add_argument("--predict", action="store_true",
+                   help="also print each row's step time as a roofline predicts it from FLOPs and bytes per layer against the measured peak FLOP/s and bandwidth")
     p.add_argument("--breakdown", action="store_true",
                    help="after timing, profile each row's step and report the share of conv, matmul, norm, optimizer and other ops")
     p.add_argument("--threads", type=argtypes.positive, default=None, metavar="N", help="torch.set_num_threads(N) first (CPU)")
@@ -62,7 +65,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_batch_sizes(text: str) -> tuple[int, ...]:
+def parse_batch_sizes(text: str) -> tuple[int, ...] | str:
+    if text == "auto":
+        return text
     try:
         sizes = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
@@ -106,6 +111,50 @@ def _reference(refs, net):
     ref = refs.reference(net.name)
     refs.copy_by_order(net.module(seed=0), ref)
     return ref
+
+
+def auto_batch_sizes(args, loads) -> int:
+    """--batch-size auto: one batch for every row, the smallest of each spec's and mode's
+    largest batch predicted to fit (a training step needs more than a forward pass)."""
+    from archcompiler.cli.autobatch import auto_batch
+    from archcompiler.cli.common import compile_or_report
+    from runtime.bench.device import resolve_device
+
+    device = resolve_device(args.device)
+    modes = ("train", "infer") if args.mode == "both" else (args.mode,)
+    found = {}
+    for w, path in zip([w for w in loads if w.model == "emitted"], args.specs):
+        net = compile_or_report(path)
+        found[w.spec] = min(auto_batch(net, mode, w.optimizer, args.amp, device) for mode in modes)
+    return min(found.values())
+
+
+def predict_rows(result, paths: list[str], optimizers: dict) -> None:
+    """Fill each measured row's roofline prediction (passes/roofline.py)."""
+    from archcompiler.cli.common import compile_or_report
+    from archcompiler.passes.roofline import predict_seconds, step_costs
+
+    nets = {net.name: net for net in map(compile_or_report, paths)}
+    flops, bandwidth = result.peak["flops_per_s"], result.peak.get("bytes_per_s", 0)
+    for r in result.rows:
+        if r.step_ms_median is None or not bandwidth:
+            continue
+        net = nets[r.spec]
+        costs = step_costs(net.graph, net.result.registry, r.batch_run, r.mode, r.amp, optimizers[r.spec])
+        seconds, _ = predict_seconds(costs, flops, bandwidth)
+        r.predicted_step_ms = round(1000 * seconds, 3)
+        r.measured_to_predicted = round(r.step_ms_median / (1000 * seconds), 3)
+
+
+def prediction_lines(result) -> str:
+    peak = result.peak
+    lines = ["", f"Roofline (--predict): per layer the longer of FLOPs at {peak['flops_per_s'] / 1e12:.3f} TFLOP/s and bytes "
+                 f"at {peak.get('bytes_per_s', 0) / 1e9:.1f} GB/s (the measured peaks), summed over the step; docs/benchmarks.md says why it differs"]
+    for r in result.rows:
+        if r.predicted_step_ms is not None:
+            lines.append(f"  {r.spec} {r.model} {r.mode} {'compiled' if r.compiled else 'eager'} batch {r.batch_run}: measured "
+                         f"{r.step_ms_median:.1f} ms, predicted {r.predicted_step_ms:.1f} ms, measured/predicted {r.measured_to_predicted:.2f}")
+    return "\n".join(lines) + "\n"
 
 
 def load_reference_models():
@@ -170,6 +219,8 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     save_path, baseline = check_outputs(args)  # before minutes of timing, not after
     loads = workloads(args.specs, args.reference, args.optimizer)
+    if batch_sizes == "auto":
+        batch_sizes = (auto_batch_sizes(args, loads),)
     compile_kwargs = {"backend": args.compile_backend}
     if args.compile_mode != "default":
         compile_kwargs["mode"] = args.compile_mode
@@ -182,7 +233,11 @@ def main(argv: list[str]) -> int:
     )
     command = "archc bench " + " ".join(shlex.quote(a) for a in argv)
     result = run(loads, config, command=command, progress=None if args.quiet else stderr_progress)
+    if args.predict:
+        predict_rows(result, args.specs, {w.spec: w.optimizer for w in loads})
     sys.stdout.write(render(result, args.format))
+    if args.predict and args.format == "table":
+        sys.stdout.write(prediction_lines(result))
 
     status = 1 if any(r.error for r in result.rows) else 0
     if baseline is not None:

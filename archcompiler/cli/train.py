@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--recipe", choices=("paper", "modern"), help="use this recipe instead of the spec's (see docs/training.md)")
     p.add_argument("--epochs", type=argtypes.positive, help="passes over the training set")
-    p.add_argument("--batch-size", type=argtypes.positive, help="images per step, over all processes")
+    p.add_argument("--batch-size", type=_batch_size, metavar="N|auto",
+                   help="images per step, over all processes; auto: the largest whose predicted peak fits free memory (docs/memory.md)")
     p.add_argument("--lr", type=argtypes.positive_float, help="initial (peak) learning rate")
     p.add_argument("--seed", type=argtypes.seed, help=f"seed of weights, order, dropout and augmentation, 0 to {argtypes.SEED_MAX} (default 0)")
     p.add_argument("--seeds", metavar="K,K,...", help="train once per seed, one after another, into OUT/seed-K (for archc compare's groups)")
@@ -68,6 +69,15 @@ def check_args(args) -> None:
         output_dir(args.cache_dir, "--cache-dir", may_create=True)
 
 
+def _batch_size(text: str):
+    if text == "auto":
+        return text
+    try:
+        return argtypes.positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 1 or 'auto', got '{text}'") from None
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     check_args(args)
@@ -84,25 +94,30 @@ def main(argv: list[str]) -> int:
         raise UsageError("--init-from starts a new run; --resume continues one from its own checkpoint. Give one of them")
     if args.seeds is not None and args.seed is not None:
         raise UsageError("give --seed or --seeds, not both")
+    auto = args.batch_size == "auto"
+    if auto:
+        if args.resume:
+            raise UsageError("--batch-size auto: a resumed run keeps the batch size it started with; leave it out")
+        args.batch_size = None
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     output_dir(run_dir, "--out", may_create=not args.resume)
     if seeds is None:
-        return train_one(compiled, args, run_dir)
+        return train_one(compiled, args, run_dir, auto)
     for k in seeds:
         args.seed = k
         seed_dir = run_dir / f"seed-{k}"
         print(f"archc train: seed {k} of {','.join(map(str, seeds))} into {seed_dir}", flush=True)
-        train_one(compiled, args, seed_dir)
+        train_one(compiled, args, seed_dir, auto)
     print(f"compare them: archc compare {run_dir}/seed-*")
     return 0
 
 
-def train_one(compiled, args, run_dir: Path) -> int:
+def train_one(compiled, args, run_dir: Path, auto: bool = False) -> int:
     from archcompiler.cli.resume import data_options_note
 
     config = build_config(compiled, args, run_dir)
     note = data_options_note(args, config, run_dir) if args.resume else None
-    return train(compiled, config, run_dir, args, note)
+    return train(compiled, config, run_dir, args, note, auto)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -159,7 +174,7 @@ def build_config(compiled, args, run_dir: Path):
     return TrainConfig.from_dict(values)
 
 
-def train(compiled, config, run_dir: Path, args, note: str | None = None) -> int:
+def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: bool = False) -> int:
     from archcompiler import __version__
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
@@ -181,6 +196,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None) -> int
         train_set, val_set = _load_data(config.data, args, world)
         compiled, config = fit_classes(compiled, config, train_set, args, world)
         check_fit(compiled, train_set, args.data or config.data)
+        if auto:
+            config = _auto_batch(compiled, config, kind, world, train_set.images.shape[0])
         compile_model = resolved_compile(config, kind)
         init = {}
 
@@ -247,6 +264,22 @@ def init_from(model, path: str, world) -> dict:
               f"tensors of the model{skipped}" + (f"; {len(report['missing'])} kept their fresh initialisation" if report["missing"] else ""),
               flush=True)
     return {"checkpoint": str(ckpt.path), **report}
+
+
+def _auto_batch(compiled, config, kind: str, world, images: int):
+    """The config with the largest batch predicted to fit (at most the training set)."""
+    import dataclasses
+
+    import torch
+
+    from archcompiler.cli.autobatch import auto_batch
+    from runtime.errors import RuntimeUsageError
+
+    if world.size > 1:
+        raise RuntimeUsageError("--batch-size auto works on one process; give a batch size with --nproc or torchrun")
+    amp = config.amp or ("bf16" if kind == "cuda" else "off")
+    batch = auto_batch(compiled, "train", config.optimizer, amp, torch.device(kind), cap=images)
+    return dataclasses.replace(config, batch_size=batch)
 
 
 def check_fit(compiled, dataset, data: str) -> None:

@@ -49,3 +49,54 @@ def synchronize(device: torch.device) -> None:
     """Wait until the device has finished its queued work (a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def free_memory(device: torch.device) -> tuple[int, str]:
+    """(bytes free for new tensors, where that figure comes from): CUDA's mem_get_info, or on
+    the CPU the kernel's MemAvailable (free RAM plus what it can reclaim without swapping),
+    less where a cgroup (a container) allows less. $ARCHC_MEMORY_LIMIT (e.g. 2GiB, 512MiB)
+    caps it further, for a machine shared with others."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        found = [(free, f"free memory of {device_name(device)}")]
+    else:
+        found = [(v, "MemAvailable in /proc/meminfo") for v in [_meminfo_available()] if v is not None]
+        found += [(v, "the cgroup's memory.max") for v in [_cgroup_room()] if v is not None]
+    limit = os.environ.get("ARCHC_MEMORY_LIMIT")
+    if limit:
+        found.append((parse_bytes(limit), f"ARCHC_MEMORY_LIMIT={limit}"))
+    if not found:
+        raise RuntimeUsageError("--batch-size auto: cannot read the free memory of this machine (no /proc/meminfo); give a batch size")
+    return min(found)
+
+
+def parse_bytes(text: str) -> int:
+    m = re.fullmatch(r"\s*([0-9.]+)\s*(B|KiB|MiB|GiB|TiB)?\s*", text)
+    if not m:
+        raise RuntimeUsageError(f"ARCHC_MEMORY_LIMIT: expected a size such as 2GiB or 512MiB, got '{text}'")
+    unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[m.group(2) or "B"]
+    return int(float(m.group(1)) * unit)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """memory.max less memory.current of this process's cgroup (v2), or None when unlimited."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return max(int(limit) - int(f.read().strip()), 0)
+    except (OSError, ValueError):
+        return None

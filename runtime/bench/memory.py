@@ -78,3 +78,74 @@ def _status_kb(field: str) -> int | None:
 def _maxrss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # macOS reports bytes, Linux KiB
+
+
+def tensor_peak(step: Callable[[], object]) -> tuple[int, int]:
+    """(peak, end): the most tensor memory `step` held above what was allocated before it, and
+    what it still held at its end, on the CPU, exactly: the profiler's memory events record
+    every allocation and free of torch's CPU allocator with its size, in order, so their
+    running sum is the step's live tensor bytes (the CPU counterpart of max_memory_allocated,
+    without the interpreter, malloc's slack or libraries that RSS counts). Frees of tensors
+    allocated before the step are not reported, so `step` should free none (zero_grad first)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = []
+    pending = list(prof.profiler.kineto_results.experimental_event_tree())
+    while pending:
+        e = pending.pop()
+        pending.extend(e.children)
+        if e.tag == torch._C._profiler._EventType.Allocation:
+            events.append((e.start_time_ns, e.extra_fields.alloc_size))
+    running = peak = 0
+    for _, size in sorted(events):
+        running += size
+        peak = max(peak, running)
+    return peak, running
+
+
+def step_tensor_peak(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str = "train",
+                     optimizer: str = "sgd", amp: str = "off") -> MemoryPeak:
+    """The peak of live tensor bytes during one step of `model` on (x, y), counting everything
+    allocated: weights, buffers, optimizer state, the batch and the step's own tensors. A first
+    training step runs untimed, so the optimizer's state exists, as in every later step; the
+    gradients it left are dropped (zero_grad) before the measured one. CUDA reads
+    max_memory_allocated; the CPU sums the profiler's memory events (`tensor_peak`)."""
+    import torch.nn.functional as F
+
+    from runtime.bench.steps import autocast, make_optimizer
+
+    device = x.device
+    cast = autocast(device, amp)
+    if mode == "train":
+        model.train()
+        opt = make_optimizer(optimizer, model.parameters(), 1e-3)
+
+        def step():
+            with cast:
+                loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+
+        step()
+        opt.zero_grad(set_to_none=True)
+        state = [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)]
+    else:
+        model.eval()
+        state = []
+
+        def step():
+            with torch.no_grad(), cast:
+                model(x)
+
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        synchronize(device)
+        return MemoryPeak(torch.cuda.max_memory_allocated(device), 0, "torch.cuda.max_memory_allocated")
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers(), *state, x, y]}
+    peak, _ = tensor_peak(step)
+    base = sum(held.values())
+    return MemoryPeak(base + peak, peak, "profiler memory events: the running sum of torch's CPU allocations and frees")

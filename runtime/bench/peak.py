@@ -8,6 +8,9 @@ demonstrably does on its best-case kernels. A busy machine can only make the pro
 the best time of many is kept, and `refresh=True` measures again but keeps the cached peak
 if that was higher (delete the cache file to forget it).
 
+The same probe measures the memory bandwidth (a large copy and add), the roof of memory-bound
+layers for `archc bench --predict`; it is cached in `bandwidth.json` beside the peak.
+
 The result is cached in `$ARCHC_CACHE/peak.json` (default `~/.cache/archc/peak.json`), keyed
 by device name, torch version, dtype and CPU thread count (and TF32 settings on CUDA), since
 each of these changes the peak.
@@ -38,11 +41,13 @@ class Peak:
     key: str  # the cache key: device, torch, dtype, threads
     measured: str  # when (ISO 8601, UTC)
     cached: bool = False  # read from the cache rather than measured in this process
+    bytes_per_s: float = 0.0  # memory bandwidth: the best of a large copy and a large add (bytes read + written)
 
     def describe(self) -> str:
         src = "cached" if self.cached else "measured now"
         return (f"peak {self.flops_per_s / 1e12:.3f} TFLOP/s ({src} {self.measured[:10]}; matmul "
-                f"{self.matmul_flops_per_s / 1e12:.3f}, conv {self.conv_flops_per_s / 1e12:.3f}): {self.method}")
+                f"{self.matmul_flops_per_s / 1e12:.3f}, conv {self.conv_flops_per_s / 1e12:.3f}; memory "
+                f"{self.bytes_per_s / 1e9:.1f} GB/s): {self.method}")
 
 
 def cache_path() -> Path:
@@ -63,7 +68,9 @@ def cached_peak(device: torch.device, dtype: str = "fp32") -> Peak | None:
     """The cached peak, or None: for callers that must not spend seconds on the probe."""
     key = peak_key(device, dtype)
     entry = _read(cache_path()).get(key)
-    return Peak(**{**entry, "key": key, "cached": True}) if entry else None
+    if not entry:
+        return None
+    return Peak(**{**_known(entry), "key": key, "cached": True, "bytes_per_s": _read(bandwidth_path()).get(key, 0.0)})
 
 
 def device_peak(device: torch.device, dtype: str = "fp32", refresh: bool = False) -> Peak:
@@ -72,12 +79,32 @@ def device_peak(device: torch.device, dtype: str = "fp32", refresh: bool = False
     path = cache_path()
     cache = _read(path)
     if not refresh and key in cache:
-        return Peak(**{**cache[key], "key": key, "cached": True})
+        return _with_bandwidth(Peak(**{**_known(cache[key]), "key": key, "cached": True}), device, refresh)
     peak = measure(device, dtype)
-    if key in cache and cache[key].get("flops_per_s", 0) > peak.flops_per_s:
-        return Peak(**{**cache[key], "key": key, "cached": True})  # the machine was busier this time
-    cache[key] = {k: v for k, v in asdict(peak).items() if k not in ("key", "cached")}
+    if key in cache and cache[key].get("flops_per_s", 0) > peak.flops_per_s:  # the machine was busier this time
+        return _with_bandwidth(Peak(**{**_known(cache[key]), "key": key, "cached": True, "bytes_per_s": peak.bytes_per_s}), device, refresh)
+    cache[key] = {k: v for k, v in asdict(peak).items() if k not in ("key", "cached", "bytes_per_s")}
     _write(path, cache)
+    return _with_bandwidth(peak, device, refresh)
+
+
+def bandwidth_path() -> Path:
+    """The bandwidth has a file of its own: archc versions from before it read peak.json's
+    entries as they are, and must not meet a field they do not know."""
+    return cache_path().with_name("bandwidth.json")
+
+
+def _with_bandwidth(peak: Peak, device: torch.device, refresh: bool) -> Peak:
+    """`peak` with the best bandwidth known: cached, measured in this process, or measured now."""
+    path = bandwidth_path()
+    cache = _read(path)
+    old = cache.get(peak.key, 0.0)
+    if not peak.bytes_per_s and (refresh or not old):
+        peak.bytes_per_s = _bandwidth(device, 1024 if device.type == "cuda" else 256, 10)
+    if peak.bytes_per_s > old:
+        cache[peak.key] = peak.bytes_per_s
+        _write(path, cache)
+    peak.bytes_per_s = max(peak.bytes_per_s, old)
     return peak
 
 
@@ -100,11 +127,23 @@ def measure(device: torch.device, dtype: str = "fp32") -> Peak:
         for fmt in (torch.contiguous_format, torch.channels_last):
             conv, x = conv.to(memory_format=fmt), x.contiguous(memory_format=fmt)
             conv_best = max(conv_best, conv_flops / _best_time(conv, (x,), device, repeats))
+    mib = 1024 if cuda else 256
+    bandwidth = _bandwidth(device, mib, repeats // 2)
     method = (f"best of {repeats} runs each: torch.mm of {'/'.join(map(str, sizes))}-square {dtype} matrices, and a 3x3 "
               f"conv {c}->{c} channels on {batch}x{c}x{hw}x{hw} {dtype} in NCHW and channels_last; "
-              f"the peak is the fastest of them")
+              f"the peak is the fastest of them; bandwidth: best of {repeats // 2} copies and adds of {mib} MiB fp32 tensors")
     return Peak(max(mm_best, conv_best), mm_best, conv_best, method, peak_key(device, dtype),
-                datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                datetime.now(timezone.utc).isoformat(timespec="seconds"), bytes_per_s=bandwidth)
+
+
+def _bandwidth(device: torch.device, mib: int, repeats: int) -> float:
+    """Bytes read and written per second by a copy and by an add of tensors far larger than
+    any cache: the rate a memory-bound layer can reach at best."""
+    n = mib * 2**20 // 4
+    a, b, out = (torch.empty(n, device=device).fill_(1.0) for _ in range(3))  # touched, so pages are mapped
+    copy = 2 * n * 4 / _best_time(out.copy_, (a,), device, repeats)
+    add = 3 * n * 4 / _best_time(lambda x, y: torch.add(x, y, out=out), (a, b), device, repeats)
+    return max(copy, add)
 
 
 def _best_time(fn, args: tuple, device: torch.device, repeats: int) -> float:
@@ -118,6 +157,12 @@ def _best_time(fn, args: tuple, device: torch.device, repeats: int) -> float:
         synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _known(entry: dict) -> dict:
+    """The fields this version knows: a cache written by a newer archc may have more."""
+    names = set(Peak.__dataclass_fields__)
+    return {k: v for k, v in entry.items() if k in names}
 
 
 def _read(path: Path) -> dict:

@@ -56,6 +56,9 @@ class Row:
     emitted_to_reference_ci: list[float] | None = None
     # --breakdown: the share of the step's profiled time per op family (runtime.bench.breakdown)
     breakdown: dict[str, float] | None = None
+    # --predict: the roofline's step time (archcompiler/passes/roofline.py) and measured/predicted
+    predicted_step_ms: float | None = None
+    measured_to_predicted: float | None = None
     note: str = ""  # e.g. a batch step-down
     error: str | None = None  # the row could not run; why
 

@@ -1,0 +1,224 @@
+"""The memory model (passes/memory.py, docs/memory.md) against what PyTorch does.
+
+What autograd saves is measured exactly with saved_tensors_hooks on the emitted module,
+counting each storage once and leaving out the module's own parameters and buffers. Every
+saved tensor's size is affine in the batch (per-image activations plus per-batch statistics),
+so batches 1 and 2 determine batch 32 exactly; the slow test measures 32 itself.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import archcompiler
+from archcompiler.blocks.registry import Block
+from archcompiler.driver import builtin_registry
+from archcompiler.cli.main import main
+from archcompiler.passes.memory import largest_batch, predict
+from archcompiler.passes.roofline import predict_seconds, step_costs
+from runtime.bench.memory import step_tensor_peak
+from tests.conftest import ALL_SPECS, spec_path
+
+TOLERANCE = 0.10  # the issue's target; the rules are in fact exact on every spec today
+
+
+def measured_saved(net, batch: int, amp: str) -> int:
+    """Bytes of the distinct storages autograd saves in one training forward."""
+    model = net.module(seed=0)
+    model.train()
+    own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    seen = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in own:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", torch.bfloat16, enabled=amp == "bf16"):
+        out = model(x)
+    del out
+    return sum(seen.values())
+
+
+def predicted_saved(net, batch: int, amp: str) -> int:
+    return predict(net.graph, net.result.registry, batch, amp=amp).saved_activations_bytes
+
+
+def close(predicted: int, measured: int) -> bool:
+    return abs(predicted - measured) <= TOLERANCE * measured
+
+
+# bf16 on a CPU without bf16 units is slow: the 224-pixel examples' bf16 cases are marked slow.
+CASES = [pytest.param(s, amp, marks=[pytest.mark.slow] if amp == "bf16" and "examples" in s else [])
+         for s in ALL_SPECS for amp in ("off", "bf16")]
+
+
+@pytest.mark.parametrize("spec,amp", CASES)
+def test_saved_activations_match_autograd(spec, amp):
+    net = archcompiler.compile(spec)
+    one, two = measured_saved(net, 1, amp), measured_saved(net, 2, amp)
+    assert close(predicted_saved(net, 1, amp), one), (predicted_saved(net, 1, amp), one)
+    assert close(predicted_saved(net, 2, amp), two), (predicted_saved(net, 2, amp), two)
+    at_32 = one + 31 * (two - one)
+    assert close(predicted_saved(net, 32, amp), at_32), (predicted_saved(net, 32, amp), at_32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_saved_activations_match_autograd_at_batch_32(spec, amp):
+    net = archcompiler.compile(spec)
+    assert close(predicted_saved(net, 32, amp), measured_saved(net, 32, amp))
+
+
+@pytest.mark.parametrize("mode,optimizer,amp", [("train", "sgd", "off"), ("train", "adamw", "bf16"), ("infer", "sgd", "off"),
+                                                pytest.param("train", "adam", "off", marks=pytest.mark.slow)])
+def test_peak_of_a_step_within_10_percent(mode, optimizer, amp):
+    net = archcompiler.compile(spec_path("no_attention"))
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, *net.input_shape, generator=gen), torch.randint(0, 200, (2,), generator=gen)
+    measured = step_tensor_peak(net.module(seed=0), x, y, mode, optimizer, amp).peak_bytes
+    predicted = predict(net.graph, net.result.registry, 2, mode, optimizer, amp).peak_bytes
+    assert close(predicted, measured), (predicted, measured)
+
+
+def test_every_primitive_declares_what_it_saves():
+    missing = [b.name for b in builtin_registry() if not b.is_composite and type(b).saved is Block.saved]
+    assert not missing, f"block types without a `saved` rule: {missing}"
+
+
+def test_a_storage_saved_twice_counts_once():
+    """conv -> relu -> conv: the ReLU saves its output and the second conv saves the same
+    tensor as its input; it is one storage."""
+    text = "archc: 1\nname: twice\ninput: [3, 8, 8]\nnodes:\n  a: {type: conv, out: 4}\n  r: {type: activation}\n  b: {type: conv, out: 4}\n"
+    net = archcompiler.compile(text)
+    relu_out = 4 * 6 * 6 * 4
+    # the input (saved by a) and the ReLU's output (saved by r and b), in fp32
+    assert predicted_saved(net, 1, "off") == 3 * 8 * 8 * 4 + relu_out == measured_saved(net, 1, "off")
+    assert net.graph.nodes["b"].meta["saved_activations_bytes"] == 0  # owned by r, which saved it first
+
+
+def check_json(capsys, *args) -> dict:
+    assert main(["check", spec_path("attn_simple"), "--format", "json", *args]) == 0
+    return json.loads(capsys.readouterr().out)["files"][0]
+
+
+def test_check_json_memory_contract(capsys):
+    entry = check_json(capsys, "--batch-size", "16", "--optimizer", "adam", "--expand")
+    m = entry["memory"]
+    assert {"params_bytes", "grads_bytes", "optimizer_bytes", "saved_activations_bytes", "peak_bytes",
+            "batch_size", "mode", "amp", "optimizer"} <= set(m)
+    assert all(isinstance(m[k], int) for k in m if k.endswith("_bytes"))
+    assert (m["batch_size"], m["mode"], m["amp"], m["optimizer"]) == (16, "train", "off", "adam")
+    assert m["params_bytes"] == 4 * entry["totals"]["params"] == m["grads_bytes"]
+    assert m["optimizer_bytes"] == 2 * m["params_bytes"]  # Adam's two moments
+    top = [row for row in entry["layers"] if row["depth"] == 0]
+    assert sum(row["saved_activations_bytes"] for row in top) == m["saved_activations_bytes"]
+    attn = next(i for i, row in enumerate(entry["layers"]) if row["name"] == "attn")
+    end = next(i for i in range(attn + 1, len(entry["layers"])) if entry["layers"][i]["depth"] == 0)
+    inner = [row for row in entry["layers"][attn + 1:end] if row["depth"] == 1]
+    assert sum(row["saved_activations_bytes"] for row in inner) == entry["layers"][attn]["saved_activations_bytes"]
+    assert m["peak_bytes"] > m["params_bytes"] + m["optimizer_bytes"] + m["saved_activations_bytes"] // 2
+
+
+def test_check_infer_mode_keeps_nothing_for_backward(capsys):
+    train = check_json(capsys, "--batch-size", "16")["memory"]
+    sgd = check_json(capsys, "--batch-size", "16", "--optimizer", "sgd")["memory"]
+    infer = check_json(capsys, "--batch-size", "16", "--mode", "infer")["memory"]
+    assert (infer["grads_bytes"], infer["optimizer_bytes"], infer["saved_activations_bytes"], infer["optimizer"]) == (0, 0, 0, None)
+    assert train["optimizer"] == "adam"  # the spec's own recipe
+    assert sgd["optimizer_bytes"] == sgd["params_bytes"]  # the momentum buffer
+    assert infer["params_bytes"] < infer["peak_bytes"] < sgd["peak_bytes"] < train["peak_bytes"]
+
+
+def test_check_text_shows_the_memory(capsys):
+    assert main(["check", spec_path("no_attention"), "--batch-size", "8", "--amp", "bf16"]) == 0
+    out = capsys.readouterr().out
+    assert "Saved" in out.splitlines()[1]
+    assert "memory (train, batch 8, amp bf16, adam)" in out  # the spec's own optimizer and "predicted peak of a training step" in out
+
+
+@pytest.mark.parametrize("args", [["--amp", "bf16"], ["--batch-size", "0"], ["--batch-size", "x"]])
+def test_check_memory_flags_are_checked(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["check", spec_path("no_attention"), *args])
+    assert e.value.code == 2
+
+
+@pytest.mark.parametrize("mode,optimizer,amp", [("train", "adam", "off"), ("train", "sgd", "bf16"), ("infer", "sgd", "off")])
+def test_largest_batch_is_the_last_that_fits(mode, optimizer, amp):
+    net = archcompiler.compile(spec_path("attn_reduction"))
+    graph, registry = net.graph, net.result.registry
+    budget = 3 * 2**30
+
+    def peak(b):
+        return predict(graph, registry, b, mode, optimizer, amp).peak_bytes
+
+    batch, memory = largest_batch(graph, registry, budget, mode, optimizer, amp)
+    assert memory.peak_bytes == peak(batch) <= budget < peak(batch + 1)
+    assert largest_batch(graph, registry, peak(1) - 1, mode, optimizer, amp) is None
+    assert largest_batch(graph, registry, budget, mode, optimizer, amp, cap=10)[0] == 10
+
+
+def test_bench_batch_size_auto_prints_its_prediction(monkeypatch, capsys):
+    from archcompiler.cli import bench
+
+    monkeypatch.setenv("ARCHC_MEMORY_LIMIT", "400MiB")
+    args = bench.parser().parse_args([spec_path("no_attention"), "--batch-size", "auto", "--mode", "train", "--optimizer", "sgd"])
+    loads = bench.workloads(args.specs, False, args.optimizer)
+    batch = bench.auto_batch_sizes(args, loads)
+    net = archcompiler.compile(spec_path("no_attention"))
+    want, _ = largest_batch(net.graph, net.result.registry, int(400 * 2**20 * 0.85), "train", "sgd", "off", "cpu")
+    assert batch == want
+    assert f"batch size auto: {want} (train, sgd, amp off)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_batch_size_auto_runs_the_batch_it_chose(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARCHC_MEMORY_LIMIT", "200MiB")
+    out = tmp_path / "run"
+    assert main(["train", spec_path("no_attention"), "--data", "synthetic:train=64,val=16", "--max-steps", "1",
+                 "--device", "cpu", "--batch-size", "auto", "--out", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().err
+    chosen = int(said.split("batch size auto: ")[1].split()[0])
+    assert 1 < chosen < 64  # the limit chose it, not the training set's size
+    assert json.loads((out / "config.json").read_text())["batch_size"] == chosen
+
+
+def test_roofline_counts_every_layer_and_the_update():
+    net = archcompiler.compile(spec_path("no_attention"))
+    costs = step_costs(net.graph, net.result.registry, 8, "train", "off", "adam")
+    forward = [c for c in costs if not c.name.endswith("(backward)") and c.name != "optimizer"]
+    assert sum(c.flops for c in forward) == 8 * net.totals["flops"]
+    assert costs[-1].name == "optimizer" and costs[-1].bytes == 13 * 4 * net.totals["params"]
+    # twice the bandwidth halves a memory-bound step; infinite compute leaves only the bytes
+    slow, _ = predict_seconds(costs, 1e30, 1e9)
+    fast, bound = predict_seconds(costs, 1e30, 2e9)
+    assert fast == pytest.approx(slow / 2) and bound == 0.0
+
+
+def test_repeated_blocks_are_counted_instance_by_instance():
+    text = """archc: 1
+name: stacked
+input: [3, 16, 16]
+blocks:
+  unit:
+    params: {out: {type: integer, minimum: 1, default: $in_channels}, stride: {type: integer, minimum: 1, default: 1}}
+    nodes:
+      conv: {type: conv, out: $out, stride: $stride, padding: 1, bias: false}
+      bn: {type: batchnorm}
+      relu: {type: activation}
+nodes:
+  stem: {type: conv, out: 8, padding: 1}
+  body: {type: unit, repeat: 3, out: 16, first: {stride: 2}}
+  convs: {type: conv, repeat: 2, kernel: 1}
+"""
+    net = archcompiler.compile(text)
+    for amp in ("off", "bf16"):
+        assert predicted_saved(net, 2, amp) == measured_saved(net, 2, amp)
+    body = net.graph.nodes["body"]
+    assert body.meta["saved_activations_bytes"] == sum(n.meta["saved_activations_bytes"] for n in body.body.layers())
