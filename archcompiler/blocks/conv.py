@@ -16,7 +16,7 @@ def int_or_pair(minimum: int, default=None, description: str = "") -> dict:
     frag = {
         "oneOf": [one, {"type": "array", "items": one, "minItems": 2, "maxItems": 2, "description": "[height, width]"}],
         "x-expected": PAIR_TEXT.format(m=minimum),
-        "description": description + " (an integer, or [height, width])",
+        "description": description,
     }
     return frag | ({"default": default} if default is not None else {})
 
@@ -26,16 +26,8 @@ PADDING = {
               {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 2, "description": "[height, width]"}],
     "default": "valid",
     "x-expected": "'same', 'valid', an integer >= 0 or a pair [height, width] of them",
-    "description": "'same' keeps H x W (stride 1 only), 'valid' is 0, or pixels on each side (an integer, or [height, width])",
+    "description": "'same' keeps H x W (stride 1 only), 'valid' is 0, or pixels on each side",
 }
-
-
-def padding_pixels(padding, kernel: int, dilation: int = 1) -> int:
-    if padding == "valid":
-        return 0
-    if padding == "same":
-        return dilation * (kernel - 1) // 2
-    return padding
 
 
 def code(v):
