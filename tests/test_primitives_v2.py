@@ -344,3 +344,26 @@ def test_a_symbolic_activation_passes_its_options_to_the_helper():
     """)
     assert 'activation(fn, approximate="tanh")' in gelu_tanh.source
     assert gelu_tanh.module().a.act.approximate == "tanh"
+
+
+# ---------------------------------------------------------------- misuse
+
+
+@pytest.mark.parametrize("node, hint", [
+    ("{type: layer_norm}", "did you mean 'layernorm'?"),
+    ("{type: group_norm, groups: 2}", "did you mean 'groupnorm'?"),
+    ("{type: convtranspose}", "did you mean 'conv_transpose'?"),
+    ("{type: activation, fn: hard_swish}", "did you mean 'hardswish'?"),
+    ("{type: maxpool, ceilmode: true}", "did you mean 'ceil_mode'?"),
+    ("{type: global_avgpool, keepmap: true}", "did you mean 'keep_map'?"),
+])
+def test_near_misses_of_the_new_names_get_a_did_you_mean(node, hint):
+    (line,) = errors(f"n: {node}")
+    assert line.endswith(hint), line
+
+
+def test_a_transposed_conv_whose_padding_eats_the_map_is_refused_at_the_padding():
+    assert errors("up: {type: conv_transpose, kernel: 3, padding: [1, 6]}") == [
+        "probe.yaml:5:50: error[E404]: node 'up' (conv_transpose): padding [1, 6] on each side removes more than the 11x12 that the 9x10 input grows to; "
+        "the map would shrink below 1x1"
+    ]

@@ -129,10 +129,11 @@ class ConvTranspose(Block):
         for _, _, s, _, op, d in dims:
             if op >= s and op >= d:  # PyTorch refuses it when building the module
                 raise ShapeError(f"output_padding {op} must be smaller than the stride ({s}) or the dilation ({d})", param="output_padding", code="E407")
-        size = [(n - 1) * s - 2 * pad + d * (k - 1) + op + 1 for n, k, s, pad, op, d in dims]
+        grown = [(n - 1) * s + d * (k - 1) + op + 1 for n, k, s, _, op, d in dims]
+        size = [g - 2 * pad for g, (_, _, _, pad, _, _) in zip(grown, dims)]
         if size[0] < 1 or size[1] < 1:
-            raise ShapeError(f"padding {literal(code(p['padding']))} removes more than the {h}x{w} input grows to; "
-                             "the map would shrink below 1x1", param="padding", code="E404")
+            raise ShapeError(f"padding {p['padding']} on each side removes more than the {grown[0]}x{grown[1]} that the {h}x{w} input "
+                             "grows to; the map would shrink below 1x1", param="padding", code="E404")
         return (out, size[0], size[1])
 
     def param_count(self, p, ins, out):
