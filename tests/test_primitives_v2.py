@@ -367,3 +367,22 @@ def test_a_transposed_conv_whose_padding_eats_the_map_is_refused_at_the_padding(
         "probe.yaml:5:50: error[E404]: node 'up' (conv_transpose): padding [1, 6] on each side removes more than the 11x12 that the 9x10 input grows to; "
         "the map would shrink below 1x1"
     ]
+
+
+def test_new_primitives_take_arithmetic_on_block_parameters():
+    compiled = net("a: {type: u}\nb: {type: u, s: 3}", blocks="""
+        blocks:
+          u:
+            params:
+              s: {type: integer, default: 2}
+            nodes:
+              gn: {type: groupnorm, groups: $in_channels // 4}
+              shuffle: {type: channel_shuffle, groups: $in_channels // 4}
+              up: {type: conv_transpose, kernel: 2 * $s, stride: $s, padding: $s // 2, output_padding: $s - 1}
+              pool: {type: avgpool, kernel: $s, ceil_mode: true}
+    """)
+    assert "nn.GroupNorm(in_channels // 4, in_channels)" in compiled.source
+    assert "kernel_size=2 * s, stride=s, padding=s // 2, output_padding=s - 1" in compiled.source
+    # a: 9 x 10 grows to (9 - 1) * 2 - 2 + 3 + 1 + 1 = 19 x 21, and a 2x2 pool in ceil mode keeps the odd row: 10 x 11
+    assert compiled.graph.nodes["a"].shape == (8, 10, 11) and compiled.graph.nodes["b"].shape == (8, 11, 12)
+    assert_emitted_equals_inferred(compiled, batch=2)
