@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import archcompiler
 from archcompiler.api import Compiled
 from archcompiler.driver import check_text
 from tests.test_compiler_core import assert_emitted_equals_inferred

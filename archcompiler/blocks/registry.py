@@ -119,7 +119,8 @@ class Block:
         return f"{module}({args[0]})"
 
     def torch_helpers(self) -> dict[str, str]:
-        """Module-level functions its code may call, by name (included only when called)."""
+        """Module-level functions or small nn.Module classes its code calls, by name, as source
+        text (each included in the emitted file only when called, so it still needs only torch)."""
         return {}
 
     def label(self, p: dict) -> str:
