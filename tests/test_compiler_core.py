@@ -455,9 +455,20 @@ GRIDS = {
         {"out": 4, "kernel": k, "stride": s, "padding": pad, "dilation": d, "groups": g}
         for k in (1, 2, 3) for s in (1, 2) for pad in ("same", "valid", 1) for d in (1, 2) for g in (1, 2)
         if not (pad == "same" and s != 1)
+    ] + [
+        {"out": 4, "kernel": k, "stride": s, "padding": pad, "dilation": d}
+        for k in ([1, 3], [2, 3], [3, 1]) for s in ([1, 2], [2, 1]) for pad in ("valid", [0, 1], [1, 0]) for d in (1, [2, 1])
     ],
-    "maxpool": [{"kernel": k, "stride": s, "padding": pad} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) if 2 * pad <= k],
-    "avgpool": [{"kernel": k, "stride": s, "padding": pad} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) if 2 * pad <= k],
+    "conv_transpose": [
+        {"out": 2, "kernel": k, "stride": s, "padding": pad, "output_padding": op, "dilation": d}
+        for k in (1, 2, 3, [2, 3]) for s in (1, 2, [2, 1]) for pad in (0, 1) for op in (0, 1) for d in (1, 2)
+    ],
+    "maxpool": [{"kernel": k, "stride": s, "padding": pad, "ceil_mode": c} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) for c in (False, True) if 2 * pad <= k],
+    "avgpool": [{"kernel": k, "stride": s, "padding": pad, "ceil_mode": c} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) for c in (False, True) if 2 * pad <= k],
+    "groupnorm": [{"groups": g, "affine": a} for g in (1, 2, 3, 4) for a in (False, True)],
+    "channel_shuffle": [{"groups": g} for g in (1, 2, 3, 4)],
+    "global_avgpool": [{"keep_map": k} for k in (False, True)],
+    "global_maxpool": [{"keep_map": k} for k in (False, True)],
     "upsample": [{"scale": s, "mode": m} for s in (1, 2, 3) for m in ("nearest", "bilinear")],
 }
 
@@ -465,7 +476,8 @@ GRIDS = {
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("block", sorted(GRIDS))
 def test_primitive_parameter_grid_shapes_match_pytorch(block):
-    """Every combination, on odd and even map sizes: check's shape is the emitted module's."""
+    """Every combination, on odd and even map sizes: check's shape, parameter count and FLOPs
+    are the emitted module's."""
     for params in GRIDS[block]:
         for size in (7, 8):
             node = {"type": block, **params}
@@ -473,8 +485,10 @@ def test_primitive_parameter_grid_shapes_match_pytorch(block):
             result = check_text(text, "grid.yaml")
             if not result.ok:
                 continue  # refused by check (e.g. a window larger than the map): nothing to run
-            out = run(Compiled(result), (1, 4, size, size))
-            assert tuple(out.shape[1:]) == result.graph.nodes["n"].shape, (params, size)
+            try:
+                assert_emitted_equals_inferred(Compiled(result), batch=1)
+            except AssertionError as e:
+                raise AssertionError(f"{block} {params} at {size}x{size}") from e
 
 
 # ---------------------------------------------------------------- integer arithmetic (language v2)

@@ -14,7 +14,7 @@ import torch
 
 import archcompiler
 from archcompiler.blocks.registry import Block
-from archcompiler.driver import builtin_registry
+from archcompiler.driver import builtin_registry, check_text
 from archcompiler.cli.main import main
 from archcompiler.passes.memory import largest_batch, predict
 from archcompiler.passes.roofline import predict_seconds, step_costs
@@ -222,3 +222,14 @@ nodes:
         assert predicted_saved(net, 2, amp) == measured_saved(net, 2, amp)
     body = net.graph.nodes["body"]
     assert body.meta["saved_activations_bytes"] == sum(n.meta["saved_activations_bytes"] for n in body.body.layers())
+
+
+@pytest.mark.parametrize("name", [b.name for b in builtin_registry()])
+def test_every_block_types_example_saves_what_its_rule_says(name):
+    """Each block type's declared rule, on its declared example, against autograd (fp32)."""
+    from archcompiler.api import Compiled
+    from tests.test_compiler_core import block_spec
+
+    result = check_text(block_spec(builtin_registry().get(name)), f"<example {name}>")
+    net = Compiled(result)
+    assert predicted_saved(net, 2, "off") == measured_saved(net, 2, "off")

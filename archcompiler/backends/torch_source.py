@@ -219,7 +219,7 @@ def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, heade
 
 
 def _helpers(registry) -> dict[str, str]:
-    """Module-level functions that block types ask for (e.g. an activation chosen by name)."""
+    """Module-level functions and classes that block types ask for (an activation chosen by name, LayerNorm2d)."""
     out = {}
     for block in registry:
         out.update(block.torch_helpers())

@@ -3,39 +3,71 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcompiler.blocks.registry import Block, Saved
-from archcompiler.ir.expr import is_symbolic, literal
+from archcompiler.blocks.registry import Block, Saved, ShapeError
+from archcompiler.ir.expr import call, is_symbolic
 
 MODULES = {
-    "relu": "nn.ReLU()",
-    "relu6": "nn.ReLU6()",
-    "gelu": "nn.GELU()",
-    "silu": "nn.SiLU()",
-    "sigmoid": "nn.Sigmoid()",
-    "tanh": "nn.Tanh()",
+    "relu": "nn.ReLU",
+    "relu6": "nn.ReLU6",
+    "leaky_relu": "nn.LeakyReLU",
+    "gelu": "nn.GELU",
+    "silu": "nn.SiLU",
+    "hardswish": "nn.Hardswish",
+    "hardsigmoid": "nn.Hardsigmoid",
+    "sigmoid": "nn.Sigmoid",
+    "tanh": "nn.Tanh",
 }
+# Parameters that only some functions take, with PyTorch's default and the functions they
+# apply to. They have no schema default, so that one given to another function is an error
+# rather than silently ignored.
+OPTIONS = {
+    "negative_slope": (0.01, ("leaky_relu",)),
+    "approximate": ("none", ("gelu",)),
+}
+
+OPTIONS_OF = {fn for _, fns in OPTIONS.values() for fn in fns}  # built with their options
 
 
 @dataclass
 class Activation(Block):
     name: str = "activation"
     family: str = "norm_act"
-    summary: str = "An element-wise nonlinearity: relu, relu6, gelu, silu, sigmoid or tanh."
-    label_keys: tuple = ("fn",)
+    summary: str = ("An element-wise nonlinearity: relu, relu6, leaky_relu, gelu (exact or tanh), silu, "
+                    "hardswish, hardsigmoid, sigmoid or tanh.")
+    label_keys: tuple = ("fn", "negative_slope", "approximate")
 
     def __post_init__(self):
-        self.params = {"fn": {"enum": sorted(MODULES), "default": "relu", "description": "the function"}}
+        self.params = {
+            "fn": {"enum": list(MODULES), "default": "relu", "description": "the function"},
+            "negative_slope": {"type": "number", "description": "leaky_relu only: the slope for x < 0 (default 0.01)"},
+            "approximate": {"enum": ["none", "tanh"], "description": "gelu only: 'none' is exact (erf), 'tanh' the tanh approximation (default 'none')"},
+        }
+
+    def infer(self, p, ins, refs, names):
+        for option, (_, fns) in OPTIONS.items():
+            if option in p and p["fn"] not in fns:
+                raise ShapeError(f"'{option}' applies to fn: {' or '.join(fns)}, not to fn: {p['fn']}", param=option, code="E408")
+        return ins[0]
 
     def torch_module(self, p, ins):
+        given = [(k, p[k], OPTIONS[k][0]) for k in OPTIONS if k in p]
         if is_symbolic(p["fn"]):  # a block parameter: chosen when the block is built
-            return f"activation({literal(p['fn'])})"
-        return MODULES[p["fn"]]
+            return call("activation", [p["fn"]], given)
+        if p["fn"] == "leaky_relu" and "negative_slope" in p:
+            return call("nn.LeakyReLU", [p["negative_slope"]], [])
+        return call(MODULES[p["fn"]], [], given)
 
     def torch_helpers(self):
-        table = ", ".join(f'"{k}": {v[:-2]}' for k, v in sorted(MODULES.items()))
-        return {"activation": f'''def activation(fn: str) -> nn.Module:
+        table = "".join(f'\n        "{k}": {v},' for k, v in MODULES.items() if k not in OPTIONS_OF)
+        return {"activation": f'''def activation(fn: str, negative_slope: float = 0.01, approximate: str = "none") -> nn.Module:
     """The activation module named `fn`."""
-    return {{{table}}}[fn]()'''}
+    if fn == "leaky_relu":
+        return nn.LeakyReLU(negative_slope)
+    if fn == "gelu":
+        return nn.GELU(approximate=approximate)
+    modules = {{{table}
+    }}
+    return modules[fn]()'''}
 
     # memory: relu, sigmoid and tanh differentiate from their output; the others (hardtanh
     # for relu6, gelu, silu) from their input.

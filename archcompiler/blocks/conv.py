@@ -1,44 +1,70 @@
-"""Convolutions."""
+"""Convolutions, transposed convolutions and the channel shuffle that grouped convs need."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
 
-from archcompiler.ir.expr import call
-from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial, slide
+from archcompiler.ir.expr import call, is_symbolic, literal
+from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial, pair, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
+PAIR_TEXT = "an integer >= {m} or a pair [height, width] of them"
+
+
+def int_or_pair(minimum: int, default=None, description: str = "") -> dict:
+    """An integer, or a [height, width] pair for a non-square window (`kernel: [1, 7]`)."""
+    one = {"type": "integer", "minimum": minimum}
+    frag = {
+        "oneOf": [one, {"type": "array", "items": one, "minItems": 2, "maxItems": 2, "description": "[height, width]"}],
+        "x-expected": PAIR_TEXT.format(m=minimum),
+        "description": description,
+    }
+    return frag | ({"default": default} if default is not None else {})
+
+
 PADDING = {
-    "oneOf": [{"enum": ["same", "valid"]}, {"type": "integer", "minimum": 0}],
+    "oneOf": [{"enum": ["same", "valid"]}, {"type": "integer", "minimum": 0},
+              {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 2, "description": "[height, width]"}],
     "default": "valid",
-    "x-expected": "'same', 'valid' or an integer >= 0",
+    "x-expected": "'same', 'valid', an integer >= 0 or a pair [height, width] of them",
     "description": "'same' keeps H x W (stride 1 only), 'valid' is 0, or pixels on each side",
 }
 
 
-def padding_pixels(padding, kernel: int, dilation: int = 1) -> int:
-    if padding == "valid":
-        return 0
-    if padding == "same":
-        return dilation * (kernel - 1) // 2
-    return padding
+def code(v):
+    """A parameter as it is written in the emitted code: a pair as a tuple, and as one
+    integer when both sides agree; a block parameter as itself."""
+    if isinstance(v, list) and not any(is_symbolic(x) for x in v):
+        return v[0] if v[0] == v[1] else tuple(v)
+    return v
+
+
+def window(p: dict) -> int:
+    """kernel height x width."""
+    kh, kw = pair(p["kernel"])
+    return kh * kw
+
+
+def check_groups(p, c: int, out: int) -> None:
+    if c % p["groups"] or out % p["groups"]:
+        raise ShapeError(f"groups={p['groups']} must divide both the input channels ({c}) and out ({out})", param="groups", code="E402")
 
 
 @dataclass
 class Conv(Block):
     name: str = "conv"
     family: str = "conv"
-    summary: str = "2-D convolution (nn.Conv2d). `out` defaults to the input channels."
+    summary: str = "2-D convolution (nn.Conv2d). `out` defaults to the input channels; kernel, stride, padding and dilation may be [height, width]."
     label_keys: tuple = ("kernel", "stride", "out")
     example_params: dict = field(default_factory=lambda: {"out": 24, "stride": 2, "padding": 1})
 
     def __post_init__(self):
         self.params = {
             "out": POSITIVE | {"description": "output channels (default: input channels)"},
-            "kernel": POSITIVE | {"default": 3, "description": "square kernel size"},
-            "stride": POSITIVE | {"default": 1, "description": "stride"},
+            "kernel": int_or_pair(1, 3, "kernel size"),
+            "stride": int_or_pair(1, 1, "stride"),
             "padding": PADDING,
-            "dilation": POSITIVE | {"default": 1, "description": "dilation"},
+            "dilation": int_or_pair(1, 1, "dilation"),
             "groups": POSITIVE | {"default": 1, "description": "groups (depthwise: groups = channels)"},
             "bias": {"type": "boolean", "default": True, "description": "add a learned bias"},
         }
@@ -49,27 +75,26 @@ class Conv(Block):
     def infer(self, p, ins, refs, names):
         c, _, _ = check_spatial(ins[0], "conv")
         out = self.out_channels(p, ins)
-        if p["padding"] == "same" and p["stride"] != 1:
+        if p["padding"] == "same" and pair(p["stride"]) != (1, 1):
             raise ShapeError("padding 'same' needs stride 1; give the padding in pixels instead", param="padding", code="E403")
-        if c % p["groups"] or out % p["groups"]:
-            raise ShapeError(f"groups={p['groups']} must divide both the input channels ({c}) and out ({out})", param="groups", code="E402")
+        check_groups(p, c, out)
         if p["padding"] == "same":  # PyTorch pads (unevenly, for an even kernel) to keep H x W
             return (out, ins[0][1], ins[0][2])
-        pad = padding_pixels(p["padding"], p["kernel"], p["dilation"])
+        pad = (0, 0) if p["padding"] == "valid" else pair(p["padding"])
         oh, ow = slide(ins[0], p["kernel"], p["stride"], pad, p["dilation"])
         return (out, oh, ow)
 
     def param_count(self, p, ins, out):
-        weight = out[0] * (ins[0][0] // p["groups"]) * p["kernel"] ** 2
+        weight = out[0] * (ins[0][0] // p["groups"]) * window(p)
         return weight + (out[0] if p["bias"] else 0)
 
     def flops(self, p, ins, out):
         cout, oh, ow = out
-        return 2 * cout * oh * ow * (ins[0][0] // p["groups"]) * p["kernel"] ** 2
+        return 2 * cout * oh * ow * (ins[0][0] // p["groups"]) * window(p)
 
     def torch_module(self, p, ins):
-        keywords = [("kernel_size", p["kernel"], None), ("stride", p["stride"], 1), ("padding", p["padding"], "valid"),
-                    ("dilation", p["dilation"], 1), ("groups", p["groups"], 1), ("bias", p["bias"], True)]
+        keywords = [("kernel_size", code(p["kernel"]), None), ("stride", code(p["stride"]), 1), ("padding", code(p["padding"]), "valid"),
+                    ("dilation", code(p["dilation"]), 1), ("groups", p["groups"], 1), ("bias", p["bias"], True)]
         return call("nn.Conv2d", [ins[0][0], self.out_channels(p, ins)], keywords)
 
     # memory: convolution_backward needs the input (weight grad) and the weight (input grad);
@@ -86,4 +111,101 @@ class Conv(Block):
         return prod(out) + prod(ins[0]) if device == "cpu" else 0
 
 
-BLOCKS = [Conv()]
+@dataclass
+class ConvTranspose(Block):
+    name: str = "conv_transpose"
+    family: str = "conv"
+    summary: str = ("Transposed 2-D convolution (nn.ConvTranspose2d), the learned upsampling of decoders: "
+                    "H becomes (H - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1.")
+    label_keys: tuple = ("kernel", "stride", "out")
+    example_params: dict = field(default_factory=lambda: {"out": 6, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1})
+
+
+    # memory: like conv, convolution_backward needs the input and the weight (bf16 copies
+    # under autocast).
+    autocast_low: bool = True
+
+    def saved(self, p, ins, out, device):
+        weight = self.param_count(p, ins, out) - (out[0] if p["bias"] else 0)
+        return [Saved("in0", dtype="low"), Saved("param", weight, dtype="low")]
+
+    def __post_init__(self):
+        self.params = {
+            "out": POSITIVE | {"description": "output channels (default: input channels)"},
+            "kernel": int_or_pair(1, 2, "kernel size"),
+            "stride": int_or_pair(1, 1, "stride"),
+            "padding": int_or_pair(0, 0, "pixels removed from each side of the output"),
+            "output_padding": int_or_pair(0, 0, "pixels added to the bottom and right of the output, to reach an even size; less than the stride or the dilation"),
+            "dilation": int_or_pair(1, 1, "dilation"),
+            "groups": POSITIVE | {"default": 1, "description": "groups; must divide the input channels and out"},
+            "bias": {"type": "boolean", "default": True, "description": "add a learned bias"},
+        }
+
+    def out_channels(self, p, ins):
+        return p.get("out", ins[0][0])
+
+    def infer(self, p, ins, refs, names):
+        c, h, w = check_spatial(ins[0], self.name)
+        out = self.out_channels(p, ins)
+        check_groups(p, c, out)
+        dims = list(zip((h, w), pair(p["kernel"]), pair(p["stride"]), pair(p["padding"]), pair(p["output_padding"]), pair(p["dilation"])))
+        for _, _, s, _, op, d in dims:
+            if op >= s and op >= d:  # PyTorch refuses it when building the module
+                raise ShapeError(f"output_padding {op} must be smaller than the stride ({s}) or the dilation ({d})", param="output_padding", code="E407")
+        grown = [(n - 1) * s + d * (k - 1) + op + 1 for n, k, s, _, op, d in dims]
+        size = [g - 2 * pad for g, (_, _, _, pad, _, _) in zip(grown, dims)]
+        if size[0] < 1 or size[1] < 1:
+            raise ShapeError(f"padding {p['padding']} on each side removes more than the {grown[0]}x{grown[1]} that the {h}x{w} input "
+                             "grows to; the map would shrink below 1x1", param="padding", code="E404")
+        return (out, size[0], size[1])
+
+    def param_count(self, p, ins, out):
+        weight = ins[0][0] * (out[0] // p["groups"]) * window(p)  # weight is (in, out / groups, kh, kw)
+        return weight + (out[0] if p["bias"] else 0)
+
+    def flops(self, p, ins, out):
+        # FlopCounterMode counts a transposed conv over the input's positions, not the output's
+        c, h, w = ins[0]
+        return 2 * c * h * w * (out[0] // p["groups"]) * window(p)
+
+    def torch_module(self, p, ins):
+        keywords = [("kernel_size", code(p["kernel"]), None), ("stride", code(p["stride"]), 1), ("padding", code(p["padding"]), 0),
+                    ("output_padding", code(p["output_padding"]), 0), ("groups", p["groups"], 1), ("bias", p["bias"], True),
+                    ("dilation", code(p["dilation"]), 1)]
+        return call("nn.ConvTranspose2d", [ins[0][0], self.out_channels(p, ins)], keywords)
+
+
+@dataclass
+class ChannelShuffle(Block):
+    name: str = "channel_shuffle"
+    family: str = "conv"
+    summary: str = "Interleave the channels of `groups` groups (ShuffleNet's reshape-transpose, as nn.ChannelShuffle)."
+    required: tuple = ("groups",)
+    label_keys: tuple = ("groups",)
+    example_params: dict = field(default_factory=lambda: {"groups": 4})
+
+
+    # memory: reshapes and a transpose; the copy it makes is its output, nothing is saved.
+    def saved(self, p, ins, out, device):
+        return []
+
+    def __post_init__(self):
+        self.params = {"groups": {"type": "integer", "minimum": 1, "description": "number of groups; must divide the channels"}}
+
+    def infer(self, p, ins, refs, names):
+        c, _, _ = check_spatial(ins[0], self.name)
+        if c % p["groups"]:
+            raise ShapeError(f"groups={p['groups']} must divide the input channels ({c})", param="groups", code="E402")
+        return ins[0]
+
+    def torch_call(self, p, args, module, refs):
+        return f"channel_shuffle({args[0]}, {literal(p['groups'])})"
+
+    def torch_helpers(self):
+        return {"channel_shuffle": '''def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Channel i of group g moves to i * groups + g (ShuffleNet): each group's channels spread over all groups."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)'''}
+
+
+BLOCKS = [Conv(), ConvTranspose(), ChannelShuffle()]

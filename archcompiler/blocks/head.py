@@ -1,4 +1,4 @@
-"""Classifier-head blocks: dropout, flatten, affine."""
+"""Classifier-head blocks (dropout, flatten, affine), and stochastic depth beside dropout."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,6 +25,50 @@ class Dropout(Block):
     # `input * noise` with a scaled noise tensor in the input's dtype, and the product saves it.
     def saved(self, p, ins, out, device):
         return [Saved("new", prod(ins[0]), "bool" if device == "cuda" else "")]
+
+
+# Stochastic depth, written out so that the emitted file needs only torch. It draws its mask
+# exactly as torchvision.ops.stochastic_depth(mode="row") does (one Bernoulli per sample from
+# the global RNG, then divided by the survival rate), so the same seed drops the same samples.
+DROP_PATH = '''class DropPath(nn.Module):
+    """Stochastic depth: in training, zero each sample's whole input with probability p and
+    scale the others by 1 / (1 - p); the identity in eval."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(survival)
+        return x * noise.div_(survival)'''
+
+
+@dataclass
+class DropPath(Block):
+    name: str = "drop_path"
+    family: str = "head"
+    summary: str = ("Stochastic depth for a residual branch: while training, zero a whole sample with probability `p` "
+                    "and scale the rest by 1 / (1 - p) (torchvision's StochasticDepth, mode 'row'); the identity in eval.")
+    required: tuple = ("p",)
+    label_keys: tuple = ("p",)
+    example_params: dict = field(default_factory=lambda: {"p": 0.1})
+
+
+    # memory: `x * mask` saves the per-sample mask, one scalar per image.
+    def saved(self, p, ins, out, device):
+        return [Saved("new", 1)]
+
+    def __post_init__(self):
+        self.params = {"p": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "probability of dropping a sample's branch"}}
+
+    def torch_module(self, p, ins):
+        return call("DropPath", [p["p"]], [])
+
+    def torch_helpers(self):
+        return {"DropPath": DROP_PATH}
 
 
 @dataclass
@@ -84,4 +128,4 @@ class Affine(Block):
         return [Saved("in0", dtype="low"), Saved("param", ins[0][0] * out[0], dtype="low")]
 
 
-BLOCKS = [Dropout(), Flatten(), Affine()]
+BLOCKS = [Dropout(), DropPath(), Flatten(), Affine()]

@@ -21,13 +21,15 @@ class _Pool(Block):
             "kernel": POSITIVE | {"default": 2, "description": "square window size"},
             "stride": POSITIVE | {"description": "stride (default: the kernel size)"},
             "padding": {"type": "integer", "minimum": 0, "default": 0, "description": "pixels on each side, at most half the kernel"},
+            "ceil_mode": {"type": "boolean", "default": False,
+                          "description": "round the output size up: a last, partial window is kept if it starts inside the input or its left padding"},
         }
 
     def infer(self, p, ins, refs, names):
         c, _, _ = check_spatial(ins[0], self.name)
         if 2 * p["padding"] > p["kernel"]:
             raise ShapeError(f"padding {p['padding']} is more than half the {p['kernel']}x{p['kernel']} window", param="padding", code="E405")
-        oh, ow = slide(ins[0], p["kernel"], p.get("stride", p["kernel"]), p["padding"])
+        oh, ow = slide(ins[0], p["kernel"], p.get("stride", p["kernel"]), p["padding"], ceil_mode=p["ceil_mode"])
         return (c, oh, ow)
 
     def torch_module(self, p, ins):
@@ -45,7 +47,7 @@ class _Pool(Block):
 
     def _keywords(self, p):
         keywords = [("stride", p["stride"], p["kernel"])] if "stride" in p else []
-        return keywords + [("padding", p["padding"], 0)]
+        return keywords + [("padding", p["padding"], 0), ("ceil_mode", p["ceil_mode"], False)]
 
     @staticmethod
     def _sized_by_input(p) -> bool:
@@ -75,19 +77,46 @@ class AvgPool(_Pool):
     def saved(self, p, ins, out, device):
         return [Saved("in0")]
 
+    def __post_init__(self):
+        super().__post_init__()
+        self.params["count_include_pad"] = {"type": "boolean", "default": True,
+                                            "description": "divide by the whole window, padding included; false divides by the input pixels it covers"}
+
+    def _keywords(self, p):
+        return super()._keywords(p) + [("count_include_pad", p["count_include_pad"], True)]
+
+
+KEEP_MAP = {"type": "boolean", "default": False,
+            "description": "keep a (C, 1, 1) map, to gate a map by multiplying (squeeze-and-excitation), instead of a vector"}
+
 
 @dataclass
-class GlobalAvgPool(Block):
-    name: str = "global_avgpool"
+class _GlobalPool(Block):
     family: str = "pooling"
-    summary: str = "Average over H x W: a (C, H, W) map becomes a vector of C."
+    torch_class: str = ""
+    label_keys: tuple = ("keep_map",)
+
+    def __post_init__(self):
+        self.params = {"keep_map": KEEP_MAP}
 
     def infer(self, p, ins, refs, names):
         c, _, _ = check_spatial(ins[0], self.name)
-        return (c,)
+        return (c, 1, 1) if p["keep_map"] else (c,)
 
     def torch_module(self, p, ins):
-        return "nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())"
+        if p["keep_map"]:
+            return f"{self.torch_class}(1)"
+        return f"nn.Sequential({self.torch_class}(1), nn.Flatten())"
+
+    def label(self, p):
+        return "keep_map" if p["keep_map"] else ""
+
+
+@dataclass
+class GlobalAvgPool(_GlobalPool):
+    name: str = "global_avgpool"
+    summary: str = "Average over H x W: a (C, H, W) map becomes a vector of C, or a (C, 1, 1) map with `keep_map`."
+    torch_class: str = "nn.AdaptiveAvgPool2d"
 
     # memory: an adaptive pool to 1x1 runs as mean(), whose backward needs only sizes; the
     # flatten of its (B, C, 1, 1) output is a view. Nothing is saved.
@@ -96,17 +125,10 @@ class GlobalAvgPool(Block):
 
 
 @dataclass
-class GlobalMaxPool(Block):
+class GlobalMaxPool(_GlobalPool):
     name: str = "global_maxpool"
-    family: str = "pooling"
-    summary: str = "Maximum over H x W: a (C, H, W) map becomes a vector of C."
-
-    def infer(self, p, ins, refs, names):
-        c, _, _ = check_spatial(ins[0], self.name)
-        return (c,)
-
-    def torch_module(self, p, ins):
-        return "nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())"
+    summary: str = "Maximum over H x W: a (C, H, W) map becomes a vector of C, or a (C, 1, 1) map with `keep_map`."
+    torch_class: str = "nn.AdaptiveMaxPool2d"
 
     # memory: adaptive_max_pool2d saves its input and the int64 index of each channel's maximum.
     def saved(self, p, ins, out, device):

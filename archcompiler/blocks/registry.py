@@ -9,6 +9,8 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass, field
 
+from archcompiler.ir.expr import ATOM, Sym
+
 Shape = tuple  # (C, H, W) for feature maps, (N,) for vectors
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -134,7 +136,8 @@ class Block:
         return f"{module}({args[0]})"
 
     def torch_helpers(self) -> dict[str, str]:
-        """Module-level functions its code may call, by name (included only when called)."""
+        """Module-level functions or small nn.Module classes its code calls, by name, as source
+        text (each included in the emitted file only when called, so it still needs only torch)."""
         return {}
 
     # --- memory rule (passes/memory.py): what the emitted op saves for backward, in training ---
@@ -166,27 +169,49 @@ def check_spatial(shape: Shape, block: str) -> tuple[int, int, int]:
     return shape
 
 
-def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """Output length of a sliding window (conv or pool), as PyTorch computes it (floor mode)."""
-    span = dilation * (kernel - 1) + 1
-    if size + 2 * padding < span:
-        return 0
-    return (size + 2 * padding - span) // stride + 1
+def pair(v) -> tuple:
+    """(height, width) of a parameter given as one integer or as a [height, width] pair. A
+    block parameter holding a pair (a Sym) yields its two items as expressions (`k[0]`)."""
+    if isinstance(v, Sym) and isinstance(v.value, (list, tuple)):
+        return tuple(Sym(f"{v._wrap(ATOM)}[{i}]", v.value[i]) for i in (0, 1))
+    if isinstance(v, (list, tuple)):
+        return tuple(v)
+    return (v, v)
 
 
-def slide(shape: Shape, kernel: int, stride: int, padding: int, dilation: int = 1) -> tuple[int, int]:
-    """Spatial output of a window over `shape`, or a ShapeError naming what does not fit."""
+def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Output length of a sliding window (conv or pool), as PyTorch computes it."""
+    room = size + 2 * padding - dilation * (kernel - 1) - 1  # negative: the window is larger
+    # floor division rounds down, as ATen's div_rtn; ceil mode rounds up, so that a window
+    # larger than the input, or a last partial one, still yields an output...
+    out = (room + (stride - 1 if ceil_mode else 0)) // stride + 1
+    # ...but PyTorch drops a last window unless it starts inside the input or its left
+    # padding (pooling_output_shape in ATen's Pool.h)
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out = out - 1
+    return out if out >= 1 else 0
+
+
+def slide(shape: Shape, kernel, stride, padding, dilation=1, ceil_mode: bool = False) -> tuple[int, int]:
+    """Spatial output of a window over `shape`, or a ShapeError naming what does not fit.
+    Each of kernel, stride, padding and dilation is an integer or a (height, width) pair."""
     _, h, w = shape
-    oh, ow = (window_out(n, kernel, stride, padding, dilation) for n in (h, w))
+    dims = list(zip((h, w), pair(kernel), pair(stride), pair(padding), pair(dilation)))
+    oh, ow = (window_out(n, k, s, pad, d, ceil_mode) for n, k, s, pad, d in dims)
     if oh < 1 or ow < 1:
-        span = dilation * (kernel - 1) + 1
-        pad = f" with padding {padding}" if padding else ""
+        spans = [d * (k - 1) + 1 for _, k, _, _, d in dims]
+        pads = pair(padding)
+        pad = f" with padding {_pair_text(pads)}" if pads[0] or pads[1] else ""
         raise ShapeError(
-            f"the {span}x{span} window does not fit the {h}x{w} input{pad}; the map would shrink below 1x1",
+            f"the {spans[0]}x{spans[1]} window does not fit the {h}x{w} input{pad}; the map would shrink below 1x1",
             param="kernel",
             code="E404",
         )
     return oh, ow
+
+
+def _pair_text(v: tuple) -> str:
+    return str(v[0]) if v[0] == v[1] else f"[{v[0]}, {v[1]}]"
 
 
 class Registry:

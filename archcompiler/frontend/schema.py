@@ -341,6 +341,13 @@ def _translate(err, base: tuple, allowed_extra):
             listed += " (the spec format version this archc reads)"
         yield "E104", f"{_field(path)}{where(path)} must be {'one of ' if len(options) > 1 else ''}{listed}, got {_show(inst)}{did_you_mean(inst, options)}", path, False
         return
+    if v in ("oneOf", "anyOf") and any(_is_pair(sub) for sub in schema[v]):
+        # an integer or a [height, width] pair: report against the branch the value was meant for
+        branches = [sub for sub in schema[v] if _is_pair(sub) == isinstance(inst, list)]
+        narrowed = branches[0] if len(branches) == 1 else {v: branches}
+        for sub in validator(narrowed).iter_errors(inst):
+            yield from _translate(sub, path, allowed_extra)
+        return
     if v in ("oneOf", "anyOf"):
         expected = schema.get("x-expected")
         if expected is None:
@@ -357,6 +364,11 @@ def _translate(err, base: tuple, allowed_extra):
             yield "E105", f"{_field(path)}{where(path)} must be a Python identifier (letters, digits and _, not starting with a digit), got {_show(inst)}", path, False
         return
     yield "E199", f"{_field(path)}{where(path)}: {err.message}", path, False
+
+
+def _is_pair(schema: dict) -> bool:
+    """The [height, width] branch of a window parameter (`kernel: [1, 7]`)."""
+    return schema.get("type") == "array" and schema.get("minItems") == schema.get("maxItems") == 2
 
 
 def _expected_keys(allowed) -> str:
