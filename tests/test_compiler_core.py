@@ -632,3 +632,19 @@ def test_spec_wide_defaults_reach_every_node_of_their_type_and_lose_to_a_nodes_o
     assert (model.r.bn1.eps, model.r.bn2.momentum) == (0.001, 0.01)  # inside a stdlib block
     assert model.c.bias is None and model.c2.bias is not None
     assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_default_for_one_variants_option_leaves_the_other_variants_alone():
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: d
+        input: [3, 8, 8]
+        defaults:
+          activation: {negative_slope: 0.2}
+        nodes:
+          c: {type: conv, out: 4}
+          r: {type: activation}
+          l: {type: activation, fn: leaky_relu}
+    """))
+    model = net.module()
+    assert isinstance(model.r, torch.nn.ReLU) and model.l.negative_slope == 0.2

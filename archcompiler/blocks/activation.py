@@ -43,6 +43,10 @@ class Activation(Block):
             "approximate": {"enum": ["none", "tanh"], "description": "gelu only: 'none' is exact (erf), 'tanh' the tanh approximation (default 'none')"},
         }
 
+    def takes_default(self, param, given):
+        fn = given.get("fn", self.params["fn"]["default"])
+        return param not in OPTIONS or (isinstance(fn, str) and fn in OPTIONS[param][1])
+
     def infer(self, p, ins, refs, names):
         for option, (_, fns) in OPTIONS.items():
             if option in p and p["fn"] not in fns:

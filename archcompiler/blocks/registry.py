@@ -135,6 +135,11 @@ class Block:
         """Expression computing the node's output from `args` (and `module`, e.g. 'self.conv1')."""
         return f"{module}({args[0]})"
 
+    def takes_default(self, param: str, given: dict) -> bool:
+        """Whether a spec-wide default for `param` applies to a node that gives `given`
+        (an option of one variant, such as leaky_relu's slope, does not apply to the others)."""
+        return True
+
     def torch_helpers(self) -> dict[str, str]:
         """Module-level functions or small nn.Module classes its code calls, by name, as source
         text (each included in the emitted file only when called, so it still needs only torch)."""

@@ -33,6 +33,11 @@ def check_same_run(ckpt, compiled, config) -> None:
     from archcompiler.cli.train import RESUMABLE
 
     meta, where = ckpt.meta, ckpt.path / "meta.json"
+    if config.num_classes is not None:  # the run trained the spec with its head set to the data's classes
+        from archcompiler.cli.classes import head, with_classes
+
+        if head(compiled)[1] is not None:
+            compiled = with_classes(compiled, config.num_classes)
     if meta.get("model") not in (None, compiled.name):
         raise CheckpointError(f"{where} is of model {meta.get('model')!r}, not {compiled.name}; it belongs to another run")
     if meta.get("spec_sha256") not in (None, compiled.spec_hash):

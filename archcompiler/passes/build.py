@@ -107,7 +107,8 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
         return _build_repeat(name, raw, previous, block, scope)
     raw_given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
     if scope.declared is None:  # in a model and its instances, not in a definition being checked
-        raw_given = {**scope.defaults.get(type_name, {}), **raw_given}
+        defaults = {k: v for k, v in scope.defaults.get(type_name, {}).items() if block.takes_default(k, raw_given)}
+        raw_given = {**defaults, **raw_given}
     given = _substitute(raw_given, here, scope)
     if given is None:
         return None

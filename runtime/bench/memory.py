@@ -114,10 +114,10 @@ def step_tensor_peak(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, m
     max_memory_allocated; the CPU sums the profiler's memory events (`tensor_peak`)."""
     import torch.nn.functional as F
 
-    from runtime.bench.steps import autocast, make_optimizer
+    from runtime.vocab import autocast, make_optimizer
 
     device = x.device
-    cast = autocast(device, amp)
+    cast = autocast(device.type, amp)
     if mode == "train":
         model.train()
         opt = make_optimizer(optimizer, model.parameters(), 1e-3)

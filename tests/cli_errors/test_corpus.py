@@ -201,7 +201,7 @@ CASES = [
     Case("train-data-missing", "train tiny.yaml --data {c}/nosuch --out {c}/r", 1, "no such dataset directory"),
     Case("train-data-layout-empty", "train tiny.yaml --data tiny-imagenet: --out {c}/r", 2, "names no folder"),
     Case("train-synthetic-bad-option", "train tiny.yaml --data synthetic:train=abc --out {c}/r", 2, "wants a number"),
-    Case("train-data-mismatch", f"train five.yaml --data {DATA} --out {{c}}/r", 1, "has 10 classes but tiny has 5 outputs"),
+    Case("train-data-mismatch", f"train five.yaml --data {DATA} --num-classes 5 --out {{c}}/r", 1, "--num-classes is 5 but the data has 10 classes"),
     Case("data-info-duplicate-wnid", "data info {c}/ti", 1, "lists n01 more than once", tiny_imagenet(add_line("wnids.txt", "n01\n"))),
     Case("data-info-val-relabelled", "data info {c}/ti", 1, "val_0.JPEG is annotated as n02, but line 1 labels it n01",
          tiny_imagenet(add_line("val/val_annotations.txt", "val_0.JPEG\tn02\t0\t0\t63\t63\n"))),

@@ -267,6 +267,6 @@ def test_seeds_train_one_run_per_seed_into_seed_folders(tmp_path, capsys, monkey
 def test_bad_seeds_are_a_usage_error(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
     bad = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "1,1", "--out", "runs/t")
-    assert bad.returncode == 2 and "--seeds takes distinct non-negative integers" in bad.stderr
+    assert bad.returncode == 2 and "--seeds takes distinct integers from 0 to" in bad.stderr
     both = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "1,2", "--seed", "3", "--out", "runs/t")
     assert both.returncode == 2 and "give --seed or --seeds, not both" in both.stderr
