@@ -53,22 +53,21 @@ def is_expression(value) -> bool:
 
 
 def parse(text: str) -> Node:
-    tokens = _tokens(text)
-    parser = _Parser(tokens, len(text))
-    node = parser.expr()
-    if parser.peek() is not None:
-        kind, tok, at = parser.peek()
-        raise ExprError(f"unexpected '{tok}' after a complete expression", at)
-    return node
+    """An integer expression (a parameter value)."""
+    return _parse(text, "expr", "expression")
 
 
 def parse_condition(text: str) -> Node:
-    tokens = _tokens(text)
-    parser = _Parser(tokens, len(text))
-    node = parser.cond()
+    """A condition (a node's `when:`)."""
+    return _parse(text, "cond", "condition")
+
+
+def _parse(text: str, rule: str, what: str) -> Node:
+    parser = _Parser(_tokens(text), len(text))
+    node = getattr(parser, rule)()
     if parser.peek() is not None:
-        kind, tok, at = parser.peek()
-        raise ExprError(f"unexpected '{tok}' after a complete condition", at)
+        _, tok, at = parser.peek()
+        raise ExprError(f"unexpected '{tok}' after a complete {what}", at)
     return node
 
 
