@@ -214,6 +214,7 @@ def test_bench_row_reports_a_step_down(fake_peak, monkeypatch):
 
 # ---- the CLI's JSON contract, through the real entry point
 
+@pytest.mark.slow  # a real archc bench run, about 7 s
 def test_bench_json_contract(tiny, fake_peak, tmp_path):
     env = {**os.environ, "ARCHC_CACHE": str(tmp_path / "cache")}
     run_ = subprocess.run([sys.executable, "-m", "archcompiler", "bench", tiny, "--format", "json", "--batch-size", "2,3",

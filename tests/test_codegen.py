@@ -129,6 +129,7 @@ def test_compiles_fullgraph_without_graph_breaks(name):
     assert out.shape == (2, 200)
 
 
+@pytest.mark.slow  # about 20 s of inductor's C++ build on 2 cores
 def test_inductor_compile_matches_eager():
     torch._dynamo.reset()
     net = archcompiler.compile(spec_path("no_attention"))
@@ -148,6 +149,7 @@ def test_emit_cli_refuses_a_bad_spec_without_traceback(tmp_path):
     assert not (tmp_path / "x.py").exists()
 
 
+@pytest.mark.slow  # about 11 s of torch.export and onnxruntime
 def test_onnx_export_checks_and_matches(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

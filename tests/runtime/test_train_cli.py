@@ -125,6 +125,7 @@ def test_train_help_lists_the_flags(capsys, monkeypatch):
 
 
 
+@pytest.mark.slow  # two real training runs, about 6 s; test_train_loop covers the resume in process
 def test_ctrl_c_saves_says_how_to_resume_and_resume_finishes(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
     proc = subprocess.Popen([sys.executable, "-m", "archcompiler", "train", "tiny.yaml", "--data", DATA, "--epochs", "1000",

@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from archcompiler.cli import train as train_cli
 from tests.runtime.train_helpers import TINY_SPEC
 
 DRIVER = Path(__file__).with_name("ddp_driver.py")
 
 
+@pytest.mark.slow  # two training processes, about 10 s
 def test_two_gloo_processes_stay_in_sync_and_only_rank_0_writes(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
     proc = subprocess.run(
