@@ -19,13 +19,14 @@ from tests.conftest import ROOT
 
 tv = pytest.importorskip("torchvision")
 
-ZOO = {  # spec -> torchvision constructor
-    "resnet18": "resnet18",
-    "resnet50": "resnet50",
-    "mobilenet_v2": "mobilenet_v2",
-    "densenet121": "densenet121",
+ZOO = {  # spec -> torchvision constructor and its arguments
+    "resnet18": ("resnet18", {}),
+    "resnet50": ("resnet50", {}),
+    "mobilenet_v2": ("mobilenet_v2", {}),
+    "densenet121": ("densenet121", {}),
+    "googlenet": ("googlenet", {"aux_logits": False, "init_weights": True}),  # no auxiliary heads
 }
-SLOW = {"resnet50", "densenet121"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
+SLOW = {"resnet50", "densenet121", "googlenet"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
 
 
 def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -64,7 +65,8 @@ def run_counted(model, x):
 @pytest.mark.parametrize("spec", [pytest.param(s, marks=[pytest.mark.slow] * (s in SLOW)) for s in sorted(ZOO)])
 def test_zoo_model_equals_torchvision(spec):
     net = archcompiler.compile(ROOT / "specs" / "examples" / f"{spec}.yaml")
-    theirs = lively(getattr(tv.models, ZOO[spec])())
+    name, kwargs = ZOO[spec]
+    theirs = lively(getattr(tv.models, name)(**kwargs))
     ours = net.module(seed=0).eval()
     load(ours, theirs)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == net.totals["params"]
