@@ -25,6 +25,7 @@ ZOO = {  # spec -> torchvision constructor and its arguments
     "mobilenet_v2": ("mobilenet_v2", {}),
     "densenet121": ("densenet121", {}),
     "googlenet": ("googlenet", {"aux_logits": False, "init_weights": True}),  # no auxiliary heads
+    "mobilenet_v3_small": ("mobilenet_v3_small", {}),
 }
 SLOW = {"resnet50", "densenet121", "googlenet"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
 
