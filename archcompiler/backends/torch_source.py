@@ -33,10 +33,6 @@ MODULE_NAMES = ("torch", "nn", "F")
 _CLASS_REF = re.compile("\x03([0-9]+)\x04")
 
 
-class CodegenError(Exception):
-    exit_code = 1
-
-
 @dataclass
 class LineInfo:
     cls: str  # the generated class the line belongs to

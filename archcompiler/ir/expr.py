@@ -151,13 +151,6 @@ def value_of(v):
     return v.value if isinstance(v, Sym) else v
 
 
-def values(items):
-    """A tuple (or dict) with every Sym replaced by its value."""
-    if isinstance(items, dict):
-        return {k: value_of(v) for k, v in items.items()}
-    return tuple(value_of(v) for v in items)
-
-
 def is_symbolic(v) -> bool:
     return isinstance(v, Sym)
 
