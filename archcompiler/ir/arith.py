@@ -156,9 +156,23 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
     return out
 
 
+MAX_DEPTH = 32  # nesting of parentheses, calls and signs; a parameter needs two or three
+
+
 class _Parser:
     def __init__(self, tokens, length: int):
         self.tokens, self.i, self.length = tokens, 0, length
+        self.depth = 0
+
+    def nested(self, rule, at: int):
+        """`rule()` one level deeper; refused past MAX_DEPTH rather than exhausting the stack."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExprError(f"the expression nests more than {MAX_DEPTH} levels deep", at)
+        try:
+            return rule()
+        finally:
+            self.depth -= 1
 
     def peek(self):
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -193,7 +207,7 @@ class _Parser:
         tok = self.peek()
         if tok is not None and tok[1] == "not":
             self.i += 1
-            return Node("not", tok[2], args=(self.neg(),))
+            return Node("not", tok[2], args=(self.nested(self.neg, tok[2]),))
         if tok is not None and tok[1] in ("true", "false"):
             self.i += 1
             return Node("bool", tok[2], tok[1] == "true")
@@ -222,7 +236,7 @@ class _Parser:
         tok = self.peek()
         if tok is not None and tok[1] == "-":
             self.i += 1
-            return Node("neg", tok[2], args=(self.unary(),))
+            return Node("neg", tok[2], args=(self.nested(self.unary, tok[2]),))
         return self.atom()
 
     def atom(self) -> Node:
@@ -233,14 +247,14 @@ class _Parser:
             return Node("var", at, tok[1:])
         if kind == "fn":
             self.expect("(")
-            args = [self.expr()]
+            args = [self.nested(self.expr, at)]
             while (t := self.peek()) is not None and t[1] == ",":
                 self.i += 1
-                args.append(self.expr())
+                args.append(self.nested(self.expr, at))
             self.expect(")")
             return Node(tok, at, args=tuple(args))
         if tok == "(":
-            node = self.expr()
+            node = self.nested(self.expr, at)
             self.expect(")")
             return node
         raise ExprError(f"expected a number, a $parameter, min(), max() or '(', got '{tok}'", at)

@@ -103,6 +103,12 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
         return None
     if getattr(block, "broken", False):
         return None  # its definition's errors are reported where it is defined
+    if "first" in raw and "repeat" not in raw:
+        scope.error("E209", f"'first' gives the first instance of a repeated node its own parameters, but node '{name}' has no 'repeat'", scope.span(*here, "first", key=True))
+        return None
+    if "otherwise" in raw and "when" not in raw:
+        scope.error("E210", f"'otherwise' names the stand-in of an optional node, but node '{name}' has no 'when'", scope.span(*here, "otherwise", key=True))
+        return None
     if "repeat" in raw:
         return _build_repeat(name, raw, previous, block, scope)
     raw_given = {k: v for k, v in raw.items() if k not in NODE_KEYS}
