@@ -16,6 +16,7 @@ from archcompiler.ir.arith import ExprError, evaluate, holds, is_expression, par
 from archcompiler.ir.graph import INPUT, Graph, Node
 
 NODE_KEYS = ("type", "in", "repeat", "first", "when", "otherwise")
+MAX_REPEAT = 1000  # the deepest real stages repeat a few dozen times; more is a typo or an attack
 
 
 @dataclass
@@ -229,8 +230,8 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
             return None
         if scope.env is None:  # a definition: the count is known per instance; check one
             count = 1
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        scope.error("E209", f"'repeat' of node '{name}' must be an integer of at least 1, got {count!r}", scope.span(*here, "repeat"))
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_REPEAT:
+        scope.error("E209", f"'repeat' of node '{name}' must be an integer from 1 to {MAX_REPEAT}, got {count!r}", scope.span(*here, "repeat"))
         return None
     if block.arity != 1:
         scope.error("E209", f"'{block.name}' merges several inputs and cannot be repeated; repeat a block that reads one input", scope.span(*here, "repeat"))
