@@ -12,6 +12,8 @@ which arguments it uses, with no shape rule run a second time.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from archcompiler.blocks.registry import ShapeError
 from archcompiler.ir.expr import Sym, substitute
 from archcompiler.ir.graph import Graph, Node, topological_order
@@ -116,9 +118,7 @@ def _repeat(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
     """A repeated node's instances, inline in the same frame: their parameters are written in
     the same block parameters as the node's."""
     sym_in = graph.nodes[node.inputs[0]].meta["sym_shape"]
-    inner = Scope(doc=scope.doc, path=scope.path, registry=scope.registry, diags=scope.diags, env=scope.env,
-                  sym_env=scope.sym_env, blame=scope.blame or node.span, trail=scope.trail + [(node.name, node.display_type)],
-                  defaults=scope.defaults)
+    inner = replace(scope, blame=scope.blame or node.span, trail=scope.trail + [(node.name, node.display_type)])
     if not infer_shapes(node.body, in_shape, inner, sym_input=sym_in):
         raise _Reported()
     for inst in node.body.layers():  # stacked in an nn.Sequential: each must be a module
