@@ -610,7 +610,12 @@ def test_optional_nodes_are_left_out_and_the_flow_reconnects():
     assert net.graph.nodes["b2"].body.output == "project"
     assert_emitted_equals_inferred(net, batch=1)
     model = net.module()
-    assert not hasattr(model.b1, "expand_conv") and not hasattr(model.b2, "add")
+    # one class, as torchvision writes one InvertedResidual: absent modules are None, so
+    # they have no state_dict keys; the residual add is a flag read in forward
+    assert net.source.count("class InvertedResidual(") == 1 and "InvertedResidual2" not in net.source
+    assert model.b1.expand_conv is None and model.b3.expand_conv is not None
+    assert not any(k.startswith("b1.expand") for k in model.state_dict())
+    assert (model.b1.use_add, model.b2.use_add, model.b3.use_add) == (True, False, True)
 
 
 def test_spec_wide_defaults_reach_every_node_of_their_type_and_lose_to_a_nodes_own():
@@ -648,3 +653,52 @@ def test_a_default_for_one_variants_option_leaves_the_other_variants_alone():
     """))
     model = net.module()
     assert isinstance(model.r, torch.nn.ReLU) and model.l.negative_slope == 0.2
+
+
+def test_variants_whose_code_differs_keep_a_class_each_and_stay_exact():
+    """An optional node that changes the width makes a later node's code differ between
+    instances in a way no single expression covers (in_channels * 2 against in_channels):
+    the emitter must not merge them into one wrong class."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: widen
+        input: [4, 8, 8]
+        blocks:
+          maybe_wide:
+            params:
+              wide: {type: boolean, default: false}
+            nodes:
+              widen: {type: conv, out: $in_channels * 2, kernel: 1, when: $wide}
+              c: {type: conv, kernel: 3, padding: 1}
+        nodes:
+          a: {type: maybe_wide, wide: true}
+          b: {type: maybe_wide}
+    """))
+    assert "class MaybeWide2(" in net.source
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_conditions_group_with_parentheses_and_read_as_python_in_the_class():
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: cond
+        input: [8, 8, 8]
+        blocks:
+          gated:
+            params:
+              k: {type: integer, default: 1}
+              on: {type: boolean, default: true}
+            nodes:
+              c: {type: conv, kernel: 1, when: "not ($k == 1 and $on) and ($k + 1) * 2 != 8"}
+              r: {type: activation}
+        nodes:
+          a: {type: gated}
+          b: {type: gated, on: false}
+          d: {type: gated, k: 3}
+    """))
+    bodies = {n: set(net.graph.nodes[n].body.nodes) - {"input"} for n in "abd"}
+    # `not` binds to the parenthesised group and `and` joins both sides: a fails the first
+    # side, d the second (read as not ((...) and ...), d would keep its conv)
+    assert bodies == {"a": {"r"}, "b": {"c", "r"}, "d": {"r"}}
+    assert "        if not (k == 1 and on) and (k + 1) * 2 != 8:\n            self.c = nn.Conv2d(" in net.source
+    assert_emitted_equals_inferred(net, batch=1)

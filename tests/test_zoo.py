@@ -80,3 +80,19 @@ def test_zoo_model_equals_torchvision(spec):
             assert fa == net.totals["flops"]
         assert b.std() > 1e-3  # the check below is not vacuous
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("spec", sorted(ZOO))
+def test_zoo_source_has_one_class_per_block_kind(spec):
+    """As torchvision writes one Bottleneck: variants that differ in optional nodes share a
+    class whose constructor decides which modules exist."""
+    import re
+
+    net = archcompiler.compile(ROOT / "specs" / "examples" / f"{spec}.yaml")
+    classes = re.findall(r"^class (\w+)\(", net.source, flags=re.M)
+    assert len(classes) == len(_block_types(net.graph)) + 1, classes  # one per composite type, and the model
+    assert not any(re.search(r"\d$", c) and c.rstrip("0123456789") in classes for c in classes), classes
+
+
+def _block_types(graph) -> set:
+    return {node.type for _, node in graph.walk() if node.kind == "composite"}

@@ -15,6 +15,7 @@ same code share one class, so the cost is linear in the number of nodes.
 """
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from dataclasses import dataclass, field
 from archcompiler.backends.walker import Names, walk
 from archcompiler.blocks.composite import BUILTIN_VARS
 from archcompiler.diagnostics import Span
-from archcompiler.ir.expr import is_symbolic, literal, render, value_of, variables
-from archcompiler.ir.graph import Graph, Node
+from archcompiler.ir.arith import condition_source, parse_condition
+from archcompiler.ir.expr import Sym, is_symbolic, literal, render, value_of, variables
+from archcompiler.ir.graph import INPUT, Graph, Node
 
 QUOTES = '"' * 3
 PY_TYPES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}
@@ -71,15 +73,29 @@ class Emitter:
         self.classes: list[_Class] = []  # inner classes first
         self._by_key: dict[tuple, _Class] = {}
         self._by_instance: dict[tuple, _Class] = {}
+        self._unions_tried: set[str] = set()
+        self.instances: dict[str, list[Node]] = {}  # block type -> its composite instances
+
+    def collect(self, graph: Graph) -> None:
+        """Every composite instance at any depth, by block type: a block with optional nodes
+        becomes one class only if it fits all of them."""
+        for _, node in graph.walk():
+            if node.kind == "composite":
+                self.instances.setdefault(node.type, []).append(node)
 
     # ---------------------------------------------------------------- composites
     def class_for(self, node: Node) -> _Class:
         """The class of one composite instance: shared by every instance that renders to the
         same code (normally all of them), or a variant of its own otherwise."""
-        memo = (node.type, tuple(sorted((k, repr(v)) for k, v in node.meta["env"].items())))
+        memo = _memo(node)
         if memo in self._by_instance:
             return self._by_instance[memo]
         block = self.registry.get(node.type)
+        if node.body.optional and block.name not in self._unions_tried:
+            self._unions_tried.add(block.name)
+            cls = self._union(block, self.instances.get(block.name) or [node])
+            if cls is not None:
+                return cls
         init, forward, used = self._render(node.body, frame=True)
         params = _signature(block, used)
         init, forward = self._spell(node.body, params, init, forward, used)
@@ -101,31 +117,102 @@ class Emitter:
         init, forward = [], []
         for step in w.steps:
             node = step.node
-            if node.kind == "composite":
-                child = self.class_for(node)
-                init.append((f"self.{node.name} = {_composite_call(child, node)}", node))
-                expr = f"self.{node.name}({step.args[0]})"
-            elif node.kind == "repeat":
-                init.append((f"self.{node.name} = {self._sequential(node)}", node))
-                expr = f"self.{node.name}({step.args[0]})"
-            else:
-                block = self.registry.get(node.type)
-                p = node.meta["sym_params"]
-                ins = [graph.nodes[i].meta["sym_shape"] for i in node.inputs]
-                ctor = block.torch_module(p, ins)
-                if ctor is not None:
-                    init.append((f"self.{node.name} = {ctor}", node))
-                expr = block.torch_call(p, step.args, f"self.{node.name}" if ctor else None, step.refs)
+            ctor, expr = self._fragment(graph, node, step.args, step.refs)
+            if ctor is not None:
+                init.append((f"self.{node.name} = {ctor}", node))
             shape = node.meta["sym_shape"]
             forward.append([f"{step.var} = {expr}", _shape_comment(shape, in_shape, frame), node, _shape_comment(shape, in_shape, frame, True)])
         forward.append([f"return {w.output}", "", graph.nodes[graph.output], ""])
-        used = set()
-        for code, _ in init:
-            used |= variables(code)
-        fwd_used = set()
-        for code, *_ in forward:
-            fwd_used |= variables(code)
-        return init, forward, (used, fwd_used)
+        return init, forward, _used(init, forward)
+
+    def _fragment(self, graph: Graph, node: Node, args: list[str], refs: dict[str, str]) -> tuple[str | None, str]:
+        """A node's module (None when it has none) and the expression computing its output."""
+        if node.kind == "composite":
+            return _composite_call(self.class_for(node), node), f"self.{node.name}({args[0]})"
+        if node.kind == "repeat":
+            return self._sequential(node), f"self.{node.name}({args[0]})"
+        block = self.registry.get(node.type)
+        p = node.meta["sym_params"]
+        ins = [graph.nodes[i].meta["sym_shape"] for i in node.inputs]
+        ctor = block.torch_module(p, ins)
+        return ctor, block.torch_call(p, args, f"self.{node.name}" if ctor else None, refs)
+
+    # ---------------------------------------------------------------- optional nodes
+    def _union(self, block, instances: list[Node]) -> _Class | None:
+        """One class for every instance of a block with optional nodes, as torchvision writes
+        one Bottleneck: each optional node is built when its condition holds (`self.n = ... if
+        cond else None`) and skipped in forward when absent. A node's code is taken from one
+        instance and kept only if it computes the same thing in every other instance (equal
+        text, or arithmetic that evaluates equal there); otherwise None, and the caller falls
+        back to a class per variant."""
+        first = instances[0].body
+        fuller = sorted(instances, key=lambda i: -len(i.body.nodes))
+        present = [n for n in first.written if any(n in i.body.nodes for i in instances)]
+        gone = {n: first.optional[n][1] for n in first.written if n not in present}
+
+        def resolve(n):
+            while n in gone:
+                n = gone[n]
+            return n
+
+        nodes = {INPUT: first.input}
+        for n in present:
+            rep = next(i.body.nodes[n] for i in fuller if n in i.body.nodes)
+            refs = {k: resolve(r) for k, r in rep.meta["raw_refs"].items()}
+            if n in first.optional:
+                refs[_OTHERWISE] = resolve(first.optional[n][1])
+            nodes[n] = Node(n, rep.kind, rep.type, inputs=[resolve(i) for i in rep.meta["raw_inputs"]], refs=refs)
+        union = Graph(block.name, nodes, resolve(first.raw_output))
+        w = walk(union, reserved=MODULE_NAMES + SPATIAL + ("self",))
+        attrs = Names(union.nodes)
+        init, forward = [], []
+        for step in w.steps:
+            n = step.node.name
+            refs = {k: v for k, v in step.refs.items() if k != _OTHERWISE}
+            chosen = self._agreed(n, instances, fuller, step.args, refs)
+            if chosen is None:
+                return None
+            (ctor, expr), inst = chosen
+            node = inst.body.nodes[n]
+            in_shape = inst.body.input.meta["sym_shape"]
+            shape = node.meta["sym_shape"]
+            comments = {_shape_comment(i.body.nodes[n].meta["sym_shape"], i.body.input.meta["sym_shape"], True) for i in instances if n in i.body.nodes}
+            comment = comments.pop() if len(comments) == 1 else _shape_comment(shape, in_shape, True, True)
+            generic = _shape_comment(shape, in_shape, True, True)
+            if n not in first.optional:
+                if ctor is not None:
+                    init.append((f"self.{n} = {ctor}", node))
+                forward.append([f"{step.var} = {expr}", comment, node, generic])
+                continue
+            sym_env = {k: Sym.var(k, v) for k, v in inst.meta["env"].items()}
+            cond = condition_source(parse_condition(first.optional[n][0]), sym_env)
+            stand_in = step.refs[_OTHERWISE]
+            if ctor is not None:
+                init.append((_either(f"self.{n}", ctor, cond, "None"), node))
+                test = f"self.{n} is not None"
+            else:
+                flag = attrs.take(f"use_{n}")
+                init.append((f"self.{flag} = {cond}", node))
+                test = f"self.{flag}"
+            forward.append([_either(step.var, expr, test, stand_in), comment, node, generic])
+        forward.append([f"return {w.output}", "", union.nodes[union.output], ""])
+        used = _used(init, forward)
+        params = _signature(block, used)
+        init, forward = self._spell(union, params, init, forward, used, taken=attrs.taken)
+        cls = _Class(len(self.classes), block.name, block, params, init, forward)
+        self.classes.append(cls)
+        for inst in instances:
+            self._by_instance[_memo(inst)] = cls
+        return cls
+
+    def _agreed(self, name: str, instances: list[Node], fuller: list[Node], args, refs):
+        """The code of node `name` from the first instance (fullest first) whose code computes
+        the same in every instance that has the node, with the instance it came from."""
+        fragments = [(self._fragment(i.body, i.body.nodes[name], args, refs), i) for i in fuller if name in i.body.nodes]
+        for candidate, source in fragments:
+            if all(_agrees(c, o, i.meta["env"]) for (other, i) in fragments for c, o in zip(candidate, other)):
+                return candidate, source
+        return None
 
     def _sequential(self, node: Node) -> str:
         """A repeated node as nn.Sequential, so its instances' keys are `name.0`, `name.1`;
@@ -147,11 +234,11 @@ class Emitter:
             return f"nn.Sequential({parts[0]}, *[{rest[0]} for _ in range({len(rest)})])"
         return f"nn.Sequential({', '.join(parts)})"
 
-    def _spell(self, body: Graph, params: list[str], init, forward, used):
+    def _spell(self, body: Graph, params: list[str], init, forward, used, taken=()):
         """Write each variable where it is used: a constructor argument in __init__, an
         attribute in forward (stored by __init__), or a size read off the input tensor."""
         _, fwd_used = used
-        attrs = Names(body.nodes)
+        attrs = Names(set(body.nodes) | set(taken))
         stored = {p: attrs.take(p) for p in params if p in fwd_used and p not in SPATIAL}
         lines = [(f"self.{a} = {p}", body.input) for p, a in stored.items()]
         lines += [(render(code), node) for code, node in init]
@@ -178,6 +265,7 @@ class Emitter:
 
 def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, header: list[str]) -> Emitted:
     e = Emitter(registry)
+    e.collect(graph)
     model = e.model_class(graph, name)
     classes = e.classes + [model]
     helpers = _helpers(registry)
@@ -214,6 +302,102 @@ def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, heade
     return Emitted(text, model.name, line_map)
 
 
+_OTHERWISE = "\x00otherwise"  # an optional node's stand-in, a dependency of the node in the walk
+
+
+def _memo(node: Node) -> tuple:
+    return (node.type, tuple(sorted((k, repr(v)) for k, v in node.meta["env"].items())))
+
+
+def _used(init, forward) -> tuple[set, set]:
+    """The block parameters that the constructor's and forward's code use."""
+    used, fwd_used = set(), set()
+    for code, _ in init:
+        used |= variables(code)
+    for code, *_ in forward:
+        fwd_used |= variables(code)
+    return used, fwd_used
+
+
+def _either(target: str, value: str, test: str, otherwise: str) -> str:
+    """`target = value if test else otherwise`, as an if statement when that reads better
+    (the target keeps its value otherwise) or the line would not fit."""
+    line = f"{target} = {value} if {test} else {otherwise}"
+    if target == otherwise:
+        return f"if {test}:\n    {target} = {value}"
+    if len(render(line)) + 8 <= LINE_LENGTH:
+        return line
+    return f"{target} = {otherwise}\nif {test}:\n    {target} = {value}"
+
+
+_NO_VALUE = object()
+
+
+def _agrees(a: str | None, b: str | None, env: dict) -> bool:
+    """Whether two renderings of a node are the same code in an instance whose parameters are
+    `env`: equal up to arithmetic sub-expressions that evaluate equal there
+    (`in_channels * expand` and `in_channels` where expand is 1)."""
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    bound = {f"_p_{k}": value_of(v) for k, v in env.items()}
+    return _same_ast(_parsed(a), _parsed(b), bound)
+
+
+def _parsed(code: str) -> ast.AST:
+    text = _CLASS_REF.sub(lambda m: f"_class_{m.group(1)}", render(code, lambda n: f"_p_{n}"))
+    return ast.parse(text, mode="eval").body
+
+
+def _same_ast(a, b, env: dict) -> bool:
+    if ast.dump(a) == ast.dump(b):
+        return True
+    va, vb = _value(a, env), _value(b, env)
+    if va is not _NO_VALUE and vb is not _NO_VALUE:
+        return type(va) is type(vb) and va == vb
+    if type(a) is not type(b):
+        return False
+    for f in a._fields:
+        fa, fb = getattr(a, f), getattr(b, f)
+        if isinstance(fa, list) and isinstance(fb, list):
+            if len(fa) != len(fb) or not all(_same_ast(x, y, env) if isinstance(x, ast.AST) else x == y for x, y in zip(fa, fb)):
+                return False
+        elif isinstance(fa, ast.AST) and isinstance(fb, ast.AST):
+            if not _same_ast(fa, fb, env):
+                return False
+        elif fa != fb:
+            return False
+    return True
+
+
+_BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
+
+
+def _value(node, env: dict):
+    """The value of an arithmetic expression over the instance's parameters, if it is one."""
+    try:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return env.get(node.id, _NO_VALUE)
+        if isinstance(node, ast.Tuple):
+            items = tuple(_value(e, env) for e in node.elts)
+            return _NO_VALUE if _NO_VALUE in items else items
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            v = _value(node.operand, env)
+            return _NO_VALUE if v is _NO_VALUE else -v
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            a, b = _value(node.left, env), _value(node.right, env)
+            return _NO_VALUE if _NO_VALUE in (a, b) else _BINARY[type(node.op)](a, b)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("min", "max") and not node.keywords:
+            args = [_value(x, env) for x in node.args]
+            return _NO_VALUE if _NO_VALUE in args else (min if node.func.id == "min" else max)(args)
+    except (ArithmeticError, TypeError):
+        pass
+    return _NO_VALUE
+
+
 def _helpers(registry) -> dict[str, str]:
     """Module-level functions and classes that block types ask for (an activation chosen by name, LayerNorm2d)."""
     out = {}
@@ -238,12 +422,22 @@ def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
     lines.append(("        super().__init__()", None))
     for code, node in c.init:
         info = LineInfo(c.name, node.name, node.span)
-        lines += [(text, info) for text in wrap(code, 8)]
+        lines += [(text, info) for text in _statement(code, 8)]
     lines += [("", None), ("    def forward(self, x: torch.Tensor) -> torch.Tensor:", None)]
     for code, comment, node, _ in c.forward:
         info = LineInfo(c.name, node.name, node.span)
-        lines += [(text, info) for text in wrap(code, 8, f"  # {comment}" if comment else "")]
+        lines += [(text, info) for text in _statement(code, 8, f"  # {comment}" if comment else "")]
     return lines
+
+
+def _statement(code: str, indent: int, comment: str = "") -> list[str]:
+    """Lay out code of one or more lines (an `if` and its body), the comment on the last."""
+    rows = code.split("\n")
+    out = []
+    for i, row in enumerate(rows):
+        stripped = row.lstrip(" ")
+        out += wrap(stripped, indent + len(row) - len(stripped), comment if i == len(rows) - 1 else "")
+    return out
 
 
 def _merge_comments(kept: _Class, forward: list) -> None:

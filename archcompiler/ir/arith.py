@@ -11,7 +11,10 @@ closed, parsed here by recursive descent (never `eval`):
 A condition (a node's `when:`) adds comparisons and logic over those expressions:
 
     cond   := conj ("or" conj)* ;  conj := neg ("and" neg)* ;  neg := "not" neg | cmp
-    cmp    := "true" | "false" | expr (("==" | "!=" | "<" | "<=" | ">" | ">=") expr)?
+    cmp    := "true" | "false" | "(" cond ")" | expr (("==" | "!=" | "<" | "<=" | ">" | ">=") expr)?
+
+(A "(" opens a condition when what it encloses is one and is followed by `and`, `or`, ")"
+or the end; otherwise it is an expression's, as in `($k + 1) * 2 == 4`.)
 
 A whole-value `$name` is the same thing as before: it may stand for a value of any type
 (a string, a boolean). Anything with an operator works on integers only. Evaluation goes
@@ -23,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from archcompiler.ir.expr import smax, smin, value_of
+from archcompiler.ir.expr import literal, smax, smin, value_of
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<kw>and|or|not|true|false)\b"
@@ -91,6 +94,27 @@ def holds(node: Node, env: dict) -> bool:
             raise ExprError(f"${node.value} is {_show(v)}, not true or false; compare it, e.g. ${node.value} != 1", node.offset)
         return v
     raise ExprError("a condition needs a comparison (==, !=, <, <=, >, >=) or a true/false $parameter", node.offset)
+
+
+_LOGIC = {"or": 1, "and": 2, "not": 3}  # Python's precedence, loosest first; a comparison binds tighter
+
+
+def condition_source(node: Node, env: dict, prec: int = 0) -> str:
+    """A condition as Python source over `env` (Sym values keep their variables), with only
+    the parentheses Python needs: `stride != 1 or in_channels != width * 4`."""
+    k = node.kind
+    if k in ("or", "and"):
+        text = f" {k} ".join(condition_source(a, env, _LOGIC[k] + (k == "and")) for a in node.args)
+    elif k == "not":
+        text = "not " + condition_source(node.args[0], env, _LOGIC[k])
+    elif k == "bool":
+        return "True" if node.value else "False"
+    elif k in COMPARE:
+        a, b = (literal(_arith(x, env)) for x in node.args)
+        return f"{a} {k} {b}"
+    else:  # a boolean $parameter
+        return literal(env[node.value])
+    return f"({text})" if _LOGIC[k] < prec else text
 
 
 def variables(node: Node) -> list[tuple[str, int]]:
@@ -211,6 +235,20 @@ class _Parser:
         if tok is not None and tok[1] in ("true", "false"):
             self.i += 1
             return Node("bool", tok[2], tok[1] == "true")
+        if tok is not None and tok[1] == "(":  # a parenthesised condition, or an expression's "("
+            start = self.i
+            try:
+                self.i += 1
+                inner = self.nested(self.cond, tok[2])
+                self.expect(")")
+                after = self.peek()
+                if inner.kind in _LOGIC or inner.kind in COMPARE or inner.kind == "bool":
+                    if after is None or after[1] in ("and", "or", ")"):
+                        return inner
+            except ExprError as e:
+                if "nests more than" in str(e):
+                    raise
+            self.i = start
         left = self.expr()
         tok = self.peek()
         if tok is not None and tok[1] in COMPARE:

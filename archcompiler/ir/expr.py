@@ -173,6 +173,9 @@ def substitute(v, bindings: dict):
     in a block's own parameters becomes one in its caller's."""
     if not isinstance(v, Sym):
         return v
+    whole = _VAR.fullmatch(v.expr)
+    if whole:  # a bare variable becomes its binding, without parentheses
+        return bindings[whole.group(1)]
 
     def one(m):
         b = bindings[m.group(1)]

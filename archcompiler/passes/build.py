@@ -63,12 +63,15 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     ok = True
     previous = INPUT
     absent: dict[str, str] = {}  # optional nodes left out -> the node that stands in for each
+    optional: dict[str, tuple] = {}  # every node with a `when:` condition -> (condition, stand-in)
     for node_name, raw in spec_nodes.items():
         if node_name not in scope.broken and "when" in raw:
             present = _present(node_name, raw, previous, scope)
             if present is None:
                 ok = False
-            elif not present:
+            elif is_expression(raw["when"]):
+                optional[node_name] = (raw["when"], raw.get("otherwise") or _single_input(raw, previous))
+            if present is False:
                 absent[node_name] = raw.get("otherwise") or _single_input(raw, previous)
                 previous = node_name
                 continue
@@ -78,7 +81,9 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             ok = False
             continue
         nodes[node_name] = node
-    output = body.get("output") or list(spec_nodes)[-1]
+    output = raw_output = body.get("output") or list(spec_nodes)[-1]
+    for node in nodes.values():  # as written, before any stand-in: what a class with conditions reads
+        node.meta["raw_inputs"], node.meta["raw_refs"] = list(node.inputs), dict(node.refs)
     if absent:  # the data flow reconnects around what is left out
         stand_in = _stand_ins(absent, scope)
         if stand_in is None:
@@ -88,7 +93,7 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             node.inputs = [stand_in.get(i, i) for i in node.inputs]
             node.refs = {k: stand_in.get(r, r) for k, r in node.refs.items()}
         output = stand_in.get(output, output)
-    graph = Graph(name, nodes, output, span=scope.span(key=True))
+    graph = Graph(name, nodes, output, span=scope.span(key=True), optional=optional, absent=set(absent), raw_output=raw_output, written=list(spec_nodes))
     refs_ok = _check_references(graph, spec_nodes, scope, skip=set(spec_nodes) - set(nodes))
     graph.partial = not (ok and refs_ok)
     return graph, not graph.partial
