@@ -81,11 +81,12 @@ def walk_paths(graph):
 
 def expected_edges(graph, expand, depth) -> Counter:
     """The documented rule (archcompiler/backends/dot.py): one edge per dependency of each
-    drawn node; `input` of a body is its cluster's head; a cluster's value is its body output's."""
+    drawn node; `input` of a body is its cluster's head, and so is a named input (an edge
+    labelled with its name); a cluster's value is its body output's."""
     opened = {p: n.body for p, d, n, _ in walk_paths(graph) if shown(d, expand, depth) and n.body is not None and shown(d + 1, expand, depth)}
 
     def source(prefix, name):
-        if name == "input":
+        if name == "input" or (prefix and name in opened[prefix].inputs):
             return ".".join(prefix) or "input"
         inner = prefix + (name,)
         return source(inner, opened[inner].output) if inner in opened else ".".join(inner)
@@ -96,7 +97,7 @@ def expected_edges(graph, expand, depth) -> Counter:
             continue
         prefix, me = path[:-1], ".".join(path)
         for i in node.inputs:
-            label = None if (i == "input" and prefix) else fmt_shape(g.nodes[i].shape)
+            label = (None if i == "input" else i) if (prefix and i in g.inputs) else fmt_shape(g.nodes[i].shape)
             out[(source(prefix, i), me, label, False)] += 1
         for param, r in node.refs.items():
             if r not in node.inputs:
@@ -166,6 +167,9 @@ def test_fully_expanded_edges_carry_their_producers_shape(spec, checked):
     )
     for src, _, label, dashed in edges:
         if label is not None and src != "input":
+            if by_path[src].body is not None and not dashed:  # out of a head: only a named input, by its name
+                assert label in by_path[src].body.inputs[1:]
+                continue
             shape = fmt_shape(by_path[src].shape)
             assert label == (label.split(": ")[0] + ": " + shape if dashed else shape)
 
@@ -376,3 +380,14 @@ def test_committed_figures_are_current(tmp_path, monkeypatch):
             assert _page(tmp_path / p) == _page(committed / p), f"docs/figures/{p} is stale: run make figures"
         else:
             assert _svg_texts(tmp_path / p) == _svg_texts(committed / p), f"docs/figures/{p} is stale: run make figures"
+
+
+def test_a_block_with_a_named_input_draws_it_as_a_terminal_fed_at_its_first_use():
+    """`render --block up` of the U-Net: the skip comes in beside `input`, at the shapes of
+    the block's first use (8x8x512 below, 16x16x256 from the encoder)."""
+    result = check_file(str(ROOT / "specs" / "examples" / "unet.yaml"))
+    graph, registry, title = block_graph("up", result)
+    nodes, _, edges = parse_dot(to_dot(graph, registry))
+    assert nodes[:2] == ["input", "skip"]
+    assert ("skip", "cat", "16 x 16 x 256", False) in edges and ("input", "up", "8 x 8 x 512", False) in edges
+    assert "at 8 x 8 x 512" in title

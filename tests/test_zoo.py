@@ -96,3 +96,22 @@ def test_zoo_source_has_one_class_per_block_kind(spec):
 
 def _block_types(graph) -> set:
     return {node.type for _, node in graph.walk() if node.kind == "composite"}
+
+
+def test_unet_equals_a_hand_written_one():
+    """The U-Net's decoder stage is one block with a named second input (the skip)."""
+    from tests.unet_reference import UNet
+
+    net = archcompiler.compile(ROOT / "specs" / "examples" / "unet.yaml")
+    theirs = lively(UNet())
+    ours = net.module(seed=0).eval()
+    load(ours, theirs)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == net.totals["params"]
+    for size in ((128, 128), (160, 160)):
+        x = torch.randn(1, 1, *size, generator=torch.Generator().manual_seed(1))
+        (a, fa), (b, fb) = run_counted(ours, x), run_counted(theirs, x)
+        assert a.shape == b.shape == (1, 2, *size) and fa == fb
+        if size == (128, 128):
+            assert fa == net.totals["flops"]
+        assert b.std() > 1e-3
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())

@@ -66,7 +66,8 @@ def to_digraph(
     dot.attr("edge", **EDGE_ATTRS)
 
     top, scopes = _layout(graph, expand, depth)
-    dot.node(INPUT, **terminal_attrs("input", graph.input.shape))
+    for name in graph.inputs:  # a block's body drawn alone has its named inputs too
+        dot.node(name, **terminal_attrs(name, graph.nodes[name].shape))
     families: list[str] = []
     _emit(dot, top, registry, families)
     dot.node(OUTPUT, **terminal_attrs("output"))
@@ -74,8 +75,12 @@ def to_digraph(
     for prefix, item in _drawn(top):
         g = scopes[prefix]
         for i in item.node.inputs:
-            # out of a cluster's head, the tensor is the one labelled on the edge into the head
-            label = None if (i == INPUT and prefix) else shape_label(g.nodes[i].shape)
+            # out of a cluster's head, the tensor is the one labelled on the edge into the head;
+            # a named input (a skip) comes out of the head too, labelled with its name
+            if prefix and i in g.inputs:
+                label = None if i == INPUT else i
+            else:
+                label = shape_label(g.nodes[i].shape)
             dot.edge(_source(scopes, prefix, i), item.id, label=label)
         for param, r in item.node.refs.items():
             if r not in item.node.inputs:
@@ -127,6 +132,8 @@ def _source(scopes: dict, prefix: tuple, name: str) -> str:
     """The drawn node that produces tensor `name` of the graph at `prefix`."""
     if name == INPUT:
         return ".".join(prefix) if prefix else INPUT  # a body's input: its cluster's head
+    if prefix and name in scopes[prefix].inputs:  # a named input (a skip): the cluster's head too
+        return ".".join(prefix)
     inner = prefix + (name,)
     if inner in scopes:  # a cluster: its body's output node
         return _source(scopes, inner, scopes[inner].output)

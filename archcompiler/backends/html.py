@@ -71,6 +71,8 @@ def model_data(graph: Graph, registry: Registry, *, title: str, totals: dict, so
         f"activations {totals['activation_bytes'] / 2**20:.1f} MiB at batch 1 (fp32)",
         "totals": {"params": fmt_count(totals["params"]), "flops": fmt_flops(totals["flops"])},
         "input": {"shape": fmt_shape(graph.input.shape), "attrs": dot.terminal_attrs("input", graph.input.shape)},
+        # a block's body drawn alone: its named inputs are terminals too
+        "named_inputs": [{"name": n, "attrs": dot.terminal_attrs(n, graph.nodes[n].shape)} for n in graph.inputs[1:]],
         "output": {"from": graph.output, "label": dot.shape_label(graph.nodes[graph.output].shape), "attrs": dot.terminal_attrs("output")},
         "style": {
             "graph": dot.GRAPH_ATTRS,
@@ -120,9 +122,12 @@ def _edges(graph: Graph, node: Node, inside: bool) -> list[dict]:
     """The edges into `node`, as dot.py draws them: data inputs, then shape-only refs dashed."""
     edges = []
     for i in node.inputs:
-        # out of a cluster's head, the tensor is the one labelled on the edge into the head
-        label = None if (i == INPUT and inside) else dot.shape_label(graph.nodes[i].shape)
-        edges.append({"from": i, "label": label})
+        # out of a cluster's head, the tensor is the one labelled on the edge into the head;
+        # a named input (a skip) comes out of the head too, labelled with its name
+        if inside and i in graph.inputs:
+            edges.append({"from": INPUT, "label": None if i == INPUT else i})
+            continue
+        edges.append({"from": i, "label": dot.shape_label(graph.nodes[i].shape)})
     for param, r in node.refs.items():
         if r not in node.inputs:
             edges.append({"from": r, "label": dot.shape_label(graph.nodes[r].shape, param), "dashed": True})

@@ -21,11 +21,10 @@ import textwrap
 from dataclasses import dataclass, field
 
 from archcompiler.backends.walker import Names, walk
-from archcompiler.blocks.composite import BUILTIN_VARS
 from archcompiler.diagnostics import Span
 from archcompiler.ir.arith import condition_source, parse_condition
 from archcompiler.ir.expr import Sym, is_symbolic, literal, render, value_of, variables
-from archcompiler.ir.graph import INPUT, Graph, Node
+from archcompiler.ir.graph import Graph, Node
 
 QUOTES = '"' * 3
 PY_TYPES = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}
@@ -65,6 +64,7 @@ class _Class:
     init: list[tuple[str, Node]]
     forward: list[list]  # [code, comment, node, comment without H x W relations]
     name: str = ""
+    inputs: list[str] = field(default_factory=lambda: ["x"])  # forward's arguments
 
 
 class Emitter:
@@ -96,13 +96,13 @@ class Emitter:
             cls = self._union(block, self.instances.get(block.name) or [node])
             if cls is not None:
                 return cls
-        init, forward, used = self._render(node.body, frame=True)
+        init, forward, used, inputs = self._render(node.body, frame=True)
         params = _signature(block, used)
         init, forward = self._spell(node.body, params, init, forward, used)
         key = (block.name, tuple(params), tuple(c for c, _ in init), tuple(f[0] for f in forward))
         cls = self._by_key.get(key)
         if cls is None:
-            cls = _Class(len(self.classes), block.name, block, params, init, forward)
+            cls = _Class(len(self.classes), block.name, block, params, init, forward, inputs=inputs)
             self._by_key[key] = cls
             self.classes.append(cls)
         else:
@@ -123,12 +123,12 @@ class Emitter:
             shape = node.meta["sym_shape"]
             forward.append([f"{step.var} = {expr}", _shape_comment(shape, in_shape, frame), node, _shape_comment(shape, in_shape, frame, True)])
         forward.append([f"return {w.output}", "", graph.nodes[graph.output], ""])
-        return init, forward, _used(init, forward)
+        return init, forward, _used(init, forward), w.inputs
 
     def _fragment(self, graph: Graph, node: Node, args: list[str], refs: dict[str, str]) -> tuple[str | None, str]:
         """A node's module (None when it has none) and the expression computing its output."""
         if node.kind == "composite":
-            return _composite_call(self.class_for(node), node), f"self.{node.name}({args[0]})"
+            return _composite_call(self.class_for(node), node), f"self.{node.name}({', '.join(args)})"
         if node.kind == "repeat":
             return self._sequential(node), f"self.{node.name}({args[0]})"
         block = self.registry.get(node.type)
@@ -155,14 +155,14 @@ class Emitter:
                 n = gone[n]
             return n
 
-        nodes = {INPUT: first.input}
+        nodes = {n: first.nodes[n] for n in first.inputs}
         for n in present:
             rep = next(i.body.nodes[n] for i in fuller if n in i.body.nodes)
             refs = {k: resolve(r) for k, r in rep.meta["raw_refs"].items()}
             if n in first.optional:
                 refs[_OTHERWISE] = resolve(first.optional[n][1])
             nodes[n] = Node(n, rep.kind, rep.type, inputs=[resolve(i) for i in rep.meta["raw_inputs"]], refs=refs)
-        union = Graph(block.name, nodes, resolve(first.raw_output))
+        union = Graph(block.name, nodes, resolve(first.raw_output), inputs=first.inputs)
         w = walk(union, reserved=MODULE_NAMES + SPATIAL + ("self",))
         attrs = Names(union.nodes)
         init, forward = [], []
@@ -199,7 +199,7 @@ class Emitter:
         used = _used(init, forward)
         params = _signature(block, used)
         init, forward = self._spell(union, params, init, forward, used, taken=attrs.taken)
-        cls = _Class(len(self.classes), block.name, block, params, init, forward)
+        cls = _Class(len(self.classes), block.name, block, params, init, forward, inputs=w.inputs)
         self.classes.append(cls)
         for inst in instances:
             self._by_instance[_memo(inst)] = cls
@@ -257,7 +257,7 @@ class Emitter:
 
     # ---------------------------------------------------------------- the model
     def model_class(self, graph: Graph, name: str) -> _Class:
-        init, forward, _ = self._render(graph, frame=False)
+        init, forward, _, _ = self._render(graph, frame=False)
         cls = _Class(len(self.classes), name, None, [], [(render(c), n) for c, n in init],
                      [[render(c), m, n, g] for c, m, n, g in forward])
         return cls
@@ -276,7 +276,7 @@ def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, heade
 
     chunks = []
     for c in e.classes:
-        sig = ", ".join(["self"] + [_param_sig(p, c.block.params.get(p, {})) for p in c.params])
+        sig = ", ".join(["self"] + [_param_sig(p, c.block) for p in c.params])
         doc = _docstring(c.block.summary)
         chunks.append(_class_lines(c, sig, doc))
     facts = (
@@ -423,7 +423,8 @@ def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
     for code, node in c.init:
         info = LineInfo(c.name, node.name, node.span)
         lines += [(text, info) for text in _statement(code, 8)]
-    lines += [("", None), ("    def forward(self, x: torch.Tensor) -> torch.Tensor:", None)]
+    args = ", ".join(f"{a}: torch.Tensor" for a in c.inputs)
+    lines += [("", None), (f"    def forward(self, {args}) -> torch.Tensor:", None)]
     for code, comment, node, _ in c.forward:
         info = LineInfo(c.name, node.name, node.span)
         lines += [(text, info) for text in _statement(code, 8, f"  # {comment}" if comment else "")]
@@ -452,7 +453,7 @@ def _signature(block, used) -> list[str]:
     those with a default. A size read in forward only is taken from the input, not passed."""
     init_used, fwd_used = used
     need = init_used | (fwd_used - set(SPATIAL))
-    builtins = [v for v in BUILTIN_VARS if v in need]
+    builtins = [v for v in block.builtin_vars if v in need]
     required = [k for k in block.params if k in need and not _literal_default(block.params[k])]
     optional = [k for k in block.params if k in need and _literal_default(block.params[k])]
     return builtins + required + optional
@@ -465,7 +466,7 @@ def _composite_call(child: _Class, node: Node) -> str:
     given = node.meta["given"]
     parts = []
     for p in child.params:
-        if p in BUILTIN_VARS:
+        if p in child.block.builtin_vars:
             parts.append(literal(args[p]))
         elif p in given or not _literal_default(child.block.params[p]):
             parts.append(f"{p}={literal(args[p])}")
@@ -477,8 +478,9 @@ def _literal_default(decl: dict) -> bool:
     return "default" in decl and not (isinstance(d, str) and "$" in d)
 
 
-def _param_sig(name: str, decl: dict) -> str:
-    if name in BUILTIN_VARS:
+def _param_sig(name: str, block) -> str:
+    decl = block.params.get(name, {})
+    if name in block.builtin_vars:
         return f"{name}: int"
     if "type" in decl:
         ann = PY_TYPES[decl["type"]]

@@ -27,6 +27,7 @@ class Step:
 class Walk:
     steps: list[Step]
     output: str  # the variable returned
+    inputs: list[str] = field(default_factory=lambda: [INPUT_VAR])  # the variables of the graph's inputs, `x` first
 
 
 class Names:
@@ -45,10 +46,12 @@ class Names:
 
 
 def walk(graph: Graph, reserved=()) -> Walk:
-    order = [n for n in topological_order(graph) if n != INPUT]
+    order = [n for n in topological_order(graph) if n not in graph.inputs]
     later_readers = readers(graph)
     names = Names(set(reserved) | {INPUT_VAR})
     var = {INPUT: INPUT_VAR}
+    for n in graph.inputs[1:]:  # a composite's named inputs keep their names
+        var[n] = names.take(n)
     holder = INPUT
     steps = []
     for i, name in enumerate(order):
@@ -60,4 +63,4 @@ def walk(graph: Graph, reserved=()) -> Walk:
         else:
             var[name] = names.take(name)
         steps.append(Step(node, var[name], [var[d] for d in node.inputs], {p: var[r] for p, r in node.refs.items()}))
-    return Walk(steps, var[graph.output])
+    return Walk(steps, var[graph.output], [var[n] for n in graph.inputs])

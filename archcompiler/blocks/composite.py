@@ -9,6 +9,7 @@ from archcompiler.ir.arith import evaluate, is_expression, parse
 
 # Values every composite body may substitute, bound from the block's input shape.
 BUILTIN_VARS = ("in_channels", "in_height", "in_width")
+EXTRA_DIMS = ("channels", "height", "width")  # a named input `skip` binds $skip_channels, ...
 # Where every paper model starts its blocks (the stem's output): a block's example input
 # unless its definition gives one.
 DEFAULT_INPUT = (64, 64, 64)
@@ -30,12 +31,22 @@ class Composite(Block):
         self.params = {k: v for k, v in params.items() if isinstance(v, dict)} if isinstance(params, dict) else {}
         self.required = tuple(k for k, v in self.params.items() if "default" not in v)
         self.label_keys = tuple(self.params)
+        extra = self.definition.get("inputs")  # malformed lists were reported by the schema
+        self.extra_inputs = tuple(extra) if isinstance(extra, list) and all(isinstance(n, str) for n in extra) else ()
+        self.arity = 1 + len(self.extra_inputs)
         # a malformed example was reported by the structure check; fall back to the default
         example = self.definition.get("example") if isinstance(self.definition.get("example"), dict) else {}
         shape, params = example.get("input"), example.get("params")
-        sound = isinstance(shape, list) and 1 <= len(shape) <= 3 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
-        self.example_inputs = (tuple(shape) if sound else DEFAULT_INPUT,)
+        main = tuple(shape) if _sound_shape(shape) else DEFAULT_INPUT
+        others = example.get("inputs") if isinstance(example.get("inputs"), dict) else {}
+        self.example_inputs = (main,) + tuple(tuple(others[n]) if _sound_shape(others.get(n)) else main for n in self.extra_inputs)
         self.example_params = dict(params) if isinstance(params, dict) else {}
+
+    @property
+    def builtin_vars(self) -> tuple:
+        """Names bound from the input shapes: $in_channels & co., and $NAME_channels,
+        $NAME_height, $NAME_width for each named input."""
+        return BUILTIN_VARS + tuple(f"{n}_{d}" for n in self.extra_inputs for d in EXTRA_DIMS)
 
     @property
     def is_composite(self) -> bool:
@@ -53,16 +64,23 @@ class Composite(Block):
         """Block types named in the body, in order."""
         return [n["type"] for n in self.nodes.values() if isinstance(n, dict) and isinstance(n.get("type"), str)]
 
-    def bind(self, given: dict, in_shape: tuple) -> dict:
-        """Parameter values for one instance: built-ins from the input shape, then defaults,
-        then what the caller gave. A default may itself be an expression over the built-ins
-        (`$in_channels`, `$in_channels // 4`), checked when the block was defined."""
+    def bind(self, given: dict, in_shape: tuple, others: tuple = ()) -> dict:
+        """Parameter values for one instance: built-ins from the input shapes (the main one,
+        then `others`, those of the named inputs), then defaults, then what the caller gave.
+        A default may itself be an expression over the built-ins (`$in_channels`,
+        `$in_channels // 4`), checked when the block was defined."""
         env = {"in_channels": in_shape[0]}
         if len(in_shape) == 3:
             env.update(in_height=in_shape[1], in_width=in_shape[2])
+        for name, shape in zip(self.extra_inputs, others):
+            env.update(zip((f"{name}_{d}" for d in EXTRA_DIMS), shape))
         for k, decl in self.params.items():
             if "default" in decl:
                 d = decl["default"]
                 env[k] = evaluate(parse(d), env) if is_expression(d) else d
         env.update(given)
         return env
+
+
+def _sound_shape(shape) -> bool:
+    return isinstance(shape, list) and 1 <= len(shape) <= 3 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)

@@ -101,12 +101,13 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
         from archcompiler.diagnostics import did_you_mean
 
         raise UsageError(f"unknown block '{name}'{did_you_mean(name, registry.names())}")
-    shape, given = _instance(name, result, registry)
-    if input_shape is not None:
-        shape = tuple(input_shape)
+    shapes, given = _instance(name, result, registry)
+    shape = tuple(input_shape) if input_shape is not None else shapes[0]
     given = {**given, **(params or {})}
     node = name if name not in RESERVED_NAMES else "block"
-    data = {"archc": 1, "name": "figure", "input": list(shape), "nodes": {node: {"type": name, **given}}}
+    feeds, names = _feeds(shape, shapes[1:])
+    call = {"type": name, **given, **({"in": names} if len(names) > 1 else {})}
+    data = {"archc": 1, "name": "figure", "input": list(shape), "nodes": {**feeds, node: call}}
     if result is not None and result.data.get("blocks"):
         data["blocks"] = result.data["blocks"]
     inst = check_text(yaml.safe_dump(data, sort_keys=False), f"<block {name}>")
@@ -118,17 +119,44 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
     return (n.body if n.body is not None else inst.graph), inst.registry, title
 
 
-def _instance(name: str, result: CheckResult | None, registry: Registry) -> tuple[tuple, dict]:
+def _instance(name: str, result: CheckResult | None, registry: Registry) -> tuple[list[tuple], dict]:
+    """The shapes of its inputs and its parameters at the spec's first use, else its example."""
     if result is not None and result.graph is not None:
         inputs: list[Graph] = [result.graph]  # the graph each walked node lives in, by depth
         for d, node in result.graph.walk():
             del inputs[d + 1:]
             if node.type == name:
-                return inputs[d].nodes[node.inputs[0]].shape, dict(node.params)
+                return [inputs[d].nodes[i].shape for i in node.inputs], dict(node.params)
             if node.body is not None:
                 inputs.append(node.body)
     block = registry.get(name)
-    return block.example_inputs[0], dict(block.example_params)
+    return list(block.example_inputs), dict(block.example_params)
+
+
+def _feeds(main: tuple, others: list[tuple]) -> tuple[dict, list[str]]:
+    """Nodes that make each further input of a block (a merge, a named input) from the
+    figure's one input: a 1x1 conv to its channels, then a pool or an upsample to its size."""
+    nodes, names = {}, ["input"]
+    for i, shape in enumerate(others, start=1):
+        name = f"feed{i}"
+        if len(shape) == 1 or len(main) == 1:
+            pool = {f"{name}_pool": {"type": "global_avgpool", "in": "input"}} if len(main) == 3 else {}
+            nodes.update(pool)
+            nodes[name] = {"type": "affine", "out": shape[0], "in": next(iter(pool), "input")}
+        else:
+            (h, w), (H, W) = shape[1:], main[1:]
+            nodes[name] = {"type": "conv", "out": shape[0], "kernel": 1, "in": "input"}
+            if (h, w) != (H, W):
+                nodes[f"{name}_conv"] = nodes.pop(name)
+                if h > H and h % H == 0 and w * H == W * h:
+                    nodes[name] = {"type": "upsample", "scale": h // H, "in": f"{name}_conv"}
+                elif h < H and H % h == 0 and W * h == w * H:
+                    nodes[name] = {"type": "avgpool", "kernel": H // h, "in": f"{name}_conv"}
+                else:
+                    raise UsageError(f"cannot draw the block at {fmt_shape(main)} with input {i + 1} at {fmt_shape(shape)}: "
+                                     f"the sizes are not an integer scale apart; give --input a size that is")
+        names.append(name)
+    return nodes, names
 
 
 def render(spec: str | None, output: str, **options) -> str:

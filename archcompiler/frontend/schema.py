@@ -114,6 +114,10 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
             "properties": {
                 "summary": {"type": "string"},
                 "params": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/param"}},
+                "inputs": {
+                    "type": "array", "items": {"$ref": "#/$defs/identifier"}, "minItems": 1, "maxItems": 7, "uniqueItems": True,
+                    "description": "named inputs besides `input` (a skip connection): a use lists them after its main input, in: [x, skip_source]; each binds $NAME_channels, $NAME_height, $NAME_width",
+                },
                 "nodes": {"$ref": "#/$defs/nodes"},
                 "output": {"$ref": "#/$defs/ref"},
                 "example": {
@@ -121,6 +125,8 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
                     "description": "an instance to draw and test the block with",
                     "properties": {
                         "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 3, "description": "input shape [C, H, W] or [N]"},
+                        "inputs": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "description": "shapes of the named inputs",
+                                   "additionalProperties": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 3}},
                         "params": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}},
                     },
                     "additionalProperties": False,

@@ -1,6 +1,7 @@
 """The graph IR: a small, closed set of node kinds, after torch.fx.
 
-- `input`: the graph's formal input (one per graph, always named `input`).
+- `input`: a formal input: the graph's main one, always named `input`, and a composite's
+  named inputs (`inputs: [skip]`), in `Graph.inputs` order.
 - `call`: a primitive block (conv, add, ...) computing a tensor from its inputs.
 - `composite`: a composite block; `body` holds its expanded graph, so the hierarchy is kept.
 - `repeat`: a block stacked N times (`repeat: N`); `body` holds the instances in a chain,
@@ -52,6 +53,7 @@ class Graph:
     output: str
     span: Span | None = None
     partial: bool = False  # some nodes failed to build (and were reported); rules may still run
+    inputs: list = field(default_factory=lambda: [INPUT])  # `input`, then a composite's named inputs
     # Optional nodes (`when:`): name -> (condition as written, the node that stands in when it
     # is absent); those absent here; the output as written, before any stand-in.
     optional: dict = field(default_factory=dict)

@@ -60,6 +60,9 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     body = scope.doc.data if not scope.path else _get(scope.doc.data, scope.path)
     spec_nodes: dict = body["nodes"]
     nodes: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(key=True))}
+    extra = body.get("inputs") if scope.path and isinstance(body.get("inputs"), list) else []
+    for i, n in enumerate(extra):  # a composite's named inputs (a skip connection)
+        nodes[n] = Node(n, "input", "input", span=scope.span("inputs", i))
     ok = True
     previous = INPUT
     absent: dict[str, str] = {}  # optional nodes left out -> the node that stands in for each
@@ -93,7 +96,7 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             node.inputs = [stand_in.get(i, i) for i in node.inputs]
             node.refs = {k: stand_in.get(r, r) for k, r in node.refs.items()}
         output = stand_in.get(output, output)
-    graph = Graph(name, nodes, output, span=scope.span(key=True), optional=optional, absent=set(absent), raw_output=raw_output, written=list(spec_nodes))
+    graph = Graph(name, nodes, output, span=scope.span(key=True), inputs=[INPUT, *extra], optional=optional, absent=set(absent), raw_output=raw_output, written=list(spec_nodes))
     refs_ok = _check_references(graph, spec_nodes, scope, skip=set(spec_nodes) - set(nodes))
     graph.partial = not (ok and refs_ok)
     return graph, not graph.partial
@@ -131,6 +134,10 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     if block.arity == 1 and len(inputs) != 1:
         scope.error("E304", f"'{type_name}' takes one input, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
+        return None
+    if block.arity is not None and block.arity > 1 and len(inputs) != block.arity:
+        names = ", ".join(("input",) + block.extra_inputs)
+        scope.error("E304", f"'{type_name}' takes {block.arity} inputs ({names}), but node '{name}' lists {len(inputs)}; give them in that order, e.g. in: [{', '.join(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'][:block.arity])}]", scope.span(*here, "in", key="in" not in raw))
         return None
     if block.arity is None and len(inputs) < 2:
         scope.error("E304", f"'{type_name}' merges two or more inputs, but node '{name}' lists 1; give them as a list, e.g. in: [a, b]", scope.span(*here, "in", key=True))
@@ -239,7 +246,8 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
         scope.error("E209", f"'repeat' of node '{name}' must be an integer from 1 to {MAX_REPEAT}, got {count!r}", scope.span(*here, "repeat"))
         return None
     if block.arity != 1:
-        scope.error("E209", f"'{block.name}' merges several inputs and cannot be repeated; repeat a block that reads one input", scope.span(*here, "repeat"))
+        what = "merges several inputs" if block.arity is None else f"takes {block.arity} inputs ({', '.join(('input',) + block.extra_inputs)})"
+        scope.error("E209", f"'{block.name}' {what} and cannot be repeated; repeat a block that reads one input", scope.span(*here, "repeat"))
         return None
     first = raw.get("first") or {}
     shared = {k: v for k, v in raw.items() if k not in ("repeat", "first", "in")}

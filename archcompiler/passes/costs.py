@@ -59,7 +59,7 @@ def _train_flops(graph: Graph, needs_grad: dict[str, bool]) -> tuple[int, int]:
     for node in graph.layers():
         grad_in = any(needs_grad[i] for i in node.inputs)
         if node.body is not None:
-            f, b = _train_flops(node.body, {"input": grad_in})
+            f, b = _train_flops(node.body, {n: needs_grad[i] for n, i in zip(node.body.inputs, node.inputs)})
             fwd, bwd = fwd + f, bwd + b
             needs_grad[node.name] = grad_in or node.meta["params"] > 0
             continue

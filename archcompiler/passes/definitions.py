@@ -60,8 +60,17 @@ def _check_recursion(new: list[Composite], registry: Registry, diags: Diagnostic
 def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) -> bool:
     """Check a definition's defaults and body once; False when its own parameters are bad
     (its uses are then skipped: every instance would repeat the same error)."""
-    declared = tuple(block.params) + BUILTIN_VARS
+    declared = tuple(block.params) + block.builtin_vars
     sound = True
+    for i, n in enumerate(block.extra_inputs):
+        clash = "node" if n in block.nodes else "parameter" if n in block.params else None
+        bound = [v for v in block.builtin_vars[len(BUILTIN_VARS):] if v.startswith(f"{n}_") and v in block.params]
+        if clash or bound:
+            what = f"has the name of one of its {clash}s" if clash else f"binds ${bound[0]}, which is also a parameter's name"
+            diags.error("E211", f"input '{n}' of block '{block.name}' {what}; rename one", block.doc.span(block.path + ("inputs", i)))
+            sound = False
+    if not sound:
+        return False
     for pname, decl in block.params.items():
         at = block.path + ("params", pname, "default")
         d = decl.get("default")
@@ -73,9 +82,9 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
                 sound = False
                 continue
             for var, _ in names:
-                if var not in BUILTIN_VARS:
-                    hint = did_you_mean(f"${var}", [f"${v}" for v in BUILTIN_VARS])
-                    diags.error("E206", f"the default of '{pname}' may only use ${', $'.join(BUILTIN_VARS)}, got '{d}'{hint}", block.doc.span(at))
+                if var not in block.builtin_vars:
+                    hint = did_you_mean(f"${var}", [f"${v}" for v in block.builtin_vars])
+                    diags.error("E206", f"the default of '{pname}' may only use ${', $'.join(block.builtin_vars)}, got '{d}'{hint}", block.doc.span(at))
                     sound = False
         elif "default" in decl:
             rules = {k: v for k, v in decl.items() if k not in ("default", "description")}

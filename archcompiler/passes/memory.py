@@ -67,7 +67,7 @@ def _flatten(graph: Graph, registry: Registry, bound: dict, path: tuple, ops: li
             continue
         ins = [names[i] for i in node.inputs]
         if node.body is not None:
-            names[local] = _flatten(node.body, registry, {INPUT: ins[0]}, path + (local,), ops)
+            names[local] = _flatten(node.body, registry, dict(zip(node.body.inputs, ins)), path + (local,), ops)
             continue
         name = ".".join(path + (local,))
         ops.append(Op(name, path + (local,), registry.get(node.type), node, ins))
@@ -191,19 +191,19 @@ def _forward_peak(graph: Graph, ops: list[Op], storage, saved, savers, nbytes, c
     for key, idx in savers.items():
         first.setdefault(ops[idx[0]].name, []).append(key)
     state = {"held": 0, "live": {}, "peak": 0, "first": first, "saved": saved, "storage": storage, "nbytes": nbytes, "casts": casts}
-    _forward_scope(graph, (), INPUT, state)
+    _forward_scope(graph, (), {INPUT: INPUT}, state)
     return state["peak"]
 
 
-def _forward_scope(graph: Graph, path: tuple, given: str, state: dict) -> str:
-    names = {INPUT: given}
-    order = [n for n in topological_order(graph) if n != INPUT]
+def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict) -> str:
+    names = dict(given)  # each input -> the op whose output it is
+    order = [n for n in topological_order(graph) if n not in graph.inputs]
     reads = readers(graph)
     holder, scoped = INPUT, []
     for i, local in enumerate(order):
         node = graph.nodes[local]
         if node.body is not None:
-            out = _forward_scope(node.body, path + (local,), names[node.inputs[0]], state)
+            out = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state)
         else:
             out = ".".join(path + (local,))
             state["held"] += sum(state["saved"][key] for key in state["first"].get(out, [])) + state["casts"].get(out, 0)
@@ -212,13 +212,13 @@ def _forward_scope(graph: Graph, path: tuple, given: str, state: dict) -> str:
             state["peak"] = max(state["peak"], state["held"] + sum(state["live"].values()))
         names[local] = out
         if holder in node.dependencies() and not set(reads[holder]) & set(order[i + 1:]):
-            if holder != INPUT:
+            if holder not in graph.inputs:
                 state["live"].pop(names[holder], None)  # `x` rebound: the old value is gone
             holder = local
         else:
             scoped.append(local)
     for local in scoped + [holder]:
-        if names[local] != names[graph.output] and local != INPUT:
+        if names[local] != names[graph.output] and local not in graph.inputs:
             state["live"].pop(names[local], None)  # the composite returned
     return names[graph.output]
 

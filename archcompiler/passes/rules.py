@@ -49,6 +49,9 @@ def check_rules(graph: Graph, scope: Scope) -> bool:
         if node.name != graph.output and not edges[node.name]:
             if scope.blame is None:
                 scope.diags.warning("W303", f"node '{node.name}' is never used: nothing reads it and it is not the output", node.span)
+    for name in graph.inputs[1:]:
+        if name != graph.output and not edges[name] and scope.blame is None:
+            scope.diags.warning("W303", f"input '{name}' is never read: no node of the block reads it", graph.nodes[name].span)
     return True
 
 

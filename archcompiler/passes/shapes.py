@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from archcompiler.blocks.composite import EXTRA_DIMS
 from archcompiler.blocks.registry import ShapeError
 from archcompiler.ir.expr import Sym, substitute
 from archcompiler.ir.graph import Graph, Node, topological_order
@@ -22,12 +23,16 @@ from archcompiler.passes.build import Scope, build_graph
 SPATIAL_VARS = ("in_channels", "in_height", "in_width")
 
 
-def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tuple | None = None) -> bool:
+def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tuple | None = None, others: tuple = ()) -> bool:
     """Fill meta['shape'] everywhere. Returns False if any node failed (others still run).
     `sym_input`: the input's shape in the frame's parameters, when it is not the frame's own
-    input (a repeated node's body)."""
+    input (a repeated node's body). `others`: the shapes of a composite's named inputs."""
     graph.input.meta["shape"] = tuple(input_shape)
     graph.input.meta["sym_shape"] = sym_input if sym_input is not None else _sym_input(input_shape, scope)
+    for name, shape in zip(graph.inputs[1:], others):
+        graph.nodes[name].meta["shape"] = tuple(shape)
+        names = [f"{name}_{d}" for d in EXTRA_DIMS[: len(shape)]]
+        graph.nodes[name].meta["sym_shape"] = tuple(scope.sym_env[v] for v in names) if scope.sym_env is not None else tuple(shape)
     ok = True
     for name in topological_order(graph):
         node = graph.nodes[name]
@@ -41,7 +46,7 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tupl
         refs = {p: graph.nodes[r].shape for p, r in node.refs.items()}
         try:
             if node.kind == "composite":
-                node.meta["shape"] = _expand(node, graph, ins[0], scope)
+                node.meta["shape"] = _expand(node, graph, ins, scope)
             elif node.kind == "repeat":
                 node.meta["shape"] = _repeat(node, graph, ins[0], scope)
             else:
@@ -78,12 +83,13 @@ def _infer_symbolic(node: Node, graph: Graph, block, scope: Scope) -> None:
     node.meta["sym_shape"] = tuple(block.infer(p, ins, refs, node.inputs))
 
 
-def _expand(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
-    """Instantiate the composite for this input shape and infer its body."""
+def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
+    """Instantiate the composite for these input shapes and infer its body."""
     block = scope.registry.get(node.type)
     if any(t == node.type for _, t in scope.trail):
         raise ShapeError(f"block '{node.type}' contains itself", code="E203")
-    env = block.bind(node.params, in_shape)
+    in_shape, others = ins[0], tuple(ins[1:])
+    env = block.bind(node.params, in_shape, others)
     inner = Scope(
         doc=block.doc,
         path=block.path,
@@ -97,7 +103,7 @@ def _expand(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
     )
     before = len(scope.diags)
     body, complete = build_graph(node.type, inner)
-    if not complete or not infer_shapes(body, in_shape, inner):
+    if not complete or not infer_shapes(body, in_shape, inner, others=others):
         if len(scope.diags) == before:  # make sure a failure is never silent
             scope.error("E400", f"node '{node.name}' ({node.type}) could not be expanded", node.span)
         raise _Reported()
@@ -106,7 +112,8 @@ def _expand(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
     node.meta["env"] = env  # plus $in_channels & co.: what the body was built from
     # The caller's side, in the caller's parameters: what it passes, and the shape it gets.
     given = node.meta.get("sym_given", node.meta["given"])
-    call_args = block.bind(given, graph.nodes[node.inputs[0]].meta["sym_shape"])
+    sym_ins = [graph.nodes[i].meta["sym_shape"] for i in node.inputs]
+    call_args = block.bind(given, sym_ins[0], tuple(sym_ins[1:]))
     node.meta["call_args"] = call_args
     node.meta["sym_params"] = {k: call_args[k] for k in block.params}
     out = body.nodes[body.output].meta["sym_shape"]

@@ -5,6 +5,7 @@
 (function () {
   const data = JSON.parse(document.getElementById("archc-data").textContent);
   const byId = new Map(data.nodes.map((n) => [n.id, n]));
+  const named = new Set((data.named_inputs || []).map((t) => t.name));
   const kids = new Map(); // parent id ("" for the top) -> its layers, in spec order
   for (const n of data.nodes) {
     if (!kids.has(n.parent)) kids.set(n.parent, []);
@@ -33,6 +34,7 @@
 
   function source(prefix, name) { // the drawn node producing tensor `name` of the graph at `prefix`
     if (name === "input") return prefix || "input"; // a body's input: its cluster's head
+    if (!prefix && named.has(name)) return name; // a block drawn alone: its named inputs
     const id = prefix ? prefix + "." + name : name;
     const n = byId.get(id);
     return n.composite && open.has(id) ? source(id, n.output) : id;
@@ -44,6 +46,7 @@
     out.push("node" + attrs(s.node));
     out.push("edge" + attrs(night ? { ...s.edge, ...s.dark.edge } : s.edge));
     out.push(quote("input") + attrs({ ...data.input.attrs, id: "n:input" }));
+    for (const t of data.named_inputs || []) out.push(quote(t.name) + attrs({ ...t.attrs, id: "n:" + t.name }));
     const drawn = [];
     (function emit(prefix, depth) {
       for (const n of kids.get(prefix) || []) {
