@@ -177,7 +177,10 @@ def test_every_constructor_argument_is_used():
     for path in [ROOT / p for p in SPECS] + [FN_SPEC, SE_SPEC]:
         tree = ast.parse(archcompiler.compile(path).source)
         for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
-            init = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+            init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+            if init is None:  # a helper that only changes forward (LayerNorm2d(nn.LayerNorm))
+                assert cls.bases and isinstance(cls.bases[0], ast.Attribute), cls.name
+                continue
             args = [a.arg for a in init.args.args[1:]]
             read = {n.id for n in ast.walk(init) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
             assert set(args) <= read, f"{path}: {cls.name} ignores {set(args) - read}"
@@ -702,3 +705,61 @@ def test_conditions_group_with_parentheses_and_read_as_python_in_the_class():
     assert bodies == {"a": {"r"}, "b": {"c", "r"}, "d": {"r"}}
     assert "        if not (k == 1 and on) and (k + 1) * 2 != 8:\n            self.c = nn.Conv2d(" in net.source
     assert_emitted_equals_inferred(net, batch=1)
+
+
+INDEX_SPEC = spec("""
+    archc: 1
+    name: idx
+    input: [8, 16, 16]
+    blocks:
+      res:
+        params:
+          sd: {type: number, minimum: 0, maximum: 1, default: 0}
+          width: {type: integer, default: 8}
+        nodes:
+          c: {type: conv, out: $width, kernel: 3, padding: 1}
+          dp: {type: drop_path, p: $sd}
+          add: {type: add, in: [input, dp]}
+      stage:
+        params:
+          n: {type: integer, default: 3}
+        nodes:
+          blocks: {type: res, repeat: $n, sd: 0.1 * $index / $n}
+    nodes:
+      a: {type: res, repeat: 4, sd: "0.2 * ($index + 1) / 8"}
+      s: {type: stage}
+      t: {type: stage, n: 2}
+""")
+
+
+def test_index_numbers_a_repeated_nodes_instances_for_a_drop_path_schedule():
+    """Stochastic depth grows linearly with depth (torchvision's EfficientNet and ConvNeXt):
+    `$index` is each instance's number and `/` gives the decimal probability."""
+    net = archcompiler.compile(INDEX_SPEC)
+    model = net.module()
+    assert [m.dp.p for m in model.a] == [0.2 * (i + 1) / 8 for i in range(4)]
+    assert [m.dp.p for m in model.s.blocks] == [0.1 * i / 3 for i in range(3)]
+    assert [m.dp.p for m in model.t.blocks] == [0.1 * i / 2 for i in range(2)]
+    # inside a block, the count and the schedule stay expressions: one loop, right for any n
+    assert "nn.Sequential(*[Res(in_channels, sd=0.1 * index / n) for index in range(n)])" in net.source
+    assert_emitted_equals_inferred(net, batch=2)
+
+
+def test_index_outside_a_repeat_and_a_decimal_where_an_integer_goes_are_errors():
+    bad = spec("""
+        archc: 1
+        name: bad
+        input: [8, 16, 16]
+        blocks:
+          b:
+            params:
+              w: {type: integer, default: 8}
+            nodes:
+              c: {type: conv, out: $w / 2, kernel: 1}
+        nodes:
+          x2: {type: b}
+    """)
+    msgs = [d.message for d in check_text(bad, "<bad>").diagnostics]
+    assert msgs == ["node 'x2' (b) > 'out' in block 'b', node 'c' must be an integer, got 4.0, from $w / 2; // divides to an integer"]
+    msgs = [d.message for d in check_text(bad.replace("x2: {type: b}", "x1: {type: conv, out: \"8 + $index\"}"), "<bad>").diagnostics]
+    assert msgs == ["'$index' numbers the instances of a repeated node, but node 'x1' has no 'repeat'"]

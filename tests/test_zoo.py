@@ -26,8 +26,10 @@ ZOO = {  # spec -> torchvision constructor and its arguments
     "densenet121": ("densenet121", {}),
     "googlenet": ("googlenet", {"aux_logits": False, "init_weights": True}),  # no auxiliary heads
     "mobilenet_v3_small": ("mobilenet_v3_small", {}),
+    "efficientnet_b0": ("efficientnet_b0", {}),
+    "convnext_tiny": ("convnext_tiny", {}),
 }
-SLOW = {"resnet50", "densenet121", "googlenet"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
+SLOW = {"resnet50", "densenet121", "googlenet", "convnext_tiny"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
 
 
 def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -40,22 +42,37 @@ def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
                 if m.bias is not None:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and m.weight is not None:
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
             elif isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        for name, p in model.named_parameters():  # ConvNeXt's 1e-6 layer scale would mute every block
+            if name.endswith("layer_scale"):
+                p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.25)
     return model.eval()
 
 
 def load(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
-    """torchvision's weights into ours: by key where every key matches, else in order."""
+    """torchvision's weights into ours: by key where every key matches, else in order. In
+    order, two things differ from torchvision's layout, and only in ConvNeXt: its blocks
+    register `layer_scale` before their layers (here it is a node after them), and its MLP is
+    nn.Linear on channels-last maps, whose (out, in) weight is our 1x1 conv's (out, in, 1, 1)."""
     a, b = ours.state_dict(), theirs.state_dict()
     if set(a) == set(b):
         ours.load_state_dict(b)
         return
-    assert len(a) == len(b) and all(x.shape == y.shape for x, y in zip(a.values(), b.values()))
-    ours.load_state_dict(dict(zip(a, b.values())))
+    keys = list(b)
+    for k in [k for k in keys if k.endswith(".layer_scale")]:
+        block = k.removesuffix("layer_scale")
+        keys.remove(k)
+        keys.insert(max(i for i, j in enumerate(keys) if j.startswith(block)) + 1, k)
+    values = [b[k] for k in keys]
+    assert len(a) == len(values) and all(x.numel() == y.numel() and (x.shape == y.shape or x.squeeze().shape == y.squeeze().shape) for x, y in zip(a.values(), values))
+    ours.load_state_dict({k: v.reshape(a[k].shape) for k, v in zip(a, values)})
 
 
 def run_counted(model, x):
@@ -89,7 +106,10 @@ def test_zoo_source_has_one_class_per_block_kind(spec):
     import re
 
     net = archcompiler.compile(ROOT / "specs" / "examples" / f"{spec}.yaml")
-    classes = re.findall(r"^class (\w+)\(", net.source, flags=re.M)
+    from archcompiler.backends.torch_source import _helpers
+
+    helpers = set(_helpers(net.result.registry))  # LayerNorm2d, DropPath & co., written once when used
+    classes = [c for c in re.findall(r"^class (\w+)\(", net.source, flags=re.M) if c not in helpers]
     assert len(classes) == len(_block_types(net.graph)) + 1, classes  # one per composite type, and the model
     assert not any(re.search(r"\d$", c) and c.rstrip("0123456789") in classes for c in classes), classes
 

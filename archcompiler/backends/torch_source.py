@@ -226,13 +226,17 @@ class Emitter:
             parts.append(self.registry.get(inst.type).torch_module(inst.meta["sym_params"], ins))  # check refused module-less ones
         rest = parts[1:]
         count = node.meta.get("sym_repeat", len(parts))
-        if is_symbolic(count) and rest and all(p == rest[0] for p in rest):  # the count is a block parameter
-            return f"nn.Sequential({parts[0]}, *[{rest[0]} for _ in range({literal(count - 1)})])"
-        if len(rest) >= 2 and all(p == rest[0] for p in rest):
+        # `$index` (the instance number) is a variable the loop binds; written out, each its value
+        loop = "index" if any(_INDEX_MARK in p for p in parts) else "_"
+        first = parts[0].replace(_INDEX_MARK, "0")
+        symbolic = is_symbolic(count) and bool(rest)  # the count is a block parameter
+        if (symbolic or len(rest) >= 2) and all(p == rest[0] for p in rest):
+            n = literal(count) if symbolic else str(len(parts))
             if parts[0] == rest[0]:
-                return f"nn.Sequential(*[{rest[0]} for _ in range({len(parts)})])"
-            return f"nn.Sequential({parts[0]}, *[{rest[0]} for _ in range({len(rest)})])"
-        return f"nn.Sequential({', '.join(parts)})"
+                return f"nn.Sequential(*[{rest[0]} for {loop} in range({n})])"
+            after = f"1, {n}" if loop == "index" else (literal(count - 1) if symbolic else str(len(rest)))
+            return f"nn.Sequential({first}, *[{rest[0]} for {loop} in range({after})])"
+        return f"nn.Sequential({', '.join(p.replace(_INDEX_MARK, str(i)) for i, p in enumerate(parts))})"
 
     def _spell(self, body: Graph, params: list[str], init, forward, used, taken=()):
         """Write each variable where it is used: a constructor argument in __init__, an
@@ -302,6 +306,7 @@ def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, heade
     return Emitted(text, model.name, line_map)
 
 
+_INDEX_MARK = "\x01index\x02"  # `$index` inside a block, a Sym variable (passes/build.py)
 _OTHERWISE = "\x00otherwise"  # an optional node's stand-in, a dependency of the node in the walk
 
 

@@ -1,12 +1,13 @@
-"""Integer arithmetic on block parameters: `out: $width * 4`, `padding: ($kernel - 1) // 2`.
+"""Arithmetic on block parameters: `out: $width * 4`, `padding: ($kernel - 1) // 2`,
+`p: 0.2 * $index / 16`.
 
 A parameter value that is a string holding a `$` is an expression. The grammar is small and
 closed, parsed here by recursive descent (never `eval`):
 
     expr   := term (("+" | "-") term)*
-    term   := unary (("*" | "//") unary)*
+    term   := unary (("*" | "//" | "/") unary)*
     unary  := "-" unary | atom
-    atom   := INTEGER | "$" NAME | ("min" | "max") "(" expr ("," expr)* ")" | "(" expr ")"
+    atom   := INTEGER | DECIMAL | "$" NAME | ("min" | "max") "(" expr ("," expr)* ")" | "(" expr ")"
 
 A condition (a node's `when:`) adds comparisons and logic over those expressions:
 
@@ -17,7 +18,8 @@ A condition (a node's `when:`) adds comparisons and logic over those expressions
 or the end; otherwise it is an expression's, as in `($k + 1) * 2 == 4`.)
 
 A whole-value `$name` is the same thing as before: it may stand for a value of any type
-(a string, a boolean). Anything with an operator works on integers only. Evaluation goes
+(a string, a boolean). Anything with an operator works on numbers: `//` floors, `/` gives a
+decimal (where a parameter takes one, such as drop_path's `p`). Evaluation goes
 through Python's operators, so `Sym` values (archcompiler.ir.expr) keep the expression and
 the emitted code reads `nn.Conv2d(in_channels, 4 * width, ...)` rather than a number.
 """
@@ -29,8 +31,8 @@ from dataclasses import dataclass
 from archcompiler.ir.expr import literal, smax, smin, value_of
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<kw>and|or|not|true|false)\b"
-    r"|(?P<op>//|==|!=|<=|>=|[-+*(),<>]))"
+    r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<kw>and|or|not|true|false)\b"
+    r"|(?P<op>//|==|!=|<=|>=|[-+*/(),<>]))"
 )
 COMPARE = ("==", "!=", "<", "<=", ">", ">=")
 
@@ -45,7 +47,7 @@ class ExprError(Exception):
 
 @dataclass(frozen=True)
 class Node:
-    kind: str  # "int" | "var" | "neg" | "+" | "-" | "*" | "//" | "min" | "max"
+    kind: str  # "int" | "num" | "var" | "neg" | "+" | "-" | "*" | "//" | "/" | "min" | "max"
     offset: int
     value: object = None  # the integer, or the variable's name
     args: tuple = ()
@@ -133,12 +135,12 @@ def evaluate(node: Node, env: dict):
 
 
 def _arith(node: Node, env: dict):
-    if node.kind == "int":
+    if node.kind in ("int", "num"):
         return node.value
     if node.kind == "var":
         v = env[node.value]
-        if not (isinstance(value_of(v), int) and not isinstance(value_of(v), bool)):
-            raise ExprError(f"${node.value} is {_show(value_of(v))}, not an integer; arithmetic works on integers", node.offset)
+        if not (isinstance(value_of(v), (int, float)) and not isinstance(value_of(v), bool)):
+            raise ExprError(f"${node.value} is {_show(value_of(v))}, not a number; arithmetic works on numbers", node.offset)
         return v
     args = [_arith(a, env) for a in node.args]
     if node.kind == "neg":
@@ -156,7 +158,7 @@ def _arith(node: Node, env: dict):
         return a * b
     if value_of(b) == 0:
         raise ExprError("division by zero", node.args[1].offset)
-    return a // b
+    return a / b if node.kind == "/" else a // b
 
 
 def _show(v) -> str:
@@ -172,7 +174,7 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
         if m is None:
             at = i + len(text[i:]) - len(text[i:].lstrip())
             ch = text[at]
-            hint = "; only + - * // min() max() and parentheses" if ch in "/%^.<>=!&|" else ""
+            hint = "; only + - * / // min() max() and parentheses" if ch in "%^.<>=!&|" else ""
             raise ExprError(f"unexpected '{ch}' in an expression{hint}", at)
         kind = m.lastgroup
         out.append((kind, m.group(kind), m.start(kind)))
@@ -265,7 +267,7 @@ class _Parser:
 
     def term(self) -> Node:
         node = self.unary()
-        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] in ("*", "//"):
+        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] in ("*", "//", "/"):
             self.i += 1
             node = Node(tok[1], tok[2], args=(node, self.unary()))
         return node
@@ -281,6 +283,8 @@ class _Parser:
         kind, tok, at = self.take()
         if kind == "int":
             return Node("int", at, int(tok))
+        if kind == "num":
+            return Node("num", at, float(tok))
         if kind == "var":
             return Node("var", at, tok[1:])
         if kind == "fn":

@@ -80,6 +80,12 @@ class Sym:
     def __rfloordiv__(self, o):
         return self._op(o, "//", MUL, lambda a, b: a // b, right=True)
 
+    def __truediv__(self, o):
+        return self if _is(o, 1) else self._op(o, "/", MUL, lambda a, b: a / b)
+
+    def __rtruediv__(self, o):
+        return self._op(o, "/", MUL, lambda a, b: a / b, right=True)
+
     def __mod__(self, o):
         return self._op(o, "%", MUL, lambda a, b: a % b)
 

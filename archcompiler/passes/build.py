@@ -6,16 +6,18 @@ they are substituted and any error is blamed on the call site).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from archcompiler.blocks.registry import Registry
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import report_schema_errors, validator
 from archcompiler.ir.arith import ExprError, evaluate, holds, is_expression, parse, parse_condition, variables
+from archcompiler.ir.expr import Sym
 from archcompiler.ir.graph import INPUT, Graph, Node
 
 NODE_KEYS = ("type", "in", "repeat", "first", "when", "otherwise")
+INDEX = "index"  # a repeated node's instance number, `$index`
 MAX_REPEAT = 1000  # the deepest real stages repeat a few dozen times; more is a typo or an attack
 
 
@@ -255,7 +257,7 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
     prev = INPUT
     for i in range(count):
         inst_name = str(i)
-        inst = _build_node(inst_name, {**shared, **(first if i == 0 else {}), "in": prev}, prev, scope, here=here)
+        inst = _build_node(inst_name, {**shared, **(first if i == 0 else {}), "in": prev}, prev, _with_index(scope, i), here=here)
         if inst is None:
             return None
         instances[inst_name] = inst
@@ -268,6 +270,16 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
     body = Graph(block.name, instances, prev, span=scope.span(*here, key=True))
     meta = {"source_path": scope.path + here, "given": {}, "repeat": count, "sym_repeat": sym_count}
     return Node(name, "repeat", block.name, {"repeat": count}, inputs, {}, span=scope.span(*here, key=True), meta=meta, body=body)
+
+
+def _with_index(scope: Scope, i: int) -> Scope:
+    """The scope of a repeated node's instance `i`: its parameters may use `$index` (0, 1, ...),
+    a plain number even inside a block, so each instance's code holds its own value."""
+    if scope.declared is not None:  # a definition being checked: any instance will do
+        return replace(scope, declared=scope.declared + (INDEX,))
+    # inside a block, a variable the emitted loop binds: `[Res(sd=0.1 * index / n) for index in range(n)]`
+    sym_env = {**scope.sym_env, INDEX: Sym.var(INDEX, i)} if scope.sym_env is not None else None
+    return replace(scope, env={**(scope.env or {}), INDEX: i}, sym_env=sym_env)
 
 
 def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) -> dict | None:
@@ -287,6 +299,13 @@ def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) 
             ok = False
             continue
         if scope.env is not None:
+            unknown = [(var, at) for var, at in variables(tree) if var not in scope.env]
+            if unknown:  # at top level, only a repeated node's $index is bound
+                var, at = unknown[0]
+                where = "is not a parameter of this block" if scope.blame is not None else "is not bound here: outside blocks, only a repeated node's parameters may use $index"
+                scope.error_at("E206", f"'${var}' {where}", char_span(scope, here + (k,), at))
+                ok = False
+                continue
             try:
                 out[k] = evaluate(tree, scope.sym_env if symbolic else scope.env)
             except ExprError as e:
@@ -300,8 +319,11 @@ def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) 
                     ok = False
             out[k] = v
         else:
-            at = variables(tree)[0][1]
-            scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", char_span(scope, here + (k,), at))
+            var, at = variables(tree)[0]
+            if var == INDEX:
+                scope.error("E206", f"'$index' numbers the instances of a repeated node, but node '{here[1]}' has no 'repeat'", char_span(scope, here + (k,), at))
+            else:
+                scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", char_span(scope, here + (k,), at))
             ok = False
     return out if ok else None
 
@@ -334,7 +356,9 @@ def _check_params(block, given: dict, here: tuple, scope: Scope, exprs: dict | N
         at_expr = {scope.span(*here, k): v for k, v in (exprs or {}).items()}
         for d in inner:
             if d.span in at_expr:
-                scope.error_at(d.code, f"{d.message}, from {at_expr[d.span]}", d.span)
+                expr = at_expr[d.span]
+                hint = "; // divides to an integer" if "must be an integer" in d.message and "/" in expr.replace("//", "") else ""
+                scope.error_at(d.code, f"{d.message}, from {expr}{hint}", d.span)
             else:
                 scope.error(d.code, d.message, scope.blame)
     return False
