@@ -19,17 +19,7 @@ from tests.conftest import ROOT
 
 tv = pytest.importorskip("torchvision")
 
-ZOO = {  # spec -> torchvision constructor and its arguments
-    "resnet18": ("resnet18", {}),
-    "resnet50": ("resnet50", {}),
-    "mobilenet_v2": ("mobilenet_v2", {}),
-    "densenet121": ("densenet121", {}),
-    "googlenet": ("googlenet", {"aux_logits": False, "init_weights": True}),  # no auxiliary heads
-    "mobilenet_v3_small": ("mobilenet_v3_small", {}),
-    "efficientnet_b0": ("efficientnet_b0", {}),
-    "convnext_tiny": ("convnext_tiny", {}),
-}
-SLOW = {"resnet50", "densenet121", "googlenet", "convnext_tiny"}  # minutes of a 2-core CPU under FlopCounterMode: `make test-all` runs them
+from archcompiler.tools.zoo import SLOW, ZOO, table  # noqa: E402  (after torchvision's skip)
 
 
 def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -83,7 +73,7 @@ def run_counted(model, x):
 @pytest.mark.parametrize("spec", [pytest.param(s, marks=[pytest.mark.slow] * (s in SLOW)) for s in sorted(ZOO)])
 def test_zoo_model_equals_torchvision(spec):
     net = archcompiler.compile(ROOT / "specs" / "examples" / f"{spec}.yaml")
-    name, kwargs = ZOO[spec]
+    name, kwargs, _ = ZOO[spec]
     theirs = lively(getattr(tv.models, name)(**kwargs))
     ours = net.module(seed=0).eval()
     load(ours, theirs)
@@ -135,3 +125,8 @@ def test_unet_equals_a_hand_written_one():
             assert fa == net.totals["flops"]
         assert b.std() > 1e-3
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+def test_readme_zoo_table_is_current():
+    """The README's table is what `python -m archcompiler.tools.zoo` prints now."""
+    assert table() in (ROOT / "README.md").read_text(encoding="utf-8"), "run python -m archcompiler.tools.zoo and paste it into README.md"
