@@ -298,7 +298,10 @@ def block_spec(block) -> str:
     nodes["block"] = node
     import yaml
 
-    return yaml.safe_dump({"archc": 1, "name": "example", "input": list(first), "nodes": nodes}, sort_keys=False)
+    data = {"archc": 1, "name": "example", "input": list(first), "nodes": nodes}
+    if isinstance(block.example_params.get("outputs"), list):  # a split: its last part is the output
+        data["output"] = block.example_params["outputs"][-1]
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 BLOCKS = [b.name for b in builtin_registry()]
@@ -763,3 +766,51 @@ def test_index_outside_a_repeat_and_a_decimal_where_an_integer_goes_are_errors()
     assert msgs == ["node 'x2' (b) > 'out' in block 'b', node 'c' must be an integer, got 4.0, from $w / 2; // divides to an integer"]
     msgs = [d.message for d in check_text(bad.replace("x2: {type: b}", "x1: {type: conv, out: \"8 + $index\"}"), "<bad>").diagnostics]
     assert msgs == ["'$index' numbers the instances of a repeated node, but node 'x1' has no 'repeat'"]
+
+
+SPLIT_SPEC = spec("""
+    archc: 1
+    name: shuf
+    input: [16, 16, 16]
+    blocks:
+      shuffle_unit:
+        nodes:
+          halves: {type: split, outputs: [keep, branch]}
+          c1: {type: conv, kernel: 1, in: branch}
+          dw: {type: conv, kernel: 3, padding: 1, groups: $in_channels // 2}
+          c2: {type: conv, kernel: 1}
+          cat: {type: concat, in: [keep, c2]}
+          shuffle: {type: channel_shuffle, groups: 2}
+    nodes:
+      u: {type: shuffle_unit, repeat: 2}
+      parts: {type: split, outputs: [a, b, c], sizes: [2, 4, 10]}
+      ca: {type: conv, out: 4, kernel: 1, in: c}
+      cat: {type: concat, in: [a, b, ca]}
+""")
+
+
+def test_split_parts_are_nodes_read_by_name_and_views_of_the_right_channels():
+    net = archcompiler.compile(SPLIT_SPEC)
+    assert [net.graph.nodes[n].shape[0] for n in "abc"] == [2, 4, 10]
+    assert "a = x.narrow(1, 0, 2)" in net.source and "x = x.narrow(1, 6, 10)" in net.source
+    # inside a block the offsets follow the input: right for any width
+    assert "keep = x.narrow(1, 0, self.in_channels // 2)" in net.source
+    model = net.module().eval()
+    x = torch.randn(1, 16, 16, 16)
+    with torch.no_grad():
+        u = model.u(x)
+        assert torch.equal(model(x)[:, :6], u[:, :6])  # a and b pass through untouched
+    assert_emitted_equals_inferred(net, batch=2)
+
+
+@pytest.mark.parametrize("change, code, message", [
+    ("ca: {type: conv, out: 4, kernel: 1, in: parts}", "E300", "node 'ca' reads 'parts', a split: read one of its parts (a, b, c)"),
+    ("parts: {type: split, outputs: [a, b, c, ca], sizes: [2, 4, 5, 5]}", "E212", "split 'parts' names a part 'ca', which is the name of a node; choose another"),
+    ("parts: {type: split, outputs: [a, b, c], sizes: [2, 4, 9]}", "E412", "sizes add up to 15, but the input has 16 channels"),
+    ("parts: {type: split, outputs: [a, b, c]}", "E412", "16 channels do not split into 3 equal parts; give sizes"),
+])
+def test_split_misuse_is_reported_at_the_split(change, code, message):
+    key = change.split(":")[0]
+    lines = [line[: len(line) - len(line.lstrip())] + change if line.strip().startswith(key + ":") and line.startswith("  ") and not line.startswith("    ") else line for line in SPLIT_SPEC.splitlines()]
+    diags = check_text("\n".join(lines) + "\n", "<split>").diagnostics
+    assert [d.code for d in diags] == [code] and message in diags[0].message, [d.concise() for d in diags]

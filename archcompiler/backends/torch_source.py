@@ -135,7 +135,7 @@ class Emitter:
         p = node.meta["sym_params"]
         ins = [graph.nodes[i].meta["sym_shape"] for i in node.inputs]
         ctor = block.torch_module(p, ins)
-        return ctor, block.torch_call(p, args, f"self.{node.name}" if ctor else None, refs)
+        return ctor, block.torch_call_at(p, args, f"self.{node.name}" if ctor else None, refs, ins)
 
     # ---------------------------------------------------------------- optional nodes
     def _union(self, block, instances: list[Node]) -> _Class | None:

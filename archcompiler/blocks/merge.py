@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from math import prod
 
 from archcompiler.ir.expr import literal
-from archcompiler.blocks.registry import Block, Saved, ShapeError
+from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError
 
 AXES = ("channels", "height", "width")
 
@@ -113,4 +113,51 @@ class Concat(Block):
         return []
 
 
-BLOCKS = [Add(), Mul(), Concat()]
+@dataclass
+class Split(Block):
+    name: str = "split"
+    family: str = "merge"
+    summary: str = ("Split the channels into named parts, the inverse of concat: `outputs: [a, b]` makes nodes `a` "
+                    "and `b` that others read by name; equal parts unless `sizes` says. Each part is a view, no copy.")
+    params: dict = field(default_factory=lambda: {
+        "outputs": {"type": "array", "items": {"type": "string", "pattern": IDENTIFIER}, "minItems": 2, "maxItems": 64, "uniqueItems": True,
+                    "description": "the parts' names: each is a node the others read"},
+        "sizes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 64,
+                  "description": "channels of each part, in order (default: equal parts)"},
+        "take": {"type": "string", "pattern": IDENTIFIER, "description": "which part this node is; the compiler sets it on each part"},
+    })
+    required: tuple = ("outputs",)
+    label_keys: tuple = ("take",)
+    example_inputs: tuple = ((16, 8, 8),)
+    example_params: dict = field(default_factory=lambda: {"outputs": ["left", "right"], "sizes": [4, 12]})
+
+    def _bounds(self, p, channels):
+        outs, sizes = p["outputs"], p.get("sizes")
+        if sizes is None:
+            if channels % len(outs):
+                raise ShapeError(f"{channels} channels do not split into {len(outs)} equal parts; give sizes", param="outputs", code="E412")
+            sizes = [channels // len(outs)] * len(outs)
+        elif len(sizes) != len(outs):
+            raise ShapeError(f"sizes gives {len(sizes)} sizes for {len(outs)} outputs", param="sizes", code="E412")
+        elif sum(sizes) != channels:
+            raise ShapeError(f"sizes add up to {sum(sizes)}, but the input has {channels} channels", param="sizes", code="E412")
+        i = outs.index(p["take"]) if p.get("take") in outs else 0
+        return sum(sizes[:i]), sizes[i]
+
+    def infer(self, p, ins, refs, names):
+        if len(ins[0]) != 3:
+            raise ShapeError(f"split divides a feature map's channels, but '{names[0]}' is a vector", param="in", code="E412")
+        return (self._bounds(p, ins[0][0])[1], *ins[0][1:])
+
+    def torch_call_at(self, p, args, module, refs, ins):
+        start, size = self._bounds(p, ins[0][0])
+        return f"{args[0]}.narrow(1, {literal(start)}, {literal(size)})"
+
+    # memory: a view of its input (narrow); nothing is saved.
+    view: bool = True
+
+    def saved(self, p, ins, out, device):
+        return []
+
+
+BLOCKS = [Add(), Mul(), Concat(), Split()]

@@ -135,6 +135,10 @@ class Block:
         """Expression computing the node's output from `args` (and `module`, e.g. 'self.conv1')."""
         return f"{module}({args[0]})"
 
+    def torch_call_at(self, p: dict, args: list[str], module: str | None, refs: dict[str, str], ins: list[Shape]) -> str:
+        """torch_call, for a block whose code depends on its input shapes too (split's offsets)."""
+        return self.torch_call(p, args, module, refs)
+
     def takes_default(self, param: str, given: dict) -> bool:
         """Whether a spec-wide default for `param` applies to a node that gives `given`
         (an option of one variant, such as leaky_relu's slope, does not apply to the others)."""

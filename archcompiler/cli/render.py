@@ -108,12 +108,14 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
     feeds, names = _feeds(shape, shapes[1:])
     call = {"type": name, **given, **({"in": names} if len(names) > 1 else {})}
     data = {"archc": 1, "name": "figure", "input": list(shape), "nodes": {**feeds, node: call}}
+    if isinstance(given.get("outputs"), list) and given["outputs"] and name == "split":  # a split ends in its parts
+        data["output"] = given["outputs"][-1]
     if result is not None and result.data.get("blocks"):
         data["blocks"] = result.data["blocks"]
     inst = check_text(yaml.safe_dump(data, sort_keys=False), f"<block {name}>")
     if not inst.ok:
         raise SpecError(inst)
-    n = inst.graph.nodes[node]
+    n = inst.graph.nodes.get(node) or inst.graph.nodes[data["output"]]
     label = registry.get(name).label(n.params)
     title = f"{name}({label}) at {fmt_shape(shape)} - {fmt_count(n.meta['params'])} params"
     return (n.body if n.body is not None else inst.graph), inst.registry, title

@@ -104,7 +104,7 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
     defs = {
         "identifier": ident,
         "ref": ref,
-        "substitution": {"type": "string", "pattern": EXPRESSION, "description": "a composite parameter, $name, or integer arithmetic over them ($width * 4)"},
+        "substitution": {"type": "string", "pattern": EXPRESSION, "description": "a composite parameter, $name, or arithmetic over them ($width * 4, 0.2 * $index / 16)"},
         "node": node,
         "nodes": {"type": "object", "minProperties": 1, "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/node"}},
         "param": PARAM_DECL,

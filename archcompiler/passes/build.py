@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from archcompiler.blocks.registry import Registry
+from archcompiler.blocks.registry import RESERVED_NAMES, Registry
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import report_schema_errors, validator
@@ -69,6 +69,8 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     previous = INPUT
     absent: dict[str, str] = {}  # optional nodes left out -> the node that stands in for each
     optional: dict[str, tuple] = {}  # every node with a `when:` condition -> (condition, stand-in)
+    splits: dict[str, list] = {}  # split nodes -> the names of their parts, which are the graph's nodes
+    failed_parts: set[str] = set()
     for node_name, raw in spec_nodes.items():
         if node_name not in scope.broken and "when" in raw:
             present = _present(node_name, raw, previous, scope)
@@ -80,6 +82,22 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
                 absent[node_name] = raw.get("otherwise") or _single_input(raw, previous)
                 previous = node_name
                 continue
+        if node_name not in scope.broken and _is_split(raw):  # one node per named part
+            parts = _split_parts(node_name, raw, spec_nodes, nodes, scope)
+            for part in parts or []:
+                node = _build_node(part, {**raw, "take": part}, previous, scope, here=("nodes", node_name))
+                if node is None:
+                    break
+                node.meta["split"] = node_name
+                nodes[part] = node
+            else:
+                if parts is not None:
+                    splits[node_name] = parts
+            if node_name not in splits:  # reported: its parts exist, so readers are not reported again
+                failed_parts.update(p for p in raw["outputs"] if isinstance(p, str))
+            ok = ok and node_name in splits
+            previous = node_name
+            continue
         node = None if node_name in scope.broken else _build_node(node_name, raw, previous, scope)
         previous = node_name
         if node is None:
@@ -99,7 +117,7 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             node.refs = {k: stand_in.get(r, r) for k, r in node.refs.items()}
         output = stand_in.get(output, output)
     graph = Graph(name, nodes, output, span=scope.span(key=True), inputs=[INPUT, *extra], optional=optional, absent=set(absent), raw_output=raw_output, written=list(spec_nodes))
-    refs_ok = _check_references(graph, spec_nodes, scope, skip=set(spec_nodes) - set(nodes))
+    refs_ok = _check_references(graph, spec_nodes, scope, skip=(set(spec_nodes) - set(nodes) - set(splits)) | failed_parts, splits=splits)
     graph.partial = not (ok and refs_ok)
     return graph, not graph.partial
 
@@ -152,6 +170,27 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     if sym_given is not None:  # inside a composite: the parameters as expressions in its own parameters
         meta["sym_given"] = sym_given
     return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True), meta=meta)
+
+
+def _is_split(raw: dict) -> bool:
+    """A split as written (`outputs:` and no `take:`), to be built as one node per part."""
+    return raw.get("type") == "split" and isinstance(raw.get("outputs"), list) and "take" not in raw
+
+
+def _split_parts(name: str, raw: dict, spec_nodes: dict, nodes: dict, scope: Scope) -> list | None:
+    """The part names of split `name`, if none is taken: each becomes a node of the graph."""
+    parts = [p for p in raw["outputs"] if isinstance(p, str)]  # the schema reports the rest
+    if "when" in raw or "repeat" in raw:
+        key = "when" if "when" in raw else "repeat"
+        scope.error("E212", f"split '{name}' cannot take '{key}': its parts are nodes of their own", scope.span("nodes", name, key, key=True))
+        return None
+    for i, part in enumerate(parts):
+        taken = "a node" if part in spec_nodes or part in nodes else "reserved" if part in RESERVED_NAMES else None
+        if taken:
+            what = "the name of a node" if taken == "a node" else "a reserved name (it becomes a variable of forward)"
+            scope.error("E212", f"split '{name}' names a part '{part}', which is {what}; choose another", scope.span("nodes", name, "outputs", i))
+            return None
+    return parts
 
 
 def _present(name: str, raw: dict, previous: str, scope: Scope) -> bool | None:
@@ -364,16 +403,21 @@ def _check_params(block, given: dict, here: tuple, scope: Scope, exprs: dict | N
     return False
 
 
-def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set) -> bool:
+def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, splits: dict | None = None) -> bool:
     """Every `in:` and node-valued parameter names a node. Nodes in `skip` failed to build:
-    they exist, so references to them are not reported again."""
+    they exist, so references to them are not reported again. A split is read by its parts."""
     ok = True
+    splits = splits or {}
     known = list(graph.nodes) + sorted(skip)
     for node in graph.layers():
-        raw_in = spec_nodes[node.name].get("in")
+        written = node.meta.get("split", node.name)  # a split's part is written as the split
+        raw_in = spec_nodes[written].get("in")
         for i, ref in enumerate(node.inputs):
-            rel = ("nodes", node.name, "in") + ((i,) if isinstance(raw_in, list) else ())
-            if ref not in known:
+            rel = ("nodes", written, "in") + ((i,) if isinstance(raw_in, list) else ())
+            if ref in splits:
+                scope.error("E300", f"node '{node.name}' reads '{ref}', a split: read one of its parts ({', '.join(splits[ref])})", scope.span(*rel))
+                ok = False
+            elif ref not in known:
                 scope.error("E300", f"node '{node.name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*rel))
                 ok = False
             elif ref == node.name:
@@ -391,7 +435,10 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set) -
         if isinstance(other, str) and other not in known:
             scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
             ok = False
-    if graph.output not in known or graph.output == INPUT:
+    if graph.output in splits:
+        scope.error("E302", f"the output '{graph.output}' is a split: name one of its parts ({', '.join(splits[graph.output])})", scope.span("output"))
+        ok = False
+    elif graph.output not in known or graph.output == INPUT:
         choices = [n for n in known if n != INPUT]
         scope.error("E302", f"the output '{graph.output}' is not a node{did_you_mean(graph.output, choices)}", scope.span("output"))
         ok = False

@@ -46,7 +46,7 @@ def check_rules(graph: Graph, scope: Scope) -> bool:
         scope.error("E302", f"the output '{graph.output}' does not depend on the input", graph.nodes[graph.output].span)
         return False
     for node in graph.layers():
-        if node.name != graph.output and not edges[node.name]:
+        if node.name != graph.output and not edges[node.name] and "split" not in node.meta:  # a part left unread is a slice
             if scope.blame is None:
                 scope.diags.warning("W303", f"node '{node.name}' is never used: nothing reads it and it is not the output", node.span)
     for name in graph.inputs[1:]:

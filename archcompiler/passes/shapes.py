@@ -34,6 +34,7 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tupl
         names = [f"{name}_{d}" for d in EXTRA_DIMS[: len(shape)]]
         graph.nodes[name].meta["sym_shape"] = tuple(scope.sym_env[v] for v in names) if scope.sym_env is not None else tuple(shape)
     ok = True
+    said: set[str] = set()
     for name in topological_order(graph):
         node = graph.nodes[name]
         if node.kind == "input":
@@ -60,7 +61,10 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tupl
             blamed = bool(e.param) and (e.param in node.params or e.param == "in")
             rel = node.meta["source_path"] + ((e.param,) if blamed else ())
             span = scope.doc.span(rel) if blamed and scope.blame is None else node.span
-            scope.error(e.code, f"node '{node.name}' ({node.type}): {e}", span)
+            message = f"node '{node.meta.get('split', node.name)}' ({node.type}): {e}"  # a split's parts fail alike: once
+            if message not in said:
+                said.add(message)
+                scope.error(e.code, message, span)
             ok = False
     return ok
 
