@@ -47,7 +47,12 @@ non_negative = int_range(0)
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error: the usage block buries the one line that says what is
-    wrong, and `--help` is one flag away."""
+    wrong, and `--help` is one flag away. Flags are never abbreviated: `--epoch 3` is an
+    error, not `--epochs 3`, so a flag added later cannot change what an old command means."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

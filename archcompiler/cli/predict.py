@@ -14,13 +14,13 @@ import sys
 import warnings
 from pathlib import Path
 
-from runtime import vocab  # names only: imports no torch
+from runtime import argtypes, vocab  # names only: imports no torch
 
 SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="archc predict", description="Classify images with a trained checkpoint of a spec.")
+    p = argtypes.Parser(prog="archc predict", description="Classify images with a trained checkpoint of a spec.")
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml) the checkpoint was trained from")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG) or folders of them")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="run directory, checkpoints/best|last, or a step directory")

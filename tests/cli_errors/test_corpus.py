@@ -145,6 +145,8 @@ CASES = [
     Case("render-o-extension", "render tiny.yaml -o {c}/x.gif", 2, "cannot tell the format"),
     Case("render-input-zero", "render --block residual --input 0,0,0 -o {c}/x.dot", 2, "--input"),
     Case("render-depth-negative", "render tiny.yaml --expand --depth -1 -o {c}/x.dot", 2, "argument --depth"),
+    # flags are never abbreviated: a prefix of a flag is an error, not that flag
+    Case("emit-abbreviated-flag", "emit tiny.yaml --out {c}/x.py", 2, "unrecognized arguments: --out"),
     Case("schema-o-folder", "schema -o {c}", 2, "is a folder"),
     Case("schema-o-proc", "schema -o /proc/nope/s.json", 2, "does not exist"),
     Case("export-o-folder", "export tiny.yaml -o {c}/out", 2, "is a folder", mkdir("out")),
