@@ -141,7 +141,9 @@ class Split(Block):
             raise ShapeError(f"sizes gives {len(sizes)} sizes for {len(outs)} outputs", param="sizes", code="E412")
         elif sum(sizes) != channels:
             raise ShapeError(f"sizes add up to {sum(sizes)}, but the input has {channels} channels", param="sizes", code="E412")
-        i = outs.index(p["take"]) if p.get("take") in outs else 0
+        if "take" in p and p["take"] not in outs:
+            raise ShapeError(f"take '{p['take']}' is not one of its outputs ({', '.join(outs)})", param="take", code="E412")
+        i = outs.index(p["take"]) if "take" in p else 0
         return sum(sizes[:i]), sizes[i]
 
     def infer(self, p, ins, refs, names):

@@ -387,9 +387,9 @@ def _check_params(block, given: dict, here: tuple, scope: Scope, exprs: dict | N
     errors = list(validator(schema).iter_errors(given))
     if not errors:
         return True
-    if scope.blame is None:
+    if scope.blame is None and not exprs:
         report_schema_errors(errors, scope.doc, scope.diags, base=scope.path + here, allowed_extra=NODE_KEYS)
-    else:
+    else:  # a value an expression computed is blamed on the expression (a repeated node's $index)
         inner = Diagnostics()
         report_schema_errors(errors, scope.doc, inner, base=scope.path + here, allowed_extra=NODE_KEYS)
         at_expr = {scope.span(*here, k): v for k, v in (exprs or {}).items()}
@@ -398,6 +398,8 @@ def _check_params(block, given: dict, here: tuple, scope: Scope, exprs: dict | N
                 expr = at_expr[d.span]
                 hint = "; // divides to an integer" if "must be an integer" in d.message and "/" in expr.replace("//", "") else ""
                 scope.error_at(d.code, f"{d.message}, from {expr}{hint}", d.span)
+            elif scope.blame is None:
+                scope.diags.error(d.code, d.message, d.span, d.notes)
             else:
                 scope.error(d.code, d.message, scope.blame)
     return False
@@ -436,7 +438,8 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
             scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
             ok = False
     if graph.output in splits:
-        scope.error("E302", f"the output '{graph.output}' is a split: name one of its parts ({', '.join(splits[graph.output])})", scope.span("output"))
+        at = scope.span("output") if "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path)) else scope.span("nodes", graph.output, key=True)
+        scope.error("E302", f"the output '{graph.output}' is a split: name one of its parts ({', '.join(splits[graph.output])})", at)
         ok = False
     elif graph.output not in known or graph.output == INPUT:
         choices = [n for n in known if n != INPUT]
