@@ -29,6 +29,7 @@ ZOO = {
     "mobilenet_v3_small": ("mobilenet_v3_small", {}, "models/mobilenetv3.py"),
     "efficientnet_b0": ("efficientnet_b0", {}, "models/efficientnet.py"),
     "convnext_tiny": ("convnext_tiny", {}, "models/convnext.py"),
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", {}, "models/shufflenetv2.py"),
 }
 SLOW = {"resnet50", "densenet121", "googlenet", "convnext_tiny"}  # minutes of a 2-core CPU: `make test-all` runs them
 HAND_WRITTEN = {"unet": "tests/unet_reference.py"}  # no torchvision model: a plain PyTorch module
