@@ -188,7 +188,7 @@ class Emitter:
             cond = condition_source(parse_condition(first.optional[n][0]), sym_env)
             stand_in = step.refs[_OTHERWISE]
             if ctor is not None:
-                init.append((_either(f"self.{n}", ctor, cond, "None"), node))
+                init.append(_Optional(f"self.{n}", ctor, cond, node))
                 test = f"self.{n} is not None"
             else:
                 flag = attrs.take(f"use_{n}")
@@ -196,6 +196,7 @@ class Emitter:
                 test = f"self.{flag}"
             forward.append([_either(step.var, expr, test, stand_in), comment, node, generic])
         forward.append([f"return {w.output}", "", union.nodes[union.output], ""])
+        init = _grouped(init)
         used = _used(init, forward)
         params = _signature(block, used)
         init, forward = self._spell(union, params, init, forward, used, taken=attrs.taken)
@@ -322,6 +323,40 @@ def _used(init, forward) -> tuple[set, set]:
     for code, *_ in forward:
         fwd_used |= variables(code)
     return used, fwd_used
+
+
+@dataclass
+class _Optional:
+    """An optional module: `target = ctor` when `cond` holds, else None."""
+
+    target: str
+    ctor: str
+    cond: str
+    node: Node
+
+
+def _grouped(items: list) -> list[tuple[str, Node]]:
+    """Constructor lines, with consecutive optional modules built under the same condition
+    sharing one `if` (a projection's conv and its batch norm)."""
+    out, i = [], 0
+    while i < len(items):
+        item = items[i]
+        if not isinstance(item, _Optional):
+            out.append(item)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(items) and isinstance(items[j], _Optional) and items[j].cond == item.cond:
+            j += 1
+        group = items[i:j]
+        if len(group) == 1:
+            out.append((_either(item.target, item.ctor, item.cond, "None"), item.node))
+        else:
+            out.append((" = ".join(g.target for g in group) + " = None", item.node))
+            out.append((f"if {item.cond}:", item.node))
+            out += [(f"    {g.target} = {g.ctor}", g.node) for g in group]
+        i = j
+    return out
 
 
 def _either(target: str, value: str, test: str, otherwise: str) -> str:
