@@ -270,3 +270,15 @@ def test_bad_seeds_are_a_usage_error(tmp_path, capsys, monkeypatch):
     assert bad.returncode == 2 and "--seeds takes distinct integers from 0 to" in bad.stderr
     both = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "1,2", "--seed", "3", "--out", "runs/t")
     assert both.returncode == 2 and "give --seed or --seeds, not both" in both.stderr
+
+
+def test_a_model_that_outputs_a_map_is_refused_with_what_train_supports():
+    """The U-Net predicts a 2-channel map: training it as a classifier would fail deep inside
+    the loss, so it is one clear line (exit 1) before any step."""
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[2] / "specs" / "examples" / "unet.yaml"
+    run = subprocess.run([sys.executable, "-m", "archcompiler", "train", str(spec), "--max-steps", "1", "--out", "/nonexistent/never"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert "trains classifiers" in run.stderr and "2 x 128 x 128 map" in run.stderr and "Traceback" not in run.stderr
