@@ -143,7 +143,8 @@ def render_groups(found: list[groups.Group], fmt: str) -> str:
     head = ["Model", "Data", "n", "Best val acc (mean ± std)", "Final val acc (mean ± std)", "Epochs"]
     body = [[g.model, g.dataset, str(g.n), g.describe("best_val_acc"), g.describe("final_val_acc"),
              ",".join(sorted({str(r["epochs"]) + ("+" if r["partial_epoch"] else "") for r in g.records}))] for g in many]
-    return "\nOver seeds (std is the sample standard deviation, in accuracy points):\n" + render_table(
+    gap = "\n" if fmt == "markdown" else ""  # markdown needs a blank line before a table
+    return "\nOver seeds (std is the sample standard deviation, in accuracy points):\n" + gap + render_table(
         head, body, right=[False, False, True, True, True, True], fmt=fmt)
 
 
