@@ -27,6 +27,7 @@ from tests.test_render import parse_dot
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "attn_reduction.yaml"
+UNET = ROOT / "specs" / "examples" / "unet.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,8 @@ def pages(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pages")
     out = {}
     for name, spec, options in (("attn", SPEC, {}), ("block", None, {"block": "soft_attention"}),
-                                ("mobilenet", ROOT / "specs" / "examples" / "mobilenet_v2.yaml", {})):
+                                ("mobilenet", ROOT / "specs" / "examples" / "mobilenet_v2.yaml", {}),
+                                ("unet", UNET, {}), ("unet_up", UNET, {"block": "up"})):
         out[name] = folder / f"{name}.html"
         render(str(spec) if spec else None, str(out[name]), **options)
     return out
@@ -290,4 +292,22 @@ def test_block_page_and_the_largest_example_expanded(driver, pages):
     browser.open_page(driver, pages["mobilenet"])
     driver.execute_script("document.getElementById('expand-all').click()")
     assert len(drawn_ids(driver)) == len(rows(mob.graph, expand=True))
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_named_inputs_are_drawn_as_the_svg_figures_draw_them(driver, pages):
+    """The U-Net's skip leaves the decoder block's head, labelled `skip`; the block drawn alone
+    has `skip` as a second input terminal. The page builds the same DOT as backends/dot.py."""
+    unet = check_file(str(UNET))
+    browser.open_page(driver, pages["unet"])
+    driver.execute_script("document.getElementById('expand-all').click()")
+    mine = parse_dot(driver.execute_script("return archcViewer.dotText()"))
+    ours = parse_dot(to_dot(unet.graph, unet.registry, expand=True))
+    assert mine[0] == ours[0] and sorted(mine[2]) == sorted(ours[2])
+    assert ("up1", "up1.cat", "skip", False) in ours[2]
+    browser.open_page(driver, pages["unet_up"])
+    body, registry, _ = block_graph("up", unet)
+    mine = parse_dot(driver.execute_script("return archcViewer.dotText()"))
+    ours = parse_dot(to_dot(body, registry))
+    assert mine[0] == ours[0] and sorted(mine[2]) == sorted(ours[2]) and "skip" in mine[0]
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
