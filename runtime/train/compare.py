@@ -187,6 +187,8 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     else:
         sys.stdout.write(render(records, args.format) + render_groups(found, args.format))
+        if tests and args.format == "markdown":
+            print()  # a line right under a markdown table would read as one of its rows
         for t, a, b in tests:
             print(groups.verdict_line(t, a, b))
     if args.plot:
