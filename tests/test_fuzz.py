@@ -33,7 +33,7 @@ VOCAB = sorted(
 )
 PUNCT = ["\t", ":", ": ", "[", "]", "{", "}", "-", "- ", "&", "*", "!", "#", '"', "'", " ", "\n", "|", ">", "%", "@", "`", ",", "?", "\x00", "\x07", "\ufeff", "\u2028", "é", "---\n", "..."]
 
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
 def assert_sound(text: str) -> None:
