@@ -130,3 +130,18 @@ def test_unet_equals_a_hand_written_one():
 def test_readme_zoo_table_is_current():
     """The README's table is what `python -m archcompiler.tools.zoo` prints now."""
     assert table() in (ROOT / "README.md").read_text(encoding="utf-8"), "run python -m archcompiler.tools.zoo and paste it into README.md"
+
+
+@pytest.mark.parametrize("spec", ["efficientnet_b0", "convnext_tiny"])
+def test_stochastic_depth_schedule_equals_torchvisions(spec):
+    """Eval outputs cannot see stochastic depth; the probabilities can be compared directly.
+    torchvision gives every block one (used only on a residual block); ours has a drop_path
+    node exactly where the block adds its shortcut."""
+    name, kwargs, _ = ZOO[spec]
+    theirs = [m.p for m in getattr(tv.models, name)(**kwargs).modules() if type(m).__name__ == "StochasticDepth"]
+    ours = archcompiler.compile(ROOT / "specs" / "examples" / f"{spec}.yaml").module()
+    block = {"efficientnet_b0": "Mbconv", "convnext_tiny": "CnBlock"}[spec]  # the emitted class of its blocks
+    mine = [getattr(m.drop, "p", None) for m in ours.modules() if type(m).__name__ == block]
+    assert len(mine) == len(theirs)
+    assert all(p is None or p == q for p, q in zip(mine, theirs)), list(zip(mine, theirs))
+    assert sum(p is not None for p in mine) == (9 if spec == "efficientnet_b0" else 18)
