@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 
@@ -814,3 +816,77 @@ def test_split_misuse_is_reported_at_the_split(change, code, message):
     lines = [line[: len(line) - len(line.lstrip())] + change if line.strip().startswith(key + ":") and line.startswith("  ") and not line.startswith("    ") else line for line in SPLIT_SPEC.splitlines()]
     diags = check_text("\n".join(lines) + "\n", "<split>").diagnostics
     assert [d.code for d in diags] == [code] and message in diags[0].message, [d.concise() for d in diags]
+
+
+# Found by review: three ways the one-class-per-block emitter went wrong.
+LONG_OPTIONAL_MERGE = spec("""
+    archc: 1
+    name: t
+    input: [8, 16, 16]
+    blocks:
+      blk:
+        params: {out: {type: integer, minimum: 1}}
+        nodes:
+          a_really_quite_long_projection_batchnorm_name_here: {type: conv, out: $out, kernel: 1}
+          add_the_residual_shortcut: {type: add, in: [input, a_really_quite_long_projection_batchnorm_name_here], when: $in_channels == $out, otherwise: a_really_quite_long_projection_batchnorm_name_here}
+    nodes:
+      a: {type: blk, out: 8}
+      b: {type: blk, out: 16}
+""")
+
+
+def test_a_long_optional_merge_keeps_the_input_it_adds():
+    """Split over lines, `x = x + y if flag else y` must not assign x before reading it."""
+    model = archcompiler.compile(LONG_OPTIONAL_MERGE).module().eval()
+    x = torch.randn(1, 8, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(model.a(x), x + model.a.a_really_quite_long_projection_batchnorm_name_here(x))
+
+
+def test_a_split_inside_a_block_with_optional_nodes():
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: t
+        input: [8, 8, 8]
+        blocks:
+          blk:
+            params: {expand: {type: integer, default: 1}}
+            nodes:
+              pre: {type: conv, out: $in_channels * $expand, kernel: 1, when: $expand != 1}
+              halves: {type: split, outputs: [keep, branch]}
+              c1: {type: conv, kernel: 1, in: branch}
+              cat: {type: concat, in: [keep, c1]}
+        nodes:
+          a: {type: blk, expand: 2}
+          b: {type: blk}
+    """))
+    assert net.source.count("class Blk(") == 1
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff")), reason="ruff not installed")
+def test_long_conditions_are_laid_out_as_ruff_format_does(tmp_path):
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: t
+        input: [8, 16, 16]
+        blocks:
+          blk:
+            params:
+              alpha_parameter_name: {type: integer, default: 1}
+              beta_parameter_name: {type: integer, default: 2}
+              gamma_parameter_name: {type: integer, default: 3}
+            nodes:
+              c: {type: conv, out: 8, kernel: 1, when: $alpha_parameter_name == 1 and $beta_parameter_name == 2 and $gamma_parameter_name == 3 and $in_channels == 8 and $alpha_parameter_name != $beta_parameter_name}
+              add: {type: add, in: [input, c], when: $alpha_parameter_name == 1 and $beta_parameter_name == 2 and $gamma_parameter_name == 3 and $in_channels == 8, otherwise: c}
+              fin: {type: activation, fn: relu}
+        nodes:
+          a: {type: blk}
+          b: {type: blk, alpha_parameter_name: 2}
+    """))
+    target = tmp_path / "model.py"
+    target.write_text(net.source)
+    ruff = os.path.join(os.path.dirname(sys.executable), "ruff")
+    fmt = subprocess.run([ruff, "format", "--isolated", "--line-length", "120", "--check", str(target)], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr + net.source
+    assert "        if (\n" in net.source and "        self.use_add = (\n" in net.source

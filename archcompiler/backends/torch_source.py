@@ -367,7 +367,8 @@ def _either(target: str, value: str, test: str, otherwise: str) -> str:
         return f"if {test}:\n    {target} = {value}"
     if len(render(line)) + 8 <= LINE_LENGTH:
         return line
-    return f"{target} = {otherwise}\nif {test}:\n    {target} = {value}"
+    # not `target = otherwise` first: `value` may read the variable `target` names (x = x + y)
+    return f"if {test}:\n    {target} = {value}\nelse:\n    {target} = {otherwise}"
 
 
 _NO_VALUE = object()
@@ -546,13 +547,54 @@ def wrap(code: str, indent: int, comment: str = "") -> list[str]:
         return [pad + code + comment]
     open_at, close_at = _outer_call(code)
     if open_at is None:
-        return [pad + code + comment]
+        return _parenthesized(code, indent, comment)
     head, inner, tail = code[: open_at + 1], code[open_at + 1 : close_at], code[close_at:]
     args = _split_args(inner)
     one_line = pad + "    " + ", ".join(args)
     if not code.startswith("def ") and len(one_line) <= LINE_LENGTH:
         return [pad + head, one_line, pad + tail + comment]
     return [pad + head, *(f"{pad}    {a}," for a in args), pad + tail + comment]
+
+
+def _parenthesized(code: str, indent: int, comment: str) -> list[str]:
+    """A statement with no call to split (a long condition), as ruff format writes it: the
+    right-hand side of `=`, or the test of an `if`, in parentheses on lines of its own, split
+    before each `or` (else each `and`) when one line is still too long."""
+    pad = " " * indent
+    if code.startswith("if ") and code.endswith(":"):
+        head, body, tail = "if (", code[3:-1], "):"
+    elif " = " in code:
+        lhs, body = code.split(" = ", 1)
+        head, tail = f"{lhs} = (", ")"
+    else:
+        return [pad + code + comment]
+    inner = pad + "    "
+    if len(inner) + len(body) <= LINE_LENGTH:
+        return [pad + head, inner + body, pad + tail + comment]
+    parts = _split_top(body, " or ") or _split_top(body, " and ")
+    if not parts:
+        return [pad + head, inner + body, pad + tail + comment]
+    op, pieces = parts
+    return [pad + head, inner + pieces[0], *(f"{inner}{op} {p}" for p in pieces[1:]), pad + tail + comment]
+
+
+def _split_top(text: str, sep: str):
+    """`text` split at `sep` outside brackets: (operator, pieces), or None when it has none."""
+    pieces, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and text.startswith(sep, i):
+            pieces.append(text[start:i])
+            start = i + len(sep)
+            i = start
+            continue
+        i += 1
+    pieces.append(text[start:])
+    return (sep.strip(), pieces) if len(pieces) > 1 else None
 
 
 def _outer_call(code: str):
