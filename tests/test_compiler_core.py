@@ -890,3 +890,29 @@ def test_long_conditions_are_laid_out_as_ruff_format_does(tmp_path):
     fmt = subprocess.run([ruff, "format", "--isolated", "--line-length", "120", "--check", str(target)], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr + net.source
     assert "        if (\n" in net.source and "        self.use_add = (\n" in net.source
+
+
+def test_an_instance_whose_optional_nodes_are_all_absent_is_the_identity(tmp_path):
+    """Like torchvision's nn.Identity in place of a block: check, emit and draw it."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: ident
+        input: [8, 16, 16]
+        blocks:
+          maybe:
+            params: {on: {type: boolean, default: false}}
+            nodes:
+              c: {type: conv, kernel: 3, padding: 1, when: $on}
+              r: {type: activation, when: $on}
+        nodes:
+          a: {type: maybe}
+          b: {type: maybe, on: true}
+    """))
+    assert net.graph.nodes["a"].body.output == "input" and net.graph.nodes["a"].meta["params"] == 0
+    assert_emitted_equals_inferred(net, batch=1)
+    model = net.module().eval()
+    x = torch.randn(1, 8, 16, 16)
+    assert torch.equal(model.a(x), x)
+    from archcompiler.backends.dot import to_dot
+
+    to_dot(net.graph, net.result.registry, expand=True)  # draws without a node in its cluster

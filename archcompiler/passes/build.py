@@ -442,6 +442,8 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
         at = scope.span("output") if "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path)) else scope.span("nodes", graph.output, key=True)
         scope.error("E302", f"the output '{graph.output}' is a split: name one of its parts ({', '.join(splits[graph.output])})", at)
         ok = False
+    elif graph.output == INPUT and graph.raw_output not in (None, INPUT):
+        pass  # every optional node on the way to the output is absent: this instance is the identity
     elif graph.output not in known or graph.output == INPUT:
         choices = [n for n in known if n != INPUT]
         scope.error("E302", f"the output '{graph.output}' is not a node{did_you_mean(graph.output, choices)}", scope.span("output"))
