@@ -916,3 +916,39 @@ def test_an_instance_whose_optional_nodes_are_all_absent_is_the_identity(tmp_pat
     from archcompiler.backends.dot import to_dot
 
     to_dot(net.graph, net.result.registry, expand=True)  # draws without a node in its cluster
+
+
+def test_expressions_inside_lists_kernel_pairs_and_split_sizes():
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: lst
+        input: [8, 16, 16]
+        blocks:
+          sep:
+            params:
+              k: {type: integer, default: 7}
+              a: {type: integer, default: 4}
+            nodes:
+              h: {type: conv, kernel: [1, $k], padding: [0, ($k - 1) // 2]}
+              v: {type: conv, kernel: [$k, 1], padding: ["($k - 1) // 2", 0]}
+              parts: {type: split, outputs: [p, q], sizes: [$a, $in_channels - $a]}
+              cat: {type: concat, in: [q, p]}
+        nodes:
+          s: {type: sep}
+          t: {type: sep, k: 3, a: 2}
+    """))
+    assert "kernel_size=[1, k], padding=[0, (k - 1) // 2]" in net.source
+    assert net.graph.nodes["t"].body.nodes["q"].shape == (6, 16, 16)
+    assert_emitted_equals_inferred(net, batch=1)
+    bad = check_text(spec("""
+        archc: 1
+        name: lst
+        input: [8, 16, 16]
+        blocks:
+          sep:
+            nodes:
+              h: {type: conv, kernel: [1, $kk]}
+        nodes:
+          s: {type: sep}
+    """), "<bad>").diagnostics
+    assert [(d.code, d.span.column) for d in bad] == [("E206", 35)], [d.concise() for d in bad]  # at the $

@@ -148,7 +148,7 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     given = _substitute(raw_given, here, scope)
     if given is None:
         return None
-    if not _check_params(block, given, here, scope, exprs={k: v for k, v in raw_given.items() if is_expression(v)}):
+    if not _check_params(block, given, here, scope, exprs={k: v for k, v in raw_given.items() if holds_expression(v)}):
         return None
     sym_given = _substitute(raw_given, here, scope, symbolic=True) if scope.sym_env is not None else None
     inputs = raw.get("in", previous)
@@ -262,7 +262,7 @@ def check_defaults(doc, registry: Registry, diags: Diagnostics) -> dict:
         if errors:
             report_schema_errors(errors, doc, diags, base=("defaults", type_name))
             continue
-        exprs = [k for k, v in values.items() if is_expression(v)]
+        exprs = [k for k, v in values.items() if holds_expression(v)]
         for k in exprs:
             diags.error("E206", f"defaults hold values, not $parameters: '{values[k]}'", doc.span(("defaults", type_name, k)))
         if not exprs:
@@ -324,48 +324,63 @@ def _with_index(scope: Scope, i: int) -> Scope:
 
 def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) -> dict | None:
     """Replace `$name` values and evaluate expressions over them (with Sym variables when
-    `symbolic`). In a definition, only check that each is well formed and declared."""
+    `symbolic`), whole values and list items alike (`kernel: [1, $k]`). In a definition,
+    only check that each is well formed and declared."""
     out = {}
     ok = True
     for k, v in given.items():
-        if not is_expression(v):
-            out[k] = v
-            continue
-        try:
-            tree = parse(v)
-        except ExprError as e:
-            hint = "; in { } quote an expression that holds a comma, e.g. out: \"max($a, 8)\"" if v.count("(") > v.count(")") else ""
-            scope.error_at("E208", f"bad expression in '{k}': {e}{hint}", char_span(scope, here + (k,), e.offset))
-            ok = False
-            continue
-        if scope.env is not None:
-            unknown = [(var, at) for var, at in variables(tree) if var not in scope.env]
-            if unknown:  # at top level, only a repeated node's $index is bound
-                var, at = unknown[0]
-                where = "is not a parameter of this block" if scope.blame is not None else "is not bound here: outside blocks, only a repeated node's parameters may use $index"
-                scope.error_at("E206", f"'${var}' {where}", char_span(scope, here + (k,), at))
-                ok = False
-                continue
-            try:
-                out[k] = evaluate(tree, scope.sym_env if symbolic else scope.env)
-            except ExprError as e:
-                scope.error_at("E208", f"'{here[1]}': {k} = {v}: {e}", char_span(scope, here + (k,), e.offset))
-                ok = False
-        elif scope.declared is not None:
-            for var, at in variables(tree):
-                if var not in scope.declared:
-                    hint = did_you_mean(var, scope.declared)
-                    scope.error("E206", f"'${var}' is not a parameter of this block{hint}", char_span(scope, here + (k,), at))
-                    ok = False
-            out[k] = v
+        if isinstance(v, list) and any(is_expression(x) for x in v):
+            items = [_expression(k, x, here + (k, i), scope, symbolic) if is_expression(x) else (True, x) for i, x in enumerate(v)]
+            ok = ok and all(good for good, _ in items)
+            out[k] = [x for _, x in items]
+        elif is_expression(v):
+            good, out[k] = _expression(k, v, here + (k,), scope, symbolic)
+            ok = ok and good
         else:
-            var, at = variables(tree)[0]
-            if var == INDEX:
-                scope.error("E206", f"'$index' numbers the instances of a repeated node, but node '{here[1]}' has no 'repeat'", char_span(scope, here + (k,), at))
-            else:
-                scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", char_span(scope, here + (k,), at))
-            ok = False
+            out[k] = v
     return out if ok else None
+
+
+def holds_expression(v) -> bool:
+    """A `$` expression, or a list with one among its items."""
+    return is_expression(v) or (isinstance(v, list) and any(is_expression(x) for x in v))
+
+
+def _expression(k: str, v: str, rel: tuple, scope: Scope, symbolic: bool) -> tuple[bool, object]:
+    """(ok, value) of the expression `v` written at `rel` (parameter `k`)."""
+    here = rel[:2]
+    try:
+        tree = parse(v)
+    except ExprError as e:
+        hint = "; in { } quote an expression that holds a comma, e.g. out: \"max($a, 8)\"" if v.count("(") > v.count(")") else ""
+        scope.error_at("E208", f"bad expression in '{k}': {e}{hint}", char_span(scope, rel, e.offset))
+        return False, v
+    if scope.env is not None:
+        unknown = [(var, at) for var, at in variables(tree) if var not in scope.env]
+        if unknown:  # at top level, only a repeated node's $index is bound
+            var, at = unknown[0]
+            where = "is not a parameter of this block" if scope.blame is not None else "is not bound here: outside blocks, only a repeated node's parameters may use $index"
+            scope.error_at("E206", f"'${var}' {where}", char_span(scope, rel, at))
+            return False, v
+        try:
+            return True, evaluate(tree, scope.sym_env if symbolic else scope.env)
+        except ExprError as e:
+            scope.error_at("E208", f"'{here[1]}': {k} = {v}: {e}", char_span(scope, rel, e.offset))
+            return False, v
+    if scope.declared is not None:
+        ok = True
+        for var, at in variables(tree):
+            if var not in scope.declared:
+                hint = did_you_mean(var, scope.declared)
+                scope.error("E206", f"'${var}' is not a parameter of this block{hint}", char_span(scope, rel, at))
+                ok = False
+        return ok, v
+    var, at = variables(tree)[0]
+    if var == INDEX:
+        scope.error("E206", f"'$index' numbers the instances of a repeated node, but node '{here[1]}' has no 'repeat'", char_span(scope, rel, at))
+    else:
+        scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", char_span(scope, rel, at))
+    return False, v
 
 
 def char_span(scope: Scope, rel: tuple, offset: int) -> Span:
@@ -382,7 +397,7 @@ def _check_params(block, given: dict, here: tuple, scope: Scope, exprs: dict | N
     expression computed is blamed on the expression; any other on the call site."""
     schema = block.param_schema()
     if scope.declared is not None:  # a definition: `$param` values are checked when bound
-        pending = {k for k, v in given.items() if is_expression(v)}
+        pending = {k for k, v in given.items() if holds_expression(v)}
         given = {k: v for k, v in given.items() if k not in pending}
         schema = dict(schema, required=[r for r in schema["required"] if r not in pending])
     errors = list(validator(schema).iter_errors(given))
