@@ -952,3 +952,25 @@ def test_expressions_inside_lists_kernel_pairs_and_split_sizes():
           s: {type: sep}
     """), "<bad>").diagnostics
     assert [(d.code, d.span.column) for d in bad] == [("E206", 35)], [d.concise() for d in bad]  # at the $
+
+
+def test_index_that_changes_the_width_inside_a_block_hands_each_instance_its_input():
+    """Found by a hostile-input hunt: `out: 8 + $index` inside a block crashed (KeyError), and
+    each instance must read the previous one's width, 8 + (index - 1), in the emitted loop."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: t
+        input: [16, 32, 32]
+        blocks:
+          stage:
+            params: {n: {type: integer, default: 3}}
+            nodes:
+              u: {type: conv, repeat: $n, out: 8 + $index, kernel: 1}
+              v: {type: conv, repeat: 2, out: 4 + $index, kernel: 1, first: {out: 5}}
+        nodes:
+          s: {type: stage}
+          t: {type: stage, n: 4}
+    """))
+    assert "*[nn.Conv2d(8 + (index - 1), 8 + index, kernel_size=1) for index in range(1, n)]" in net.source
+    assert net.graph.nodes["t"].shape == (5, 32, 32) and net.graph.nodes["t"].body.nodes["u"].shape == (11, 32, 32)
+    assert_emitted_equals_inferred(net, batch=1)

@@ -69,7 +69,8 @@ PARAM_DECL = {
 
 
 def _schema(registry: Registry | None, editor: bool) -> dict:
-    ident = {"type": "string", "pattern": IDENTIFIER, "not": {"enum": RESERVED_NAMES}}
+    # reserved words, and names with a leading "_" (nn.Module keeps its own state in _modules & co.)
+    ident = {"type": "string", "pattern": IDENTIFIER, "not": {"anyOf": [{"enum": RESERVED_NAMES}, {"pattern": "^_"}]}}
     ref = {"type": "string", "pattern": IDENTIFIER}
     node = {
         "type": "object",
@@ -292,6 +293,8 @@ def _translate(err, base: tuple, allowed_extra):
         outer = where(path[:-1]) if path else ""
         if isinstance(name, str) and name in RESERVED_NAMES:
             yield "E105", f"{what} name '{name}'{outer} is reserved: it would clash with Python or nn.Module", key_path, True
+        elif isinstance(name, str) and name.startswith("_") and name.isidentifier():
+            yield "E105", f"{what} name '{name}'{outer} starts with '_': nn.Module keeps its own state in such attributes", key_path, True
         else:
             yield "E105", f"{what} name '{name}'{outer} is not a Python identifier (letters, digits and _, not starting with a digit)", key_path, True
         return
@@ -325,6 +328,9 @@ def _translate(err, base: tuple, allowed_extra):
         return
     if v == "not" and isinstance(inst, str) and inst in RESERVED_NAMES:
         yield "E105", f"{_field(path)}{where(path)} cannot be '{inst}': the name is reserved (it would clash with Python or nn.Module)", path, False
+        return
+    if v == "not" and isinstance(inst, str) and inst.startswith("_"):
+        yield "E105", f"{_field(path)}{where(path)} cannot be '{inst}': names may not start with '_' (nn.Module keeps its own state in such attributes)", path, False
         return
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         rel = {"minimum": "at least", "exclusiveMinimum": "greater than", "maximum": "at most", "exclusiveMaximum": "less than"}[v]

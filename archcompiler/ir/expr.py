@@ -191,6 +191,16 @@ def substitute(v, bindings: dict):
     return Sym(expr, v.value, v.prec) if _VAR.search(expr) else v.value
 
 
+def rebind(v, name: str, to):
+    """`v` with the variable `name` replaced by `to` (a Sym or a plain value), other variables
+    kept; the value is unchanged (the caller rewrites what the same value is called)."""
+    mark = f"{VAR_OPEN}{name}{VAR_CLOSE}"
+    if not isinstance(v, Sym) or mark not in v.expr:
+        return v
+    expr = v.expr.replace(mark, to._wrap(ATOM) if isinstance(to, Sym) else _operand(to, ATOM))
+    return Sym(expr, v.value, v.prec) if _VAR.search(expr) else v.value
+
+
 def literal(v) -> str:
     """Python source for a parameter value: a Sym's expression, or a literal."""
     if isinstance(v, Sym):

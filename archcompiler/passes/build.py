@@ -186,7 +186,7 @@ def _split_parts(name: str, raw: dict, spec_nodes: dict, nodes: dict, scope: Sco
         scope.error("E212", f"split '{name}' cannot take '{key}': its parts are nodes of their own", scope.span("nodes", name, key, key=True))
         return None
     for i, part in enumerate(parts):
-        taken = "a node" if part in spec_nodes or part in nodes else "reserved" if part in RESERVED_NAMES else None
+        taken = "a node" if part in spec_nodes or part in nodes else "reserved" if part in RESERVED_NAMES or part.startswith("_") else None
         if taken:
             what = "the name of a node" if taken == "a node" else "a reserved name (it becomes a variable of forward)"
             scope.error("E212", f"split '{name}' names a part '{part}', which is {what}; choose another", scope.span("nodes", name, "outputs", i))
@@ -412,7 +412,7 @@ def _check_params(block, given: dict, here: tuple, scope: Scope, exprs: dict | N
         for d in inner:
             if d.span in at_expr:
                 expr = at_expr[d.span]
-                hint = "; // divides to an integer" if "must be an integer" in d.message and "/" in expr.replace("//", "") else ""
+                hint = "; // divides to an integer" if "must be an integer" in d.message and "/" in str(expr).replace("//", "") else ""
                 scope.error_at(d.code, f"{d.message}, from {expr}{hint}", d.span)
             elif scope.blame is None:
                 scope.diags.error(d.code, d.message, d.span, d.notes)

@@ -62,6 +62,10 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
     (its uses are then skipped: every instance would repeat the same error)."""
     declared = tuple(block.params) + block.builtin_vars
     sound = True
+    for pname in block.params:
+        if pname in BUILTIN_VARS:  # a named input's own ($skip_channels) are reported at the input
+            diags.error("E211", f"parameter '{pname}' of block '{block.name}' has the name of a built-in, bound from an input's shape; rename it", block.doc.span(block.path + ("params", pname), key=True))
+            sound = False
     for i, n in enumerate(block.extra_inputs):
         clash = "node" if n in block.nodes else "parameter" if n in block.params else None
         bound = [v for v in block.builtin_vars[len(BUILTIN_VARS):] if v.startswith(f"{n}_") and v in block.params]

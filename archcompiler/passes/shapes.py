@@ -16,14 +16,15 @@ from dataclasses import replace
 
 from archcompiler.blocks.composite import EXTRA_DIMS
 from archcompiler.blocks.registry import ShapeError
-from archcompiler.ir.expr import Sym, substitute
+from archcompiler.ir.expr import Sym, rebind, substitute
 from archcompiler.ir.graph import Graph, Node, topological_order
-from archcompiler.passes.build import Scope, build_graph
+from archcompiler.passes.build import INDEX, Scope, build_graph
 
 SPATIAL_VARS = ("in_channels", "in_height", "in_width")
 
 
-def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tuple | None = None, others: tuple = ()) -> bool:
+def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tuple | None = None, others: tuple = (),
+                 index_step: bool = False) -> bool:
     """Fill meta['shape'] everywhere. Returns False if any node failed (others still run).
     `sym_input`: the input's shape in the frame's parameters, when it is not the frame's own
     input (a repeated node's body). `others`: the shapes of a composite's named inputs."""
@@ -54,6 +55,8 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tupl
                 block = scope.registry.get(node.type)
                 node.meta["shape"] = tuple(block.infer(node.params, ins, refs, node.inputs))
                 _infer_symbolic(node, graph, block, scope)
+            if index_step and "sym_shape" in node.meta:  # a repeat's instance: seen by the next one
+                node.meta["sym_shape"] = tuple(rebind(d, INDEX, Sym.var(INDEX, 0) - 1) for d in node.meta["sym_shape"])
         except _Reported:
             ok = False
         except ShapeError as e:
@@ -127,10 +130,12 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
 
 def _repeat(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
     """A repeated node's instances, inline in the same frame: their parameters are written in
-    the same block parameters as the node's."""
+    the same block parameters as the node's. Inside a block `$index` is a variable of the
+    emitted loop, so an instance's output shape is handed on in the next instance's `index`
+    (`8 + index` becomes `8 + (index - 1)`) and out of the loop in its count."""
     sym_in = graph.nodes[node.inputs[0]].meta["sym_shape"]
     inner = replace(scope, blame=scope.blame or node.span, trail=scope.trail + [(node.name, node.display_type)])
-    if not infer_shapes(node.body, in_shape, inner, sym_input=sym_in):
+    if not infer_shapes(node.body, in_shape, inner, sym_input=sym_in, index_step=scope.sym_env is not None):
         raise _Reported()
     for inst in node.body.layers():  # stacked in an nn.Sequential: each must be a module
         block = scope.registry.get(inst.type)
@@ -139,7 +144,7 @@ def _repeat(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
             raise ShapeError(f"'{inst.type}' computes without a module of its own here and cannot be repeated; write its instances out", param="repeat", code="E209")
     out = node.body.nodes[node.body.output]
     node.meta["sym_params"] = node.params
-    node.meta["sym_shape"] = out.meta["sym_shape"]
+    node.meta["sym_shape"] = tuple(rebind(d, INDEX, node.meta.get("sym_repeat", node.meta["repeat"])) for d in out.meta["sym_shape"])
     return out.shape
 
 
