@@ -55,9 +55,8 @@ class Graph:
     partial: bool = False  # some nodes failed to build (and were reported); rules may still run
     inputs: list = field(default_factory=lambda: [INPUT])  # `input`, then a composite's named inputs
     # Optional nodes (`when:`): name -> (condition as written, the node that stands in when it
-    # is absent); those absent here; the output as written, before any stand-in.
+    # is absent; those absent here are not in `nodes`); the output as written, before any stand-in.
     optional: dict = field(default_factory=dict)
-    absent: set = field(default_factory=set)
     raw_output: str | None = None
     written: list = field(default_factory=list)  # every node's name as written, present or not
 

@@ -116,7 +116,7 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             node.inputs = [stand_in.get(i, i) for i in node.inputs]
             node.refs = {k: stand_in.get(r, r) for k, r in node.refs.items()}
         output = stand_in.get(output, output)
-    graph = Graph(name, nodes, output, span=scope.span(key=True), inputs=[INPUT, *extra], optional=optional, absent=set(absent), raw_output=raw_output,
+    graph = Graph(name, nodes, output, span=scope.span(key=True), inputs=[INPUT, *extra], optional=optional, raw_output=raw_output,
                   written=[part for n in spec_nodes for part in (splits.get(n) or [n])])  # a split is its parts
     refs_ok = _check_references(graph, spec_nodes, scope, skip=(set(spec_nodes) - set(nodes) - set(splits)) | failed_parts, splits=splits)
     graph.partial = not (ok and refs_ok)
