@@ -571,30 +571,11 @@ def _parenthesized(code: str, indent: int, comment: str) -> list[str]:
     inner = pad + "    "
     if len(inner) + len(body) <= LINE_LENGTH:
         return [pad + head, inner + body, pad + tail + comment]
-    parts = _split_top(body, " or ") or _split_top(body, " and ")
-    if not parts:
-        return [pad + head, inner + body, pad + tail + comment]
-    op, pieces = parts
-    return [pad + head, inner + pieces[0], *(f"{inner}{op} {p}" for p in pieces[1:]), pad + tail + comment]
-
-
-def _split_top(text: str, sep: str):
-    """`text` split at `sep` outside brackets: (operator, pieces), or None when it has none."""
-    pieces, depth, start, i = [], 0, 0, 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0 and text.startswith(sep, i):
-            pieces.append(text[start:i])
-            start = i + len(sep)
-            i = start
-            continue
-        i += 1
-    pieces.append(text[start:])
-    return (sep.strip(), pieces) if len(pieces) > 1 else None
+    for op in ("or", "and"):
+        pieces = _split_top(body, f" {op} ")
+        if len(pieces) > 1:
+            return [pad + head, inner + pieces[0], *(f"{inner}{op} {p}" for p in pieces[1:]), pad + tail + comment]
+    return [pad + head, inner + body, pad + tail + comment]
 
 
 def _outer_call(code: str):
@@ -622,8 +603,14 @@ def _outer_call(code: str):
 
 
 def _split_args(inner: str) -> list[str]:
-    args, depth, start, quote = [], 0, 0, None
-    for i, ch in enumerate(inner):
+    return [a.strip() for a in _split_top(inner, ",") if a.strip()]
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """`text` split at `sep` where it stands outside brackets and string literals."""
+    pieces, depth, start, quote, i = [], 0, 0, None, 0
+    while i < len(text):
+        ch = text[i]
         if quote:
             quote = None if ch == quote else quote
         elif ch in "\"'":
@@ -632,11 +619,12 @@ def _split_args(inner: str) -> list[str]:
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        elif ch == "," and depth == 0:
-            args.append(inner[start:i].strip())
-            start = i + 1
-    args.append(inner[start:].strip())
-    return [a for a in args if a]
+        elif depth == 0 and text.startswith(sep, i):
+            pieces.append(text[start:i])
+            i = start = i + len(sep)
+            continue
+        i += 1
+    return pieces + [text[start:]]
 
 
 def _shape_comment(shape: tuple, in_shape: tuple | None, symbolic: bool = False, generic: bool = False) -> str:
