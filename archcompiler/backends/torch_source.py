@@ -177,8 +177,8 @@ class Emitter:
             in_shape = inst.body.input.meta["sym_shape"]
             shape = node.meta["sym_shape"]
             comments = {_shape_comment(i.body.nodes[n].meta["sym_shape"], i.body.input.meta["sym_shape"], True) for i in instances if n in i.body.nodes}
-            comment = comments.pop() if len(comments) == 1 else _shape_comment(shape, in_shape, True, True)
             generic = _shape_comment(shape, in_shape, True, True)
+            comment = comments.pop() if len(comments) == 1 else generic
             if n not in first.optional:
                 if ctor is not None:
                     init.append((f"self.{n} = {ctor}", node))

@@ -32,6 +32,13 @@ RESERVED_NAMES = sorted(
         "train", "type", "xpu", "zero_grad",
     }
 )
+# Besides these, no name may start with "_": nn.Module keeps its own state in _modules & co.
+RESERVED_PREFIX = "_"
+
+
+def reserved_name(name: str) -> bool:
+    """Whether a user's name would clash with Python or nn.Module (the spec schema's rule)."""
+    return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIX)
 
 @dataclass(frozen=True)
 class Family:

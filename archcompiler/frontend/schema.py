@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from archcompiler.blocks.registry import IDENTIFIER, RESERVED_NAMES, Registry
+from archcompiler.blocks.registry import IDENTIFIER, RESERVED_NAMES, RESERVED_PREFIX, Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
 from runtime.vocab import OPTIMIZERS  # the trainer's names, one definition (imports no torch)
@@ -70,7 +70,7 @@ PARAM_DECL = {
 
 def _schema(registry: Registry | None, editor: bool) -> dict:
     # reserved words, and names with a leading "_" (nn.Module keeps its own state in _modules & co.)
-    ident = {"type": "string", "pattern": IDENTIFIER, "not": {"anyOf": [{"enum": RESERVED_NAMES}, {"pattern": "^_"}]}}
+    ident = {"type": "string", "pattern": IDENTIFIER, "not": {"anyOf": [{"enum": RESERVED_NAMES}, {"pattern": f"^{RESERVED_PREFIX}"}]}}
     ref = {"type": "string", "pattern": IDENTIFIER}
     node = {
         "type": "object",
@@ -293,7 +293,7 @@ def _translate(err, base: tuple, allowed_extra):
         outer = where(path[:-1]) if path else ""
         if isinstance(name, str) and name in RESERVED_NAMES:
             yield "E105", f"{what} name '{name}'{outer} is reserved: it would clash with Python or nn.Module", key_path, True
-        elif isinstance(name, str) and name.startswith("_") and name.isidentifier():
+        elif isinstance(name, str) and name.startswith(RESERVED_PREFIX) and name.isidentifier():
             yield "E105", f"{what} name '{name}'{outer} starts with '_': nn.Module keeps its own state in such attributes", key_path, True
         else:
             yield "E105", f"{what} name '{name}'{outer} is not a Python identifier (letters, digits and _, not starting with a digit)", key_path, True
@@ -329,7 +329,7 @@ def _translate(err, base: tuple, allowed_extra):
     if v == "not" and isinstance(inst, str) and inst in RESERVED_NAMES:
         yield "E105", f"{_field(path)}{where(path)} cannot be '{inst}': the name is reserved (it would clash with Python or nn.Module)", path, False
         return
-    if v == "not" and isinstance(inst, str) and inst.startswith("_"):
+    if v == "not" and isinstance(inst, str) and inst.startswith(RESERVED_PREFIX):
         yield "E105", f"{_field(path)}{where(path)} cannot be '{inst}': names may not start with '_' (nn.Module keeps its own state in such attributes)", path, False
         return
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from archcompiler.blocks.registry import RESERVED_NAMES, Registry
+from archcompiler.blocks.registry import Registry, reserved_name
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import report_schema_errors, validator
@@ -186,7 +186,7 @@ def _split_parts(name: str, raw: dict, spec_nodes: dict, nodes: dict, scope: Sco
         scope.error("E212", f"split '{name}' cannot take '{key}': its parts are nodes of their own", scope.span("nodes", name, key, key=True))
         return None
     for i, part in enumerate(parts):
-        taken = "a node" if part in spec_nodes or part in nodes else "reserved" if part in RESERVED_NAMES or part.startswith("_") else None
+        taken = "a node" if part in spec_nodes or part in nodes else "reserved" if reserved_name(part) else None
         if taken:
             what = "the name of a node" if taken == "a node" else "a reserved name (it becomes a variable of forward)"
             scope.error("E212", f"split '{name}' names a part '{part}', which is {what}; choose another", scope.span("nodes", name, "outputs", i))
@@ -314,7 +314,7 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
 
 def _with_index(scope: Scope, i: int) -> Scope:
     """The scope of a repeated node's instance `i`: its parameters may use `$index` (0, 1, ...),
-    a plain number even inside a block, so each instance's code holds its own value."""
+    a plain number at top level and, inside a block, a Sym variable that the emitted loop binds."""
     if scope.declared is not None:  # a definition being checked: any instance will do
         return replace(scope, declared=scope.declared + (INDEX,))
     # inside a block, a variable the emitted loop binds: `[Res(sd=0.1 * index / n) for index in range(n)]`
@@ -329,7 +329,7 @@ def _substitute(given: dict, here: tuple, scope: Scope, symbolic: bool = False) 
     out = {}
     ok = True
     for k, v in given.items():
-        if isinstance(v, list) and any(is_expression(x) for x in v):
+        if isinstance(v, list) and holds_expression(v):
             items = [_expression(k, x, here + (k, i), scope, symbolic) if is_expression(x) else (True, x) for i, x in enumerate(v)]
             ok = ok and all(good for good, _ in items)
             out[k] = [x for _, x in items]
