@@ -70,7 +70,11 @@ def entry() -> None:
         # Errors meant for users carry an `exit_code` (archcompiler.errors, runtime.errors);
         # the two packages stay independent of each other by agreeing on that attribute only.
         code = getattr(e, "exit_code", None)
-        if code is None:
+        missing = _missing_dependency(e) if isinstance(e, ModuleNotFoundError) else None
+        if missing is not None and not os.environ.get("ARCHC_DEBUG"):
+            sys.stderr.write(f"archc: error: {missing}\n")  # the environment, not archc, lacks it
+            code = 1
+        elif code is None:
             if os.environ.get("ARCHC_DEBUG"):
                 raise
             sys.stderr.write(
@@ -83,6 +87,21 @@ def entry() -> None:
                 _ignore_interrupts()
             sys.stderr.write(f"archc: error: {e}\n")
     sys.exit(code)
+
+
+# Import names whose distribution is named otherwise, for the install hint.
+DISTRIBUTIONS = {"yaml": "pyyaml", "PIL": "pillow", "google": "protobuf"}
+
+
+def _missing_dependency(e: ModuleNotFoundError) -> str | None:
+    """A message for a third-party package this environment lacks; None for one of archc's
+    own modules (which is a bug, reported as such)."""
+    top = (e.name or "").split(".")[0]
+    if not top or top in ("archcompiler", "runtime", "bench", "tests"):
+        return None
+    package = DISTRIBUTIONS.get(top, top)
+    return (f"this needs the Python package '{package}', which is not installed in {sys.prefix} "
+            f"(`make setup` installs everything archc uses; or: python -m pip install {package})")
 
 
 def _ignore_interrupts() -> None:

@@ -4,10 +4,12 @@
 accuracy so far in the epoch, learning rate, images/s) and per epoch (train and validation
 loss, accuracy in percent, top-5), and the model's layer table as text. The model graph is
 not written: tracing it costs a forward pass under torch.jit and often fails on compiled
-models, for a picture `archc render` already draws. Only rank 0 writes.
+models, for a picture `archc render` already draws. Only rank 0 writes. Without the
+tensorboard package the run trains on with a warning: the events only mirror metrics.jsonl.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -16,7 +18,12 @@ class Dashboard:
         self.writer = None
         if run_dir is None:
             return
-        from torch.utils.tensorboard import SummaryWriter
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:  # the events are a view of metrics.jsonl, which is written anyway
+            print(f"warning: no TensorBoard events for this run: {e} (make setup installs tensorboard); "
+                  "metrics.jsonl and the curves are written as usual", file=sys.stderr)
+            return
 
         # purge_step: a resumed run hides the events logged after its checkpoint, so the
         # curves show the run as it continued, not the steps that were redone.
