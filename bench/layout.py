@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import torch
 
 import archcompiler
-from runtime import allocator
+from runtime import allocator, vocab
 from runtime.bench.device import resolve_device
 from runtime.bench.envelope import envelope, write_results
 from runtime.bench.runner import median_interval
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     used = allocator.for_device(device.type)  # as archc train does on the CPU
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as archc train does on CUDA
+    vocab.fast_device_settings(device.type)  # as archc train does on CUDA
     rows = []
     for name in args.specs:
         row = measure(name, device, args.mode, args.batch_size, args.amp, args.warmup, args.iters)

@@ -71,6 +71,18 @@ def device_kind(requested: str) -> str:
     return "cuda" if requested.startswith("cuda") else "cpu"
 
 
+def fast_device_settings(device_type: str) -> None:
+    """What archc train, archc bench and bench/layout.py all run CUDA with, so that a benchmark
+    measures the configuration training uses: cuDNN's autotuner (one input size throughout, so
+    the tuned kernels pay off at once) and TF32 for the float32 matmuls and convolutions that
+    run outside bf16 autocast. Nothing on the CPU."""
+    if device_type == "cuda":
+        import torch
+
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+
+
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = DEFAULT_MOMENTUM):
     """The torch optimizer called `name`; momentum reaches only those that use it."""
     import torch

@@ -331,6 +331,32 @@ def test_save_then_compare_through_the_cli(tiny, fake_peak, monkeypatch, tmp_pat
     assert "compare medians only" in out  # one timed step: no interval can be drawn, and the output says so
 
 
+def test_a_run_stopped_part_way_keeps_the_groups_it_measured(tiny, fake_peak, monkeypatch, tmp_path):
+    """--save rewrites the file after each group of rows, so a deadline or Ctrl-C in the second
+    group leaves the first group's rows on disk, marked incomplete, and the docs say so."""
+    calls = []
+
+    def timings(steps, iters, device):
+        calls.append(1)
+        if len(calls) == 2 and stop:
+            raise KeyboardInterrupt  # stopped while timing batch 4
+        return fixed_timings(0.010)(steps, iters, device)
+
+    stop = True
+    monkeypatch.setattr(runner, "time_interleaved", timings)
+    saved = tmp_path / "stopped.json"
+    args = [tiny, "--compile", "off", "--mode", "infer", "--batch-size", "2,4", "--warmup", "1", "--iters", "1", "--quiet"]
+    with pytest.raises(KeyboardInterrupt):
+        cli_bench.main(args + ["--save", str(saved)])
+    kept = load(saved)
+    assert kept.complete is False and [(r.batch_size, r.images_per_s) for r in kept.rows] == [(2, pytest.approx(200.0))]
+    data = {**kept.to_dict(), "_file": "stopped.json"}
+    assert docs.STOPPED in "\n".join(docs.render_file(data))
+    stop = False  # timings() reads it through the closure: this run is not stopped
+    assert cli_bench.main(args + ["--save", str(saved)]) == 0
+    assert load(saved).complete is True and [r.batch_size for r in load(saved).rows] == [2, 4]
+
+
 def test_save_name_lands_in_the_results_dir():
     assert str(cli_bench.result_path("", "bench/results", "AMD EPYC (2 CPUs)")) == "bench/results/archc-bench-amd-epyc-2-cpus.json"
     assert str(cli_bench.result_path("base", "r", "x")) == "r/base.json"

@@ -232,7 +232,10 @@ def main(argv: list[str]) -> int:
         warmup=args.warmup, iters=args.iters, peak_refresh=args.peak_refresh, breakdown=args.breakdown,
     )
     command = "archc bench " + " ".join(shlex.quote(a) for a in argv)
-    result = run(loads, config, command=command, progress=None if args.quiet else stderr_progress)
+    # With --save, the file is rewritten after each group of rows (marked incomplete until the
+    # end), so a run stopped part-way, by a deadline or Ctrl-C, keeps the rows it measured.
+    partial = (lambda so_far: save(so_far, save_path)) if save_path is not None else None
+    result = run(loads, config, command=command, progress=None if args.quiet else stderr_progress, on_group=partial)
     if args.predict:
         predict_rows(result, args.specs, {w.spec: w.optimizer for w in loads})
     sys.stdout.write(render(result, args.format))

@@ -35,6 +35,7 @@ END = "<!-- END GENERATED: hand-written notes below this line are kept when the 
 HAND_HEADING = "## Hand-written notes (not generated; to be converted into bench/results files)"
 ENVELOPE = ("kind", "machine", "date", "torch", "command", "device", "rows", "figures")
 KIND_ORDER = {"archc-bench": 0, "pytest-benchmark": 1}
+STOPPED = "Stopped part-way (a deadline or Ctrl-C): these are the rows it measured before that; the rest of the command's rows are missing."
 
 
 def load_results(results: Path) -> tuple[list[dict], list[str]]:
@@ -131,6 +132,8 @@ def render_file(d: dict) -> list[str]:
     out = [head, ""]
     if d.get("command"):
         out += [f"Command: `{d['command']}`", ""]
+    if d.get("complete") is False:
+        out += [STOPPED, ""]
     out += (render_archc_bench(d) if d["kind"] == "archc-bench" else render_generic(d))
     out += [f"Source: `{d['_file']}`", ""]
     return out
@@ -230,7 +233,8 @@ def render_card(files: list[dict]) -> list[str]:
     profiled = breakdown_lines([r for d in files for r in d.get("rows", [])])
     if profiled:
         out += ["Step time by op family (`--breakdown`, kernel time on the GPU):", ""] + [f"- {line}" for line in profiled] + [""]
-    out += ["Sources: " + ", ".join(f"`{d['_file']}` (`{d.get('command', '')}`)" for d in files), ""]
+    out += ["Sources: " + ", ".join(f"`{d['_file']}` (`{d.get('command', '')}`)" + (" (stopped part-way)" if d.get("complete") is False else "")
+                                    for d in files), ""]
     return out
 
 

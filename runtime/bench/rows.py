@@ -86,6 +86,7 @@ class BenchResult:
     load_average: list[float] | None = None  # 1-minute load, before and after: how busy the machine was
     allocator: str = ""  # how host memory was allocated (runtime.allocator); "" in files from before it was recorded
     pooled: dict | None = None  # emitted/reference over all paired rounds of the run (runner.pooled_ratio)
+    complete: bool = True  # False: saved part-way (after a group of rows), the run did not finish
     kind: str = KIND
 
     def to_dict(self) -> dict:

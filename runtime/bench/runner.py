@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from runtime import allocator
+from runtime import allocator, vocab
 from runtime.bench.breakdown import profile_step
 from runtime.bench.device import device_name, resolve_device
 from runtime.bench.memory import measure_peak
@@ -66,42 +66,51 @@ class BenchConfig:
 
 
 def run(workloads: list[Workload], config: BenchConfig, command: str = "",
-        progress: Callable[[str], None] | None = None) -> BenchResult:
-    """Benchmark every workload under every mode, batch size and compile setting of `config`."""
+        progress: Callable[[str], None] | None = None,
+        on_group: Callable[[BenchResult], None] | None = None) -> BenchResult:
+    """Benchmark every workload under every mode, batch size and compile setting of `config`.
+    `on_group` gets the result so far (`complete` False) after each group of rows, so a run
+    stopped part-way can keep what it measured (archc bench --save writes it each time)."""
     if config.warmup < 1 or config.iters < 1:
         raise RuntimeUsageError("--warmup and --iters must be at least 1 (the first warm-up step compiles)")
     say = progress or (lambda msg: None)
     device = resolve_device(config.device)
     memory_source = allocator.for_device(device.type)  # as archc train does: CPU steps reuse warm pages
+    vocab.fast_device_settings(device.type)  # as archc train runs CUDA
     load_before = _load()
     say(f"measuring the peak of {device_name(device)} ({'bf16' if config.amp == 'bf16' else 'fp32'}) ...")
     peak = device_peak(device, "bf16" if config.amp == "bf16" else "fp32", refresh=config.peak_refresh)
     say(peak.describe())
     rows: list[Row] = []
     memory_method = ""
+
+    def result(complete: bool) -> BenchResult:
+        return BenchResult(
+            machine=device_name(device),
+            date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            torch=torch.__version__,
+            command=command,
+            device=device.type,
+            threads=torch.get_num_threads(),
+            peak=asdict(peak),
+            memory_method=memory_method,
+            config={k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)},
+            rows=list(rows),
+            load_average=None if load_before is None else [load_before, _load()],
+            allocator=memory_source,
+            pooled=pooled_ratio(rows),
+            complete=complete,
+        )
+
     specs = list(dict.fromkeys(w.spec for w in workloads))
-    for spec in specs:
-        group = [w for w in workloads if w.spec == spec]
-        for mode in config.modes:
-            for batch in config.batch_sizes:
-                got, method = _run_group(group, mode, batch, device, config, peak, say)
-                rows += got
-                memory_method = method or memory_method
-    return BenchResult(
-        machine=device_name(device),
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        torch=torch.__version__,
-        command=command,
-        device=device.type,
-        threads=torch.get_num_threads(),
-        peak=asdict(peak),
-        memory_method=memory_method,
-        config={k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)},
-        rows=rows,
-        load_average=None if load_before is None else [load_before, _load()],
-        allocator=memory_source,
-        pooled=pooled_ratio(rows),
-    )
+    groups = [(spec, mode, batch) for spec in specs for mode in config.modes for batch in config.batch_sizes]
+    for i, (spec, mode, batch) in enumerate(groups):
+        got, method = _run_group([w for w in workloads if w.spec == spec], mode, batch, device, config, peak, say)
+        rows += got
+        memory_method = method or memory_method
+        if on_group is not None and i < len(groups) - 1:
+            on_group(result(complete=False))
+    return result(complete=True)
 
 
 def _load() -> float | None:
@@ -118,6 +127,8 @@ class _Candidate:
     row: Row
     step: Callable[[], None] | None = None
     warm_times: list[float] = field(default_factory=list)
+    cudagraphs: bool = False  # compiled with mode="reduce-overhead" on CUDA
+    cudagraph_skips: int = 0  # times inductor declined to capture a CUDA graph while warming up
 
 
 def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[list[Row], str]:
@@ -136,7 +147,7 @@ def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[lis
             continue
         cand.step, cand.warm_times = fitted.value
         cand.row.batch_run = fitted.batch_size
-        cand.row.note = fitted.note()
+        cand.row.note = "; ".join(filter(None, [fitted.note(), _cudagraph_note(cand)]))
     live = [c for c in cands if c.step is not None]
     memory_method = ""
     try:
@@ -146,6 +157,8 @@ def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[lis
             for i, cand in enumerate(live):
                 _fill(cand, timings[str(i)], peak)
         for cand in live:
+            if cand.cudagraphs:  # a replayed graph allocates nothing the allocator sees: no figure beats a wrong one
+                continue
             mem = measure_peak(cand.step, device)
             cand.row.peak_mem_bytes, cand.row.step_mem_bytes, memory_method = mem.peak_bytes, mem.step_bytes, mem.method
         if config.breakdown and live:
@@ -187,6 +200,7 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
         kwargs = {"fullgraph": True, **config.compile_kwargs}
         net = torch.compile(model, **kwargs)
     cudagraphs = cand.compiled and device.type == "cuda" and "reduce-overhead" in str(config.compile_kwargs.get("mode", ""))
+    cand.cudagraphs = cudagraphs
     step = make_step(net, model, mode, batch, w.input_shape, w.num_classes, device, amp=config.amp,
                      channels_last=config.channels_last, optimizer=w.optimizer or config.optimizer, lr=config.lr, cudagraphs=cudagraphs)
     # Compilation happens in the first calls, so inductor's settings must be on while they run.
@@ -195,9 +209,28 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
         patches["freezing"] = True
     if cand.compiled and config.cold_compile:
         patches["force_disable_caches"] = True
+    skips = _cudagraph_skips()
     with _inductor_patch(patches):
         times = [timed(step) for _ in range(config.warmup)]
+    cand.cudagraph_skips = _cudagraph_skips() - skips if cudagraphs else 0
     return step, times
+
+
+def _cudagraph_skips() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["inductor"]["cudagraph_skips"]
+
+
+def _cudagraph_note(cand: _Candidate) -> str:
+    """What a reduce-overhead row must say: that its memory is not measured, and whether
+    inductor ran (part of) it without CUDA graphs, which it only logs as a warning."""
+    if not cand.cudagraphs:
+        return ""
+    note = "CUDA graphs: memory not measured (a replay allocates nothing the allocator sees)"
+    if cand.cudagraph_skips:
+        note += f"; inductor skipped CUDA graphs {cand.cudagraph_skips} time(s) (its warning in the log says why), so part of this row ran without them"
+    return note
 
 
 def _inductor_patch(patches: dict):

@@ -87,10 +87,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
         raise RuntimeUsageError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
 
     prepare_run_dir(run_dir, resume, world)
-    if kind == "cuda":
-        torch.backends.cudnn.benchmark = True  # one input size throughout: the autotuned kernels pay off at once
-        torch.set_float32_matmul_precision("high")  # TF32 for whatever runs outside bf16 autocast
-    else:
+    vocab.fast_device_settings(kind)  # CUDA: cuDNN's autotuner and TF32, as archc bench measures
+    if kind != "cuda":
         allocator.keep_freed_memory()  # each step reuses the last one's pages instead of faulting in fresh ones
     torch.manual_seed(config.seed + world.rank)  # dropout differs per rank, as the batches do
     net = model(device) if callable(model) and not isinstance(model, nn.Module) else place(model, device, config, kind)

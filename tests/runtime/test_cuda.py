@@ -107,6 +107,20 @@ def test_benchmark_steps_run_under_cuda_graphs():
         assert changed == (mode == "train")
 
 
+def test_a_reduce_overhead_bench_row_ran_under_cuda_graphs_and_says_what_it_cannot_measure():
+    """Inductor only warns when it declines to capture a graph: the row must count that (none
+    here), and carry no memory figure, since a replay allocates nothing the allocator sees."""
+    from runtime.bench import BenchConfig, Workload, run as bench
+
+    load = Workload("tiny", "emitted", tiny_model, (3, 64, 64), 10, 1, 3)
+    config = BenchConfig(modes=("train",), batch_sizes=(16,), compiled=(False, True), compile_kwargs={"mode": "reduce-overhead"},
+                         device="cuda", amp="bf16", channels_last=True, warmup=3, iters=3)
+    eager, graphs = bench([load], config).rows
+    assert graphs.compiled and graphs.images_per_s and graphs.peak_mem_bytes is None
+    assert "memory not measured" in graphs.note and "skipped CUDA graphs" not in graphs.note, graphs.note
+    assert eager.peak_mem_bytes and "CUDA graphs" not in eager.note
+
+
 def factory(fast: bool):
     """The tiny model on the device; for the fast path also channels_last and compiled, as archc train does on CUDA."""
     def build(device):
