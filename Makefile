@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.archc-setup
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench figures docs vendor-viz clean gpu-pack gpu-dry-run
+.PHONY: setup demo test test-all bench figures docs vendor-viz clean gpu-pack gpu-dry-run gpu-image-dry-run
 
 setup: $(STAMP)
 
@@ -78,6 +78,25 @@ gpu-pack:
 # Every phase of the GPU programme on the CPU with tiny sizes, in a temporary folder.
 gpu-dry-run: setup
 	$(BIN)/python bench/gpu/dryrun.py
+
+# The same rehearsal on the GPU machine's own software, not this machine's: Python 3.12, torch
+# 2.11.0+cu130 and what else its image holds (bench/gpu/image-requirements.txt; about 4 GB, a
+# CUDA build as there, run on the CPU here) in .venv-gpu-image, with jsonschema and graphviz
+# installed from gpu-pack/wheels by run.sh exactly as on the machine; then the test suite on
+# that stack. Optional (not part of make test): it downloads the CUDA build. PYTHON312=path.
+# The first Python 3.12 that runs (a pyenv shim may exist and refuse); evaluated only here.
+PYTHON312 ?= $(firstword $(foreach p,$(shell command -v python3.12) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),$(if $(shell $(p) -c 'print(1)' 2>/dev/null),$(p))))
+IMAGE_VENV := .venv-gpu-image
+IMAGE_WORK := build/gpu-image-dry-run
+gpu-image-dry-run:
+	@test -n "$(PYTHON312)" || { echo "gpu-image-dry-run: no Python 3.12 found; pass PYTHON312=/path/to/python3.12"; exit 1; }
+	test -x $(IMAGE_VENV)/bin/python || $(PYTHON312) -m venv $(IMAGE_VENV)
+	$(IMAGE_VENV)/bin/pip install -q -r bench/gpu/image-requirements.txt
+	$(IMAGE_VENV)/bin/pip install -q --no-deps -e .  # the archc command for the tests; on the machine the tree runs as is
+	ls gpu-pack/wheels/*.whl >/dev/null 2>&1 || $(PY) bench/gpu/pack.py --no-data
+	rm -rf $(IMAGE_WORK)
+	$(IMAGE_VENV)/bin/python bench/gpu/dryrun.py --wheels --keep $(IMAGE_WORK)
+	PYTHONPATH=$(CURDIR):$(CURDIR)/$(IMAGE_WORK)/home/site $(IMAGE_VENV)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,7 +1,7 @@
 """NCHW against channels_last, side by side in one process: which layout should training default to?
 
     .venv/bin/python bench/layout.py [--specs no_attention ...] [--device cpu|cuda] [--amp off|bf16]
-                                     [--batch-size 32] [--mode train] [--iters 20] [--out FILE]
+                                     [--batch-size 32] [--mode train] [--iters 20] [--compile] [--out FILE]
 
 For each spec, the emitted module is built twice with the same weights, once in each layout
 (model and input), and training steps (or inference calls) of the two are timed in alternation,
@@ -34,7 +34,7 @@ from runtime.bench.timing import time_interleaved
 from runtime.files import write_text
 
 
-def measure(name: str, device: torch.device, mode: str, batch: int, amp: str, warmup: int, iters: int) -> dict:
+def measure(name: str, device: torch.device, mode: str, batch: int, amp: str, warmup: int, iters: int, compiled: bool = False) -> dict:
     net = archcompiler.compile(str(ROOT / "specs" / f"{name}.yaml"))
     steps = {}
     for layout in ("nchw", "channels_last"):
@@ -42,19 +42,20 @@ def measure(name: str, device: torch.device, mode: str, batch: int, amp: str, wa
         cl = layout == "channels_last"
         if cl:
             model = model.to(memory_format=torch.channels_last)
-        steps[layout] = make_step(model, model, mode, batch, tuple(net.input_shape), net.output_shape[0], device,
+        call = torch.compile(model, fullgraph=True) if compiled else model  # as archc train runs it on CUDA
+        steps[layout] = make_step(call, model, mode, batch, tuple(net.input_shape), net.output_shape[0], device,
                                   amp=amp, channels_last=cl, optimizer="adam")
         for _ in range(warmup):
             steps[layout]()
     times = time_interleaved(steps, iters, device)
     ratios = [a / b for a, b in zip(times["nchw"].times, times["channels_last"].times)]
-    return {"spec": name, "mode": mode, "batch": batch, "amp": amp,
+    return {"spec": name, "mode": mode, "batch": batch, "amp": amp, "compiled": compiled,
             "nchw_images_per_s": round(batch / times["nchw"].median, 2),
             "channels_last_images_per_s": round(batch / times["channels_last"].median, 2),
             "channels_last_speedup": round(statistics.median(ratios), 4), "ci95": median_interval(ratios), "rounds": iters}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/layout.py", description=__doc__.splitlines()[0])
     p.add_argument("--specs", nargs="+", default=["no_attention"], help="paper spec names (default no_attention)")
     p.add_argument("--device", default="cpu")
@@ -63,15 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--compile", action="store_true", help="time compiled steps (torch.compile), as archc train runs on CUDA")
     p.add_argument("--out", type=Path, help="results file (default bench/results/layout-<machine>.json)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     device = resolve_device(args.device)
     used = allocator.for_device(device.type)  # as archc train does on the CPU
     vocab.fast_device_settings(device.type)  # as archc train does on CUDA
     rows = []
     for name in args.specs:
-        row = measure(name, device, args.mode, args.batch_size, args.amp, args.warmup, args.iters)
-        print(f"{name} {args.mode} batch {args.batch_size} amp {args.amp}: NCHW {row['nchw_images_per_s']:.1f} img/s, "
+        row = measure(name, device, args.mode, args.batch_size, args.amp, args.warmup, args.iters, args.compile)
+        print(f"{name} {args.mode} batch {args.batch_size} amp {args.amp}{' compiled' if args.compile else ''}: NCHW {row['nchw_images_per_s']:.1f} img/s, "
               f"channels_last {row['channels_last_images_per_s']:.1f} img/s, channels_last/NCHW {row['channels_last_speedup']:.3f} "
               f"{row['ci95']}", file=sys.stderr)
         rows.append(row)

@@ -19,19 +19,21 @@ from tests.runtime.data_helpers import make_tiny_imagenet
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"gpu_{name}", ROOT / "bench" / "gpu" / f"{name}.py")
+def load(path: str):
+    """A script of the repository as a module (bench/gpu/*.py import each other from their folder)."""
+    file = ROOT / path
+    spec = importlib.util.spec_from_file_location(f"script_{file.parent.name}_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
-    sys.path.insert(0, str(ROOT / "bench" / "gpu"))
+    sys.path.insert(0, str(file.parent))
     try:
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(str(ROOT / "bench" / "gpu"))
+        sys.path.remove(str(file.parent))
     return module
 
 
-pack, run = load("pack"), load("run")
+pack, run = load("bench/gpu/pack.py"), load("bench/gpu/run.py")
 
 
 def phase(capsys, *argv) -> tuple[int, dict]:
@@ -96,6 +98,7 @@ def test_gpu_commands_parse_and_cover_the_issue(tmp_path):
     benches = [bench_cli.parser().parse_args(a[1:]) for a in archc if a[0] == "bench"]
     trains = [train_cli.parser().parse_args(a[1:]) for a in archc if a[0] == "train"]
     assert trains and all(t.device == "cuda" and t.compile and t.amp == "bf16" for t in trains)
+    assert all(t.num_classes == 200 for t in trains)  # the train job's very graphs, so inductor's cache serves it
     assert {Path(s).stem for b in benches for s in b.specs} == set(run.PAPER)
     first = benches[0]
     assert first.specs == ["specs/no_attention.yaml"] and first.mode == "train" and first.compile == "both" and first.breakdown
@@ -103,6 +106,9 @@ def test_gpu_commands_parse_and_cover_the_issue(tmp_path):
     assert any(b.compile_mode == "reduce-overhead" for b in benches)
     assert {bench_cli.parse_batch_sizes(b.batch_size) for b in benches} >= {(32, 256)}
     assert {b.mode for b in benches} >= {"train", "infer", "both"}
+    layout = next(s for s in steps if s.name == "layout")
+    args = load("bench/layout.py").parser().parse_args(layout.argv[2:])
+    assert args.device == "cuda" and args.compile and args.amp == "bf16"  # decided as training runs there
     scripts = [s.argv[1] for s in steps if s.argv[1].endswith(".py")]
     assert all((ROOT / p).is_file() for p in scripts)
     tests = next(s for s in steps if s.name == "cuda-tests")

@@ -6,6 +6,7 @@ checked with onnx.checker and run with onnxruntime against PyTorch on the same i
 from __future__ import annotations
 
 import sys
+import warnings
 
 from archcompiler.cli.common import compile_or_report
 from archcompiler.errors import ArchcError, UsageError
@@ -78,10 +79,15 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
     batch = torch.export.Dim("batch", min=1, max=65536)
     kwargs = {"opset_version": opset} if opset is not None else {}
     say("tracing the model with torch.export and converting it to ONNX (the slow part: seconds to a minute)")
-    program = torch.onnx.export(
-        model, (example,), dynamo=True, input_names=["input"], output_names=["output"],
-        dynamic_shapes=({0: batch},), verbose=False, **kwargs,
-    )
+    with warnings.catch_warnings():
+        # The exporter's own deprecation notices (torch 2.11 warns about its pytree's LeafSpec
+        # from inside torch.export) speak to torch's developers; nothing a user can act on.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, input_names=["input"], output_names=["output"],
+            dynamic_shapes=({0: batch},), verbose=False, **kwargs,
+        )
     proto = program.model_proto
     written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and written != opset:  # the exporter falls back quietly when it cannot convert

@@ -1,6 +1,6 @@
 """`make gpu-dry-run`: the whole GPU programme on the CPU with tiny sizes, so it cannot rot.
 
-    python bench/gpu/dryrun.py [--data DIR] [--keep DIR]
+    python bench/gpu/dryrun.py [--data DIR] [--keep DIR] [--wheels]
 
 Packs the Tiny ImageNet sample ($ARCHC_TINY_IMAGENET, else ../shared/data/tiny-imagenet-sample)
 into small parts, then runs the phases in the order the GPU jobs run them, through
@@ -9,7 +9,9 @@ missing), `data N` for every part (and one part twice: safe to repeat), `train -
 (the cache, then a few steps of no_attention), `bench --dry-run` (the CUDA tests, which skip
 here, the peak, a short archc train, the layout comparison and two archc bench runs). Each
 phase's last line must be its JSON summary, and the files it leaves in $OUT must be ones the
-device tool brings back (at most 8, named plainly, at most 2 folders deep).
+device tool brings back (at most 8, named plainly, at most 2 folders deep). With --wheels,
+run.sh installs gpu-pack/wheels into $ARCHC_GPU_HOME/site as it does on the machine (run it with
+a Python that lacks them, as the machine's does: make gpu-image-dry-run).
 """
 from __future__ import annotations
 
@@ -66,14 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, default=None, help="work here and keep it (default: a temporary folder)")
     p.add_argument("--part-mib", type=float, default=3.0, help="part size for the rehearsal (default 3: several parts from the sample)")
     p.add_argument("--phases", default="data,train,bench", help="which phases to rehearse (default all: data,train,bench)")
+    p.add_argument("--wheels", action="store_true", help="let run.sh install gpu-pack/wheels, as on the machine (default: this Python has them)")
     args = p.parse_args(argv)
+    if args.wheels and not list((ROOT / "gpu-pack" / "wheels").glob("*.whl")):
+        print("gpu-dry-run: --wheels: gpu-pack/wheels holds no wheels; make them with python bench/gpu/pack.py --no-data", file=sys.stderr)
+        return 1
     data = args.data or pack.default_data()
     if not (data / "wnids.txt").is_file():
         print(f"gpu-dry-run: no Tiny ImageNet at {data}; set ARCHC_TINY_IMAGENET or pass --data", file=sys.stderr)
         return 1
     holder = None if args.keep else tempfile.TemporaryDirectory(prefix="archc-gpu-dry-")
     work = args.keep or Path(holder.name)
-    env = {**os.environ, "ARCHC_GPU_HOME": str(work / "home"), "ARCHC_GPU_NO_WHEELS": "1", "PYTHON": sys.executable}
+    env = {**os.environ, "ARCHC_GPU_HOME": str(work / "home"), "PYTHON": sys.executable}
+    if not args.wheels:
+        env["ARCHC_GPU_NO_WHEELS"] = "1"
     phases = set(args.phases.split(","))
     failures = []
     if phases & {"data", "train"}:
