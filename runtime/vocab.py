@@ -71,6 +71,24 @@ def device_kind(requested: str) -> str:
     return "cuda" if requested.startswith("cuda") else "cpu"
 
 
+# torch.compile's modes. reduce-overhead (and max-autotune) replay each step as a CUDA graph on
+# CUDA, which removes the launch overhead that bounds small batches; on the CPU they compile as
+# the default does.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def uses_cudagraphs(compile_mode: str, device_type: str) -> bool:
+    """Whether torch.compile in this mode replays CUDA graphs, whose steps must be marked."""
+    return device_type == "cuda" and compile_mode in ("reduce-overhead", "max-autotune")
+
+
+def compile_module(model, compile_mode: str = "default", **kwargs):
+    """torch.compile(model) in `compile_mode` ("default" passes no mode, as torch's own default)."""
+    import torch
+
+    return torch.compile(model, **kwargs, **({"mode": compile_mode} if compile_mode != "default" else {}))
+
+
 def fast_device_settings(device_type: str) -> None:
     """What archc train, archc bench and bench/layout.py all run CUDA with, so that a benchmark
     measures the configuration training uses: cuDNN's autotuner (one input size throughout, so

@@ -15,12 +15,11 @@ from pathlib import Path
 
 from archcompiler.errors import ArchcError, UsageError
 from runtime import argtypes
-from runtime.vocab import AMP, OPTIMIZERS  # names only: imports no torch
+from runtime.vocab import AMP, COMPILE_MODES, OPTIMIZERS  # names only: imports no torch
 
 ROOT = Path(__file__).resolve().parents[2]  # a checkout's root, where tests/ lives
 REFERENCE_FILE = ROOT / "tests" / "reference_models.py"
 RESULTS_DIR = "bench/results"
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", default="32", metavar="N[,N...]|auto",
                    help="batch sizes, comma-separated (default 32); auto: the largest whose predicted peak fits free memory (docs/memory.md)")
     p.add_argument("--compile", choices=("both", "on", "off"), default="both", help="eager, torch.compile, or both (default)")
-    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode (reduce-overhead: CUDA graphs on CUDA)")
     p.add_argument("--compile-backend", default="inductor", metavar="NAME", help="torch.compile backend (default inductor)")
     p.add_argument("--freeze", action="store_true",
                    help="compiled inference with inductor freezing: weights become constants, conv+bn fold (no effect on train)")

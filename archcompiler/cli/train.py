@@ -20,7 +20,7 @@ from runtime import argtypes, vocab  # names only: imports no torch
 
 # Flags that may differ from the run's saved config when resuming: they change where and how
 # fast the run goes, not which numbers it computes.
-RESUMABLE = ("epochs", "max_steps", "device", "compile", "amp", "progress", "log_every", "checkpoint_every", "channels_last",
+RESUMABLE = ("epochs", "max_steps", "device", "compile", "compile_mode", "amp", "progress", "log_every", "checkpoint_every", "channels_last",
              "eval_batch_size")
 DATA_HELP = "synthetic (default), synthetic:SEED, synthetic:train=N,val=N, tiny-imagenet:DIR, or a dataset folder"
 
@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights where names and shapes match (fine-tuning); reports what was skipped")
     p.add_argument("--device", choices=vocab.DEVICES, help="default auto: cuda when present")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model (default: on for CUDA)")
+    p.add_argument("--compile-mode", choices=vocab.COMPILE_MODES,
+                   help="torch.compile's mode (default: default); reduce-overhead replays each step as a CUDA graph, against launch overhead at small batches")
     p.add_argument("--amp", choices=vocab.AMP, help="mixed precision (default: bf16 on CUDA, off on CPU)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC memory layout (default: on; it measured faster on CPU and GPU, docs/benchmarks.md)")
@@ -135,7 +137,7 @@ def build_config(compiled, args, run_dir: Path):
     from runtime.train.config import TrainConfig, resolve
 
     flags = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-             "device": args.device, "compile": args.compile, "amp": args.amp, "channels_last": args.channels_last,
+             "device": args.device, "compile": args.compile, "compile_mode": args.compile_mode, "amp": args.amp, "channels_last": args.channels_last,
              "max_steps": args.max_steps, "checkpoint_every": args.checkpoint_every, "progress": args.progress, "log_every": args.log_every,
              "num_classes": args.num_classes}
     flags = {k: v for k, v in flags.items() if v is not None}
@@ -206,9 +208,7 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
             if args.init_from:
                 init.update(init_from(model, args.init_from, world))
             if compile_model:
-                import torch
-
-                model = torch.compile(model, fullgraph=True)
+                model = vocab.compile_module(model, config.compile_mode, fullgraph=True)
             return model
 
         meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],

@@ -39,6 +39,7 @@ class TrainConfig:
     num_classes: int | None = None  # outputs of the model's head; None follows the data (recorded resolved)
     device: str = "auto"  # auto picks cuda when present, else cpu
     compile: bool | None = None  # torch.compile; None means on for CUDA, off for CPU (compiling costs more than it saves there)
+    compile_mode: str = "default"  # torch.compile's mode; reduce-overhead replays each step as a CUDA graph on CUDA
     amp: str | None = None  # "bf16" or "off"; None means bf16 on CUDA, off on CPU
     channels_last: bool | None = None  # NHWC memory layout; None means the faster layout for the device, as measured (setup.py)
     max_steps: int | None = None  # stop after this many iterations in all (quick runs, tests); the schedule still spans all epochs
@@ -54,6 +55,7 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (self.optimizer in vocab.OPTIMIZERS, f"optimizer must be one of {', '.join(vocab.OPTIMIZERS)}"),
+            (self.compile_mode in vocab.COMPILE_MODES, f"compile mode must be one of {', '.join(vocab.COMPILE_MODES)}"),
             (self.lr > 0, "learning rate must be positive"),
             (self.lr_schedule in ("step", "cosine", "constant"), "lr schedule must be step, cosine or constant"),
             (0 < self.lr_decay <= 1, "lr decay must be in (0, 1]"),

@@ -10,14 +10,17 @@ from runtime.train import distributed
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, amp: str = "off", world: distributed.World | None = None, device=None) -> dict:
-    """Loss, top-1 and top-5 accuracy over every batch of `loader` (summed over ranks)."""
+def evaluate(model: nn.Module, loader, amp: str = "off", world: distributed.World | None = None, device=None, step_begin=None) -> dict:
+    """Loss, top-1 and top-5 accuracy over every batch of `loader` (summed over ranks).
+    `step_begin` is called before each batch (CUDA graphs' cudagraph_mark_step_begin)."""
     world = world or distributed.World()
     was_training = model.training
     model.eval()
     # Accumulated on the device and read once at the end: no host sync per batch.
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top-1, top-5, images
     for x, y in loader:
+        if step_begin is not None:
+            step_begin()
         with vocab.autocast(x.device.type, amp):
             logits = model(x).float()  # (B, classes)
         k = min(5, logits.shape[1])

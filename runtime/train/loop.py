@@ -124,12 +124,16 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     reporter = Reporter(bar=config.progress, silent=not world.main, log_path=run_dir / "train.log" if world.main else None, stream=stream,
                         log_every=config.log_every)
     dashboard = Dashboard(run_dir if world.main else None, state.step, dashboard_texts)
+    # CUDA graphs (reduce-overhead) replay into the same memory each step: each step, and each
+    # validation call, is marked as a new one, so no output of the last is read after it is reused.
+    step_begin = torch.compiler.cudagraph_mark_step_begin if compiled and vocab.uses_cudagraphs(config.compile_mode, kind) else (lambda: None)
     env = {"device": describe_device(device), "world_size": world.size, "amp": amp, "compile": compiled,
+           "compile_mode": config.compile_mode if compiled else None,
            "channels_last": config.channels_last, "allocator": allocator.describe() if kind == "cpu" else None,
            "versions": versions(extra_meta)}
     trainer = _Trainer(trained=trained, net=net, raw=raw, optimizer=optimizer, schedule=schedule, config=config, state=state,
                        train_loader=train_loader, val_loader=val_loader, world=world, device=device, amp=amp, run_dir=run_dir,
-                       meta=meta, reporter=reporter, dashboard=dashboard, on_step=on_step, env=env)
+                       meta=meta, reporter=reporter, dashboard=dashboard, on_step=on_step, env=env, step_begin=step_begin)
     if compiled and state.step == 0 and state.batch == 0:
         reporter.line("compiling the model (torch.compile): the first step takes longer", log=False)
     if resume:
@@ -174,6 +178,7 @@ class _Trainer:
     dashboard: Dashboard  # TensorBoard events (rank 0)
     on_step: Callable[[int], None] | None  # a hook for tests
     env: dict  # the device, versions and resolved choices, for summary.json
+    step_begin: Callable[[], None]  # marks a new step for CUDA graphs (a no-op without them)
     stop: object = None  # the StopOnSignal of this session, set by fit()
     last_rows: list | None = None  # the metrics rows including a partial epoch's, once one ended
     session_start: float = field(default_factory=time.perf_counter)
@@ -213,6 +218,7 @@ class _Trainer:
             if c.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             set_lr(self.optimizer, self.schedule(s.step))
+            self.step_begin()
             with self.autocast():
                 logits = self.trained(x)  # (B, classes)
                 loss = F.cross_entropy(logits, y, label_smoothing=c.label_smoothing)
@@ -280,7 +286,7 @@ class _Trainer:
         loss_sum, correct, count, seconds = distributed.all_sum(self.world, s.totals, self.device)
         distributed.sync_buffers(self.world, self.raw)
         self.reporter.note("validating...")
-        val = evaluate(self.net, self.val_loader, self.amp, self.world, self.device)
+        val = evaluate(self.net, self.val_loader, self.amp, self.world, self.device, step_begin=self.step_begin)
         row = {"epoch": s.epoch, "step": s.step, "lr": self.schedule(max(0, s.step - 1)),
                "train_loss": loss_sum / max(1, count), "train_acc": correct / max(1, count),
                "val_loss": val["loss"], "val_acc": val["top1"], "val_top5": val["top5"],

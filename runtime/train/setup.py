@@ -69,7 +69,7 @@ def place(model: nn.Module, device, config: TrainConfig, kind: str) -> nn.Module
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if resolved_compile(config, kind):
-        model = torch.compile(model)
+        model = vocab.compile_module(model, config.compile_mode)
     return model
 
 

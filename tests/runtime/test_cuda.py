@@ -91,6 +91,18 @@ def test_compiled_training_matches_eager_and_trains(tmp_path, mode):
         torch.testing.assert_close(compiled(x).clone(), eager(x), rtol=1e-2, atol=1e-2)
 
 
+def test_training_under_cuda_graphs_marks_every_step_and_validation_batch(tmp_path):
+    """--compile-mode reduce-overhead: each training step and each validation batch is marked as
+    a new CUDA-graph step, so nothing reads an output that the next replay overwrote. A last
+    training batch of another size, and validation at its own batch size, record graphs of
+    their own. The run ends as the default compile's does."""
+    common = dict(amp="bf16", channels_last=True, compile=True, batch_size=20, eval_batch_size=32, epochs=2)  # 96 = 4 x 20 + 16
+    graphs = run(tmp_path, "graphs", model=tiny_model(), compile_mode="reduce-overhead", **common)
+    plain = run(tmp_path, "plain", model=tiny_model(), **common)
+    assert graphs["status"] == "complete" and graphs["compile_mode"] == "reduce-overhead"
+    assert graphs["final_val_loss"] == pytest.approx(plain["final_val_loss"], rel=2e-2)
+
+
 def test_benchmark_steps_run_under_cuda_graphs():
     """archc bench's reduce-overhead rows: train and infer steps replayed as CUDA graphs."""
     from runtime.bench.steps import make_step

@@ -144,3 +144,27 @@ def test_ctrl_c_saves_says_how_to_resume_and_resume_finishes(tmp_path, capsys, m
     assert code == 0, err
     assert f"resumed runs/c at step {saved}" in out
     assert json.loads((tmp_path / "runs/c/summary.json").read_text())["steps"] == saved + 2
+
+
+def test_compile_mode_reaches_torch_compile_and_the_run_records_it(tmp_path, capsys, monkeypatch):
+    """--compile-mode reduce-overhead (CUDA graphs on CUDA) is what torch.compile is asked for,
+    and config.json and the summary say so. torch.compile is stood in for: compiling is not
+    what is checked here (tests/runtime/test_cuda.py trains under CUDA graphs on a GPU)."""
+    import torch
+
+    asked = []
+
+    def fake_compile(model, **kwargs):
+        asked.append(kwargs)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--data", DATA, "--epochs", "1", "--max-steps", "1",
+                         "--compile", "--compile-mode", "reduce-overhead", "--no-progress", "--out", "runs/ro")
+    assert code == 0, err
+    assert asked == [{"fullgraph": True, "mode": "reduce-overhead"}]
+    assert json.loads((tmp_path / "runs/ro/config.json").read_text())["compile_mode"] == "reduce-overhead"
+    code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--compile-mode", "fast")
+    assert code == 2 and "invalid choice: 'fast'" in err
