@@ -21,17 +21,18 @@ class Optimizer:
     about: str  # one line for help texts and docs
     # For the memory and step-time models (docs/memory.md): the largest temporary of an update,
     # in parameter sizes (on the CPU torch updates one tensor at a time, and Adam's
-    # `exp_avg_sq.sqrt() / c` makes two of the largest parameter's size; on CUDA the foreach
-    # update makes one as large as all parameters), and the parameter-sized tensors an update
+    # `exp_avg_sq.sqrt() / c` makes two of the largest parameter's size; on CUDA the fused
+    # update makes none), and the parameter-sized tensors an update
     # reads or writes (SGD reads p, g, buf and writes buf, p).
     update_temps: int = 0
     update_traffic: int = 0
+    fused: bool = False  # torch has a fused CUDA implementation (one kernel for every parameter), used on CUDA
 
 
 OPTIMIZERS: dict[str, Optimizer] = {
-    "adam": Optimizer("Adam", 2, False, "Adam; weight_decay is L2 added to the gradient", update_temps=2, update_traffic=13),
-    "adamw": Optimizer("AdamW", 2, False, "Adam with decoupled weight decay", update_temps=2, update_traffic=15),
-    "sgd": Optimizer("SGD", 1, True, "SGD with momentum (one buffer; none when momentum is 0)", update_temps=0, update_traffic=5),
+    "adam": Optimizer("Adam", 2, False, "Adam; weight_decay is L2 added to the gradient", update_temps=2, update_traffic=13, fused=True),
+    "adamw": Optimizer("AdamW", 2, False, "Adam with decoupled weight decay", update_temps=2, update_traffic=15, fused=True),
+    "sgd": Optimizer("SGD", 1, True, "SGD with momentum (one buffer; none when momentum is 0)", update_temps=0, update_traffic=5, fused=True),
 }
 AMP = ("bf16", "off")  # mixed precision: autocast to bfloat16, or plain fp32
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when present; cuda:N also accepted where a device is named
@@ -101,14 +102,18 @@ def fast_device_settings(device_type: str) -> None:
         torch.set_float32_matmul_precision("high")
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = DEFAULT_MOMENTUM):
-    """The torch optimizer called `name`; momentum reaches only those that use it."""
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = DEFAULT_MOMENTUM, device_type: str = "cpu"):
+    """The torch optimizer called `name`; momentum reaches only those that use it. On CUDA the
+    fused implementation where torch has one: one kernel updates every parameter in place, where the default
+    (foreach) launches a dozen or more per step, which at small batches is time the GPU idles."""
     import torch
 
     spec = _optimizer(name)
     kwargs = {"lr": lr, "weight_decay": weight_decay}
     if spec.uses_momentum:
         kwargs["momentum"] = momentum
+    if device_type == "cuda" and spec.fused:
+        kwargs["fused"] = True
     return getattr(torch.optim, spec.torch_name)(params, **kwargs)
 
 

@@ -111,7 +111,8 @@ def predict(graph: Graph, registry: Registry, batch_size: int, mode: str = "trai
         peak = base + fwd
     else:
         largest = max((n.meta["params"] for n in graph.primitives()), default=0)
-        step_temp = BYTES["fp32"] * (params if device == "cuda" and temp else temp * largest)
+        fused = device == "cuda" and OPTIMIZERS[optimizer].fused  # one kernel, in place (runtime.vocab.make_optimizer)
+        step_temp = 0 if fused else BYTES["fp32"] * (params if device == "cuda" and temp else temp * largest)
         logits = batch_size * prod(shape[out]) * BYTES["fp32"]
         bwd = _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch_size, device)
         peak = base + max(fwd + 2 * logits, bwd, params_bytes + step_temp)

@@ -120,7 +120,7 @@ def step_tensor_peak(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, m
     cast = autocast(device.type, amp)
     if mode == "train":
         model.train()
-        opt = make_optimizer(optimizer, model.parameters(), 1e-3)
+        opt = make_optimizer(optimizer, model.parameters(), 1e-3, device_type=device.type)
 
         def step():
             with cast:

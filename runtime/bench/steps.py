@@ -42,7 +42,7 @@ def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, inpu
     if mode != "train":
         raise RuntimeUsageError(f"mode must be train or infer, not '{mode}'")
     model.train()
-    opt = vocab.make_optimizer(optimizer, model.parameters(), lr)
+    opt = vocab.make_optimizer(optimizer, model.parameters(), lr, device_type=device.type)
 
     def train_step():
         mark()

@@ -94,7 +94,7 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     net = model(device) if callable(model) and not isinstance(model, nn.Module) else place(model, device, config, kind)
     raw = unwrap(net)
     trained = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if kind == "cuda" else None) if world.distributed else net
-    optimizer = make_optimizer(raw.parameters(), config)
+    optimizer = make_optimizer(raw.parameters(), config, kind)
 
     mean, std = train_set.channel_mean(), (train_set.channel_std() if config.normalize_std else None)
     train_loader = make_loader(train_set, batch_size=config.batch_size // world.size, train=True, config=config, device=device,

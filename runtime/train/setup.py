@@ -52,8 +52,8 @@ def channels_last_for(config: TrainConfig, kind: str) -> bool:
     return CHANNELS_LAST_BY_DEFAULT[kind] if config.channels_last is None else bool(config.channels_last)
 
 
-def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
-    return vocab.make_optimizer(config.optimizer, params, config.lr, config.weight_decay, config.momentum)
+def make_optimizer(params, config: TrainConfig, kind: str = "cpu") -> torch.optim.Optimizer:
+    return vocab.make_optimizer(config.optimizer, params, config.lr, config.weight_decay, config.momentum, device_type=kind)
 
 
 def resolved_compile(config: TrainConfig, kind: str) -> bool:

@@ -39,5 +39,9 @@ def test_the_schema_and_the_defaults_read_the_vocabulary():
     assert (vocab.default_compile("cuda"), vocab.default_compile("cpu")) == (True, False)
     sgd = vocab.make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], 0.1)
     assert sgd.defaults["momentum"] == vocab.DEFAULT_MOMENTUM == TrainConfig().momentum  # the bench's sgd is the trainer's
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    for name in vocab.OPTIMIZERS:  # on CUDA one kernel updates every parameter; elsewhere torch's default
+        assert vocab.make_optimizer(name, params, 0.1, device_type="cuda").defaults["fused"] is True
+        assert not vocab.make_optimizer(name, params, 0.1).defaults.get("fused")
     with pytest.raises(RuntimeUsageError, match="unknown optimizer 'lion'; choose from adam, adamw, sgd"):
         vocab.make_optimizer("lion", [], 0.1)
