@@ -17,8 +17,10 @@ from pathlib import Path
 from runtime.errors import RuntimeUsageError
 
 
-def output_file(path, flag: str) -> Path:
-    """`path` as a file archc may write (atomically, beside itself); else a usage error naming `flag`."""
+def output_file(path, flag: str, reads=()) -> Path:
+    """`path` as a file archc may write (atomically, beside itself); else a usage error naming `flag`.
+    `reads` are what the command reads (files, or folders such as a run directory): the output
+    must not replace one of those files, nor any file already inside one of those folders."""
     path = Path(path)
     if str(path) == "" or path.name in ("", ".", ".."):
         raise RuntimeUsageError(f"{flag} {path}: give a file name, not a folder")
@@ -36,8 +38,24 @@ def output_file(path, flag: str) -> Path:
         raise RuntimeUsageError(f"{flag} {path}: is a folder; give a file name inside it")
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise RuntimeUsageError(f"{flag} {path}: is not a regular file (a device, pipe or socket); give a file name")
+    if st is not None:
+        _not_an_input(path, flag, reads)
     _probe(parent, flag, path)
     return path
+
+
+def _not_an_input(path: Path, flag: str, reads) -> None:
+    """An existing `path` that is one of the command's inputs, or lies inside an input folder
+    (a run directory, a checkpoint), would be destroyed by the result: refused."""
+    target = path.resolve()
+    for source in filter(None, reads):
+        source = Path(source)
+        if not source.exists():
+            continue
+        real = source.resolve()
+        if target == real or (source.is_dir() and real in target.parents):
+            what = "is" if target == real else f"is inside {source}, which"
+            raise RuntimeUsageError(f"{flag} {path}: {what} this command reads; writing there would destroy its input, so write elsewhere")
 
 
 def output_dir(path, flag: str, *, may_create: bool = False) -> Path:

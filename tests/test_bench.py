@@ -357,6 +357,17 @@ def test_a_run_stopped_part_way_keeps_the_groups_it_measured(tiny, fake_peak, mo
     assert load(saved).complete is True and [r.batch_size for r in load(saved).rows] == [2, 4]
 
 
+def test_a_comparison_with_no_row_in_common_is_not_a_pass(tiny, fake_peak, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    saved = tmp_path / "base.json"
+    args = [tiny, "--compile", "off", "--mode", "infer", "--warmup", "1", "--iters", "1", "--quiet"]
+    assert cli_bench.main(args + ["--batch-size", "2", "--save", str(saved)]) == 0
+    capsys.readouterr()
+    assert cli_bench.main(args + ["--batch-size", "4", "--compare", str(saved)]) == 1
+    out = capsys.readouterr().out
+    assert "Nothing compared: no row of this run matches" in out and "No regression." not in out
+
+
 def test_save_name_lands_in_the_results_dir():
     assert str(cli_bench.result_path("", "bench/results", "AMD EPYC (2 CPUs)")) == "bench/results/archc-bench-amd-epyc-2-cpus.json"
     assert str(cli_bench.result_path("base", "r", "x")) == "r/base.json"

@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--save", nargs="?", const="", default=None, metavar="NAME",
                    help=f"save the run as {RESULTS_DIR}/NAME.json (default NAME: archc-bench-<machine>); a path ending in .json is used as is")
     p.add_argument("--compare", nargs="?", const="", default=None, metavar="NAME",
-                   help="compare with a saved run (same naming as --save) on the per-step times; exit 1 if a row regressed")
+                   help="compare with a saved run (same naming as --save) on the per-step times; exit 1 if a row regressed or no row matches")
     p.add_argument("--threshold", type=argtypes.positive_float, default=0.05, metavar="F",
                    help="with --compare, a row is a regression when its speed is shown to be below 1 - F of the saved one (default 0.05)")
     p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR", help=f"where --save and --compare names live (default {RESULTS_DIR}; --save creates it)")
@@ -250,8 +250,8 @@ def main(argv: list[str]) -> int:
             print(f"warning: {path} was measured on {saved.machine}, this run on {result.machine}", file=out)
         loads = (saved.load_average[0], result.load_average[0]) if saved.load_average and result.load_average else None
         out.write(render_changes(changes, args.threshold, str(path), loads))
-        if any(c.verdict in ("regression", "failed") for c in changes):
-            status = 1
+        if any(c.verdict in ("regression", "failed") for c in changes) or all(c.verdict in ("new", "gone") for c in changes):
+            status = 1  # a regression, or nothing comparable: neither is a pass
     if save_path is not None:
         path = save(result, save_path)
         print(f"saved {path}", file=sys.stderr)

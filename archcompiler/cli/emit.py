@@ -14,9 +14,9 @@ def check_args(args) -> None:
     from runtime.paths import output_file
 
     if args.output:
-        output_file(args.output, "-o")
+        output_file(args.output, "-o", reads=[args.spec])
     if args.line_map:
-        output_file(args.line_map, "--line-map")
+        output_file(args.line_map, "--line-map", reads=[args.spec])
         if args.output and os.path.abspath(args.output) == os.path.abspath(args.line_map):
             raise RuntimeUsageError(f"-o and --line-map both name {args.output}; the map would overwrite the source")
 

@@ -25,11 +25,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
+    p.add_argument("--resize", action="store_true", help="resize images that are not 64x64 (shorter side to 64, centre crop) instead of refusing them")
     return p
 
 
 def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, batch_size: int = 256, device: str = "auto",
-                        amp: str | None = None, cache_dir=None, skip_corrupt: bool = False) -> dict:
+                        amp: str | None = None, cache_dir=None, skip_corrupt: bool = False, resize: bool = False) -> dict:
     import torch
 
     from archcompiler.cli.train import check_fit
@@ -51,9 +52,9 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
     saved_data = ckpt.meta.get("data_stats", {})
     data = data or saved_data.get("dataset") or "synthetic"
-    _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=True)  # a bar, or lines without a terminal
+    _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, progress=True)  # a bar, or lines without a terminal
     if "mean" not in saved_data:  # a bare .safetensors: normalise as the paper does, with this data's mean
-        train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, progress=False)
+        train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, progress=False)
         saved_data = {"mean": train_set.channel_mean().tolist(), "std": None}
     check_fit(compiled, val_set, data)
     std = None if saved_data.get("std") is None else torch.tensor(saved_data["std"])
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         result = evaluate_checkpoint(compiled, args.checkpoint, data=args.data, batch_size=args.batch_size, device=args.device,
-                                     amp=args.amp, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt)
+                                     amp=args.amp, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, resize=args.resize)
     except Exception as e:
         where = compiled.explain(e)
         if where is None:

@@ -121,7 +121,7 @@ def check_args(args) -> None:
     """The output path, and the opset against what this installation's exporter writes."""
     from runtime.paths import output_file
 
-    output_file(args.output, "-o")
+    output_file(args.output, "-o", reads=[args.spec, args.checkpoint])
     if args.opset is not None:
         try:
             import onnx

@@ -9,6 +9,7 @@ happen inside those modules, so `archc check` stays fast.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archc {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
+    for arg in rest:  # paths are recorded in UTF-8 JSON (config.json, caches): refuse one that is not, before any work
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            sys.stderr.write(f"archc {name}: error: {os.fsencode(arg)!r} is not UTF-8 text; rename the file or folder it names\n")
+            return 2
     if name not in COMMANDS:
         import difflib
 
@@ -58,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry: no traceback ever reaches the user for a known kind of error."""
+    if sys.stdout is None:  # started with stdout closed: writing the results is then an error, not a crash
+        sys.stdout = _Closed()
     try:
         code = main()
+        sys.stdout.flush()  # a full disk or device behind stdout shows here, not after exit
     except KeyboardInterrupt:
         _ignore_interrupts()
         sys.stderr.write("archc: interrupted\n")
@@ -74,6 +84,11 @@ def entry() -> None:
         if missing is not None and not os.environ.get("ARCHC_DEBUG"):
             sys.stderr.write(f"archc: error: {missing}\n")  # the environment, not archc, lacks it
             code = 1
+        elif isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS and not os.environ.get("ARCHC_DEBUG"):
+            where = e.filename if e.filename is not None else "standard output"
+            sys.stderr.write(f"archc: error: {where}: {e.strerror}\n")  # a full disk, a closed or read-only output
+            _quiet_stdout()
+            code = 1
         elif code is None:
             if os.environ.get("ARCHC_DEBUG"):
                 raise
@@ -87,6 +102,33 @@ def entry() -> None:
                 _ignore_interrupts()
             sys.stderr.write(f"archc: error: {e}\n")
     sys.exit(code)
+
+
+# Write failures that the machine causes, not archc: a full disk or quota, a device error, a
+# read-only file system, a closed output. Any other OSError reaching entry() is a bug.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EBADF, errno.EFBIG}
+
+
+class _Closed:
+    """stdout when the process started with it closed: any write fails as a closed file does."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _quiet_stdout() -> None:
+    """After a failed write to stdout, the interpreter's own flush at exit would fail again and
+    print 'Exception ignored': point stdout at nothing."""
+    try:
+        sys.stdout = open(os.devnull, "w")
+    except OSError:
+        sys.stdout = _Closed()
 
 
 # Import names whose distribution is named otherwise, for the install hint.

@@ -214,7 +214,7 @@ def check_args(args) -> None:
     output_format(args.output)  # a bad extension is a usage error before any work
     from runtime.paths import output_file
 
-    output_file(args.output, "-o")
+    output_file(args.output, "-o", reads=[args.spec])
     if args.input:
         _shape(args.input)
 

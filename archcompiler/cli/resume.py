@@ -8,7 +8,7 @@ from pathlib import Path
 
 def data_options_note(args, config, run_dir: Path) -> str | None:
     """A resume reads the data the run started with: its --data (in the config), its --cache-dir
-    and --skip-corrupt (in config.json's data_options) unless given again. Returns the line
+    --skip-corrupt and --resize (in config.json's data_options) unless given again. Returns the line
     that says so, printed once the checkpoint has been found sound."""
     saved = {}
     try:
@@ -19,9 +19,12 @@ def data_options_note(args, config, run_dir: Path) -> str | None:
         args.cache_dir = saved["cache_dir"]
     if not args.skip_corrupt and saved.get("skip_corrupt") is True:
         args.skip_corrupt = True
+    if not args.resize and saved.get("resize") is True:
+        args.resize = True
     if args.data is None or args.cache_dir != saved.get("cache_dir"):
         where = f", cache {args.cache_dir}" if args.cache_dir else ""
-        return f"archc: resuming with the run's data: {config.data}{where}" + (", --skip-corrupt" if args.skip_corrupt else "")
+        return (f"archc: resuming with the run's data: {config.data}{where}" + (", --skip-corrupt" if args.skip_corrupt else "")
+                + (", --resize" if args.resize else ""))
     return None
 
 

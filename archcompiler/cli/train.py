@@ -55,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=argtypes.positive, help="train on N processes with DDP on this machine (runs torchrun for you)")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
+    p.add_argument("--resize", action="store_true", help="resize images that are not 64x64 (shorter side to 64, centre crop) instead of refusing them")
     return p
 
 
@@ -214,7 +215,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
         meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],
                 "input_shape": list(compiled.input_shape), "classes": train_set.classes, "class_names": train_set.names, "num_classes": compiled.output_shape[0],
                 "versions": {"archc": __version__},
-                "data_options": {"cache_dir": args.cache_dir and os.path.abspath(args.cache_dir), "skip_corrupt": args.skip_corrupt},
+                "data_options": {"cache_dir": args.cache_dir and os.path.abspath(args.cache_dir), "skip_corrupt": args.skip_corrupt,
+                                 "resize": args.resize},
                 "init_from": init if args.init_from else None}  # filled in when fit() builds the model, before it writes config.json
         try:
             summary = fit(factory, train_set, val_set, config, run_dir, resume=args.resume, extra_meta=meta,
@@ -302,7 +304,7 @@ def _load_data(data: str, args, world):
     # The first process of each node decodes (and caches) first; the others then read that
     # node's cache instead of racing to write it.
     def load():
-        return load_dataset(data, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, progress=world.main)  # a bar, or lines without a terminal
+        return load_dataset(data, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, resize=args.resize, progress=world.main)  # a bar, or lines without a terminal
 
     if world.local_rank == 0:
         result = load()

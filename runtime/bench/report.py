@@ -152,5 +152,8 @@ def render_changes(changes: list[Change], threshold: float, saved: str, loads: t
         lines.append(f"Rows without {MIN_STEPS} saved step times compare medians only, against the {100 * threshold:.0f}% threshold.")
     if any(c.verdict == "unclear" for c in changes):
         lines.append("unclear: the interval reaches past the threshold but the steps do not show a consistent difference; rerun with more --iters.")
-    lines.append(f"{flagged} regression(s) flagged." if flagged else "No regression.")
+    if not any(c.verdict not in ("new", "gone") for c in changes):
+        lines.append(f"Nothing compared: no row of this run matches a row of {saved} (spec, model, mode, compile and batch size).")
+    else:
+        lines.append(f"{flagged} regression(s) flagged." if flagged else "No regression.")
     return "\n".join(lines) + "\n"

@@ -12,6 +12,9 @@ Policies, chosen once and stated in every message:
 - An image that is not 64x64 is refused, naming it and its size, because silently resizing
   would change what a model sees and hide a wrong dataset. With `resize=True` its shorter
   side is resized to 64 (bilinear, antialiased) and the centre 64x64 is kept.
+- A header that claims more than MAX_PIXELS pixels is refused before decoding: the decoder
+  would first try to allocate all of them (a 100000x100000 PNG is 30 GB).
+- 16-bit PNGs are scaled to 8 bits (x * 255 / 65535, rounded), not truncated.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ _SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 # torchvision 0.29 deprecates its decoders in favour of torchcodec, once per call; they still
 # work, and they are the fast path we measured. Silenced only while we decode.
 _TV_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
+MAX_PIXELS = 1 << 26  # 8192 x 8192; PIL's own bomb limit is about 89 megapixels
 
 
 @dataclass
@@ -92,7 +96,7 @@ def decode_files(
                 resized += chunk_resized
 
     if refused:
-        raise DataError(_summary(refused, root, files, "not 64x64", "pass --resize to resize them to 64x64"))
+        raise DataError(_summary(refused, root, files, "not 64x64", "pass --resize (train, eval, data prepare) to resize them to 64x64"))
     if failed and not skip_corrupt:
         raise DataError(_summary(failed, root, files, "cannot be decoded", "pass --skip-corrupt to leave them out"))
     kept = [i for i in range(n) if i not in failed]
@@ -116,9 +120,14 @@ def decode_one(path: Path, resize: bool = False) -> tuple[torch.Tensor, bool, bo
     kind = next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
     if kind is None:
         raise DataError(f"not a JPEG or PNG file (it starts with {data[:12]!r})" if data else "empty file")
+    size = _header_size(data, kind)
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise DataError(f"its header says {size[0]}x{size[1]} pixels, over the {MAX_PIXELS:,} archc decodes (a damaged or hostile file?)")
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         image = decode_image(raw, mode=ImageReadMode.UNCHANGED)  # (C, H, W)
+        if image.dtype != torch.uint8:  # a 16-bit PNG: scale to 8 bits, as PIL does
+            image = ((image.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
         if image.shape[0] in (1, 2):
             image, was_gray = image[:1].expand(3, -1, -1), True  # drop alpha; same as PIL's convert("RGB")
         elif image.shape[0] == 3:
@@ -133,6 +142,30 @@ def decode_one(path: Path, resize: bool = False) -> tuple[torch.Tensor, bool, bo
             raise _Refused(f"is {image.shape[2]}x{image.shape[1]}")
         image, was_resized = _resize_center(image), True
     return image, was_gray, was_resized
+
+
+def _header_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame marker; None when the
+    header is too damaged to say (the decoder then reports it)."""
+    if kind == "PNG":
+        if len(data) >= 24 and data[12:16] == b"IHDR":
+            return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return None
+    i = 2
+    while i + 9 <= len(data):  # JPEG: marker segments FF xx LEN ... until a start-of-frame
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
 
 
 def _resize_center(image: torch.Tensor) -> torch.Tensor:

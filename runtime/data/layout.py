@@ -148,6 +148,9 @@ def _read_imagefolder(root: Path) -> Layout:
                 stamps.append((rel, size, mtime))
         if not val.files:
             raise DataError(f"{val_dir}: no images in class folders; remove it to hold out every {HOLDOUT_EVERY}th training image instead")
+    if not val.files:  # every class has fewer images than the hold-out takes one from
+        raise DataError(f"{root}: too few images to hold out a validation split (every {HOLDOUT_EVERY}th image of a class is held out, "
+                        f"and no class has {HOLDOUT_EVERY}); add images, or give a val/ folder of class folders beside train/")
     return Layout(root, "imagefolder", classes, list(classes), train, val, val_dir is None, stamps)
 
 
@@ -159,20 +162,40 @@ def _list_images(folder: Path, root: Path, recursive: bool = False) -> list[tupl
     """
     found: list[tuple[str, int, int]] = []
     pending = [(str(folder), folder.relative_to(root).as_posix())]
+    seen: set[tuple[int, int]] = set()  # folders read, by device and inode: a linked folder may lead back
     while pending:
         path, rel = pending.pop()
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    if recursive:
-                        pending.append((entry.path, f"{rel}/{entry.name}"))
-                elif entry.name.lower().endswith(IMAGE_SUFFIXES):
-                    st = entry.stat()
-                    found.append((f"{rel}/{entry.name}", st.st_size, st.st_mtime_ns))
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) in seen:
+                raise DataError(f"{path}: a link that leads back to a folder already read (a loop); remove it")
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir():
+                        if recursive:
+                            pending.append((entry.path, f"{rel}/{entry.name}"))
+                    elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+                        _check_name(entry.path)
+                        try:
+                            st = entry.stat()
+                        except FileNotFoundError:
+                            raise DataError(f"{entry.path}: a link to a file that does not exist; remove it") from None
+                        found.append((f"{rel}/{entry.name}", st.st_size, st.st_mtime_ns))
+        except OSError as e:  # unreadable folders, a loop the kernel caught first (ELOOP), ...
+            raise DataError(f"{e.filename or path}: cannot be read ({e.strerror})") from None
     found.sort()
     return found
+
+
+def _check_name(path: str) -> None:
+    """File names travel into the cache's fingerprint and the run's JSON files, which are UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{os.fsencode(path)!r}: the file name is not UTF-8 text; rename it") from None
 
 
 def _read_names(words: Path, classes: list[str], root: Path, stamps: list) -> list[str]:

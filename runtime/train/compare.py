@@ -162,7 +162,7 @@ def check_args(args) -> None:
     for out in args.plot:
         if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise RuntimeUsageError(f"--plot {out}: the file must end in .png, .svg or .pdf")
-        output_file(out, "--plot")
+        output_file(out, "--plot", reads=args.runs)
 
 
 def main(argv: list[str]) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_errors.conftest import DATA, run_driver
+from tests.runtime.train_helpers import TINY_SPEC
 
 
 @dataclass
@@ -140,6 +141,11 @@ CASES = [
     Case("emit-o-under-file", f"{OUT} {{c}}/f/x.py", 2, "the folder c/emit-o-under-file/f is not a folder", write("f", "a file")),
     Case("emit-line-map-folder", f"{OUT} {{c}}/m.py --line-map {{c}}/out", 2, "--line-map", mkdir("out")),
     Case("emit-line-map-same-file", f"{OUT} {{c}}/m.py --line-map {{c}}/m.py", 2, "both name"),
+    # an output that would replace what the command reads: the spec, the checkpoint, the run
+    Case("emit-o-the-spec", "emit {c}/v.yaml -o {c}/v.yaml", 2, "this command reads", write("v.yaml", TINY_SPEC)),
+    Case("emit-line-map-the-spec", "emit {c}/v.yaml -o {c}/m.py --line-map {c}/v.yaml", 2, "this command reads", write("v.yaml", TINY_SPEC)),
+    Case("export-o-the-checkpoint", "export tiny.yaml -o {run}/checkpoints/last/model.safetensors --checkpoint {run}", 2, "this command reads"),
+    Case("compare-plot-over-the-run", "compare {run} --plot {run}/curves.png", 2, "this command reads"),
     Case("render-o-folder", "render tiny.yaml -o {c}/d.svg", 2, "is a folder", mkdir("d.svg")),
     Case("render-o-proc", "render tiny.yaml -o /proc/nope/x.svg", 2, "does not exist"),
     Case("render-o-extension", "render tiny.yaml -o {c}/x.gif", 2, "cannot tell the format"),

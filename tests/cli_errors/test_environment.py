@@ -6,8 +6,11 @@ an internal error (exit 70). A missing tensorboard only costs the run its event 
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -42,3 +45,43 @@ def test_training_without_tensorboard_warns_and_writes_no_events(tmp_path, monke
     board.close()
     assert "no TensorBoard events" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_behind_stdout_is_bad_input_not_a_bug():
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "archcompiler", "check", "specs/no_attention.yaml"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 1 and proc.stderr == "archc: error: standard output: No space left on device\n"
+
+
+def test_a_closed_stdout_is_bad_input_not_a_bug():
+    proc = subprocess.run([sys.executable, "-m", "archcompiler", "emit", "specs/no_attention.yaml"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 1 and proc.stderr == "archc: error: standard output: standard output is closed\n"
+
+
+def test_a_full_disk_while_writing_a_file_names_it(tmp_path, monkeypatch, capsys):
+    """Any write that the machine refuses (here: no space) names the file and exits 1."""
+    import errno
+
+    from archcompiler.cli import main as cli_main
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "m.py"))
+
+    monkeypatch.setattr(cli_main, "main", full)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # entry() points a failed stdout elsewhere; put it back after
+    monkeypatch.setattr(sys, "argv", ["archc", "emit", "x.yaml"])
+    try:
+        cli_main.entry()
+    except SystemExit as e:
+        code = e.code
+    assert code == 1 and capsys.readouterr().err == f"archc: error: {tmp_path / 'm.py'}: No space left on device\n"
+
+
+def test_a_path_that_is_not_utf8_is_refused_before_any_work(tmp_path):
+    out = os.fsdecode(bytes(tmp_path) + b"/\xfdrun")
+    proc = subprocess.run([sys.executable, "-m", "archcompiler", "train", "specs/no_attention.yaml", "--out", out],
+                          capture_output=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and b"is not UTF-8 text" in proc.stderr and list(tmp_path.iterdir()) == []

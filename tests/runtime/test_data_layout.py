@@ -167,3 +167,56 @@ def test_cache_stores_the_training_mean(tmp_path):
     expected = train.images.double().mean(dim=(0, 2, 3)) / 255
     assert train_again.stats is not None  # loaded, not recomputed
     assert torch.allclose(train_again.channel_mean().double(), expected, atol=1e-6)
+
+
+# ---- odd trees and odd files (from a hostile-input hunt): each a DataError naming the file
+
+
+def test_too_few_images_to_hold_out_a_validation_split_is_an_error_saying_so(tmp_path):
+    root = make_imagefolder(tmp_path / "few", per_class=9)  # the hold-out takes every 10th image of a class
+    with pytest.raises(DataError, match="too few images to hold out a validation split"):
+        read_layout(root)
+
+
+def test_a_link_to_nothing_and_a_link_loop_are_errors_naming_them(tmp_path):
+    dangling = make_imagefolder(tmp_path / "dangling", per_class=10)
+    (dangling / "train" / "cat" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    with pytest.raises(DataError, match=r"gone\.jpg: a link to a file that does not exist"):
+        read_layout(dangling)
+    loop = make_imagefolder(tmp_path / "loop", per_class=10)
+    (loop / "train" / "cat" / "up").symlink_to("..")
+    with pytest.raises(DataError, match="loop|cannot be read"):
+        read_layout(loop)
+
+
+def test_a_file_name_that_is_not_utf8_is_an_error_naming_it(tmp_path):
+    root = make_imagefolder(tmp_path / "names", per_class=10)
+    os.rename(root / "train" / "cat" / "000.jpg", os.fsencode(root / "train" / "cat") + b"/\xff.jpg")
+    with pytest.raises(DataError, match="not UTF-8 text; rename it"):
+        read_layout(root)
+
+
+def test_a_png_whose_header_claims_a_huge_image_is_refused_before_decoding(tmp_path):
+    import zlib
+
+    from runtime.data.decode import decode_one
+
+    ihdr = (100_000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+    chunk = b"IHDR" + ihdr
+    png = b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big")
+    (tmp_path / "big.png").write_bytes(png + b"\x00" * 64)
+    with pytest.raises(DataError, match="header says 100000x100000 pixels"):
+        decode_one(tmp_path / "big.png")
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_not_wrapped(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from runtime.data.decode import decode_one
+
+    values = np.linspace(0, 65535, 64 * 64).round().astype(np.uint16).reshape(64, 64)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    image, gray, _ = decode_one(tmp_path / "deep.png")
+    want = torch.from_numpy(((values.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8))
+    assert image.dtype == torch.uint8 and gray and torch.equal(image[0], want) and image.max() == 255

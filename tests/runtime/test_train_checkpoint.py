@@ -4,6 +4,7 @@ traceback and never code execution (weights_only)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,3 +142,22 @@ def test_weights_that_do_not_fit_are_explained(tmp_path):
     model = torch.nn.Linear(3, 4)
     with pytest.raises(CheckpointError, match="does not fit this model: missing bias, weight; unexpected conv.weight, fc.bias"):
         checkpoint.load_into(model, checkpoint.load(tmp_path).weights, "ckpt")
+
+
+def test_a_checkpoint_rotated_away_while_read_is_read_again_from_the_new_last(tmp_path, monkeypatch):
+    """eval beside a run that trains: the checkpoint 'last' named is deleted (rotated) before its
+    files are read. The load resolves 'last' again instead of calling the checkpoint corrupt."""
+    save(tmp_path, 1)
+    real = checkpoint._load_folder
+    calls = []
+
+    def rotate_first(folder, weights_only):
+        calls.append(folder.name)
+        if len(calls) == 1:  # the run saves step 2 and drops step 1 between resolve and read
+            save(tmp_path, 2)
+            shutil.rmtree(folder)
+        return real(folder, weights_only)
+
+    monkeypatch.setattr(checkpoint, "_load_folder", rotate_first)
+    ckpt = checkpoint.load(tmp_path)
+    assert ckpt.state["step"] == 2 and calls == ["step-0000001", "step-0000002"]
