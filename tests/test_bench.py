@@ -368,6 +368,14 @@ def test_a_comparison_with_no_row_in_common_is_not_a_pass(tiny, fake_peak, monke
     assert "Nothing compared: no row of this run matches" in out and "No regression." not in out
 
 
+def test_save_creates_a_missing_results_dir_as_its_help_says(tiny, fake_peak, monkeypatch, tmp_path):
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    where = tmp_path / "new" / "results"
+    args = [tiny, "--compile", "off", "--mode", "infer", "--batch-size", "2", "--warmup", "1", "--iters", "1", "--quiet"]
+    assert cli_bench.main(args + ["--save", "base", "--results-dir", str(where)]) == 0
+    assert load(where / "base.json").rows[0].batch_size == 2
+
+
 def test_save_name_lands_in_the_results_dir():
     assert str(cli_bench.result_path("", "bench/results", "AMD EPYC (2 CPUs)")) == "bench/results/archc-bench-amd-epyc-2-cpus.json"
     assert str(cli_bench.result_path("base", "r", "x")) == "r/base.json"

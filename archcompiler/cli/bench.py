@@ -128,6 +128,27 @@ def auto_batch_sizes(args, loads) -> int:
     return min(found.values())
 
 
+def check_batches_fit(args, loads, batch_sizes: tuple) -> None:
+    """A batch whose predicted peak is far over the free memory is refused before anything is
+    built: on the GPU a step down would catch it, but on the CPU the kernel kills the process
+    (or the machine's other work) first. "Far": 1.5 times, beyond the model's error and margin."""
+    from archcompiler.cli.common import compile_or_report
+    from archcompiler.passes.memory import predict
+    from runtime.bench.device import free_memory, resolve_device
+
+    device = resolve_device(args.device)
+    free, source = free_memory(device)
+    modes = ("train", "infer") if args.mode == "both" else (args.mode,)
+    for w, path in zip([w for w in loads if w.model == "emitted"], args.specs):
+        net = compile_or_report(path)
+        for mode in modes:
+            for batch in batch_sizes:
+                peak = predict(net.graph, net.result.registry, batch, mode, w.optimizer or "sgd", args.amp, device.type).peak_bytes
+                if peak > 1.5 * free:
+                    raise UsageError(f"--batch-size {batch}: a {mode} step of {w.spec} is predicted to need {peak / 2**30:,.1f} GiB, "
+                                     f"and {free / 2**30:.1f} GiB is free ({source}); give a smaller batch, or --batch-size auto")
+
+
 def predict_rows(result, paths: list[str], optimizers: dict) -> None:
     """Fill each measured row's roofline prediction (passes/roofline.py)."""
     from archcompiler.cli.common import compile_or_report
@@ -191,9 +212,12 @@ def check_outputs(args) -> tuple[Path | None, tuple | None]:
         baseline = (path, load(path))
     if args.save is not None:
         save_path = result_path(args.save, args.results_dir, machine)
-        if save_path.parent == Path(args.results_dir):  # created if missing, as --results-dir's help says
-            output_dir(args.results_dir, "--results-dir", may_create=True)
-        output_file(save_path, "--save")
+        if save_path.parent == Path(args.results_dir) and not save_path.parent.exists():
+            output_dir(args.results_dir, "--results-dir", may_create=True)  # created at the first save, as its help says
+        else:
+            if save_path.parent == Path(args.results_dir):
+                output_dir(args.results_dir, "--results-dir")
+            output_file(save_path, "--save")
     return save_path, baseline
 
 
@@ -220,6 +244,8 @@ def main(argv: list[str]) -> int:
     loads = workloads(args.specs, args.reference, args.optimizer)
     if batch_sizes == "auto":
         batch_sizes = (auto_batch_sizes(args, loads),)
+    else:
+        check_batches_fit(args, loads, batch_sizes)
     compile_kwargs = {"backend": args.compile_backend}
     if args.compile_mode != "default":
         compile_kwargs["mode"] = args.compile_mode
@@ -233,7 +259,11 @@ def main(argv: list[str]) -> int:
     command = "archc bench " + " ".join(shlex.quote(a) for a in argv)
     # With --save, the file is rewritten after each group of rows (marked incomplete until the
     # end), so a run stopped part-way, by a deadline or Ctrl-C, keeps the rows it measured.
-    partial = (lambda so_far: save(so_far, save_path)) if save_path is not None else None
+    def keep(result) -> Path:
+        save_path.parent.mkdir(parents=True, exist_ok=True)  # --results-dir, checked creatable above
+        return save(result, save_path)
+
+    partial = keep if save_path is not None else None
     result = run(loads, config, command=command, progress=None if args.quiet else stderr_progress, on_group=partial)
     if args.predict:
         predict_rows(result, args.specs, {w.spec: w.optimizer for w in loads})
@@ -253,7 +283,7 @@ def main(argv: list[str]) -> int:
         if any(c.verdict in ("regression", "failed") for c in changes) or all(c.verdict in ("new", "gone") for c in changes):
             status = 1  # a regression, or nothing comparable: neither is a pass
     if save_path is not None:
-        path = save(result, save_path)
+        path = keep(result)
         print(f"saved {path}", file=sys.stderr)
     return status
 

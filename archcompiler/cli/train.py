@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from runtime import argtypes, vocab  # names only: imports no torch
 # fast the run goes, not which numbers it computes.
 RESUMABLE = ("epochs", "max_steps", "device", "compile", "compile_mode", "amp", "progress", "log_every", "checkpoint_every", "channels_last",
              "eval_batch_size")
+# torchrun's and torch.distributed's own logging lines ("W1130 18:02:11.123000 4242 torch/...") and
+# its banner about OMP_NUM_THREADS ("*****" framed).
+TORCHRUN_LOG = re.compile(r"^([WEI]\d{4} \d\d:\d\d:\d\d|\*{5,}|Setting OMP_NUM_THREADS)")
 DATA_HELP = "synthetic (default), synthetic:SEED, synthetic:train=N,val=N, tiny-imagenet:DIR, or a dataset folder"
 
 
@@ -86,6 +90,27 @@ def main(argv: list[str]) -> int:
     check_args(args)
     if args.nproc is not None:
         return _relaunch(args, argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _train_main(args)
+    try:
+        return _train_main(args)
+    except Exception as e:
+        if not _peer_gone(e):
+            raise
+        from runtime.errors import RuntimeUserError
+
+        # One process stopped (its own message says why); the others then fail in a collective.
+        raise RuntimeUserError(f"process {os.environ.get('RANK', '?')} stopped: another process stopped first") from None
+
+
+def _peer_gone(e: Exception) -> bool:
+    """A collective failed because another process exited (gloo or NCCL says so in its own words)."""
+    text = str(e)
+    return type(e).__name__ in ("DistBackendError", "DistNetworkError") or any(
+        m in text for m in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted"))
+
+
+def _train_main(args) -> int:
     from archcompiler.cli.common import compile_or_report
     from runtime.paths import output_dir
 
@@ -347,12 +372,52 @@ def _relaunch(args, argv: list[str]) -> int:
             rest.append(a)
     if "WORLD_SIZE" in os.environ:  # already under torchrun: --nproc means nothing more
         return main(rest)
+    _check_split(args)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}", "-m", "archcompiler", "train", *rest]
     print("archc: running " + " ".join(command[1:]), file=sys.stderr)
+    # Each process gets its share of the cores (torchrun would otherwise set 1 and say so).
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.nproc))}
+    code = _torchrun(command, env)
+    if code != 0:
+        print(f"archc: error: training stopped on {'a process' if code != 130 else 'Ctrl-C'} (exit {code}); "
+              "the processes' own messages are above", file=sys.stderr)
+        return 130 if code == 130 else 1
+    return 0
+
+
+def _check_split(args) -> None:
+    """What would fail in every process, checked once before starting them: the spec and the
+    batch size, which must split evenly over the processes."""
+    from archcompiler.cli.common import compile_or_report
+    from runtime.errors import RuntimeUsageError
+
+    compiled = compile_or_report(args.spec)
+    if compiled is None:
+        raise RuntimeUsageError(f"{args.spec}: fix the spec first (check reports it above)")
+    if args.batch_size == "auto":
+        raise RuntimeUsageError("--batch-size auto works on one process; give a batch size with --nproc or torchrun")
+    if not args.resume:
+        batch = build_config(compiled, args, Path(args.out or Path("runs") / compiled.name)).batch_size
+        if batch % args.nproc:
+            raise RuntimeUsageError(f"batch size {batch} does not split evenly over {args.nproc} processes (--nproc); "
+                                    f"give a multiple of {args.nproc} with --batch-size")
+
+
+def _torchrun(command: list[str], env: dict) -> int:
+    """Run torchrun, passing its processes' output through but not torchrun's own report of a
+    failed process (a Python traceback and a summary table), nor its logging lines: each
+    archc process has already said what went wrong, in one line."""
     # Ctrl-C reaches torchrun and the workers from the terminal; the workers save a checkpoint
     # and torchrun reports, so this process only waits for them.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return subprocess.call(command)
+        proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
+        report = False
+        for line in proc.stderr:
+            report = report or line.startswith("Traceback (most recent call last):")
+            if not report and not TORCHRUN_LOG.match(line):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        return proc.wait()
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -159,6 +159,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    seen: dict[Path, str] = {}
+    for run in args.runs:  # one run given twice would count twice in a seed group's mean and test
+        key = Path(run).resolve()
+        if key in seen:
+            raise RuntimeUsageError(f"{run}: the same run as {seen[key]}, given twice; a run counts once")
+        seen[key] = run
     for out in args.plot:
         if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise RuntimeUsageError(f"--plot {out}: the file must end in .png, .svg or .pdf")

@@ -21,6 +21,7 @@ PANELS = (
 
 def plot(runs: list[tuple[str, list[dict]]], paths: list, title: str | None = None) -> list[Path]:
     """Draw `runs` ((label, metrics rows) pairs) into each of `paths` (.png, .svg or .pdf)."""
+    _config_dir()
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; also keeps a test run from opening windows
@@ -63,3 +64,21 @@ def plot(runs: list[tuple[str, list[dict]]], paths: list, title: str | None = No
         written.append(path)
     plt.close(fig)
     return written
+
+
+def _config_dir() -> None:
+    """Matplotlib keeps its font cache in ~/.config/matplotlib and warns, on every run, when it
+    cannot write there (a read-only or missing home): give it a private folder instead."""
+    import os
+    import tempfile
+
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    try:
+        probe = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+    except RuntimeError:  # no home at all
+        probe = None
+    while probe is not None and not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest folder that exists: matplotlib would create the rest
+    if probe is None or not probe.is_dir() or not os.access(probe, os.W_OK):
+        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="archc-matplotlib-")

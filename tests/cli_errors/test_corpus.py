@@ -191,6 +191,7 @@ CASES = [
     Case("train-unknown-flag", "train tiny.yaml --epochz 3", 2, "unrecognized arguments"),
     Case("eval-batch-zero", "eval tiny.yaml --checkpoint {run} --batch-size 0", 2, "argument --batch-size"),
     Case("bench-batch-zero", "bench tiny.yaml --batch-size 0", 2, "--batch-size takes positive integers"),
+    Case("bench-batch-beyond-memory", "bench tiny.yaml --batch-size 99999999", 2, "is predicted to need"),
     Case("bench-threshold-nan", "bench tiny.yaml --threshold nan", 2, "argument --threshold"),
     Case("bench-threshold-one", "bench tiny.yaml --threshold 1", 2, "--threshold is a fraction"),
     Case("bench-iters-zero", "bench tiny.yaml --iters 0", 2, "argument --iters"),
@@ -227,6 +228,7 @@ CASES = [
     Case("compare-metrics-binary", "compare {run}", 1, "unreadable", write("run/metrics.jsonl", b"\xff\xfe\x00")),
     Case("compare-not-a-run", "compare {c}/empty", 1, "is not a training run", mkdir("empty")),
     Case("compare-missing", "compare {c}/nosuch", 1, "no such run directory"),
+    Case("compare-run-twice", "compare {run} {run}/.", 2, "given twice"),
     # ---- checkpoints: eval, export and resume
     Case("eval-garbled-weights", "eval tiny.yaml --checkpoint {run}", 1, "holds NaN or infinite values", garble_weights),
     Case("export-garbled-weights", "export tiny.yaml -o {c}/m.onnx --checkpoint {run}", 1, "holds NaN or infinite values", garble_weights),

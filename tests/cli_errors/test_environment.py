@@ -85,3 +85,14 @@ def test_a_path_that_is_not_utf8_is_refused_before_any_work(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "archcompiler", "train", "specs/no_attention.yaml", "--out", out],
                           capture_output=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and b"is not UTF-8 text" in proc.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_a_home_where_nothing_can_be_written_costs_no_warning(tmp_path):
+    """Matplotlib warns on every run when it cannot make ~/.config/matplotlib; archc gives it a
+    private folder instead, so drawing the curves prints nothing."""
+    code = ("from runtime.train.curves import plot\n"
+            "rows = [{'epoch': 1, 'train_acc': 0.1, 'train_loss': 2.0, 'val_acc': 0.1, 'val_loss': 2.1}]\n"
+            f"plot([('run', rows)], [{str(tmp_path / 'c.png')!r}])\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env={**env, "HOME": "/dev/null"})
+    assert proc.returncode == 0 and proc.stderr == "" and (tmp_path / "c.png").is_file()

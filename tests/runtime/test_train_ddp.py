@@ -3,6 +3,7 @@ their weights stay bit-identical, and only rank 0 writes or prints."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,9 +39,33 @@ def test_two_gloo_processes_stay_in_sync_and_only_rank_0_writes(tmp_path):
 def test_nproc_relaunches_under_torchrun_without_itself(monkeypatch):
     calls = []
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(train_cli.subprocess, "call", lambda command: calls.append(command) or 0)
+    monkeypatch.setattr(train_cli, "_torchrun", lambda command, env: calls.append(command) or 0)
     assert train_cli.main(["specs/no_attention.yaml", "--nproc", "4", "--epochs", "1"]) == 0
     (command,) = calls
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc_per_node=4" in command and "--nproc" not in command
     assert command[-5:] == ["archcompiler", "train", "specs/no_attention.yaml", "--epochs", "1"]
+
+
+def test_nproc_checks_the_batch_split_before_starting_any_process(monkeypatch, capsys):
+    from archcompiler.cli.main import entry
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(train_cli, "_torchrun", lambda command, env: pytest.fail("started processes"))
+    monkeypatch.setattr(sys, "argv", ["archc", "train", "specs/no_attention.yaml", "--nproc", "2", "--batch-size", "15"])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "archc: error: batch size 15 does not split evenly over 2 processes (--nproc); give a multiple of 2 with --batch-size\n"
+
+
+def test_torchrun_s_own_failure_report_and_log_lines_are_not_shown(capfd):
+    """What a process says reaches the user; torchrun's traceback and logging lines do not."""
+    script = ("import sys\n"
+              "print('W1130 18:02:11.123000 42 torch/distributed/run.py:774] Setting OMP_NUM_THREADS', file=sys.stderr)\n"
+              "print('archc: error: no such dataset directory: x', file=sys.stderr)\n"
+              "print('Traceback (most recent call last):', file=sys.stderr)\n"
+              "print('torch.distributed.elastic.multiprocessing.errors.ChildFailedError:', file=sys.stderr)\n"
+              "sys.exit(1)\n")
+    assert train_cli._torchrun([sys.executable, "-c", script], dict(os.environ)) == 1
+    assert capfd.readouterr().err == "archc: error: no such dataset directory: x\n"
