@@ -79,6 +79,17 @@ def output_dir(path, flag: str, *, may_create: bool = False) -> Path:
     return path
 
 
+def cache_dir(given) -> None:
+    """The decoded-dataset cache's folder, --cache-dir or else $ARCHC_CACHE_DIR, checked before the
+    minutes of decoding that precede its first write (the default under ~/.cache is not)."""
+    import os
+
+    if given is not None:
+        output_dir(given, "--cache-dir", may_create=True)
+    elif os.environ.get("ARCHC_CACHE_DIR"):
+        output_dir(os.environ["ARCHC_CACHE_DIR"], "$ARCHC_CACHE_DIR", may_create=True)
+
+
 def _probe(folder: Path, flag: str, target: Path) -> None:
     """Create and remove a file in `folder`: what the atomic writers will do there later."""
     try:

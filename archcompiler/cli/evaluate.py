@@ -56,6 +56,16 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     if "mean" not in saved_data:  # a bare .safetensors: normalise as the paper does, with this data's mean
         train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, progress=False)
         saved_data = {"mean": train_set.channel_mean().tolist(), "std": None}
+    trained_on = ckpt.meta.get("classes")
+    if isinstance(trained_on, list) and trained_on and list(val_set.classes) != trained_on:
+        from runtime.errors import RuntimeUserError
+
+        def some(names: list) -> str:
+            return ", ".join(map(str, names[:4])) + (", ..." if len(names) > 4 else "")
+
+        same = "the same classes in another order" if sorted(map(str, trained_on)) == sorted(map(str, val_set.classes)) else f"{len(val_set.classes)} ({some(list(val_set.classes))})"
+        raise RuntimeUserError(f"{ckpt.path} was trained on {len(trained_on)} classes ({some(trained_on)}), and {data} has {same}: "
+                               "its labels would not mean the model's outputs; evaluate on the data it was trained on")
     check_fit(compiled, val_set, data)
     std = None if saved_data.get("std") is None else torch.tensor(saved_data["std"])
     loader = make_loader(val_set, batch_size=batch_size, train=False, config=TrainConfig(), device=torch_device,
@@ -70,12 +80,11 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
 
 def check_args(args) -> None:
     from runtime.data.load import parse_spec
-    from runtime.paths import output_dir
+    from runtime.paths import cache_dir
 
     if args.data is not None:
         parse_spec(args.data)
-    if args.cache_dir is not None:
-        output_dir(args.cache_dir, "--cache-dir", may_create=True)
+    cache_dir(args.cache_dir)
 
 
 def main(argv: list[str]) -> int:

@@ -66,14 +66,13 @@ def parser() -> argparse.ArgumentParser:
 def check_args(args) -> None:
     """What can be checked before compiling: --out (also once the default is known) and --data."""
     from runtime.data.load import parse_spec
-    from runtime.paths import output_dir
+    from runtime.paths import cache_dir, output_dir
 
     if args.out is not None:
         output_dir(args.out, "--out", may_create=not args.resume)
     if args.data is not None:
         parse_spec(args.data)
-    if args.cache_dir is not None:  # the cache is written after minutes of decoding: check first
-        output_dir(args.cache_dir, "--cache-dir", may_create=True)
+    cache_dir(args.cache_dir)  # the cache is written after minutes of decoding: check first
 
 
 def _batch_size(text: str):
@@ -218,6 +217,12 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
             # a corrupt checkpoint, or one of another run, should fail now, not after minutes of decoding
             from archcompiler.cli.resume import check_same_run
 
+            link = run_dir / "checkpoints" / "last"
+            if not link.is_symlink() and not link.exists():
+                from runtime.errors import CheckpointError
+
+                raise CheckpointError(f"--resume: {run_dir} has no checkpoint yet (it stopped before writing its first); "
+                                      "start it again without --resume, after removing the folder or with another --out")
             check_same_run(checkpoint.load(run_dir), compiled, config)
             if note:
                 print(note, file=sys.stderr)

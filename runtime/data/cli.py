@@ -70,14 +70,13 @@ def _prepare(args: argparse.Namespace) -> int:
     from runtime.data.layout import read_layout
     from runtime.data.load import parse_spec, report_skipped
 
-    from runtime.paths import output_dir
+    from runtime.paths import cache_dir
 
     parsed = parse_spec(args.dataset)
     if parsed.kind == "synthetic":
         print("the synthetic set is generated in memory and needs no cache")
         return 0
-    if args.cache_dir is not None:
-        output_dir(args.cache_dir, "--cache-dir", may_create=True)
+    cache_dir(args.cache_dir)
     start = time.perf_counter()
     layout = read_layout(parsed.path, expect=parsed.layout)
     train, val, built = load_or_build(

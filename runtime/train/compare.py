@@ -74,6 +74,22 @@ def read_run(path) -> Run:
     return Run(path, summary, rundir.check_rows(path / "metrics.jsonl", metrics.read(path)), _read_config(path))
 
 
+def expand(paths: list[str]) -> list[str]:
+    """Run directories, with a folder that holds runs but is none (what `archc train --seeds`
+    writes: OUT/seed-0, OUT/seed-1, ...) replaced by the runs in it."""
+    out = []
+    for p in paths:
+        folder = Path(p)
+        if folder.is_dir() and not (folder / "summary.json").exists() and not (folder / "metrics.jsonl").exists():
+            inner = sorted((c for c in folder.iterdir() if c.is_dir() and ((c / "summary.json").exists() or (c / "metrics.jsonl").exists())),
+                           key=lambda c: (len(c.name), c.name))  # seed-2 before seed-10
+            if inner:
+                out += [str(c) for c in inner]
+                continue
+        out.append(p)
+    return out
+
+
 def _read_config(path: Path) -> dict | None:
     try:
         data = json.loads((path / "config.json").read_text())
@@ -150,7 +166,8 @@ def render_groups(found: list[groups.Group], fmt: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argtypes.Parser(prog="archc compare", description="Compare training runs: a Figure 12 style table and Figures 8-11 style overlays.")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `archc train --out`")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `archc train --out`; a folder of runs "
+                   "(`archc train --seeds` writes OUT/seed-K) stands for the runs in it")
     p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text", help="table format")
     p.add_argument("--plot", action="append", default=[], metavar="OUT", help="also draw the four charts with one line per run (.png, .svg or .pdf; repeatable)")
     p.add_argument("--test", action="store_true",
@@ -159,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    args.runs = expand(args.runs)
     seen: dict[Path, str] = {}
     for run in args.runs:  # one run given twice would count twice in a seed group's mean and test
         key = Path(run).resolve()

@@ -237,6 +237,7 @@ CASES = [
     Case("resume-truncated-state", "train tiny.yaml --out {run} --resume", 1, "failed finding central directory",
          lambda d: ((d / "run/checkpoints/last").resolve() / "state.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 100)),
     Case("eval-other-model", "eval wide.yaml --checkpoint {run}", 1, "does not fit this model"),
+    Case("eval-other-classes", "eval tiny.yaml --checkpoint {run} --data data/folder", 1, "was trained on 10 classes", lines=5),  # 4 decoding lines first
     Case("export-other-model", "export wide.yaml -o {c}/m.onnx --checkpoint {run}", 1, "does not fit this model"),
     Case("export-checkpoint-missing", "export tiny.yaml -o {c}/m.onnx --checkpoint {c}/nosuch", 1, "no such checkpoint"),
     Case("eval-checkpoint-missing", "eval tiny.yaml --checkpoint {c}/nosuch", 1, "no such checkpoint"),
@@ -250,6 +251,8 @@ CASES = [
     Case("resume-config-wrong-type", "train tiny.yaml --out {run} --resume", 1, "is not a config archc wrote",
          edit_json("run/config.json", lambda c: {**c, "epochs": "two"})),
     Case("resume-no-checkpoint", "train tiny.yaml --out {c}/empty --resume", 1, "no config.json", mkdir("empty")),
+    Case("resume-before-the-first-checkpoint", "train tiny.yaml --out {run} --resume", 1, "start it again without --resume",
+         lambda d: shutil.rmtree(d / "run" / "checkpoints")),
     Case("resume-changed-flag", "train tiny.yaml --out {run} --resume --lr 0.5", 2, "--lr cannot change"),
     Case("train-over-a-run", f"train tiny.yaml --data {DATA} --out {{run}}", 2, "already holds a run; add --resume"),
     # ---- not errors, but they must not touch the run: a resume with nothing left to do

@@ -96,3 +96,11 @@ def test_a_home_where_nothing_can_be_written_costs_no_warning(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env={**env, "HOME": "/dev/null"})
     assert proc.returncode == 0 and proc.stderr == "" and (tmp_path / "c.png").is_file()
+
+
+def test_a_cache_dir_from_the_environment_that_cannot_be_written_is_refused_first(tmp_path):
+    (tmp_path / "f").write_text("a file, not a folder")
+    env = {**os.environ, "ARCHC_CACHE_DIR": str(tmp_path / "f")}
+    proc = subprocess.run([sys.executable, "-m", "archcompiler", "data", "prepare", "data/does-not-matter"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120, env=env)
+    assert proc.returncode == 2 and proc.stderr == f"archc: error: $ARCHC_CACHE_DIR {tmp_path / 'f'}: is a file, not a folder\n"

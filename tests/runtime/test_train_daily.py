@@ -184,6 +184,9 @@ def test_seed_groups_and_the_test(seeds, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [g["n"] for g in data["groups"]] == [3, 3] and data["tests"][0]["n"] == [3, 3]
     assert data["tests"][0]["p"] == pytest.approx(0.00102, abs=2e-5)
+    # the folders `archc train --seeds` writes stand for their seed runs
+    compare.main([str(p) for p in sorted({p.parent for p in seeds.glob("*/seed-*")})] + ["--test", "--format", "json"])
+    assert json.loads(capsys.readouterr().out) == data
 
 
 def test_same_accuracies_are_not_significant(tmp_path, capsys):
