@@ -19,8 +19,8 @@ from runtime.errors import RuntimeUsageError
 
 def output_file(path, flag: str, reads=()) -> Path:
     """`path` as a file archc may write (atomically, beside itself); else a usage error naming `flag`.
-    `reads` are what the command reads (files, or folders such as a run directory): the output
-    must not replace one of those files, nor any file already inside one of those folders."""
+    `reads` are what the command reads (files, or run directories and checkpoints): the output
+    must not replace one of those files, nor a file a run keeps (RUN_FILES, its checkpoints)."""
     path = Path(path)
     if str(path) == "" or path.name in ("", ".", ".."):
         raise RuntimeUsageError(f"{flag} {path}: give a file name, not a folder")
@@ -44,17 +44,26 @@ def output_file(path, flag: str, reads=()) -> Path:
     return path
 
 
+# What a run directory holds that archc reads back (besides checkpoints/): an output may be
+# written beside them (an exported model.onnx), not over them.
+RUN_FILES = {"summary.json", "metrics.jsonl", "metrics.csv", "config.json", "spec.yaml", "train.log", "curves.png", "curves.svg", "curves.pdf",
+             "model.safetensors", "state.pt", "meta.json"}
+
+
 def _not_an_input(path: Path, flag: str, reads) -> None:
-    """An existing `path` that is one of the command's inputs, or lies inside an input folder
-    (a run directory, a checkpoint), would be destroyed by the result: refused."""
+    """An existing `path` that is one of the command's inputs, or a file of an input run or
+    checkpoint folder, would be destroyed by the result: refused."""
     target = path.resolve()
     for source in filter(None, reads):
         source = Path(source)
         if not source.exists():
             continue
         real = source.resolve()
-        if target == real or (source.is_dir() and real in target.parents):
-            what = "is" if target == real else f"is inside {source}, which"
+        inside = source.is_dir() and real in target.parents
+        kept = inside and ("checkpoints" in target.relative_to(real).parts or target.name in RUN_FILES
+                           or target.name.startswith("events.out.tfevents"))
+        if target == real or kept:
+            what = "is a file" if target == real else f"is a file of {source}, which"
             raise RuntimeUsageError(f"{flag} {path}: {what} this command reads; writing there would destroy its input, so write elsewhere")
 
 
@@ -79,14 +88,15 @@ def output_dir(path, flag: str, *, may_create: bool = False) -> Path:
     return path
 
 
-def cache_dir(given) -> None:
+def cache_dir(given, data: str | None = None) -> None:
     """The decoded-dataset cache's folder, --cache-dir or else $ARCHC_CACHE_DIR, checked before the
-    minutes of decoding that precede its first write (the default under ~/.cache is not)."""
+    minutes of decoding that precede its first write (the default under ~/.cache is not). The
+    synthetic set is made in memory and needs none."""
     import os
 
     if given is not None:
         output_dir(given, "--cache-dir", may_create=True)
-    elif os.environ.get("ARCHC_CACHE_DIR"):
+    elif os.environ.get("ARCHC_CACHE_DIR") and not (data or "").startswith("synthetic"):
         output_dir(os.environ["ARCHC_CACHE_DIR"], "$ARCHC_CACHE_DIR", may_create=True)
 
 

@@ -84,7 +84,7 @@ def check_args(args) -> None:
 
     if args.data is not None:
         parse_spec(args.data)
-    cache_dir(args.cache_dir)
+    cache_dir(args.cache_dir, args.data)
 
 
 def main(argv: list[str]) -> int:

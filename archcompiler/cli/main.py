@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """Console-script entry: no traceback ever reaches the user for a known kind of error."""
-    if sys.stdout is None:  # started with stdout closed: writing the results is then an error, not a crash
-        sys.stdout = _Closed()
+    # Started with stdout closed, writing the results is an error, not a crash; and a write to
+    # stdout that fails (a full disk behind it) must be told from one to a file.
+    sys.stdout = _Watched(_Closed() if sys.stdout is None else sys.stdout)
     try:
         code = main()
         sys.stdout.flush()  # a full disk or device behind stdout shows here, not after exit
@@ -85,8 +86,7 @@ def entry() -> None:
             sys.stderr.write(f"archc: error: {missing}\n")  # the environment, not archc, lacks it
             code = 1
         elif isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS and not os.environ.get("ARCHC_DEBUG"):
-            where = e.filename if e.filename is not None else "standard output"
-            sys.stderr.write(f"archc: error: {where}: {e.strerror}\n")  # a full disk, a closed or read-only output
+            sys.stderr.write(f"archc: error: {_where(e)}\n")  # a full disk, a closed or read-only output
             _quiet_stdout()
             code = 1
         elif code is None:
@@ -113,13 +113,47 @@ class _Closed:
     """stdout when the process started with it closed: any write fails as a closed file does."""
 
     def write(self, text: str) -> int:
-        raise OSError(errno.EBADF, "standard output is closed")
+        raise OSError(errno.EBADF, "it is closed")
 
     def flush(self) -> None:
         pass
 
     def isatty(self) -> bool:
         return False
+
+
+class _Watched:
+    """sys.stdout, remembering whether a write to it failed; everything else is the stream's."""
+
+    def __init__(self, stream) -> None:
+        self._stream, self.failed = stream, False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self.failed = True
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self.failed = True
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _where(e: OSError) -> str:
+    """What failed: the file the error names, else standard output if a write to it failed,
+    else a write whose file Python did not record."""
+    if e.filename is not None:
+        return f"{e.filename}: {e.strerror}"
+    if getattr(sys.stdout, "failed", False):
+        return f"standard output: {e.strerror}"
+    return f"{e.strerror} (while writing a file)"
 
 
 def _quiet_stdout() -> None:

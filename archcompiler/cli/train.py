@@ -25,6 +25,7 @@ RESUMABLE = ("epochs", "max_steps", "device", "compile", "compile_mode", "amp", 
              "eval_batch_size")
 # torchrun's and torch.distributed's own logging lines ("W1130 18:02:11.123000 4242 torch/...") and
 # its banner about OMP_NUM_THREADS ("*****" framed).
+EXITCODE = re.compile(r"exitcode\s*:\s*(-?\d+)")  # torchrun's report of how a process ended
 TORCHRUN_LOG = re.compile(r"^([WEI]\d{4} \d\d:\d\d:\d\d|\*{5,}|Setting OMP_NUM_THREADS)")
 DATA_HELP = "synthetic (default), synthetic:SEED, synthetic:train=N,val=N, tiny-imagenet:DIR, or a dataset folder"
 
@@ -72,7 +73,7 @@ def check_args(args) -> None:
         output_dir(args.out, "--out", may_create=not args.resume)
     if args.data is not None:
         parse_spec(args.data)
-    cache_dir(args.cache_dir)  # the cache is written after minutes of decoding: check first
+    cache_dir(args.cache_dir, args.data)  # the cache is written after minutes of decoding: check first
 
 
 def _batch_size(text: str):
@@ -99,14 +100,13 @@ def main(argv: list[str]) -> int:
         from runtime.errors import RuntimeUserError
 
         # One process stopped (its own message says why); the others then fail in a collective.
-        raise RuntimeUserError(f"process {os.environ.get('RANK', '?')} stopped: another process stopped first") from None
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise RuntimeUserError(f"process {os.environ.get('RANK', '?')} stopped: another process stopped first ({first})") from None
 
 
 def _peer_gone(e: Exception) -> bool:
     """A collective failed because another process exited (gloo or NCCL says so in its own words)."""
-    text = str(e)
-    return type(e).__name__ in ("DistBackendError", "DistNetworkError") or any(
-        m in text for m in ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted"))
+    return any(m in str(e) for m in ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted"))
 
 
 def _train_main(args) -> int:
@@ -232,6 +232,9 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
         if auto:
             config = _auto_batch(compiled, config, kind, world, train_set.images.shape[0])
         compile_model = resolved_compile(config, kind)
+        if not compile_model and config.compile_mode != "default" and world.main:
+            print(f"note: --compile-mode {config.compile_mode} has no effect: the model is not compiled "
+                  f"({'--no-compile' if config.compile is False else 'the default on ' + kind}; --compile compiles it)", file=sys.stderr)
         init = {}
 
         def factory(device):
@@ -377,20 +380,23 @@ def _relaunch(args, argv: list[str]) -> int:
             rest.append(a)
     if "WORLD_SIZE" in os.environ:  # already under torchrun: --nproc means nothing more
         return main(rest)
-    _check_split(args)
+    if not _check_split(args):
+        return 1
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}", "-m", "archcompiler", "train", *rest]
     print("archc: running " + " ".join(command[1:]), file=sys.stderr)
     # Each process gets its share of the cores (torchrun would otherwise set 1 and say so).
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // args.nproc))}
-    code = _torchrun(command, env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // args.nproc))}
+    code, how = _torchrun(command, env)
     if code != 0:
-        print(f"archc: error: training stopped on {'a process' if code != 130 else 'Ctrl-C'} (exit {code}); "
-              "the processes' own messages are above", file=sys.stderr)
+        why = how or ("Ctrl-C" if code == 130 else "a process that stopped")
+        print(f"archc: error: training stopped: {why} (torchrun exit {code})" + ("" if how else "; the processes' own messages are above"),
+              file=sys.stderr)
         return 130 if code == 130 else 1
     return 0
 
 
-def _check_split(args) -> None:
+def _check_split(args) -> bool:
     """What would fail in every process, checked once before starting them: the spec and the
     batch size, which must split evenly over the processes."""
     from archcompiler.cli.common import compile_or_report
@@ -398,7 +404,7 @@ def _check_split(args) -> None:
 
     compiled = compile_or_report(args.spec)
     if compiled is None:
-        raise RuntimeUsageError(f"{args.spec}: fix the spec first (check reports it above)")
+        return False  # the spec's errors are printed; bad input, exit 1
     if args.batch_size == "auto":
         raise RuntimeUsageError("--batch-size auto works on one process; give a batch size with --nproc or torchrun")
     if not args.resume:
@@ -406,23 +412,39 @@ def _check_split(args) -> None:
         if batch % args.nproc:
             raise RuntimeUsageError(f"batch size {batch} does not split evenly over {args.nproc} processes (--nproc); "
                                     f"give a multiple of {args.nproc} with --batch-size")
+    return True
 
 
-def _torchrun(command: list[str], env: dict) -> int:
+def _torchrun(command: list[str], env: dict) -> tuple[int, str]:
     """Run torchrun, passing its processes' output through but not torchrun's own report of a
-    failed process (a Python traceback and a summary table), nor its logging lines: each
-    archc process has already said what went wrong, in one line."""
+    failed process (a Python traceback ending in ChildFailedError) nor its logging lines: each
+    archc process has already said what went wrong, in one line. Returns torchrun's exit code
+    and what its report says of a process that died without a word (killed by a signal).
+    With ARCHC_DEBUG set, everything is shown."""
     # Ctrl-C reaches torchrun and the workers from the terminal; the workers save a checkpoint
     # and torchrun reports, so this process only waits for them.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    debug = bool(os.environ.get("ARCHC_DEBUG"))
     try:
         proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
-        report = False
+        held: list[str] = []  # from a "Traceback" line on: torchrun's report, or a worker's own (debug) traceback
+        codes: list[int] = []
         for line in proc.stderr:
-            report = report or line.startswith("Traceback (most recent call last):")
-            if not report and not TORCHRUN_LOG.match(line):
+            codes += [int(c) for c in EXITCODE.findall(line)]
+            if debug:
                 sys.stderr.write(line)
-                sys.stderr.flush()
-        return proc.wait()
+            elif held or line.startswith("Traceback (most recent call last):"):
+                held.append(line)
+            elif not TORCHRUN_LOG.match(line):
+                sys.stderr.write(line)
+            sys.stderr.flush()
+        code = proc.wait()
+        if held and not any("ChildFailedError" in h for h in held):
+            sys.stderr.writelines(held)  # not torchrun's report: show it
+        else:
+            sys.stderr.writelines(h for h in held if h.startswith("archc: "))  # a process's own message inside it
+        signals = sorted({-c for c in codes if c < 0})
+        how = f"a process was killed by signal {', '.join(map(str, signals))}" + (" (SIGKILL: out of memory?)" if 9 in signals else "") if signals else ""
+        return code, how
     finally:
         signal.signal(signal.SIGINT, previous)

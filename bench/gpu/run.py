@@ -361,7 +361,9 @@ def phase_train(args) -> int:
             rec.update(run_summary(out))
             if rec["status"] != "skipped":
                 keep_runs(ph, runs_dir, report)  # after every run: a job cut short still brings back the ones done
-            if not rec["status"].startswith("exit"):  # done, stopped at the deadline, or no time left
+            # Done, stopped at the deadline, no time left, or failed after an epoch (a divergence
+            # is the recipe's, not the compiler's: another way would only repeat it).
+            if not rec["status"].startswith("exit") or rec.get("epochs_completed"):
                 break
             ways.remove((suffix, flags))
     trained = [s for s in ph.summary["steps"] if s["step"].startswith("train-") and s.get("steps")]

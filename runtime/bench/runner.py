@@ -199,7 +199,7 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
     if cand.compiled:
         kwargs = {"fullgraph": True, **config.compile_kwargs}
         net = torch.compile(model, **kwargs)
-    cudagraphs = cand.compiled and device.type == "cuda" and "reduce-overhead" in str(config.compile_kwargs.get("mode", ""))
+    cudagraphs = cand.compiled and vocab.uses_cudagraphs(str(config.compile_kwargs.get("mode", "default")), device.type)
     cand.cudagraphs = cudagraphs
     step = make_step(net, model, mode, batch, w.input_shape, w.num_classes, device, amp=config.amp,
                      channels_last=config.channels_last, optimizer=w.optimizer or config.optimizer, lr=config.lr, cudagraphs=cudagraphs)

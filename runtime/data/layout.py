@@ -161,22 +161,21 @@ def _list_images(folder: Path, root: Path, recursive: bool = False) -> list[tupl
     and string joins, because os.walk and os.path.relpath per file cost seconds there.
     """
     found: list[tuple[str, int, int]] = []
-    pending = [(str(folder), folder.relative_to(root).as_posix())]
-    seen: set[tuple[int, int]] = set()  # folders read, by device and inode: a linked folder may lead back
+    pending: list[tuple[str, str, frozenset]] = [(str(folder), folder.relative_to(root).as_posix(), frozenset())]
     while pending:
-        path, rel = pending.pop()
+        path, rel, above = pending.pop()  # above: the folders it lies in, by device and inode
         try:
             st = os.stat(path)
-            if (st.st_dev, st.st_ino) in seen:
-                raise DataError(f"{path}: a link that leads back to a folder already read (a loop); remove it")
-            seen.add((st.st_dev, st.st_ino))
+            here = (st.st_dev, st.st_ino)
+            if here in above:
+                raise DataError(f"{path}: a link to a folder that holds it (a loop); remove it")
             with os.scandir(path) as entries:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
                     if entry.is_dir():
                         if recursive:
-                            pending.append((entry.path, f"{rel}/{entry.name}"))
+                            pending.append((entry.path, f"{rel}/{entry.name}", above | {here}))
                     elif entry.name.lower().endswith(IMAGE_SUFFIXES):
                         _check_name(entry.path)
                         try:

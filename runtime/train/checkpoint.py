@@ -116,19 +116,25 @@ def load(path, *, weights_only: bool = False) -> Checkpoint:
     training state, for evaluation, and also accepts a bare .safetensors file."""
     if weights_only and str(path).endswith(".safetensors") and Path(path).is_file():
         return Checkpoint(Path(path), load_safetensors(path), None, {})
+    folder = resolve(path)
     for attempt in range(3):
-        folder = resolve(path)
         try:
             return _load_folder(folder, weights_only)
         except (CheckpointError, FileNotFoundError) as e:
-            # A run that is training rotates its checkpoints: the one 'last' named when it was
-            # resolved may be deleted while being read. Resolve again; a damaged one stays.
-            if attempt < 2 and not folder.exists():
+            # A run that is training rotates its checkpoints: the one 'last' named may be deleted
+            # (file by file) while being read. If the link has moved on, read the new one; a
+            # checkpoint that is damaged and still current stays an error.
+            try:
+                again = resolve(path)
+            except CheckpointError:
+                again = folder
+            if attempt < 2 and again != folder:
+                folder = again
                 continue
             if isinstance(e, FileNotFoundError):
                 raise CheckpointError(f"{e.filename}: vanished while it was read (is a run rotating its checkpoints?)") from None
             raise
-    raise CheckpointError(f"{path}: its checkpoints kept vanishing while they were read")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _load_folder(folder: Path, weights_only: bool) -> Checkpoint:

@@ -67,18 +67,31 @@ def plot(runs: list[tuple[str, list[dict]]], paths: list, title: str | None = No
 
 
 def _config_dir() -> None:
-    """Matplotlib keeps its font cache in ~/.config/matplotlib and warns, on every run, when it
-    cannot write there (a read-only or missing home): give it a private folder instead."""
+    """Matplotlib keeps its settings in ~/.config/matplotlib and its font cache in
+    ~/.cache/matplotlib, and warns on every run when it cannot write there (a read-only or
+    missing home): give it one folder of archc's instead, the same each run, so that its font
+    cache is built once."""
     import os
     import tempfile
 
     if os.environ.get("MPLCONFIGDIR"):
         return
     try:
-        probe = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+        homes = [Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"), Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")]
     except RuntimeError:  # no home at all
-        probe = None
-    while probe is not None and not probe.exists() and probe != probe.parent:
-        probe = probe.parent  # the nearest folder that exists: matplotlib would create the rest
-    if probe is None or not probe.is_dir() or not os.access(probe, os.W_OK):
-        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="archc-matplotlib-")
+        homes = []
+    if len(homes) == 2 and all(_writable(h / "matplotlib") for h in homes):
+        return
+    private = Path(tempfile.gettempdir()) / f"archc-matplotlib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(private)
+
+
+def _writable(folder: Path) -> bool:
+    """Whether `folder` exists and is writable, or could be made: its nearest existing
+    ancestor is a writable folder."""
+    import os
+
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK)

@@ -57,13 +57,22 @@ def on_main(world: distributed.World, fn):
     return result
 
 
+def load_optimizer_state(optimizer, state: dict) -> None:
+    """The saved state, keeping this machine's implementation (fused on CUDA, foreach or a
+    loop elsewhere): the saved groups carry the choice of the machine that saved them."""
+    chosen = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, implementation in zip(optimizer.param_groups, chosen):
+        group.update(implementation)
+
+
 def restore(run_dir: Path, raw: nn.Module, optimizer, data_meta: dict, world, device) -> State:
     # Rank 0 reads and sends: in a multi-node job the other nodes need not see the run directory.
     ckpt = on_main(world, lambda: checkpoint.load(run_dir))
     saved = ckpt.state
     try:
         checkpoint.load_into(raw, ckpt.weights, ckpt.path)
-        optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer_state(optimizer, saved["optimizer"])
         for key in ("train_images", "val_images", "classes"):
             if saved["data_stats"][key] != data_meta[key]:
                 raise RuntimeUserError(f"--resume: the data differs from the run's ({key}: {saved['data_stats'][key]} then, "

@@ -58,17 +58,20 @@ def test_a_full_disk_behind_stdout_is_bad_input_not_a_bug():
 def test_a_closed_stdout_is_bad_input_not_a_bug():
     proc = subprocess.run([sys.executable, "-m", "archcompiler", "emit", "specs/no_attention.yaml"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120, preexec_fn=lambda: os.close(1))
-    assert proc.returncode == 1 and proc.stderr == "archc: error: standard output: standard output is closed\n"
+    assert proc.returncode == 1 and proc.stderr == "archc: error: standard output: it is closed\n"
 
 
 def test_a_full_disk_while_writing_a_file_names_it(tmp_path, monkeypatch, capsys):
-    """Any write that the machine refuses (here: no space) names the file and exits 1."""
+    """Any write that the machine refuses (here: no space, as a real write raises it: with no
+    file name) names the file the atomic writer was writing, and exits 1."""
     import errno
 
     from archcompiler.cli import main as cli_main
+    from runtime import files
 
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "m.py"))
+        with files.replacing(tmp_path / "m.py") as tmp, open(tmp, "w"):
+            raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(cli_main, "main", full)
     monkeypatch.setattr(sys, "stdout", sys.stdout)  # entry() points a failed stdout elsewhere; put it back after

@@ -4,7 +4,6 @@ traceback and never code execution (weights_only)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -153,9 +152,10 @@ def test_a_checkpoint_rotated_away_while_read_is_read_again_from_the_new_last(tm
 
     def rotate_first(folder, weights_only):
         calls.append(folder.name)
-        if len(calls) == 1:  # the run saves step 2 and drops step 1 between resolve and read
-            save(tmp_path, 2)
-            shutil.rmtree(folder)
+        if len(calls) == 1:  # the run saves step 2 and is part-way through deleting step 1
+            save(tmp_path, 2, ("best",))
+            os.replace(tmp_path / "checkpoints" / "best", tmp_path / "checkpoints" / "last")
+            (folder / "model.safetensors").unlink()
         return real(folder, weights_only)
 
     monkeypatch.setattr(checkpoint, "_load_folder", rotate_first)

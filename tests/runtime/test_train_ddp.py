@@ -39,7 +39,7 @@ def test_two_gloo_processes_stay_in_sync_and_only_rank_0_writes(tmp_path):
 def test_nproc_relaunches_under_torchrun_without_itself(monkeypatch):
     calls = []
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(train_cli, "_torchrun", lambda command, env: calls.append(command) or 0)
+    monkeypatch.setattr(train_cli, "_torchrun", lambda command, env: (calls.append(command), (0, ""))[1])
     assert train_cli.main(["specs/no_attention.yaml", "--nproc", "4", "--epochs", "1"]) == 0
     (command,) = calls
     assert command[:3] == [sys.executable, "-m", "torch.distributed.run"]
@@ -67,5 +67,19 @@ def test_torchrun_s_own_failure_report_and_log_lines_are_not_shown(capfd):
               "print('Traceback (most recent call last):', file=sys.stderr)\n"
               "print('torch.distributed.elastic.multiprocessing.errors.ChildFailedError:', file=sys.stderr)\n"
               "sys.exit(1)\n")
-    assert train_cli._torchrun([sys.executable, "-c", script], dict(os.environ)) == 1
+    assert train_cli._torchrun([sys.executable, "-c", script], dict(os.environ)) == (1, "")
     assert capfd.readouterr().err == "archc: error: no such dataset directory: x\n"
+
+
+def test_a_process_killed_without_a_word_is_named_and_a_worker_traceback_is_kept(capfd, monkeypatch):
+    killed = ("import sys\n"
+              "print('E1130 18:02:11.123000 42 api.py:900] failed (exitcode: -9) local_rank: 0 (pid: 7) of binary', file=sys.stderr)\n"
+              "print('Traceback (most recent call last):', file=sys.stderr)\n"
+              "print('  exitcode  : -9 (pid: 7)', file=sys.stderr)\n"
+              "print('torch.distributed.elastic.multiprocessing.errors.ChildFailedError:', file=sys.stderr)\n"
+              "sys.exit(1)\n")
+    assert train_cli._torchrun([sys.executable, "-c", killed], dict(os.environ)) == (1, "a process was killed by signal 9 (SIGKILL: out of memory?)")
+    assert capfd.readouterr().err == ""
+    other = "import sys\nprint('Traceback (most recent call last):', file=sys.stderr)\nprint('ValueError: x', file=sys.stderr)\nsys.exit(1)\n"
+    assert train_cli._torchrun([sys.executable, "-c", other], dict(os.environ)) == (1, "")
+    assert capfd.readouterr().err == "Traceback (most recent call last):\nValueError: x\n"  # not torchrun's report: shown

@@ -45,3 +45,17 @@ def test_the_schema_and_the_defaults_read_the_vocabulary():
         assert not vocab.make_optimizer(name, params, 0.1).defaults.get("fused")
     with pytest.raises(RuntimeUsageError, match="unknown optimizer 'lion'; choose from adam, adamw, sgd"):
         vocab.make_optimizer("lion", [], 0.1)
+
+
+def test_a_resumed_optimizer_keeps_this_machines_implementation():
+    """A run saved on CUDA (fused) and resumed on the CPU, or the other way round, updates the
+    way this machine's optimizer was built to, with the saved moments."""
+    from runtime.train.resume import load_optimizer_state
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    saved = vocab.make_optimizer("adam", params, 0.1, device_type="cuda")  # fused, as on a GPU
+    params[0].grad = torch.ones(3)
+    saved.step()
+    here = vocab.make_optimizer("adam", params, 0.1)
+    load_optimizer_state(here, saved.state_dict())
+    assert not here.param_groups[0]["fused"] and torch.equal(here.state[params[0]]["exp_avg"], saved.state[params[0]]["exp_avg"])
