@@ -9,6 +9,7 @@ prints and writes.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import signal
@@ -131,12 +132,50 @@ def _train_main(args) -> int:
     if seeds is None:
         return train_one(compiled, args, run_dir, auto)
     for k in seeds:
-        args.seed = k
+        one = copy.copy(args)  # a seed's data options (restored on resume) stay its own
+        one.seed = k
         seed_dir = run_dir / f"seed-{k}"
+        if args.resume and not (seed_dir / "config.json").exists():
+            one.resume = False  # --seeds 0,1,2 --resume after 0 and 1: seed 2 starts here, on its siblings' data
+            _siblings_data(one, [run_dir / f"seed-{j}" for j in seeds if j != k])
+        elif args.resume and _finished(seed_dir):
+            print(f"archc train: seed {k} in {seed_dir} is complete; nothing to resume", flush=True)
+            continue
         print(f"archc train: seed {k} of {','.join(map(str, seeds))} into {seed_dir}", flush=True)
-        train_one(compiled, args, seed_dir, auto)
-    print(f"compare them: archc compare {run_dir}/seed-*")
+        train_one(compiled, one, seed_dir, auto)
+    print(f"compare them: archc compare {run_dir}")
     return 0
+
+
+def _siblings_data(args, siblings: list[Path]) -> None:
+    """A new seed of a resumed group trains on the data (and data options) its siblings did,
+    unless given again: the group compares seeds, not datasets."""
+    import json
+
+    for sibling in siblings:
+        try:
+            saved = json.loads((sibling / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(saved, dict):
+            continue
+        options = saved.get("data_options") if isinstance(saved.get("data_options"), dict) else {}
+        if args.data is None and isinstance(saved.get("data"), str):
+            args.data = saved["data"]
+        if args.cache_dir is None and isinstance(options.get("cache_dir"), str):
+            args.cache_dir = options["cache_dir"]
+        args.skip_corrupt = args.skip_corrupt or options.get("skip_corrupt") is True
+        args.resize = args.resize or options.get("resize") is True
+        return
+
+
+def _finished(run_dir: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def train_one(compiled, args, run_dir: Path, auto: bool = False) -> int:

@@ -260,11 +260,17 @@ def test_long_steps_report_progress_without_a_terminal(monkeypatch):
 @pytest.mark.slow
 def test_seeds_train_one_run_per_seed_into_seed_folders(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
-    proc = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--data", DATA, "--seeds", "3,5", "--max-steps", "1", "--out", "runs/s")
+    proc = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--data", DATA, "--seeds", "3,5", "--epochs", "1", "--out", "runs/s")
     assert proc.returncode == 0, proc.stderr
-    assert "compare them: archc compare runs/s/seed-*" in proc.stdout
+    assert "compare them: archc compare runs/s" in proc.stdout
     seeds = {p.name: json.loads((p / "config.json").read_text())["seed"] for p in sorted((tmp_path / "runs/s").iterdir())}
     assert seeds == {"seed-3": 3, "seed-5": 5}
+    # one more seed later: the finished ones are left as they are, the new one starts
+    more = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "3,5,7", "--out", "runs/s", "--resume")
+    assert more.returncode == 0, more.stderr
+    assert "seed 3 in runs/s/seed-3 is complete; nothing to resume" in more.stdout and "seed 7 of 3,5,7 into runs/s/seed-7" in more.stdout
+    assert json.loads((tmp_path / "runs/s/seed-7/summary.json").read_text())["status"] == "complete"
+    assert json.loads((tmp_path / "runs/s/seed-7/config.json").read_text())["data"] == DATA  # its siblings' data
 
 
 def test_bad_seeds_are_a_usage_error(tmp_path, capsys, monkeypatch):
