@@ -144,11 +144,18 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
             status = trainer.run()
     except (Interrupted, KeyboardInterrupt) as e:
         raise trainer.interrupted(e) from None
+    except Diverged:
+        trainer.mark("diverged")
+        raise
     except torch.OutOfMemoryError:
+        trainer.mark("out of memory")
         raise OutOfMemory(
             f"{describe_device(device)} ran out of memory at batch size {config.batch_size} "
             f"({config.batch_size // world.size} per process). Try a smaller batch, e.g. --batch-size {max(1, config.batch_size // 2)}"
             + ("" if amp == "bf16" else ", or --amp bf16") + ". The last checkpoint is unchanged.") from None
+    except Exception as e:
+        trainer.mark(f"failed: {type(e).__name__}")  # a full disk, a bug: not "running" for ever
+        raise
     finally:
         reporter.close()
         dashboard.close()
@@ -341,6 +348,16 @@ class _Trainer:
         self.reporter.end_epoch()
         kept = f"the last checkpoint is {last} (step {step})" if last else "no checkpoint had been written yet"
         return Interrupted(f"interrupted again at step {self.state.step}, quitting without saving; {kept}", step, last)
+
+    def mark(self, status: str) -> None:
+        """summary.json says how the run ended when it did not finish (else it would say what the
+        last epoch wrote); best effort, since what stopped it may be a full disk."""
+        if not self.world.main:
+            return
+        try:
+            write_json(self.run_dir / "summary.json", self.summary(status, self.rows()))
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
 
     def save(self, best: bool) -> Path | None:
         s = self.state

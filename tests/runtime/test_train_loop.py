@@ -113,6 +113,21 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     ckpt = checkpoint.load(tmp_path / "run")
     assert ckpt.meta["step"] == 6 and all(torch.isfinite(w.float()).all() for w in ckpt.weights.values())
     assert [p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*")] == ["step-0000006"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"  # not "running" for ever
+
+
+def test_a_run_that_fails_says_so_in_its_summary(tmp_path):
+    """A full disk at a checkpoint (or a bug) stops the run: summary.json says it failed, so
+    compare does not list it as running."""
+    import errno
+
+    def full(step):
+        if step == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        run(tmp_path, on_step=full)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed: OSError"
 
 
 def test_the_optimizer_uses_the_staircase(straight):
