@@ -221,6 +221,28 @@ def test_train_falls_back_from_cuda_graphs_to_compile_to_eager_and_drops_what_fa
     assert rows["attn_reduction-eager"]["compiled"] is False and rows["attn_reduction-eager"]["paper_val_acc"] == 0.327
 
 
+def test_train_ways_can_leave_out_cuda_graphs(tmp_path, capsys, monkeypatch):
+    tree = make_tiny_imagenet(tmp_path / "src", per_class=2, val_per_class=1)
+    pack.pack_data(tree, tmp_path / "pack", part_mib=1, drop=set())
+    common = ["--home", str(tmp_path / "home"), "--out", str(tmp_path / "out"), "--pack", str(tmp_path / "pack")]
+    assert phase(capsys, "data", "1", *common)[0] == 0
+    ran = []
+
+    def fake_run(self, step):
+        ran.append(step.name)
+        rec = {"step": step.name, "command": shlex.join(step.argv), "status": "ok", "seconds": 1.0}
+        self.summary["steps"].append(rec)
+        return rec
+
+    monkeypatch.setattr(run.Phase, "run", fake_run)
+    monkeypatch.setattr(run, "run_summary", lambda out: {"steps": 10, "epochs_completed": 25})
+    monkeypatch.setattr(run, "torch_version", lambda ph: "fixture")
+    phase(capsys, "train", *common, "--ways", "default,eager")
+    assert ran[:2] == ["prepare-cache", "train-no_attention-default"]
+    with pytest.raises(SystemExit):
+        run.main(["train", *common, "--ways", "fast"])
+
+
 def test_bench_only_runs_the_steps_named(tmp_path, capsys, monkeypatch):
     ran = []
 

@@ -35,6 +35,7 @@ PAPER = {"no_attention": 0.480, "attn_simple": 0.467, "attn_reduction": 0.327, "
 TRAIN_ORDER = ("no_attention", "attn_simple", "no_attention_extra", "attn_reduction")  # the target first, then the cheaper ones
 # How the train job runs a spec, in order of preference: (step-name suffix, archc train flags).
 TRAIN_WAYS = (("", ["--compile", "--compile-mode", "reduce-overhead"]), ("-default", ["--compile"]), ("-eager", ["--no-compile"]))
+WAY_NAMES = {"reduce-overhead": "", "default": "-default", "eager": "-eager"}  # --ways, by name
 STAMP_DIR = ".parts"
 
 
@@ -350,7 +351,8 @@ def phase_train(args) -> int:
     # CUDA graphs first: the paper's batch of 32 leaves a compiled step bound by kernel launches,
     # which reduce-overhead removes. A run that fails (not one stopped by the deadline) is run
     # again in the next way, and a way that failed is not tried for the later specs.
-    ways = [("", ["--no-compile"])] if args.dry_run else list(TRAIN_WAYS)
+    wanted = {WAY_NAMES[w] for w in args.ways.split(",")}
+    ways = [("", ["--no-compile"])] if args.dry_run else [w for w in TRAIN_WAYS if w[0] in wanted]
     for name in names:
         for suffix, flags in list(ways):
             out = runs_dir / f"{name}{suffix}"
@@ -447,7 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=25, help="train: epochs per spec (default 25, the paper's)")
     p.add_argument("--dry-run", action="store_true", help="the same programme on the CPU with tiny sizes")
     p.add_argument("--only", metavar="STEP,...", help="bench: only the steps whose names start so (as bench.json names them)")
+    p.add_argument("--ways", default="reduce-overhead,default,eager", metavar="WAY,...",
+                   help="train: the ways to try, in order, each after the last failed (default reduce-overhead,default,eager); "
+                        "e.g. default,eager when an earlier window showed CUDA graphs slower")
     args = p.parse_args(argv)
+    if any(w not in WAY_NAMES for w in args.ways.split(",")):
+        p.error(f"--ways takes {', '.join(WAY_NAMES)}, comma-separated, not '{args.ways}'")
     if args.budget is None:
         args.budget = {"bench": 300, "train": 300, "data": 120}[args.phase]  # bench/gpu/README.md: the 15-minute plan
     if args.phase == "data":
