@@ -36,6 +36,7 @@ TRAIN_ORDER = ("no_attention", "attn_simple", "no_attention_extra", "attn_reduct
 # How the train job runs a spec, in order of preference: (step-name suffix, archc train flags).
 TRAIN_WAYS = (("", ["--compile", "--compile-mode", "reduce-overhead"]), ("-default", ["--compile"]), ("-eager", ["--no-compile"]))
 WAY_NAMES = {"reduce-overhead": "", "default": "-default", "eager": "-eager"}  # --ways, by name
+DEFAULT_WAYS = "reduce-overhead,default,eager"
 STAMP_DIR = ".parts"
 
 
@@ -351,7 +352,10 @@ def phase_train(args) -> int:
     # CUDA graphs first: the paper's batch of 32 leaves a compiled step bound by kernel launches,
     # which reduce-overhead removes. A run that fails (not one stopped by the deadline) is run
     # again in the next way, and a way that failed is not tried for the later specs.
-    wanted = {WAY_NAMES[w] for w in args.ways.split(",")}
+    chosen = args.ways.split(",")
+    if args.ways == DEFAULT_WAYS and not args.dry_run and not graphs_pay(ph):
+        chosen.remove("reduce-overhead")
+    wanted = {WAY_NAMES[w] for w in chosen}
     ways = [("", ["--no-compile"])] if args.dry_run else [w for w in TRAIN_WAYS if w[0] in wanted]
     for name in names:
         for suffix, flags in list(ways):
@@ -371,6 +375,24 @@ def phase_train(args) -> int:
     trained = [s for s in ph.summary["steps"] if s["step"].startswith("train-") and s.get("steps")]
     return ph.finish(ok=bool(trained), runs=[{k: s.get(k) for k in ("step", "status", "steps", "epochs_completed", "best_val_acc", "wall_time_s")}
                                              for s in ph.summary["steps"] if s["step"].startswith("train-")], **report)
+
+
+def graphs_pay(ph: Phase) -> bool:
+    """Whether CUDA graphs trained faster at batch 32 in this machine's bench job (job 1), when
+    its results are still here: the reduce-overhead row against the default compile's. With no
+    such figures (a fresh machine), they are tried, and the fallback covers a failure."""
+    res = ph.home / "results"
+    try:
+        graphs = json.loads((res / "archc-bench-no_attention-train-bf16-cl-reduce-overhead.json").read_text())
+        plain = json.loads((res / "archc-bench-no_attention-train-bf16-cl-32.json").read_text())
+        speed = [next(r["images_per_s"] for r in d["rows"] if r["compiled"] and r["batch_size"] == 32 and r.get("images_per_s"))
+                 for d in (graphs, plain)]
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        ph.summary["cuda_graphs"] = "no bench figures on this machine: tried first"
+        return True
+    ph.summary["cuda_graphs"] = f"batch 32: {speed[0]:.0f} images/s under CUDA graphs, {speed[1]:.0f} with the default compile"
+    ph.say(f"CUDA graphs: {ph.summary['cuda_graphs']}")
+    return speed[0] >= speed[1]
 
 
 def keep_runs(ph: Phase, runs_dir: Path, report: dict) -> None:
@@ -449,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=25, help="train: epochs per spec (default 25, the paper's)")
     p.add_argument("--dry-run", action="store_true", help="the same programme on the CPU with tiny sizes")
     p.add_argument("--only", metavar="STEP,...", help="bench: only the steps whose names start so (as bench.json names them)")
-    p.add_argument("--ways", default="reduce-overhead,default,eager", metavar="WAY,...",
+    p.add_argument("--ways", default=DEFAULT_WAYS, metavar="WAY,...",
                    help="train: the ways to try, in order, each after the last failed (default reduce-overhead,default,eager); "
                         "e.g. default,eager when an earlier window showed CUDA graphs slower")
     args = p.parse_args(argv)
