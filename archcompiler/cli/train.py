@@ -131,25 +131,41 @@ def _train_main(args) -> int:
     output_dir(run_dir, "--out", may_create=not args.resume)
     if seeds is None:
         return train_one(compiled, args, run_dir, auto)
+    failed = []
     for k in seeds:
         one = copy.copy(args)  # a seed's data options (restored on resume) stay its own
         one.seed = k
         seed_dir = run_dir / f"seed-{k}"
+        status = _status(seed_dir)
         if args.resume and not (seed_dir / "config.json").exists():
-            one.resume = False  # --seeds 0,1,2 --resume after 0 and 1: seed 2 starts here, on its siblings' data
-            _siblings_data(one, [run_dir / f"seed-{j}" for j in seeds if j != k])
-        elif args.resume and _finished(seed_dir):
-            print(f"archc train: seed {k} in {seed_dir} is complete; nothing to resume", flush=True)
+            one.resume = False  # --seeds 0,1,2 --resume after 0 and 1: seed 2 starts here, as its siblings did
+            _as_siblings(one, sorted(run_dir.glob("seed-*")))
+        elif args.resume and status == "complete" and args.epochs is None and args.max_steps is None:
+            print(f"archc train: seed {k} in {seed_dir} is complete; nothing to resume (--epochs N trains it further)", flush=True)
+            continue
+        elif args.resume and (status == "diverged" or not (seed_dir / "checkpoints" / "last").is_symlink()):
+            why = "diverged" if status == "diverged" else "stopped before its first checkpoint"
+            print(f"archc train: seed {k} in {seed_dir} {why}; left as it is (train it again into another --out)", file=sys.stderr, flush=True)
+            failed.append(k)
             continue
         print(f"archc train: seed {k} of {','.join(map(str, seeds))} into {seed_dir}", flush=True)
         train_one(compiled, one, seed_dir, auto)
     print(f"compare them: archc compare {run_dir}")
+    if failed:
+        from runtime.errors import RuntimeUserError
+
+        raise RuntimeUserError(f"seeds {', '.join(map(str, failed))} could not be resumed (said above); the others are done")
     return 0
 
 
-def _siblings_data(args, siblings: list[Path]) -> None:
-    """A new seed of a resumed group trains on the data (and data options) its siblings did,
-    unless given again: the group compares seeds, not datasets."""
+# A new seed of a resumed group takes these from a sibling's config.json unless given again:
+# the group compares seeds, not recipes or datasets. (config key -> argument)
+SIBLING_SETTINGS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "max_steps": "max_steps",
+                    "num_classes": "num_classes", "checkpoint_every": "checkpoint_every"}
+
+
+def _as_siblings(args, siblings: list[Path]) -> None:
+    """Settings and data options of the first sibling seed that has a config.json."""
     import json
 
     for sibling in siblings:
@@ -159,9 +175,12 @@ def _siblings_data(args, siblings: list[Path]) -> None:
             continue
         if not isinstance(saved, dict):
             continue
+        requested = saved.get("requested") if isinstance(saved.get("requested"), dict) else {}
+        for key, attr in {**SIBLING_SETTINGS, "compile": "compile", "amp": "amp", "channels_last": "channels_last", "compile_mode": "compile_mode"}.items():
+            value = requested.get(key, saved.get(key)) if key in ("compile", "amp", "channels_last") else saved.get(key)
+            if getattr(args, attr, None) is None and value is not None:
+                setattr(args, attr, value)
         options = saved.get("data_options") if isinstance(saved.get("data_options"), dict) else {}
-        if args.data is None and isinstance(saved.get("data"), str):
-            args.data = saved["data"]
         if args.cache_dir is None and isinstance(options.get("cache_dir"), str):
             args.cache_dir = options["cache_dir"]
         args.skip_corrupt = args.skip_corrupt or options.get("skip_corrupt") is True
@@ -169,13 +188,13 @@ def _siblings_data(args, siblings: list[Path]) -> None:
         return
 
 
-def _finished(run_dir: Path) -> bool:
+def _status(run_dir: Path) -> str | None:
     import json
 
     try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status") == "complete"
+        return json.loads((run_dir / "summary.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
 
 
 def train_one(compiled, args, run_dir: Path, auto: bool = False) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -352,11 +353,11 @@ def phase_train(args) -> int:
     # CUDA graphs first: the paper's batch of 32 leaves a compiled step bound by kernel launches,
     # which reduce-overhead removes. A run that fails (not one stopped by the deadline) is run
     # again in the next way, and a way that failed is not tried for the later specs.
-    chosen = args.ways.split(",")
-    if args.ways == DEFAULT_WAYS and not args.dry_run and not graphs_pay(ph):
+    chosen = (args.ways or DEFAULT_WAYS).split(",")
+    if args.ways is None and not args.dry_run and not graphs_pay(ph):
         chosen.remove("reduce-overhead")
-    wanted = {WAY_NAMES[w] for w in chosen}
-    ways = [("", ["--no-compile"])] if args.dry_run else [w for w in TRAIN_WAYS if w[0] in wanted]
+    by_suffix = dict(TRAIN_WAYS)
+    ways = [("", ["--no-compile"])] if args.dry_run else [(WAY_NAMES[w], by_suffix[WAY_NAMES[w]]) for w in chosen]  # in the order given
     for name in names:
         for suffix, flags in list(ways):
             out = runs_dir / f"{name}{suffix}"
@@ -385,9 +386,10 @@ def graphs_pay(ph: Phase) -> bool:
     try:
         graphs = json.loads((res / "archc-bench-no_attention-train-bf16-cl-reduce-overhead.json").read_text())
         plain = json.loads((res / "archc-bench-no_attention-train-bf16-cl-32.json").read_text())
-        speed = [next(r["images_per_s"] for r in d["rows"] if r["compiled"] and r["batch_size"] == 32 and r.get("images_per_s"))
+        speed = [next(r["images_per_s"] for r in d["rows"] if r["compiled"] and r["batch_size"] == 32 and isinstance(r.get("images_per_s"), (int, float))
+                      and not isinstance(r["images_per_s"], bool) and math.isfinite(r["images_per_s"]) and r["images_per_s"] > 0)
                  for d in (graphs, plain)]
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration):
         ph.summary["cuda_graphs"] = "no bench figures on this machine: tried first"
         return True
     ph.summary["cuda_graphs"] = f"batch 32: {speed[0]:.0f} images/s under CUDA graphs, {speed[1]:.0f} with the default compile"
@@ -471,11 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=25, help="train: epochs per spec (default 25, the paper's)")
     p.add_argument("--dry-run", action="store_true", help="the same programme on the CPU with tiny sizes")
     p.add_argument("--only", metavar="STEP,...", help="bench: only the steps whose names start so (as bench.json names them)")
-    p.add_argument("--ways", default=DEFAULT_WAYS, metavar="WAY,...",
+    p.add_argument("--ways", default=None, metavar="WAY,...",
                    help="train: the ways to try, in order, each after the last failed (default reduce-overhead,default,eager); "
                         "e.g. default,eager when an earlier window showed CUDA graphs slower")
     args = p.parse_args(argv)
-    if any(w not in WAY_NAMES for w in args.ways.split(",")):
+    if args.ways is not None and (any(w not in WAY_NAMES for w in args.ways.split(",")) or len(set(args.ways.split(","))) != len(args.ways.split(","))):
         p.error(f"--ways takes {', '.join(WAY_NAMES)}, comma-separated, not '{args.ways}'")
     if args.budget is None:
         args.budget = {"bench": 300, "train": 300, "data": 120}[args.phase]  # bench/gpu/README.md: the 15-minute plan

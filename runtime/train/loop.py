@@ -355,7 +355,8 @@ class _Trainer:
         if not self.world.main:
             return
         try:
-            write_json(self.run_dir / "summary.json", self.summary(status, self.rows()))
+            last = checkpoint.read_link(self.run_dir, "last")  # steps: where a resume would start, as interrupted() says
+            write_json(self.run_dir / "summary.json", {**self.summary(status, self.rows()), "steps": checkpoint.step_of(last) if last else 0})
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
 

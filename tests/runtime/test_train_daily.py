@@ -4,6 +4,7 @@ checkpoint, predict, and seed groups in compare."""
 from __future__ import annotations
 
 import json
+import shutil
 import re
 import subprocess
 import sys
@@ -260,7 +261,8 @@ def test_long_steps_report_progress_without_a_terminal(monkeypatch):
 @pytest.mark.slow
 def test_seeds_train_one_run_per_seed_into_seed_folders(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
-    proc = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--data", DATA, "--seeds", "3,5", "--epochs", "1", "--out", "runs/s")
+    proc = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--data", DATA, "--seeds", "3,5", "--epochs", "1", "--lr", "0.05",
+                 "--batch-size", "8", "--out", "runs/s")
     assert proc.returncode == 0, proc.stderr
     assert "compare them: archc compare runs/s" in proc.stdout
     seeds = {p.name: json.loads((p / "config.json").read_text())["seed"] for p in sorted((tmp_path / "runs/s").iterdir())}
@@ -270,7 +272,13 @@ def test_seeds_train_one_run_per_seed_into_seed_folders(tmp_path, capsys, monkey
     assert more.returncode == 0, more.stderr
     assert "seed 3 in runs/s/seed-3 is complete; nothing to resume" in more.stdout and "seed 7 of 3,5,7 into runs/s/seed-7" in more.stdout
     assert json.loads((tmp_path / "runs/s/seed-7/summary.json").read_text())["status"] == "complete"
-    assert json.loads((tmp_path / "runs/s/seed-7/config.json").read_text())["data"] == DATA  # its siblings' data
+    new = json.loads((tmp_path / "runs/s/seed-7/config.json").read_text())
+    assert (new["data"], new["epochs"], new["lr"], new["batch_size"], new["seed"]) == (DATA, 1, 0.05, 8, 7)  # its siblings' settings
+    # a finished seed goes further when asked to; one that never reached a checkpoint is named and left alone
+    shutil.rmtree(tmp_path / "runs/s/seed-5/checkpoints")
+    again = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "3,5", "--out", "runs/s", "--resume", "--epochs", "2")
+    assert again.returncode == 1 and "seed 5 in runs/s/seed-5 stopped before its first checkpoint; left as it is" in again.stderr
+    assert json.loads((tmp_path / "runs/s/seed-3/summary.json").read_text())["epochs_completed"] == 2
 
 
 def test_bad_seeds_are_a_usage_error(tmp_path, capsys, monkeypatch):
