@@ -44,6 +44,8 @@ def image_files(paths: list[str]) -> list[Path]:
             files += found
         elif path.is_file():
             files.append(path)
+        elif path.exists():
+            raise RuntimeUsageError(f"{path}: not an image file or a folder (a device, pipe or socket)")
         else:
             raise RuntimeUsageError(f"{path}: no such file or folder")
     return files

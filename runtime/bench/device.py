@@ -71,7 +71,7 @@ def free_memory(device: torch.device) -> tuple[int, str]:
 
 
 def parse_bytes(text: str) -> int:
-    m = re.fullmatch(r"\s*([0-9.]+)\s*(B|KiB|MiB|GiB|TiB)?\s*", text)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB)?\s*", text)
     if not m:
         raise RuntimeUsageError(f"ARCHC_MEMORY_LIMIT: expected a size such as 2GiB or 512MiB, got '{text}'")
     unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[m.group(2) or "B"]

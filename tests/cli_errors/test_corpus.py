@@ -241,6 +241,8 @@ CASES = [
     Case("export-other-model", "export wide.yaml -o {c}/m.onnx --checkpoint {run}", 1, "does not fit this model"),
     Case("export-checkpoint-missing", "export tiny.yaml -o {c}/m.onnx --checkpoint {c}/nosuch", 1, "no such checkpoint"),
     Case("eval-checkpoint-missing", "eval tiny.yaml --checkpoint {c}/nosuch", 1, "no such checkpoint"),
+    Case("predict-a-device", "predict tiny.yaml --checkpoint {run} /dev/null", 2, "not an image file or a folder"),
+    Case("predict-missing", "predict tiny.yaml --checkpoint {run} {c}/nosuch.png", 2, "no such file or folder"),
     Case("resume-hostile-state", "train tiny.yaml --out {run} --resume", 1, "holds objects other than tensors", hostile_state),
     Case("resume-garbage-state", "train tiny.yaml --out {run} --resume", 1, "state.pt is corrupt",
          lambda d: ((d / "run/checkpoints/last").resolve() / "state.pt").write_bytes(b"PK\x03\x04 garbage")),

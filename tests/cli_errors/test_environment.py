@@ -107,3 +107,13 @@ def test_a_cache_dir_from_the_environment_that_cannot_be_written_is_refused_firs
     proc = subprocess.run([sys.executable, "-m", "archcompiler", "data", "prepare", "data/does-not-matter"], capture_output=True,
                           text=True, cwd=ROOT, timeout=120, env=env)
     assert proc.returncode == 2 and proc.stderr == f"archc: error: $ARCHC_CACHE_DIR {tmp_path / 'f'}: is a file, not a folder\n"
+
+
+def test_a_memory_limit_that_is_not_a_size_is_a_clear_error():
+    from runtime.bench.device import parse_bytes
+    from runtime.errors import RuntimeUsageError
+
+    assert parse_bytes("1.5GiB") == 3 * 2**29 and parse_bytes("512 MiB") == 2**29
+    for bad in ("1.2.3GiB", ".GiB", "2 GB", "-1MiB"):
+        with pytest.raises(RuntimeUsageError, match="expected a size such as 2GiB"):
+            parse_bytes(bad)
