@@ -209,7 +209,7 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
         patches["freezing"] = True
     if cand.compiled and config.cold_compile:
         patches["force_disable_caches"] = True
-    skips = _cudagraph_skips()
+    skips = _cudagraph_skips() if cudagraphs else 0  # only these rows need torch._dynamo's counters
     with _inductor_patch(patches):
         times = [timed(step) for _ in range(config.warmup)]
     cand.cudagraph_skips = _cudagraph_skips() - skips if cudagraphs else 0
