@@ -15,17 +15,23 @@ def data_options_note(args, config, run_dir: Path) -> str | None:
         saved = json.loads((run_dir / "config.json").read_text()).get("data_options") or {}
     except (OSError, ValueError, AttributeError):
         pass  # build_config has read config.json already; a run from before data_options has none
-    if args.cache_dir is None and isinstance(saved.get("cache_dir"), str):
-        args.cache_dir = saved["cache_dir"]
-    if not args.skip_corrupt and saved.get("skip_corrupt") is True:
-        args.skip_corrupt = True
-    if not args.resize and saved.get("resize") is True:
-        args.resize = True
+    restore_data_options(args, saved)
     if args.data is None or args.cache_dir != saved.get("cache_dir"):
         where = f", cache {args.cache_dir}" if args.cache_dir else ""
         return (f"archc: resuming with the run's data: {config.data}{where}" + (", --skip-corrupt" if args.skip_corrupt else "")
                 + (", --resize" if args.resize else ""))
     return None
+
+
+def restore_data_options(args, saved) -> None:
+    """--cache-dir, --skip-corrupt and --resize from a run's config.json `data_options`, where
+    not given again."""
+    if not isinstance(saved, dict):
+        return
+    if args.cache_dir is None and isinstance(saved.get("cache_dir"), str):
+        args.cache_dir = saved["cache_dir"]
+    args.skip_corrupt = args.skip_corrupt or saved.get("skip_corrupt") is True
+    args.resize = args.resize or saved.get("resize") is True
 
 
 def check_same_run(ckpt, compiled, config) -> None:

@@ -91,12 +91,10 @@ def main(argv: list[str]) -> int:
     check_args(args)
     if args.nproc is not None:
         return _relaunch(args, argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _train_main(args)
     try:
         return _train_main(args)
     except Exception as e:
-        if not _peer_gone(e):
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not _peer_gone(e):
             raise
         from runtime.errors import RuntimeUserError
 
@@ -158,15 +156,18 @@ def _train_main(args) -> int:
     return 0
 
 
-# A new seed of a resumed group takes these from a sibling's config.json unless given again:
-# the group compares seeds, not recipes or datasets. (config key -> argument)
-SIBLING_SETTINGS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "max_steps": "max_steps",
-                    "num_classes": "num_classes", "checkpoint_every": "checkpoint_every"}
+# A new seed of a resumed group takes these from a sibling's config.json unless given again (as
+# requested there, where config.json records that: compile and amp): the group compares seeds,
+# not recipes or datasets. Each is the name of both the config key and the argument.
+SIBLING_SETTINGS = ("data", "epochs", "batch_size", "lr", "max_steps", "num_classes", "checkpoint_every", "compile", "compile_mode", "amp",
+                    "channels_last")
 
 
 def _as_siblings(args, siblings: list[Path]) -> None:
     """Settings and data options of the first sibling seed that has a config.json."""
     import json
+
+    from archcompiler.cli.resume import restore_data_options
 
     for sibling in siblings:
         try:
@@ -176,15 +177,11 @@ def _as_siblings(args, siblings: list[Path]) -> None:
         if not isinstance(saved, dict):
             continue
         requested = saved.get("requested") if isinstance(saved.get("requested"), dict) else {}
-        for key, attr in {**SIBLING_SETTINGS, "compile": "compile", "amp": "amp", "channels_last": "channels_last", "compile_mode": "compile_mode"}.items():
-            value = requested.get(key, saved.get(key)) if key in ("compile", "amp", "channels_last") else saved.get(key)
-            if getattr(args, attr, None) is None and value is not None:
-                setattr(args, attr, value)
-        options = saved.get("data_options") if isinstance(saved.get("data_options"), dict) else {}
-        if args.cache_dir is None and isinstance(options.get("cache_dir"), str):
-            args.cache_dir = options["cache_dir"]
-        args.skip_corrupt = args.skip_corrupt or options.get("skip_corrupt") is True
-        args.resize = args.resize or options.get("resize") is True
+        for key in SIBLING_SETTINGS:
+            value = requested.get(key, saved.get(key))
+            if getattr(args, key) is None and value is not None:
+                setattr(args, key, value)
+        restore_data_options(args, saved.get("data_options"))
         return
 
 
