@@ -88,10 +88,12 @@ def _config_dir() -> None:
 
 
 def _writable(folder: Path) -> bool:
-    """Whether `folder` exists and is writable, or could be made: its nearest existing
-    ancestor is a writable folder."""
-    import os
+    """Whether `folder` is a folder archc could write in, or create (runtime.paths's check)."""
+    from runtime.errors import RuntimeUsageError
+    from runtime.paths import output_dir
 
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder.is_dir() and os.access(folder, os.W_OK)
+    try:
+        output_dir(folder, "MPLCONFIGDIR", may_create=True)
+    except RuntimeUsageError:
+        return False
+    return True

@@ -337,12 +337,8 @@ class _Trainer:
         one a resume starts from. A second Ctrl-C (KeyboardInterrupt, from StopOnSignal) may
         have cut the save or the plot short; the checkpoint on disk is what counts either way."""
         with IgnoreSignals():
-            last = checkpoint.read_link(self.run_dir, "last")
-            step = checkpoint.step_of(last) if last else 0
+            last, step = self._write_ended("interrupted", getattr(self, "last_rows", self.state.rows))
             last = last and self.run_dir / "checkpoints" / last.name  # as the first Ctrl-C's message names it
-            if self.world.main:
-                summary = {**self.summary("interrupted", getattr(self, "last_rows", self.state.rows)), "steps": step}
-                write_json(self.run_dir / "summary.json", summary)
         if isinstance(e, Interrupted):
             return e
         self.reporter.end_epoch()
@@ -352,13 +348,19 @@ class _Trainer:
     def mark(self, status: str) -> None:
         """summary.json says how the run ended when it did not finish (else it would say what the
         last epoch wrote); best effort, since what stopped it may be a full disk."""
-        if not self.world.main:
-            return
         try:
-            last = checkpoint.read_link(self.run_dir, "last")  # steps: where a resume would start, as interrupted() says
-            write_json(self.run_dir / "summary.json", {**self.summary(status, self.rows()), "steps": checkpoint.step_of(last) if last else 0})
+            self._write_ended(status, self.rows())
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
+
+    def _write_ended(self, status: str, rows) -> tuple[Path | None, int]:
+        """summary.json of a run that stopped early, its steps those of the last checkpoint (where a
+        resume starts); returns that checkpoint and its step."""
+        last = checkpoint.read_link(self.run_dir, "last")
+        step = checkpoint.step_of(last) if last else 0
+        if self.world.main:
+            write_json(self.run_dir / "summary.json", {**self.summary(status, rows), "steps": step})
+        return last, step
 
     def save(self, best: bool) -> Path | None:
         s = self.state
