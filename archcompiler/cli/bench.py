@@ -116,16 +116,21 @@ def auto_batch_sizes(args, loads) -> int:
     """--batch-size auto: one batch for every row, the smallest of each spec's and mode's
     largest batch predicted to fit (a training step needs more than a forward pass)."""
     from archcompiler.cli.autobatch import auto_batch
-    from archcompiler.cli.common import compile_or_report
     from runtime.bench.device import resolve_device
 
     device = resolve_device(args.device)
+    return min(auto_batch(net, mode, w.optimizer, args.amp, device) for w, net, mode in _spec_modes(args, loads))
+
+
+def _spec_modes(args, loads):
+    """(workload, compiled spec, mode) for each spec's emitted workload and each --mode."""
+    from archcompiler.cli.common import compile_or_report
+
     modes = ("train", "infer") if args.mode == "both" else (args.mode,)
-    found = {}
     for w, path in zip([w for w in loads if w.model == "emitted"], args.specs):
         net = compile_or_report(path)
-        found[w.spec] = min(auto_batch(net, mode, w.optimizer, args.amp, device) for mode in modes)
-    return min(found.values())
+        for mode in modes:
+            yield w, net, mode
 
 
 def check_batches_fit(args, loads, batch_sizes: tuple) -> None:
@@ -133,7 +138,6 @@ def check_batches_fit(args, loads, batch_sizes: tuple) -> None:
     anything is built: the kernel would kill the process (or the machine's other work) before
     any step-down could. On a GPU out of memory is an exception, and the bench steps down.
     "Far": 1.5 times, beyond the model's error and margin."""
-    from archcompiler.cli.common import compile_or_report
     from archcompiler.passes.memory import predict
     from runtime.bench.device import free_memory, resolve_device
 
@@ -144,15 +148,12 @@ def check_batches_fit(args, loads, batch_sizes: tuple) -> None:
         free, source = free_memory(device)
     except Exception:  # noqa: BLE001 - no figure for free memory here: nothing to check against
         return
-    modes = ("train", "infer") if args.mode == "both" else (args.mode,)
-    for w, path in zip([w for w in loads if w.model == "emitted"], args.specs):
-        net = compile_or_report(path)
-        for mode in modes:
-            for batch in batch_sizes:
-                peak = predict(net.graph, net.result.registry, batch, mode, w.optimizer or "sgd", args.amp, device.type).peak_bytes
-                if peak > 1.5 * free:
-                    raise UsageError(f"--batch-size {batch}: a {mode} step of {w.spec} is predicted to need {peak / 2**30:,.1f} GiB, "
-                                     f"and {free / 2**30:.1f} GiB is free ({source}); give a smaller batch, or --batch-size auto")
+    for w, net, mode in _spec_modes(args, loads):
+        for batch in batch_sizes:
+            peak = predict(net.graph, net.result.registry, batch, mode, w.optimizer or "sgd", args.amp, device.type).peak_bytes
+            if peak > 1.5 * free:
+                raise UsageError(f"--batch-size {batch}: a {mode} step of {w.spec} is predicted to need {peak / 2**30:,.1f} GiB, "
+                                 f"and {free / 2**30:.1f} GiB is free ({source}); give a smaller batch, or --batch-size auto")
 
 
 def predict_rows(result, paths: list[str], optimizers: dict) -> None:

@@ -261,8 +261,14 @@ def write_results(path: Path, files: list[Path]) -> None:
             bundle["files"][f.stem] = json.loads(f.read_text())
         except (OSError, ValueError) as e:
             bundle["files"][f.stem] = {"error": f"{type(e).__name__}: {e}"}
+    write_whole(path, lambda tmp: tmp.write_text(json.dumps(bundle, indent=1) + "\n"))
+
+
+def write_whole(path: Path, write) -> None:
+    """`write(tmp)` writes the file beside `path`, which is then renamed into place: a job cut
+    short never brings back half a file. (This script imports nothing of archc's.)"""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(bundle, indent=1) + "\n")
+    write(tmp)
     tmp.replace(path)
 
 
@@ -400,16 +406,13 @@ def graphs_pay(ph: Phase) -> bool:
 def keep_runs(ph: Phase, runs_dir: Path, report: dict) -> None:
     """$OUT/train-runs.tar.gz (the run directories without their checkpoints: metrics, curves,
     summary) and $OUT/train-results.json, each written whole and then renamed into place."""
-    bundle = ph.out / "train-runs.tar.gz"
-    tmp = bundle.with_name(bundle.name + ".tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for run in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
-            tar.add(run, arcname=run.name, filter=lambda m: None if "/checkpoints" in m.name or m.name.endswith("checkpoints") else m)
-    tmp.replace(bundle)
-    results = ph.out / "train-results.json"
-    tmp = results.with_name(results.name + ".tmp")
-    tmp.write_text(json.dumps(training_envelope(ph, report), indent=1) + "\n")
-    tmp.replace(results)
+    def tarball(tmp: Path) -> None:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for run in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
+                tar.add(run, arcname=run.name, filter=lambda m: None if "/checkpoints" in m.name or m.name.endswith("checkpoints") else m)
+
+    write_whole(ph.out / "train-runs.tar.gz", tarball)
+    write_whole(ph.out / "train-results.json", lambda tmp: tmp.write_text(json.dumps(training_envelope(ph, report), indent=1) + "\n"))
 
 
 def run_summary(run: Path) -> dict:
