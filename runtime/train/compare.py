@@ -68,10 +68,15 @@ def read_run(path) -> Run:
     summary_path = path / "summary.json"
     if not path.is_dir():
         raise RuntimeUserError(f"{path}: no such run directory")
-    if not summary_path.exists() and not (path / "metrics.jsonl").exists():
+    if not _is_run(path):
         raise RuntimeUserError(f"{path} is not a training run (no summary.json or metrics.jsonl); runs are what `archc train --out` writes")
     summary = rundir.read_summary(summary_path) if summary_path.exists() else {}
     return Run(path, summary, rundir.check_rows(path / "metrics.jsonl", metrics.read(path)), _read_config(path))
+
+
+def _is_run(folder: Path) -> bool:
+    """A run directory: what `archc train --out` writes has a summary.json or metrics.jsonl."""
+    return (folder / "summary.json").exists() or (folder / "metrics.jsonl").exists()
 
 
 def expand(paths: list[str]) -> list[str]:
@@ -80,9 +85,8 @@ def expand(paths: list[str]) -> list[str]:
     out = []
     for p in paths:
         folder = Path(p)
-        if folder.is_dir() and not (folder / "summary.json").exists() and not (folder / "metrics.jsonl").exists():
-            inner = sorted((c for c in folder.iterdir() if c.is_dir() and ((c / "summary.json").exists() or (c / "metrics.jsonl").exists())),
-                           key=lambda c: (len(c.name), c.name))  # seed-2 before seed-10
+        if folder.is_dir() and not _is_run(folder):
+            inner = sorted((c for c in folder.iterdir() if c.is_dir() and _is_run(c)), key=lambda c: (len(c.name), c.name))  # seed-2 before seed-10
             if inner:
                 out += [str(c) for c in inner]
                 continue
