@@ -317,6 +317,37 @@ def test_every_block_type_emits_what_check_infers(name):
     assert_emitted_equals_inferred(Compiled(result), batch=2)
 
 
+def through_block_params(text: str) -> str:
+    """The one-block spec `text` as the body of a composite whose `$parameters` hand the block
+    its scalar parameters (and those it defaults): the emitter must store each and use it."""
+    import yaml
+
+    data = yaml.safe_load(text)
+    node = data["nodes"]["block"]
+    block = builtin_registry().get(node["type"])
+    written = {k: v for k, v in node.items() if k not in ("type", "in")}
+    given = {k: v for k, v in block.with_defaults(written).items()
+             if k not in block.refs and k != "outputs" and isinstance(v, (bool, int, float, str))
+             and (k in written or block.takes_default(k, written))}
+    kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    data["nodes"]["block"] = {**node, **{k: f"${k}" for k in given}}
+    data["blocks"] = {"wrapped": {"params": {k: {"type": kinds[type(v)]} for k, v in given.items()}, "nodes": data["nodes"]}}
+    if "output" in data:  # a split's part is a node of the block now
+        data["blocks"]["wrapped"]["output"] = data.pop("output")
+    data["nodes"] = {"block": {"type": "wrapped", **given}}
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+@pytest.mark.parametrize("name", [b.name for b in builtin_registry() if not b.is_composite])
+def test_every_block_type_takes_its_parameters_from_a_composite(name):
+    """A block parameter written as `$param` reaches the emitted code as a stored attribute or
+    a constructor argument, never as a bare name (upsample's scale once did: a NameError)."""
+    text = through_block_params(block_spec(builtin_registry().get(name)))
+    result = check_text(text, f"<{name} through $parameters>")
+    assert result.ok, [d.concise() for d in result.diagnostics]
+    assert_emitted_equals_inferred(Compiled(result), batch=2)
+
+
 @pytest.mark.parametrize("path", SPECS)
 def test_every_spec_emits_what_check_infers(path):
     assert_emitted_equals_inferred(archcompiler.compile(ROOT / path), batch=1)

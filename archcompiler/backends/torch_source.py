@@ -16,6 +16,7 @@ same code share one class, so the cost is linear in the number of nodes.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class _Class:
     block: object  # the Composite, or None for the model class
     params: list[str]  # constructor parameters, in signature order
     init: list[tuple[str, Node]]
-    forward: list[list]  # [code, comment, node, comment without H x W relations]
+    forward: list[list]  # [code, comment, node, the comment's parts: C, H, W or C]
     name: str = ""
     inputs: list[str] = field(default_factory=lambda: ["x"])  # forward's arguments
 
@@ -121,8 +122,9 @@ class Emitter:
             if ctor is not None:
                 init.append((f"self.{node.name} = {ctor}", node))
             shape = node.meta["sym_shape"]
-            forward.append([f"{step.var} = {expr}", _shape_comment(shape, in_shape, frame), node, _shape_comment(shape, in_shape, frame, True)])
-        forward.append([f"return {w.output}", "", graph.nodes[graph.output], ""])
+            parts = _shape_parts(shape, in_shape, frame)
+            forward.append([f"{step.var} = {expr}", _comment(parts), node, parts])
+        forward.append([f"return {w.output}", "", graph.nodes[graph.output], ()])
         return init, forward, _used(init, forward), w.inputs
 
     def _fragment(self, graph: Graph, node: Node, args: list[str], refs: dict[str, str]) -> tuple[str | None, str]:
@@ -174,15 +176,13 @@ class Emitter:
                 return None
             (ctor, expr), inst = chosen
             node = inst.body.nodes[n]
-            in_shape = inst.body.input.meta["sym_shape"]
-            shape = node.meta["sym_shape"]
-            comments = {_shape_comment(i.body.nodes[n].meta["sym_shape"], i.body.input.meta["sym_shape"], True) for i in instances if n in i.body.nodes}
-            generic = _shape_comment(shape, in_shape, True, True)
-            comment = comments.pop() if len(comments) == 1 else generic
+            parts = functools.reduce(_merged, [_shape_parts(i.body.nodes[n].meta["sym_shape"], i.body.input.meta["sym_shape"], True)
+                                                 for i in instances if n in i.body.nodes])
+            comment = _comment(parts)
             if n not in first.optional:
                 if ctor is not None:
                     init.append((f"self.{n} = {ctor}", node))
-                forward.append([f"{step.var} = {expr}", comment, node, generic])
+                forward.append([f"{step.var} = {expr}", comment, node, parts])
                 continue
             sym_env = {k: Sym.var(k, v) for k, v in inst.meta["env"].items()}
             cond = condition_source(parse_condition(first.optional[n][0]), sym_env)
@@ -194,8 +194,8 @@ class Emitter:
                 flag = attrs.take(f"use_{n}")
                 init.append((f"self.{flag} = {cond}", node))
                 test = f"self.{flag}"
-            forward.append([_either(step.var, expr, test, stand_in), comment, node, generic])
-        forward.append([f"return {w.output}", "", union.nodes[union.output], ""])
+            forward.append([_either(step.var, expr, test, stand_in), comment, node, parts])
+        forward.append([f"return {w.output}", "", union.nodes[union.output], ()])
         init = _grouped(init)
         used = _used(init, forward)
         params = _signature(block, used)
@@ -256,8 +256,8 @@ class Emitter:
         def spell(name):
             return name if name in SPATIAL else f"self.{stored[name]}"
 
-        for code, comment, node, generic in forward:
-            fwd.append([render(code, spell), render(comment), node, render(generic)])
+        for code, comment, node, parts in forward:
+            fwd.append([render(code, spell), render(comment), node, tuple(render(p) for p in parts)])
         return lines, fwd
 
     # ---------------------------------------------------------------- the model
@@ -483,10 +483,18 @@ def _statement(code: str, indent: int, comment: str = "") -> list[str]:
 
 
 def _merge_comments(kept: _Class, forward: list) -> None:
-    """Instances that share a class may differ in H x W: keep only what they agree on."""
+    """Instances that share a class may differ in H x W (a stride given by a parameter): the
+    shared comment keeps what they all agree on and says H' or W' for the rest."""
     for mine, theirs in zip(kept.forward, forward):
-        if mine[1] != theirs[1]:
-            mine[1] = mine[3]
+        if mine[3] != theirs[3]:
+            mine[3] = _merged(mine[3], theirs[3])
+            mine[1] = _comment(mine[3])
+
+
+def _merged(a: tuple, b: tuple) -> tuple:
+    """Two instances' comment parts: each where they agree, else C', H' or W'."""
+    primes = ("C'", "H'", "W'") if len(a) == 3 else ("C'",)
+    return tuple(x if x == y else prime for x, y, prime in zip(a, b, primes))
 
 
 def _signature(block, used) -> list[str]:
@@ -627,16 +635,22 @@ def _split_top(text: str, sep: str) -> list[str]:
     return pieces + [text[start:]]
 
 
-def _shape_comment(shape: tuple, in_shape: tuple | None, symbolic: bool = False, generic: bool = False) -> str:
+def _shape_comment(shape: tuple, in_shape: tuple | None, symbolic: bool = False) -> str:
+    return _comment(_shape_parts(shape, in_shape, symbolic))
+
+
+def _shape_parts(shape: tuple, in_shape: tuple | None, symbolic: bool) -> tuple:
+    """A shape comment's parts after B: (C,) or (C, H, W), in a block relative to its input."""
     if len(shape) == 1:
-        return f"(B, {shape[0]})"
+        return (f"{shape[0]}",)
     c, h, w = shape
     if not symbolic:
-        return f"(B, {c}, {value_of(h)}, {value_of(w)})"
-    if generic:
-        same = value_of(h) == value_of(in_shape[1]) and value_of(w) == value_of(in_shape[2])
-        return f"(B, {c}, H, W)" if same else f"(B, {c}, H', W')"
-    return f"(B, {c}, {_rel(h, in_shape[1], 'H')}, {_rel(w, in_shape[2], 'W')})"
+        return (f"{c}", f"{value_of(h)}", f"{value_of(w)}")
+    return (f"{c}", _rel(h, in_shape[1], "H"), _rel(w, in_shape[2], "W"))
+
+
+def _comment(parts: tuple) -> str:
+    return f"(B, {', '.join(parts)})" if parts else ""
 
 
 def _rel(n, ref, sym: str) -> str:

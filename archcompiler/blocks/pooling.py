@@ -168,7 +168,7 @@ class Upsample(Block):
     def torch_call(self, p, args, module, refs):
         mode = f"mode={literal(p['mode'])}" + (", align_corners=False" if p["mode"] == "bilinear" else "")
         if "scale" in p:
-            return f"F.interpolate({args[0]}, scale_factor={p['scale']}, {mode})"
+            return f"F.interpolate({args[0]}, scale_factor={literal(p['scale'])}, {mode})"
         return f"F.interpolate({args[0]}, size={refs['size_of']}.shape[-2:], {mode})"
 
     # memory: nearest and bilinear backward need only sizes; nothing is saved.

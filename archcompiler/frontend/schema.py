@@ -18,6 +18,7 @@ from runtime.vocab import OPTIMIZERS  # the trainer's names, one definition (imp
 
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://archc.dev/schema/spec-v1.json"
+NODE_KEYS = ("type", "in", "repeat", "first", "when", "otherwise")  # a node's own keys; the rest are parameters
 EXPRESSION = r"\$[A-Za-z_]"  # any string holding a $name is an expression (archcompiler.ir.arith)
 
 TRAIN_SCHEMA = {
@@ -282,6 +283,12 @@ def report_schema_errors(errors, doc: Document, diags: Diagnostics, base: tuple 
     return paths
 
 
+def first_node_key(key: str) -> str:
+    """Why `first:` (the first instance's own parameters) cannot hold the node key `key`."""
+    return (f"'first' holds parameters of a repeated node's first instance, and '{key}' is a key of the node itself, "
+            f"the same for every instance; to vary the first instance's structure, write it as a node of its own before the repeat")
+
+
 def _translate(err, base: tuple, allowed_extra):
     path = base + tuple(err.absolute_path)
     v, inst, schema = err.validator, err.instance, err.schema
@@ -289,7 +296,10 @@ def _translate(err, base: tuple, allowed_extra):
     if in_schema:
         name = inst
         key_path = path + (name,)
-        what = {"nodes": "node", "blocks": "block", "params": "parameter"}.get(path[-1] if path else "", "")
+        if path and path[-1] == "first" and name in NODE_KEYS:
+            yield "E209", first_node_key(name), key_path, True
+            return
+        what = {"nodes": "node", "blocks": "block", "params": "parameter"}.get(path[-1] if path else "", "parameter")
         outer = where(path[:-1]) if path else ""
         if isinstance(name, str) and name in RESERVED_NAMES:
             yield "E105", f"{what} name '{name}'{outer} is reserved: it would clash with Python or nn.Module", key_path, True

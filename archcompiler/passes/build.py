@@ -11,12 +11,11 @@ from dataclasses import dataclass, field, replace
 from archcompiler.blocks.registry import Registry, reserved_name
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
-from archcompiler.frontend.schema import report_schema_errors, validator
+from archcompiler.frontend.schema import NODE_KEYS, first_node_key, report_schema_errors, validator
 from archcompiler.ir.arith import ExprError, evaluate, holds, is_expression, parse, parse_condition, variables
 from archcompiler.ir.expr import Sym
 from archcompiler.ir.graph import INPUT, Graph, Node
 
-NODE_KEYS = ("type", "in", "repeat", "first", "when", "otherwise")
 INDEX = "index"  # a repeated node's instance number, `$index`
 MAX_REPEAT = 1000  # the deepest real stages repeat a few dozen times; more is a typo or an attack
 
@@ -292,6 +291,10 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
         scope.error("E209", f"'{block.name}' {what} and cannot be repeated; repeat a block that reads one input", scope.span(*here, "repeat"))
         return None
     first = raw.get("first") or {}
+    for key in first:
+        if key in NODE_KEYS:
+            scope.error("E209", first_node_key(key), scope.span(*here, "first", key, key=True))
+            return None
     shared = {k: v for k, v in raw.items() if k not in ("repeat", "first", "in")}
     instances: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(*here, key=True))}
     prev = INPUT
