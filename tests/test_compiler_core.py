@@ -796,7 +796,7 @@ def test_index_outside_a_repeat_and_a_decimal_where_an_integer_goes_are_errors()
           x2: {type: b}
     """)
     msgs = [d.message for d in check_text(bad, "<bad>").diagnostics]
-    assert msgs == ["node 'x2' (b) > 'out' in block 'b', node 'c' must be an integer, got 4.0, from $w / 2; // divides to an integer"]
+    assert msgs == ["node 'x2' (b) > 'out' in node 'c' of block 'b' must be an integer, got 4.0, from $w / 2; // divides to an integer"]
     msgs = [d.message for d in check_text(bad.replace("x2: {type: b}", "x1: {type: conv, out: \"8 + $index\"}"), "<bad>").diagnostics]
     assert msgs == ["'$index' numbers the instances of a repeated node, but node 'x1' has no 'repeat'"]
 

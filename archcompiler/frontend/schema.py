@@ -219,17 +219,20 @@ TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string
 def where(path: tuple) -> str:
     """' in node 'stem'' and the like, for messages."""
     p = list(path)
-    parts = []
+    block = ""
     if p[:1] == ["blocks"] and len(p) > 1:
-        parts.append(f"block '{p[1]}'")
+        block = f"block '{p[1]}'"
         p = p[2:]
+    inner = ""
     if p[:1] == ["nodes"] and len(p) > 1:
-        parts.append(f"node '{p[1]}'")
+        inner = f"node '{p[1]}'"
     elif p[:1] == ["params"] and len(p) > 1:
-        parts.append(f"parameter '{p[1]}'")
+        inner = f"parameter '{p[1]}'"
     elif p[:1] == ["train"] and len(p) > 1:
-        parts.append("train")
-    return " in " + ", ".join(parts) if parts else ""
+        inner = "train"
+    if inner and block:
+        return f" in {inner} of {block}"
+    return f" in {inner or block}" if inner or block else ""
 
 
 def _show(v) -> str:
@@ -350,6 +353,10 @@ def _translate(err, base: tuple, allowed_extra):
         if schema.get("minItems") == schema.get("maxItems"):
             about = f" ({schema['description']})" if "description" in schema else ""
             yield "E103", f"{_field(path)}{where(path)} must list exactly {schema['minItems']} values{about}, got {len(inst)}", path, False
+        elif v == "minItems" and schema["minItems"] > 1:
+            yield "E103", f"{_field(path)}{where(path)} must list at least {schema['minItems']} values, got {len(inst)}", path, False
+        elif v == "maxItems":
+            yield "E103", f"{_field(path)}{where(path)} may list at most {schema['maxItems']} values, got {len(inst)}", path, False
         else:
             yield "E103", f"{_field(path)}{where(path)} must not be empty", path, False
         return

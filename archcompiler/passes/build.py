@@ -445,7 +445,11 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
                 scope.error("E301", f"node '{node.name}' reads itself", scope.span(*rel))
                 ok = False
         for param, ref in node.refs.items():
-            if ref not in known:
+            if isinstance(ref, str) and ref.startswith("$"):
+                scope.error("E300", f"'{param}' of node '{node.name}' names a node, which cannot be a $parameter: a block's wiring is fixed "
+                            f"where it is written; write the node's name, or make the choice an optional node (when:)", scope.span("nodes", node.name, param))
+                ok = False
+            elif ref not in known:
                 scope.error("E300", f"node '{node.name}' refers to '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span("nodes", node.name, param))
                 ok = False
             elif ref == node.name:
