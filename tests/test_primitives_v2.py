@@ -224,6 +224,51 @@ def test_a_global_pool_that_keeps_the_map_gates_by_broadcasting(pool, reduce):
     torch.testing.assert_close(compiled.module()(x), expected)
 
 
+def test_channel_pools_feed_cbams_spatial_attention():
+    """CBAM's spatial gate: the channels' mean and max at each pixel, a 7x7 conv, a sigmoid,
+    and the map scaled by it (Woo et al. 2018, written out in torch)."""
+    compiled = net("""
+        avg: {type: channel_pool, in: input}
+        peak: {type: channel_pool, op: max, in: input}
+        both: {type: concat, in: [avg, peak]}
+        conv: {type: conv, out: 1, kernel: 7, padding: 3, bias: false}
+        gate: {type: activation, fn: sigmoid}
+        scaled: {type: mul, in: [input, gate]}
+    """)
+    assert compiled.graph.nodes["avg"].shape == (1, 9, 10) and compiled.graph.nodes["both"].shape == (2, 9, 10)
+    model = randomise(compiled.module()).eval()
+    x = randn(2, 8, 9, 10)
+    pooled = torch.cat([x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True).values], dim=1)
+    expected = x * torch.sigmoid(F.conv2d(pooled, model.conv.weight, padding=3))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_a_channel_pool_needs_a_map():
+    assert any("E401" in e for e in errors("flat: {type: global_avgpool}\npool: {type: channel_pool}"))
+
+
+def test_grn_is_convnext_v2s_global_response_norm():
+    """ConvNeXt V2's GRN as its authors write it, channels last (facebookresearch/ConvNeXt-V2,
+    models/utils.py): the emitted channels-first module computes the same, and starts as the
+    identity."""
+    compiled = net("grn: {type: grn}")
+    assert compiled.graph.nodes["grn"].params == {"eps": 1e-6}
+    x = randn(2, 8, 9, 10)
+    model = compiled.module().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x, rtol=0, atol=0)
+    model = randomise(model)
+    gamma, beta = model.grn.weight.view(1, 1, 1, -1), model.grn.bias.view(1, 1, 1, -1)
+    xl = x.permute(0, 2, 3, 1)
+    gx = torch.norm(xl, p=2, dim=(1, 2), keepdim=True)
+    nx = gx / (gx.mean(dim=-1, keepdim=True) + 1e-6)
+    expected = (gamma * (xl * nx) + beta + xl).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+    assert sorted(model.grn.state_dict()) == ["bias", "weight"]  # timm's GlobalResponseNorm keys
+
+
 # ---------------------------------------------------------------- drop_path and layer_scale
 
 

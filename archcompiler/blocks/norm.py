@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from math import prod
 
 from archcompiler.ir.expr import call, literal
-from archcompiler.blocks.registry import Block, Saved, ShapeError
+from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial
 
 EPS = {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "description": "added to the variance"}
 AFFINE = {"type": "boolean", "default": True, "description": "learn a per-channel weight and bias"}
@@ -154,4 +154,52 @@ class LayerScale(Block):
         return {"LayerScale": LAYER_SCALE}
 
 
-BLOCKS = [BatchNorm(), LayerNorm(), GroupNorm(), LayerScale()]
+# ConvNeXt V2's global response normalisation, channels first, with timm's parameter names
+# (timm.layers.GlobalResponseNorm: `weight` and `bias` of C, both starting at zero).
+GRN = '''class GRN(nn.Module):
+    """Global response normalisation (ConvNeXt V2): x + weight * (x * n) + bias, where n is each channel's L2 norm
+    over H x W divided by the mean of those norms over the channels. It starts as the identity."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.linalg.vector_norm(x, dim=(2, 3), keepdim=True)
+        n = g / (g.mean(dim=1, keepdim=True) + self.eps)
+        return x + torch.addcmul(self.bias.view(1, -1, 1, 1), self.weight.view(1, -1, 1, 1), x * n)'''
+
+
+@dataclass
+class GlobalResponseNorm(Block):
+    name: str = "grn"
+    family: str = "norm_act"
+    summary: str = ("Global response normalisation (ConvNeXt V2): each channel's L2 norm over H x W, divided by the "
+                    "channels' mean norm, rescales the map; 2C parameters, starting as the identity.")
+    label_keys: tuple = ("eps",)
+
+    def __post_init__(self):
+        self.params = {"eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-6, "description": "added to the mean norm"}}
+
+    def infer(self, p, ins, refs, names):
+        return check_spatial(ins[0], self.name)
+
+    def param_count(self, p, ins, out):
+        return 2 * ins[0][0]
+
+    def torch_module(self, p, ins):
+        return call("GRN", [ins[0][0]], [("eps", p["eps"], 1e-6)])
+
+    def torch_helpers(self):
+        return {"GRN": GRN}
+
+    # memory: the norm saves x and each channel's norm g; the division saves g (already
+    # counted) and the one mean norm per image; `x * n` saves x and n; addcmul saves x * n.
+    def saved(self, p, ins, out, device):
+        c, h, w = ins[0]
+        return [Saved("in0"), Saved("new", c), Saved("new", 1), Saved("new", c), Saved("new", c * h * w)]
+
+
+BLOCKS = [BatchNorm(), LayerNorm(), GroupNorm(), LayerScale(), GlobalResponseNorm()]

@@ -176,4 +176,32 @@ class Upsample(Block):
         return []
 
 
-BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), Upsample()]
+@dataclass
+class ChannelPool(Block):
+    name: str = "channel_pool"
+    family: str = "pooling"
+    summary: str = ("Mean or maximum over the channels at each pixel: a (C, H, W) map becomes (1, H, W), "
+                    "as CBAM's spatial attention reads its input.")
+    label_keys: tuple = ("op",)
+    example_params: dict = field(default_factory=lambda: {"op": "max"})
+
+    def __post_init__(self):
+        self.params = {"op": {"enum": ["mean", "max"], "default": "mean", "description": "what each pixel's channels become"}}
+
+    def infer(self, p, ins, refs, names):
+        _, h, w = check_spatial(ins[0], self.name)
+        return (1, h, w)
+
+    def torch_module(self, p, ins):
+        return None
+
+    def torch_call(self, p, args, module, refs):
+        return f"{args[0]}.{'amax' if p['op'] == 'max' else 'mean'}(dim=1, keepdim=True)"
+
+    # memory: mean's backward needs only sizes; amax's compares its input with its output to
+    # share the gradient among the maxima, so it saves both.
+    def saved(self, p, ins, out, device):
+        return [Saved("in0"), Saved("out")] if p["op"] == "max" else []
+
+
+BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), ChannelPool(), Upsample()]
