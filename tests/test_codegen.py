@@ -44,9 +44,42 @@ def test_source_reads_like_hand_written_code():
 @pytest.mark.skipif(shutil.which("ruff") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff")), reason="ruff not installed")
 @pytest.mark.parametrize("path", ALL_SPECS)
 def test_emitted_source_is_lint_clean_and_formatted(path, tmp_path):
+    assert_ruff_clean(_compiled(path).source, tmp_path)
+
+
+UNTYPED_PARAMS = """
+archc: 1
+name: untyped
+input: [8, 17, 17]
+blocks:
+  basic_conv:
+    params:
+      out: {type: integer, minimum: 1}
+      kernel: {default: [1, 7]}
+      pad: {default: 1}
+      scale: {type: integer, default: 2}
+    nodes:
+      conv: {type: conv, out: $out, kernel: $kernel, padding: $pad, bias: false}
+      up: {type: upsample, scale: $scale}
+nodes:
+  c: {type: basic_conv, out: 8, kernel: [1, 7], pad: [0, 3]}
+  d: {type: basic_conv, out: 8, scale: 1}
+"""
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff")), reason="ruff not installed")
+def test_untyped_and_pair_defaults_are_formatted_and_immutable(tmp_path):
+    """A parameter declared with no type, or with a [h, w] default, is written `kernel=(1, 7)`
+    (ruff format's spacing, and a tuple: a list would be a mutable default)."""
+    source = _compiled(UNTYPED_PARAMS).source
+    assert "def __init__(self, in_channels: int, out: int, kernel=(1, 7), pad=1, scale: int = 2):" in source
+    assert_ruff_clean(source, tmp_path)
+
+
+def assert_ruff_clean(source: str, tmp_path) -> None:
     ruff = shutil.which("ruff") or os.path.join(os.path.dirname(sys.executable), "ruff")
     target = tmp_path / "model.py"
-    target.write_text(_compiled(path).source)
+    target.write_text(source)
     lint = subprocess.run([ruff, "check", "--isolated", "--select", "F,E,W", "--line-length", "120", str(target)], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
     fmt = subprocess.run([ruff, "format", "--isolated", "--line-length", "120", "--check", str(target)], capture_output=True, text=True)

@@ -97,6 +97,28 @@ def test_editor_schema_accepts_every_shipped_spec(path):
     jsonschema.validate(yaml.safe_load((ROOT / path).read_text()), schema, cls=jsonschema.Draft202012Validator)
 
 
+def test_editor_schema_takes_expressions_inside_a_pair():
+    """`kernel: [1, $k]` is valid for check, so the editor's schema must not flag it."""
+    schema = editor_schema(builtin_registry())
+    data = yaml.safe_load("""
+archc: 1
+name: pairs
+input: [8, 17, 17]
+blocks:
+  asym:
+    params: {k: {type: integer}}
+    nodes:
+      conv: {type: conv, kernel: [1, $k], padding: [0, ($k - 1) // 2]}
+nodes:
+  a: {type: asym, k: 7}
+""")
+    assert check_text(yaml.safe_dump(data), "pairs.yaml").ok
+    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+    data["blocks"]["asym"]["nodes"]["conv"]["kernel"] = [1, "k"]  # not an expression: still an error
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
+
+
 def test_editor_schema_catches_a_typo():
     schema = editor_schema(builtin_registry())
     data = yaml.safe_load(Path(spec_path("no_attention")).read_text())

@@ -538,8 +538,11 @@ def _param_sig(name: str, block) -> str:
         ann = " | ".join(sorted(kinds))
     else:
         ann = None
-    head = f"{name}: {ann}" if ann else name
-    return f"{head} = {literal(decl['default'])}" if _literal_default(decl) else head
+    if not _literal_default(decl):
+        return f"{name}: {ann}" if ann else name
+    default = decl["default"]
+    default = tuple(default) if isinstance(default, list) else default  # a pair: never a mutable default
+    return f"{name}: {ann} = {literal(default)}" if ann else f"{name}={literal(default)}"  # as ruff format spaces them
 
 
 # -------------------------------------------------------------------- layout

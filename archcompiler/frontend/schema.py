@@ -169,10 +169,21 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
     }
 
 
+def _items_substituted(frag: dict) -> dict:
+    """`frag`, where a list's items may also be $parameter expressions (`kernel: [1, $k]`)."""
+    out = dict(frag)
+    if isinstance(frag.get("items"), dict):
+        out["items"] = {"anyOf": [_items_substituted(frag["items"]), {"$ref": "#/$defs/substitution"}]}
+    for key in ("oneOf", "anyOf"):
+        if key in frag:
+            out[key] = [_items_substituted(f) for f in frag[key]]
+    return out
+
+
 def _editor_case(block) -> dict:
     props = {"type": {"const": block.name}, "in": True, "repeat": True, "first": True, "when": True, "otherwise": True}
     for k, frag in block.param_schema()["properties"].items():
-        props[k] = {"anyOf": [frag, {"$ref": "#/$defs/substitution"}]}
+        props[k] = {"anyOf": [_items_substituted(frag), {"$ref": "#/$defs/substitution"}]}
         if "description" in frag:
             props[k]["description"] = frag["description"]
     return {
