@@ -743,6 +743,51 @@ def test_conditions_group_with_parentheses_and_read_as_python_in_the_class():
     assert_emitted_equals_inferred(net, batch=1)
 
 
+def test_a_string_parameter_compares_with_a_quoted_string():
+    """An enum-valued parameter picks a variant (EfficientNetV2's fused or plain MBConv)."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: modes
+        input: [8, 8, 8]
+        blocks:
+          mb:
+            params:
+              mode: {enum: [plain, fused], default: plain}
+            nodes:
+              fused: {type: conv, kernel: 3, padding: 1, when: "$mode == 'fused'"}
+              plain: {type: conv, kernel: 1, when: '$mode != "fused" and $in_channels > 4'}
+        nodes:
+          a: {type: mb, mode: fused}
+          b: {type: mb}
+    """))
+    assert {n: set(net.graph.nodes[n].body.nodes) - {"input"} for n in "ab"} == {"a": {"fused"}, "b": {"plain"}}
+    assert 'nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1) if mode == "fused" else None' in net.source
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+@pytest.mark.parametrize("cond, message", [
+    ("$mode < 'x'", "a string compares only with == and !=, not <"),
+    ("$mode == fused", "a parameter is written $fused, and a string to compare with is quoted, 'fused'"),
+    ("$k + 'x' == 1", "the string 'x' is not a number"),
+    ("round($k) == 1", "unknown function 'round': the functions are min() and max()"),
+])
+def test_strings_and_words_in_conditions_are_explained(cond, message):
+    result = check_text(spec(f"""
+        archc: 1
+        name: modes
+        input: [8, 8, 8]
+        blocks:
+          mb:
+            params: {{mode: {{type: string, default: a}}, k: {{type: integer, default: 1}}}}
+            nodes:
+              c: {{type: conv, when: "{cond}"}}
+        nodes:
+          a: {{type: mb}}
+    """), "modes.yaml")
+    assert not result.ok
+    assert message in result.diagnostics[0].message, result.diagnostics[0].message
+
+
 INDEX_SPEC = spec("""
     archc: 1
     name: idx

@@ -13,6 +13,7 @@ A condition (a node's `when:`) adds comparisons and logic over those expressions
 
     cond   := conj ("or" conj)* ;  conj := neg ("and" neg)* ;  neg := "not" neg | cmp
     cmp    := "true" | "false" | "(" cond ")" | expr (("==" | "!=" | "<" | "<=" | ">" | ">=") expr)?
+    (in a comparison, an atom may also be a quoted STRING: `$mode == 'fused'`, with == and != only)
 
 (A "(" opens a condition when what it encloses is one and is followed by `and`, `or`, ")"
 or the end; otherwise it is an expression's, as in `($k + 1) * 2 == 4`.)
@@ -32,6 +33,7 @@ from archcompiler.ir.expr import literal, smax, smin, value_of
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<kw>and|or|not|true|false)\b"
+    r"|(?P<str>'[^'\\]*'|\"[^\"\\]*\")"
     r"|(?P<op>//|==|!=|<=|>=|[-+*/(),<>]))"
 )
 COMPARE = ("==", "!=", "<", "<=", ">", ">=")
@@ -88,7 +90,7 @@ def holds(node: Node, env: dict) -> bool:
     if k == "bool":
         return node.value
     if k in COMPARE:
-        a, b = (value_of(_arith(x, env)) for x in node.args)
+        a, b = (value_of(_operand(x, env, node)) for x in node.args)
         return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[k]
     if k == "var":
         v = value_of(env[node.value])
@@ -112,7 +114,7 @@ def condition_source(node: Node, env: dict, prec: int = 0) -> str:
     elif k == "bool":
         return "True" if node.value else "False"
     elif k in COMPARE:
-        a, b = (literal(_arith(x, env)) for x in node.args)
+        a, b = (literal(_operand(x, env, node)) for x in node.args)
         return f"{a} {k} {b}"
     else:  # a boolean $parameter
         return literal(env[node.value])
@@ -134,7 +136,24 @@ def evaluate(node: Node, env: dict):
     return _arith(node, env)
 
 
+def _operand(node: Node, env: dict, comparison: Node):
+    """A side of a comparison: a number, or with == and != a quoted string or a whole $name
+    that holds one (`$mode == 'fused'`)."""
+    quoted = [a for a in comparison.args if a.kind == "str"]
+    if quoted and comparison.kind not in ("==", "!="):
+        raise ExprError(f"a string compares only with == and !=, not {comparison.kind}", comparison.offset)
+    if quoted:
+        if node.kind == "str":
+            return node.value
+        if node.kind == "var":
+            return env[node.value]
+        raise ExprError("a quoted string compares with a $parameter, not with arithmetic", node.offset)
+    return _arith(node, env)
+
+
 def _arith(node: Node, env: dict):
+    if node.kind == "str":
+        raise ExprError(f"the string '{node.value}' is not a number: strings compare only with == and != (`$mode == '{node.value}'`)", node.offset)
     if node.kind in ("int", "num"):
         return node.value
     if node.kind == "var":
@@ -174,6 +193,12 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
         if m is None:
             at = i + len(text[i:]) - len(text[i:].lstrip())
             ch = text[at]
+            word = re.match(r"[A-Za-z_]\w*", text[at:])
+            if word and text[at + word.end():].lstrip().startswith("("):
+                raise ExprError(f"unknown function '{word.group()}': the functions are min() and max(), with + - * / // and parentheses", at)
+            if word:
+                raise ExprError(f"unexpected '{word.group()}' in an expression: a parameter is written ${word.group()}, "
+                              f"and a string to compare with is quoted, '{word.group()}'", at)
             hint = "; only + - * / // min() max() and parentheses" if ch in "%^.<>=!&|" else ""
             raise ExprError(f"unexpected '{ch}' in an expression{hint}", at)
         kind = m.lastgroup
@@ -285,6 +310,8 @@ class _Parser:
             return Node("int", at, int(tok))
         if kind == "num":
             return Node("num", at, float(tok))
+        if kind == "str":
+            return Node("str", at, tok[1:-1])
         if kind == "var":
             return Node("var", at, tok[1:])
         if kind == "fn":
