@@ -224,6 +224,20 @@ def test_a_global_pool_that_keeps_the_map_gates_by_broadcasting(pool, reduce):
     torch.testing.assert_close(compiled.module()(x), expected)
 
 
+@pytest.mark.parametrize("size, out", [(1, (1, 1)), ([3, 4], (3, 4)), (7, (7, 7))])
+def test_adaptive_avgpool_is_pytorchs_and_sizes_a_head_for_any_input(size, out):
+    """VGG's classifier reads a 7 x 7 map whatever the input size (AdaptiveAvgPool2d((7, 7)));
+    a map smaller than the size is spread, as PyTorch does."""
+    nodes = f"pool: {{type: adaptive_avgpool, size: {size}}}\nflat: {{type: flatten}}\nfc: {{type: affine, out: 5}}"
+    for shape in ((8, 9, 10), (8, 33, 21)):
+        compiled = net(nodes, input_shape=shape)
+        assert compiled.graph.nodes["pool"].shape == (8, *out)
+        model = randomise(compiled.module()).eval()
+        x = randn(2, *shape)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), model.fc(F.adaptive_avg_pool2d(x, out).flatten(1)))
+
+
 def test_channel_pools_feed_cbams_spatial_attention():
     """CBAM's spatial gate: the channels' mean and max at each pixel, a 7x7 conv, a sigmoid,
     and the map scaled by it (Woo et al. 2018, written out in torch)."""

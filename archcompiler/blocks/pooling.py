@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import call, literal, variables
-from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial, slide
+from archcompiler.blocks.conv import code, int_or_pair
+from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial, pair, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
 
@@ -204,4 +205,31 @@ class ChannelPool(Block):
         return [Saved("in0"), Saved("out")] if p["op"] == "max" else []
 
 
-BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), ChannelPool(), Upsample()]
+@dataclass
+class AdaptiveAvgPool(Block):
+    name: str = "adaptive_avgpool"
+    family: str = "pooling"
+    summary: str = ("Average into a fixed H x W whatever the input's (nn.AdaptiveAvgPool2d): VGG's and AlexNet's "
+                    "pool before the classifier, so that its head fits any input size.")
+    required: tuple = ("size",)
+    label_keys: tuple = ("size",)
+    example_params: dict = field(default_factory=lambda: {"size": [2, 3]})
+
+    def __post_init__(self):
+        self.params = {"size": int_or_pair(1, None, "output height and width: one integer, or [height, width]")}
+
+    def infer(self, p, ins, refs, names):
+        c, _, _ = check_spatial(ins[0], self.name)
+        oh, ow = pair(p["size"])
+        return (c, oh, ow)
+
+    def torch_module(self, p, ins):
+        return call("nn.AdaptiveAvgPool2d", [code(p["size"])], [])
+
+    # memory: to a 1 x 1 map it runs as mean(), which saves nothing; otherwise its backward
+    # takes the input tensor.
+    def saved(self, p, ins, out, device):
+        return [] if tuple(out[1:]) == (1, 1) else [Saved("in0")]
+
+
+BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), AdaptiveAvgPool(), ChannelPool(), Upsample()]
