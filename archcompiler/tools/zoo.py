@@ -30,6 +30,12 @@ ZOO = {
     "efficientnet_b0": ("efficientnet_b0", {}, "models/efficientnet.py"),
     "convnext_tiny": ("convnext_tiny", {}, "models/convnext.py"),
     "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", {}, "models/shufflenetv2.py"),
+    "resnext50_32x4d": ("resnext50_32x4d", {}, "models/resnet.py"),
+    "regnet_y_400mf": ("regnet_y_400mf", {}, "models/regnet.py"),
+    "squeezenet1_1": ("squeezenet1_1", {}, "models/squeezenet.py"),
+    "mnasnet0_5": ("mnasnet0_5", {}, "models/mnasnet.py"),
+    "efficientnet_v2_s": ("efficientnet_v2_s", {}, "models/efficientnet.py"),
+    "inception_v3": ("inception_v3", {"aux_logits": False, "init_weights": True}, "models/inception.py"),
 }
 # Specs whose numerics test is marked slow (`make test-all` runs them): none since torch 2.14
 # runs the largest (densenet121, convnext_tiny) in under 3 s each on the 2-core test machine.
