@@ -135,6 +135,41 @@ def test_a_block_sized_by_its_input_runs_at_any_input_size(size):
         torch.testing.assert_close(model(x), y.mean(dim=(2, 3)))
 
 
+def test_an_explicit_stride_is_kept_where_the_kernel_is_sized_by_the_input():
+    """stride defaults to the kernel; written as 1 where the kernel works out to 1, it must
+    still be emitted, or the model computes another size at another input size."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: q
+        input: [4, 4, 4]
+        blocks:
+          b:
+            nodes:
+              q: {type: avgpool, kernel: "max($in_width // 4, 1)", stride: 1}
+        nodes:
+          a: {type: b}
+    """))
+    assert "stride=1" in net.source
+    assert net.module()(torch.zeros(1, 4, 16, 16)).shape == (1, 4, 13, 13)
+
+
+def test_floor_division_of_a_decimal_by_one_is_not_dropped():
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: q
+        input: [4, 4, 4]
+        blocks:
+          b:
+            params: {r: {type: number}}
+            nodes:
+              d: {type: dropout, p: $r // 1 + 0.25}
+        nodes:
+          a: {type: b, r: 0.5}
+    """))
+    assert net.graph.nodes["a"].body.nodes["d"].params["p"] == 0.25
+    assert net.module().a.d.p == 0.25
+
+
 def test_generated_class_names_are_unique():
     text = spec("""
         archc: 1

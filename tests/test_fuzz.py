@@ -225,3 +225,35 @@ def test_the_seeds_themselves_are_valid():
     for text in TEXTS:
         result = check_text(text)
         assert result.valid and result.diagnostics == []
+
+
+# ---------------------------------------------------------------- arithmetic as emitted
+
+@st.composite
+def _expressions(draw, depth=3):
+    """An expression text of the spec language over $a, $b, $c, each compound operand in
+    brackets: the text's grouping is the tree's, which the emitted code must keep."""
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return draw(st.one_of(st.sampled_from(["$a", "$b", "$c"]), st.integers(1, 9).map(str)))
+    left, right = draw(_expressions(depth - 1)), draw(_expressions(depth - 1))
+    if draw(st.integers(0, 5)) == 0:
+        return f"max({left}, {right})"
+    op = draw(st.sampled_from(["+", "-", "*", "//"]))
+    return f"({left}) {op} ({right})"
+
+
+@SETTINGS
+@given(text=_expressions(), a=st.integers(1, 50), b=st.integers(1, 50), c=st.integers(1, 50))
+def test_an_expression_as_emitted_computes_what_check_computed(text, a, b, c):
+    """The emitted code writes an expression from its Sym; Python's grouping must give the
+    value check computed (a // (c * d) was once written a // c * d)."""
+    from archcompiler.ir.arith import ExprError, evaluate, parse
+    from archcompiler.ir.expr import Sym, render, value_of
+
+    env = {"a": a, "b": b, "c": c}
+    try:
+        value = evaluate(parse(text), {k: Sym.var(k, v) for k, v in env.items()})
+    except ExprError:  # division by zero
+        return
+    written = render(value.expr) if isinstance(value, Sym) else repr(value)
+    assert eval(written, {"max": max}, dict(env)) == value_of(value), written  # noqa: S307 (generated arithmetic)

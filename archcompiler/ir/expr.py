@@ -48,12 +48,14 @@ class Sym:
     def _op(self, other, sym: str, prec: int, fn, right: bool = False):
         ov = other.value if isinstance(other, Sym) else other
         value = fn(ov, self.value) if right else fn(self.value, ov)
+        # Python groups left to right, so a right operand of the same precedence is
+        # bracketed: a - (b - c), a // (c * d), a * (b // c) each differ without.
         if right:  # other (op) self: self is the right operand
             a = _operand(other, prec)
-            b = self._wrap(prec + (sym in "-/%"))
+            b = self._wrap(prec + 1)
             return Sym(f"{a} {sym} {b}", value, prec)
         a = self._wrap(prec)
-        b = _operand(other, prec + (sym in "-/%"))
+        b = _operand(other, prec + 1)
         return Sym(f"{a} {sym} {b}", value, prec)
 
     def __add__(self, o):
@@ -74,14 +76,14 @@ class Sym:
     def __rmul__(self, o):
         return self if _is(o, 1) else self._op(o, "*", MUL, lambda a, b: a * b, right=True)
 
-    def __floordiv__(self, o):
-        return self if _is(o, 1) else self._op(o, "//", MUL, lambda a, b: a // b)
+    def __floordiv__(self, o):  # x // 1 is x only for an integer x (2.5 // 1 is 2.0)
+        return self if _is(o, 1) and _is_int(self.value) else self._op(o, "//", MUL, lambda a, b: a // b)
 
     def __rfloordiv__(self, o):
         return self._op(o, "//", MUL, lambda a, b: a // b, right=True)
 
-    def __truediv__(self, o):
-        return self if _is(o, 1) else self._op(o, "/", MUL, lambda a, b: a / b)
+    def __truediv__(self, o):  # x / 1 is x only for a decimal x (4 / 1 is 4.0)
+        return self if _is(o, 1) and isinstance(self.value, float) else self._op(o, "/", MUL, lambda a, b: a / b)
 
     def __rtruediv__(self, o):
         return self._op(o, "/", MUL, lambda a, b: a / b, right=True)
@@ -124,6 +126,10 @@ class Sym:
         return int(self.value)
 
     __int__ = __index__
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is(o, n) -> bool:
@@ -214,8 +220,13 @@ def literal(v) -> str:
 
 
 def keyword(name: str, value, default) -> str | None:
-    """`name=value`, or None when the value is a constant equal to the default."""
-    if not isinstance(value, Sym) and value == default:
+    """`name=value`, or None when the value is a constant equal to the default. A default
+    that is itself an expression (a pool's stride defaults to its kernel, `$in_width // 4`)
+    is equal only to the same expression, not to a constant that happens to match here."""
+    if isinstance(default, Sym):
+        if isinstance(value, Sym) and value.expr == default.expr:
+            return None
+    elif not isinstance(value, Sym) and value == default:
         return None
     return f"{name}={literal(value)}"
 
