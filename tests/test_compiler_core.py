@@ -170,6 +170,35 @@ def test_floor_division_of_a_decimal_by_one_is_not_dropped():
     assert net.module().a.d.p == 0.25
 
 
+@pytest.mark.parametrize("text", [
+    """
+    archc: 1
+    name: m
+    input: [3, 8, 8]
+    output: a
+    nodes:
+      a: {type: conv, out: 4, kernel: 1}
+      b: {type: conv, out: 8, kernel: 1}
+    """,
+    """
+    archc: 1
+    name: m
+    input: [4, 8, 8]
+    blocks:
+      blk:
+        output: c1
+        nodes:
+          c1: {type: conv, out: 4, kernel: 1}
+          c2: {type: conv, out: 8, kernel: 1}
+    nodes:
+      a: {type: blk}
+    """,
+])
+def test_the_output_keeps_its_variable_when_a_later_node_reads_it(text):
+    """A node after the output (W303) once took over `x`, so forward returned its value."""
+    assert_emitted_equals_inferred(archcompiler.compile(spec(text)), batch=1)
+
+
 def test_generated_class_names_are_unique():
     text = spec("""
         archc: 1

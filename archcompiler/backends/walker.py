@@ -57,7 +57,8 @@ def walk(graph: Graph, reserved=()) -> Walk:
     for i, name in enumerate(order):
         node = graph.nodes[name]
         rest = set(order[i + 1:])
-        if holder in node.dependencies() and not (set(later_readers[holder]) & rest):
+        # the output is read by the return at the end, so it never gives up its variable
+        if holder in node.dependencies() and holder != graph.output and not (set(later_readers[holder]) & rest):
             var[name] = INPUT_VAR
             holder = name
         else:
