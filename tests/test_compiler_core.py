@@ -199,6 +199,30 @@ def test_the_output_keeps_its_variable_when_a_later_node_reads_it(text):
     assert_emitted_equals_inferred(archcompiler.compile(spec(text)), batch=1)
 
 
+def test_a_node_named_like_a_helper_or_builtin_gets_another_variable():
+    """Node names are forward's variables: `channel_shuffle` or `max` must not hide the helper
+    or built-in that a later line calls."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: cs
+        input: [4, 8, 8]
+        blocks:
+          b:
+            params: {k: {type: integer, default: 1}}
+            nodes:
+              range: {type: conv, out: "max($k, 4)", kernel: 1, repeat: 2}
+              max: {type: maxpool, kernel: "max($in_width // 8, 1)"}
+        nodes:
+          channel_shuffle: {type: conv, kernel: 1}
+          a: {type: conv, kernel: 1, in: input}
+          c: {type: channel_shuffle, groups: 2, in: a}
+          d: {type: add, in: [c, channel_shuffle]}
+          e: {type: b}
+    """))
+    assert "channel_shuffle_2 = self.channel_shuffle(x)" in net.source
+    assert_emitted_equals_inferred(net, batch=1)
+
+
 def test_generated_class_names_are_unique():
     text = spec("""
         archc: 1

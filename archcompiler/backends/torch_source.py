@@ -22,6 +22,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from archcompiler.backends.walker import Names, walk
+from archcompiler.blocks.registry import CODE_GLOBALS
 from archcompiler.diagnostics import Span
 from archcompiler.ir.arith import condition_source, parse_condition
 from archcompiler.ir.expr import Sym, is_symbolic, literal, render, value_of, variables
@@ -76,6 +77,8 @@ class Emitter:
         self._by_instance: dict[tuple, _Class] = {}
         self._unions_tried: set[str] = set()
         self.instances: dict[str, list[Node]] = {}  # block type -> its composite instances
+        # what a variable of forward must not hide: the modules, built-ins and helpers it calls
+        self.taken_globals = (*MODULE_NAMES, *SPATIAL, "self", *CODE_GLOBALS, *_helpers(registry))
 
     def collect(self, graph: Graph) -> None:
         """Every composite instance at any depth, by block type: a block with optional nodes
@@ -113,7 +116,7 @@ class Emitter:
 
     def _render(self, graph: Graph, frame: bool):
         """Constructor and forward lines of a graph, with variables still as markers."""
-        w = walk(graph, reserved=MODULE_NAMES + SPATIAL + ("self",))
+        w = walk(graph, reserved=self.taken_globals)
         in_shape = graph.input.meta["sym_shape"]
         init, forward = [], []
         for step in w.steps:
@@ -165,7 +168,7 @@ class Emitter:
                 refs[_OTHERWISE] = resolve(first.optional[n][1])
             nodes[n] = Node(n, rep.kind, rep.type, inputs=[resolve(i) for i in rep.meta["raw_inputs"]], refs=refs)
         union = Graph(block.name, nodes, resolve(first.raw_output), inputs=first.inputs)
-        w = walk(union, reserved=MODULE_NAMES + SPATIAL + ("self",))
+        w = walk(union, reserved=self.taken_globals)
         attrs = Names(union.nodes)
         init, forward = [], []
         for step in w.steps:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import call, literal, variables
 from archcompiler.blocks.conv import code, int_or_pair
-from archcompiler.blocks.registry import Block, Saved, ShapeError, check_spatial, pair, slide
+from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError, check_spatial, pair, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
 
@@ -148,7 +148,7 @@ class Upsample(Block):
     def __post_init__(self):
         self.params = {
             "mode": {"enum": ["nearest", "bilinear"], "default": "nearest", "description": "interpolation (bilinear uses align_corners=False)"},
-            "size_of": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "description": "a node (or `input`) whose H x W to match"},
+            "size_of": {"type": "string", "pattern": IDENTIFIER, "description": "a node (or `input`) whose H x W to match"},
             "scale": POSITIVE | {"description": "integer scale factor"},
         }
 

@@ -13,7 +13,9 @@ from archcompiler.ir.expr import ATOM, Sym
 
 Shape = tuple  # (C, H, W) for feature maps, (N,) for vectors
 
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# `$(?![\s\S])`: the very end; in Python (which jsonschema uses) a bare `$` also matches before a
+# final newline, and "stem\n" would pass as a name. The lookahead reads the same in ECMA-262.
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$(?![\s\S])"
 # Node names become attribute names of an nn.Module and local variables of `forward`.
 RESERVED_NAMES = sorted(
     set(keyword.kwlist)
@@ -32,6 +34,10 @@ RESERVED_NAMES = sorted(
         "train", "type", "xpu", "zero_grad",
     }
 )
+# Python built-ins the emitted code calls or annotates with. A block parameter is a local
+# variable of its class's constructor, so it may not take one of these names, nor a helper's
+# (Block.torch_helpers); a node's variable in forward is renamed around them instead.
+CODE_GLOBALS = ("bool", "int", "str", "max", "min", "range")
 # Besides these, no name may start with "_": nn.Module keeps its own state in _modules & co.
 RESERVED_PREFIX = "_"
 

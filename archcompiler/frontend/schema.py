@@ -248,7 +248,7 @@ def where(path: tuple) -> str:
 
 def _show(v) -> str:
     if isinstance(v, str):
-        return f"'{v}'"
+        return f"'{v}'" if v.isprintable() else ascii(v)  # a newline or a NUL, escaped
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, dict):
@@ -320,7 +320,7 @@ def _translate(err, base: tuple, allowed_extra):
         elif isinstance(name, str) and name.startswith(RESERVED_PREFIX) and name.isidentifier():
             yield "E105", f"{what} name '{name}'{outer} starts with '_': nn.Module keeps its own state in such attributes", key_path, True
         else:
-            yield "E105", f"{what} name '{name}'{outer} is not a Python identifier (letters, digits and _, not starting with a digit)", key_path, True
+            yield "E105", f"{what} name {_show(name)}{outer} is not a Python identifier (letters, digits and _, not starting with a digit)", key_path, True
         return
     if v == "additionalProperties":
         allowed = list(schema.get("properties", {})) + list(allowed_extra)

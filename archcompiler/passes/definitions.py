@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from archcompiler.blocks.composite import BUILTIN_VARS, Composite
-from archcompiler.blocks.registry import Registry
+from archcompiler.blocks.registry import CODE_GLOBALS, Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import report_schema_errors, validator
@@ -62,9 +62,15 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
     (its uses are then skipped: every instance would repeat the same error)."""
     declared = tuple(block.params) + block.builtin_vars
     sound = True
+    helpers = {h for b in registry for h in b.torch_helpers()}
     for pname in block.params:
         if pname in BUILTIN_VARS:  # a named input's own ($skip_channels) are reported at the input
             diags.error("E211", f"parameter '{pname}' of block '{block.name}' has the name of a built-in, bound from an input's shape; rename it", block.doc.span(block.path + ("params", pname), key=True))
+            sound = False
+        elif pname in CODE_GLOBALS or pname in helpers:
+            what = "Python's built-in" if pname in CODE_GLOBALS else "the emitted helper"
+            diags.error("E211", f"parameter '{pname}' of block '{block.name}' would hide {what} '{pname}' in the emitted constructor; rename it",
+                        block.doc.span(block.path + ("params", pname), key=True))
             sound = False
     for i, n in enumerate(block.extra_inputs):
         clash = "node" if n in block.nodes else "parameter" if n in block.params else None
