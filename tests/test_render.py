@@ -311,6 +311,10 @@ def test_cli_bad_spec_prints_diagnostics(tmp_path):
         ([SMALL, "--depth", "1"], "--depth N limits --expand"),
         ([SMALL, "--input", "3,8,8"], "--input and --set apply to --block only"),
         (["--block", "residual", "--input", "8,8"], "--input wants C,H,W"),
+        (["--block", "soft_attention", "--set", "pool=[a"], "--set pool: cannot read '[a' as a value: invalid YAML"),
+        (["--block", "soft_attention", "--set", "pool=!!python/name:os.system"], "the tag '!!python/name:os.system' is not allowed"),
+        (["--block", "soft_attention", "--set", "pool=.nan"], "not a finite number"),
+        (["--block", "soft_attention", "--set", "pool=1:30"], "--set: 'pool' in node 'soft_attention' must be an integer, got '1:30'"),
     ],
 )
 def test_cli_usage_errors(args, message, tmp_path):

@@ -114,6 +114,9 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
         data["blocks"] = result.data["blocks"]
     inst = check_text(yaml.safe_dump(data, sort_keys=False), f"<block {name}>")
     if not inst.ok:
+        errors = [d.message for d in inst.diagnostics if d.is_error]
+        if params and all(any(f"'{k}'" in m for k in params) for m in errors):  # the flags' fault, not a file's
+            raise UsageError("; ".join(f"--set: {m}" for m in errors))
         raise SpecError(inst)
     n = inst.graph.nodes.get(node) or inst.graph.nodes[data["output"]]
     label = registry.get(name).label(n.params)
@@ -256,4 +259,14 @@ def _setting(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise UsageError(f"--set wants KEY=VALUE, not '{text}'")
-    return key.strip(), yaml.safe_load(value)
+    # the value is read as a spec's values are (YAML 1.2, plain data, finite numbers)
+    from archcompiler.diagnostics import Diagnostics
+    from archcompiler.frontend.loader import load_text
+
+    diags = Diagnostics()
+    doc = load_text(f"{key.strip()}: {value}\n", "--set", diags) if "\n" not in value and "\r" not in value else None
+    errors = [d for d in diags if d.is_error]
+    if doc is None or errors or not isinstance(doc.data, dict):
+        why = f": {errors[0].message}" if errors else ""
+        raise UsageError(f"--set {key.strip()}: cannot read '{value}' as a value{why}")
+    return key.strip(), next(iter(doc.data.values()))

@@ -333,6 +333,9 @@ class _Builder:
             return None
         if isinstance(value, (datetime.date, bytes)):
             return node.value
+        if isinstance(value, float) and not math.isfinite(value):  # !!float "nan"
+            self.diags.error("E008", f"'{node.value}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
+            return None
         return value
 
     def _plain_scalar(self, node):

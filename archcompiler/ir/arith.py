@@ -69,8 +69,18 @@ def parse_condition(text: str) -> Node:
     return _parse(text, "cond", "condition")
 
 
+MAX_TOKENS = 200  # a real parameter's expression has a handful; a chain of hundreds is a generated spec gone wrong
+MAX_DIGITS = 30  # more digits than any size or rate needs; Python floats overflow past about 308
+
+
 def _parse(text: str, rule: str, what: str) -> Node:
-    parser = _Parser(_tokens(text), len(text))
+    tokens = _tokens(text)
+    if len(tokens) > MAX_TOKENS:
+        raise ExprError(f"the {what} is too long: {len(tokens)} tokens, at most {MAX_TOKENS}", tokens[MAX_TOKENS][2])
+    for kind, tok, at in tokens:
+        if kind in ("int", "num") and len(tok.replace(".", "").lstrip("0")) > MAX_DIGITS:
+            raise ExprError(f"the number {tok[:12]}... has more than {MAX_DIGITS} digits", at)
+    parser = _Parser(tokens, len(text))
     node = getattr(parser, rule)()
     if parser.peek() is not None:
         _, tok, at = parser.peek()
@@ -80,13 +90,20 @@ def _parse(text: str, rule: str, what: str) -> Node:
 
 def holds(node: Node, env: dict) -> bool:
     """The truth of a condition over concrete values (a `$flag` must be a boolean)."""
+    try:
+        return _holds(node, env)
+    except OverflowError:
+        raise ExprError("a value in the condition is too large to compute", node.offset) from None
+
+
+def _holds(node: Node, env: dict) -> bool:
     k = node.kind
     if k == "or":
-        return any(holds(a, env) for a in node.args)
+        return any(_holds(a, env) for a in node.args)
     if k == "and":
-        return all(holds(a, env) for a in node.args)
+        return all(_holds(a, env) for a in node.args)
     if k == "not":
-        return not holds(node.args[0], env)
+        return not _holds(node.args[0], env)
     if k == "bool":
         return node.value
     if k in COMPARE:
@@ -133,7 +150,10 @@ def evaluate(node: Node, env: dict):
     is its value, of any type; inside arithmetic, values must be integers. Raises ExprError."""
     if node.kind == "var":
         return env[node.value]
-    return _arith(node, env)
+    try:
+        return _arith(node, env)
+    except OverflowError:  # a decimal past 1e308, from huge parameter values
+        raise ExprError("the value is too large to compute", node.offset) from None
 
 
 def _operand(node: Node, env: dict, comparison: Node):
