@@ -76,6 +76,22 @@ def test_untyped_and_pair_defaults_are_formatted_and_immutable(tmp_path):
     assert_ruff_clean(source, tmp_path)
 
 
+@pytest.mark.skipif(shutil.which("ruff") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff")), reason="ruff not installed")
+def test_odd_text_from_the_spec_cannot_break_the_emitted_file(tmp_path):
+    """The spec's path and summary go into docstrings: a backslash, triple quotes, a NUL, a
+    lone surrogate or a closing quote once made a file that did not parse (or exit 70)."""
+    from archcompiler.api import Compiled
+    from archcompiler.driver import check_text
+
+    text = 'archc: 1\nname: m\nsummary: "a\\0b \\ud800 \\\\N ends in a quote\\""\ninput: [3, 8, 8]\nnodes:\n  a: {type: conv, out: 4}\n'
+    result = check_text(text, 'we"ird\\x/q"""q\\N.yaml')
+    assert result.ok, [d.concise() for d in result.diagnostics]
+    assert "\0" in result.data["summary"] and "\ud800" in result.data["summary"]
+    source = Compiled(result).source
+    assert "<U+0000>b <U+D800>" in source and "we\"ird/x/q'''q/N.yaml" in source
+    assert_ruff_clean(source, tmp_path)
+
+
 def assert_ruff_clean(source: str, tmp_path) -> None:
     ruff = shutil.which("ruff") or os.path.join(os.path.dirname(sys.executable), "ruff")
     target = tmp_path / "model.py"

@@ -673,11 +673,20 @@ def _rel(n, ref, sym: str) -> str:
     return f"{sym}'"
 
 
+def docstring_text(text: str) -> str:
+    """Text from the spec (a summary, the spec's path) made safe inside a docstring: no
+    backslash escapes, no closing quotes, and each character that is not printable (a NUL,
+    a lone surrogate) written as <U+XXXX>."""
+    text = str(text).replace(chr(92), "/").replace(QUOTES, "'" * 3)
+    text = "".join(c if c.isprintable() or c == " " else f"<U+{ord(c):04X}>" for c in text)
+    return text[:-1] + "'" if text.endswith('"') else text  # `..."` would run into the closing quotes
+
+
 def _docstring(*paragraphs: str) -> list[str]:
     """A class docstring, wrapped to fit 100 columns."""
     lines: list[str] = []
     for i, para in enumerate(paragraphs):
-        text = " ".join(str(para).split()).replace(QUOTES, "'" * 3).replace(chr(92), "/")
+        text = docstring_text(" ".join(str(para).split()))
         lines += [""] * bool(i) + textwrap.wrap(text, 92)
     lines[0] = QUOTES + lines[0]
     if len(lines) == 1:
