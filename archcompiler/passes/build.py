@@ -79,6 +79,9 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
                 optional[node_name] = (raw["when"], raw.get("otherwise") or _single_input(raw, previous))
             if present is False:
                 absent[node_name] = raw.get("otherwise") or _single_input(raw, previous)
+                if not scope.path and not _is_split(raw) and not _checks_as_written(node_name, raw, previous, spec_nodes, extra, scope):
+                    ok = False
+                    absent[node_name] = INPUT  # reported; its readers are not blamed for what it reads
                 previous = node_name
                 continue
         if node_name not in scope.broken and _is_split(raw):  # one node per named part
@@ -170,6 +173,22 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     if sym_given is not None:  # inside a composite: the parameters as expressions in its own parameters
         meta["sym_given"] = sym_given
     return Node(name, kind, type_name, params, inputs, refs, span=scope.span(*here, key=True), meta=meta)
+
+
+def _checks_as_written(name: str, raw: dict, previous: str, spec_nodes: dict, extra: list, scope: Scope) -> bool:
+    """A spec's node switched off by hand (`when: false`) is still checked as written: its
+    type, its parameters and the nodes it reads, so that switching it on cannot surprise."""
+    node = _build_node(name, {k: v for k, v in raw.items() if k not in ("when", "otherwise")}, previous, scope)
+    if node is None:
+        return False
+    known = [INPUT, *extra, *spec_nodes]
+    raw_in = raw.get("in")
+    for i, ref in enumerate(node.inputs):
+        if ref not in known:
+            at = ("nodes", name, "in") + ((i,) if isinstance(raw_in, list) else ())
+            scope.error("E300", f"node '{name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*at))
+            return False
+    return True
 
 
 def _is_split(raw: dict) -> bool:

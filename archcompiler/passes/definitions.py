@@ -8,7 +8,7 @@ from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import report_schema_errors, validator
 from archcompiler.ir.arith import ExprError, is_expression, parse, variables
 from archcompiler.ir.graph import stable_topological_order
-from archcompiler.passes.build import Scope, build_graph
+from archcompiler.passes.build import INDEX, Scope, build_graph
 from archcompiler.passes.rules import check_rules, simple_cycles
 
 
@@ -66,6 +66,10 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
     for pname in block.params:
         if pname in BUILTIN_VARS:  # a named input's own ($skip_channels) are reported at the input
             diags.error("E211", f"parameter '{pname}' of block '{block.name}' has the name of a built-in, bound from an input's shape; rename it", block.doc.span(block.path + ("params", pname), key=True))
+            sound = False
+        elif pname == INDEX:
+            diags.error("E211", f"parameter '{pname}' of block '{block.name}' has the name of the built-in $index, a repeated node's instance number; rename it",
+                        block.doc.span(block.path + ("params", pname), key=True))
             sound = False
         elif pname in CODE_GLOBALS or pname in helpers:
             what = "Python's built-in" if pname in CODE_GLOBALS else "the emitted helper"
