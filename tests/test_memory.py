@@ -67,9 +67,14 @@ def test_saved_activations_match_autograd(spec, amp):
     assert close(predicted_saved(net, 32, amp), at_32), (predicted_saved(net, 32, amp), at_32)
 
 
+# efficientnet_v2_s at 384 x 384 keeps 13.5 GiB for backward at batch 32: more than a
+# 24 GiB test machine holds beside autograd's own copies. Its batch 1 and 2 cases stand.
+AT_32 = [s for s in ALL_SPECS if "efficientnet_v2_s" not in s]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("amp", ["off", "bf16"])
-@pytest.mark.parametrize("spec", ALL_SPECS)
+@pytest.mark.parametrize("spec", AT_32)
 def test_saved_activations_match_autograd_at_batch_32(spec, amp):
     net = archcompiler.compile(spec)
     assert close(predicted_saved(net, 32, amp), measured_saved(net, 32, amp))

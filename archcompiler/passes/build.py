@@ -18,6 +18,10 @@ from archcompiler.ir.graph import INPUT, Graph, Node
 
 INDEX = "index"  # a repeated node's instance number, `$index`
 MAX_REPEAT = 1000  # the deepest real stages repeat a few dozen times; more is a typo or an attack
+# Layers a whole model may expand to, blocks within blocks and repeats included. The largest
+# real CNNs have a few thousand; nested repeats multiply (40 x 40 x 40 is 64,000 and would
+# take check minutes), so past this the spec is refused rather than expanded.
+MAX_LAYERS = 20_000
 
 
 @dataclass
@@ -35,6 +39,15 @@ class Scope:
     trail: list = field(default_factory=list)  # [(node, type), ...] from the call site inwards
     broken: set = field(default_factory=set)  # nodes whose structure errors were reported already
     defaults: dict = field(default_factory=dict)  # the spec's `defaults:`, block type -> parameter values
+    budget: list = field(default_factory=lambda: [MAX_LAYERS])  # layers left to build, shared by every scope of a model
+
+    def spend(self, span: Span) -> bool:
+        """Count one more layer of the model; False (reported once) past MAX_LAYERS."""
+        self.budget[0] -= 1
+        if self.budget[0] == -1:
+            self.diags.error("E213", f"the model expands to more than {MAX_LAYERS:,} layers (blocks within blocks, repeated); "
+                             f"no real network needs that many: look for nested repeats that multiply", self.blame or span)
+        return self.budget[0] >= 0
 
     def error(self, code: str, message: str, span: Span) -> None:
         if self.blame is None:
@@ -128,6 +141,8 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
 def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple | None = None) -> Node | None:
     """One node; `here` is where it is written (a repeated node's instances share their node's)."""
     here = here or ("nodes", name)
+    if scope.declared is None and not scope.spend(scope.span(*here, key=True)):
+        return None
     type_name = raw["type"]
     block = scope.registry.get(type_name)
     if block is None:

@@ -107,6 +107,7 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
         blame=scope.blame or node.span,
         defaults=scope.defaults,
         trail=scope.trail + [(node.name, node.type)],
+        budget=scope.budget,
     )
     before = len(scope.diags)
     body, complete = build_graph(node.type, inner)
