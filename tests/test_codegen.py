@@ -92,6 +92,14 @@ def test_odd_text_from_the_spec_cannot_break_the_emitted_file(tmp_path):
     assert_ruff_clean(source, tmp_path)
 
 
+def test_a_shared_lines_comment_holds_for_every_instance():
+    """One MBConv class serves blocks with and without the residual add, at stride 1 and 2:
+    the add's line holds project_bn's value where the add is left out, so its comment may
+    not claim the block's input channels and size."""
+    source = _compiled("specs/examples/efficientnet_b0.yaml").source
+    assert "x = x + drop if self.use_add else project_bn  # (B, C', H', W')" in source
+
+
 def assert_ruff_clean(source: str, tmp_path) -> None:
     ruff = shutil.which("ruff") or os.path.join(os.path.dirname(sys.executable), "ruff")
     target = tmp_path / "model.py"

@@ -179,8 +179,9 @@ class Emitter:
                 return None
             (ctor, expr), inst = chosen
             node = inst.body.nodes[n]
-            parts = functools.reduce(_merged, [_shape_parts(i.body.nodes[n].meta["sym_shape"], i.body.input.meta["sym_shape"], True)
-                                                 for i in instances if n in i.body.nodes])
+            # the line's value in every instance: the node's, or where it is absent its stand-in's
+            parts = functools.reduce(_merged, [_shape_parts(_holder(i.body, n).meta["sym_shape"], i.body.input.meta["sym_shape"], True)
+                                               for i in instances])
             comment = _comment(parts)
             if n not in first.optional:
                 if ctor is not None:
@@ -483,6 +484,16 @@ def _statement(code: str, indent: int, comment: str = "") -> list[str]:
         stripped = row.lstrip(" ")
         out += wrap(stripped, indent + len(row) - len(stripped), comment if i == len(rows) - 1 else "")
     return out
+
+
+def _holder(body: Graph, name: str) -> Node:
+    """The node whose value a line for `name` holds in this instance: `name`, or when it is
+    left out, the node standing in for it (following stand-ins that are left out too)."""
+    seen = set()
+    while name not in body.nodes and name in body.optional and name not in seen:
+        seen.add(name)
+        name = body.optional[name][1]
+    return body.nodes.get(name, body.input)
 
 
 def _merge_comments(kept: _Class, forward: list) -> None:
