@@ -84,6 +84,11 @@ def main(argv: list[str]) -> int:
             if r.ok and not args.quiet:
                 print(render_table(f"{r.name}  ({r.file})", r.graph, r.totals, args.expand, args.depth, macs=args.macs, memory=memory_of(r, args)))
                 print()
+            elif r.valid and r.graph is None and not args.quiet:  # a file of blocks only: say what was checked
+                blocks = list((r.data or {}).get("blocks") or {})
+                print(f"{r.file}: {_count(len(blocks), 'block')} checked ({', '.join(blocks)}); no model: "
+                      f"a spec's `input:` and `nodes:` make one")
+                print()
         bad = sum(not r.valid for r in results)
         if len(results) > 1 or bad:
             errors = sum(1 for r in results for d in r.diagnostics if d.is_error)

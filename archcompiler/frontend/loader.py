@@ -37,6 +37,7 @@ _TAB_INDENT = re.compile(r"^[ ]*\t")
 _NULL_12 = re.compile(r"^(~|null|Null|NULL|)$")
 _BOOL_12 = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _INT_12 = re.compile(r"^[-+]?[0-9]+$")
+MAX_INTEGER = 2**53
 _OCT_12 = re.compile(r"^0o[0-7]+$")
 _HEX_12 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
@@ -333,8 +334,19 @@ class _Builder:
             return None
         if isinstance(value, (datetime.date, bytes)):
             return node.value
+        if isinstance(value, int) and not isinstance(value, bool):  # !!int "1234..."
+            return self._integer(value if abs(value) < 10**40 else None, node)
         if isinstance(value, float) and not math.isfinite(value):  # !!float "nan"
             self.diags.error("E008", f"'{node.value}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
+            return None
+        return value
+
+    def _integer(self, value: int | None, node) -> int | None:
+        """An integer of at most 2^53 in size (what JSON and a float hold exactly); a larger one
+        is no size, count or seed a network needs, and would only overflow arithmetic later."""
+        if value is None or abs(value) > MAX_INTEGER:
+            shown = node.value if len(node.value) <= 24 else node.value[:20] + "..."
+            self.diags.error("E008", f"'{shown}' is too large; a spec's integers stay within 2^53 ({MAX_INTEGER:,})", self.span_of(node))
             return None
         return value
 
@@ -346,11 +358,11 @@ class _Builder:
         if v in _BOOL_12:
             return _BOOL_12[v]
         if _INT_12.match(v):
-            return int(v, 10)
+            return self._integer(int(v, 10) if len(v) <= 40 else None, node)
         if _OCT_12.match(v):
-            return int(v[2:], 8)
+            return self._integer(int(v[2:], 8) if len(v) <= 40 else None, node)
         if _HEX_12.match(v):
-            return int(v[2:], 16)
+            return self._integer(int(v[2:], 16) if len(v) <= 40 else None, node)
         if _NONFINITE_12.match(v):
             self.diags.error("E008", f"'{v}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
             return None

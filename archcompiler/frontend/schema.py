@@ -371,6 +371,16 @@ def _translate(err, base: tuple, allowed_extra):
         else:
             yield "E103", f"{_field(path)}{where(path)} must not be empty", path, False
         return
+    if v == "uniqueItems" and isinstance(inst, list):
+        seen, twice = set(), None
+        for item in inst:
+            key = repr(item)
+            if key in seen:
+                twice = item
+                break
+            seen.add(key)
+        yield "E103", f"{_field(path)}{where(path)} lists {_show(twice)} twice; each may appear once", path, False
+        return
     if v == "minProperties":
         yield "E103", f"{_field(path)}{where(path)} must not be empty", path, False
         return
