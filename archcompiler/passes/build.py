@@ -329,6 +329,8 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
         if key in NODE_KEYS:
             scope.error("E209", first_node_key(key), scope.span(*here, "first", key, key=True))
             return None
+    if not _first_fits(block, first, here, scope):
+        return None
     shared = {k: v for k, v in raw.items() if k not in ("repeat", "first", "in")}
     instances: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(*here, key=True))}
     prev = INPUT
@@ -347,6 +349,19 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
     body = Graph(block.name, instances, prev, span=scope.span(*here, key=True))
     meta = {"source_path": scope.path + here, "given": {}, "repeat": count, "sym_repeat": sym_count}
     return Node(name, "repeat", block.name, {"repeat": count}, inputs, {}, span=scope.span(*here, key=True), meta=meta, body=body)
+
+
+def _first_fits(block, first: dict, here: tuple, scope: Scope) -> bool:
+    """`first:`'s own keys and plain values against the block's parameters, reported where
+    `first:` writes them (the instance's own check would point at the node)."""
+    if scope.blame is not None:
+        return True  # inside an instance, errors go to its call site
+    plain = {k: v for k, v in first.items() if not holds_expression(v)}
+    schema = dict(block.param_schema(), required=[])
+    errors = list(validator(schema).iter_errors(plain))
+    if errors:
+        report_schema_errors(errors, scope.doc, scope.diags, base=scope.path + here + ("first",), allowed_extra=NODE_KEYS)
+    return not errors
 
 
 def _with_index(scope: Scope, i: int) -> Scope:
