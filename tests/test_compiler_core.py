@@ -876,6 +876,41 @@ def test_strings_and_words_in_conditions_are_explained(cond, message):
     assert message in result.diagnostics[0].message, result.diagnostics[0].message
 
 
+def test_a_condition_is_written_from_its_tree_not_computed():
+    """`$flag or 4 // $z > 1` never divides when flag holds; the emitted condition must not
+    compute the skipped side either (it once raised division by zero in emit)."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: m
+        input: [4, 8, 8]
+        blocks:
+          b:
+            params:
+              flag: {type: boolean, default: true}
+              z: {type: integer, default: 0}
+            nodes:
+              c: {type: conv, out: 4, kernel: 1, when: "$flag or 4 // $z > 1"}
+        nodes:
+          a: {type: b}
+          a2: {type: b, z: 1, flag: false}
+    """))
+    assert "if flag or 4 // z > 1 else None" in net.source
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_switched_off_node_may_read_a_split_part():
+    result = check_text(spec("""
+        archc: 1
+        name: m
+        input: [4, 8, 8]
+        nodes:
+          s: {type: split, outputs: [p, q]}
+          a: {type: conv, in: p, when: false}
+          b: {type: concat, in: [p, q]}
+    """), "m.yaml")
+    assert result.ok, [d.concise() for d in result.diagnostics]
+
+
 INDEX_SPEC = spec("""
     archc: 1
     name: idx

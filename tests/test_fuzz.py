@@ -247,7 +247,7 @@ def _expressions(draw, depth=3):
 def test_an_expression_as_emitted_computes_what_check_computed(text, a, b, c):
     """The emitted code writes an expression from its Sym; Python's grouping must give the
     value check computed (a // (c * d) was once written a // c * d)."""
-    from archcompiler.ir.arith import ExprError, evaluate, parse
+    from archcompiler.ir.arith import ExprError, condition_source, evaluate, holds, parse, parse_condition
     from archcompiler.ir.expr import Sym, render, value_of
 
     env = {"a": a, "b": b, "c": c}
@@ -257,3 +257,7 @@ def test_an_expression_as_emitted_computes_what_check_computed(text, a, b, c):
         return
     written = render(value.expr) if isinstance(value, Sym) else repr(value)
     assert eval(written, {"max": max}, dict(env)) == value_of(value), written  # noqa: S307 (generated arithmetic)
+    # a condition is written from its tree, not from a computed Sym: the same grouping rules
+    cond = parse_condition(f"{text} > 7 or $a == {a}")
+    source = render(condition_source(cond, {k: Sym.var(k, v) for k, v in env.items()}))
+    assert eval(source, {"max": max}, dict(env)) == holds(cond, env), source  # noqa: S307

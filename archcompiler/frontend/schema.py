@@ -172,7 +172,7 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
 def _items_substituted(frag: dict) -> dict:
     """`frag`, where a list's items may also be $parameter expressions (`kernel: [1, $k]`)."""
     out = dict(frag)
-    if isinstance(frag.get("items"), dict):
+    if isinstance(frag.get("items"), dict) and "pattern" not in frag["items"]:  # names (a split's parts) stay names
         out["items"] = {"anyOf": [_items_substituted(frag["items"]), {"$ref": "#/$defs/substitution"}]}
     for key in ("oneOf", "anyOf"):
         if key in frag:
@@ -313,7 +313,10 @@ def _translate(err, base: tuple, allowed_extra):
         if path and path[-1] == "first" and name in NODE_KEYS:
             yield "E209", first_node_key(name), key_path, True
             return
-        what = {"nodes": "node", "blocks": "block", "params": "parameter"}.get(path[-1] if path else "", "parameter")
+        kind = {"nodes": "node", "blocks": "block", "params": "parameter", "defaults": "block type", "inputs": "input", "first": "parameter"}.get(path[-1] if path else "")
+        if len(path) == 2 and path[0] == "defaults":
+            kind = "parameter"
+        what = kind or "the"  # "the name '_x' in ..." where the mapping's keys are of no one kind
         outer = where(path[:-1]) if path else ""
         if isinstance(name, str) and name in RESERVED_NAMES:
             yield "E105", f"{what} name '{name}'{outer} is reserved: it would clash with Python or nn.Module", key_path, True

@@ -37,6 +37,8 @@ _TOKEN = re.compile(
     r"|(?P<op>//|==|!=|<=|>=|[-+*/(),<>]))"
 )
 COMPARE = ("==", "!=", "<", "<=", ">", ">=")
+_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
 
 class ExprError(Exception):
@@ -70,6 +72,7 @@ def parse_condition(text: str) -> Node:
 
 
 MAX_TOKENS = 200  # a real parameter's expression has a handful; a chain of hundreds is a generated spec gone wrong
+MAX_VALUE = 2**53  # as the loader's integers (frontend/loader.py)
 MAX_DIGITS = 30  # more digits than any size or rate needs; Python floats overflow past about 308
 
 
@@ -108,7 +111,9 @@ def _holds(node: Node, env: dict) -> bool:
         return node.value
     if k in COMPARE:
         a, b = (value_of(_operand(x, env, node)) for x in node.args)
-        return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[k]
+        if isinstance(a, str) != isinstance(b, str) or isinstance(a, (bool, list)) or isinstance(b, (bool, list)):
+            raise ExprError(f"cannot compare {_show(a)} with {_show(b)}: a string compares with a string, a number with a number", node.offset)
+        return _COMPARE[k](a, b)
     if k == "var":
         v = value_of(env[node.value])
         if not isinstance(v, bool):
@@ -131,11 +136,39 @@ def condition_source(node: Node, env: dict, prec: int = 0) -> str:
     elif k == "bool":
         return "True" if node.value else "False"
     elif k in COMPARE:
-        a, b = (literal(_operand(x, env, node)) for x in node.args)
+        a, b = (_source(x, env) for x in node.args)
         return f"{a} {k} {b}"
     else:  # a boolean $parameter
         return literal(env[node.value])
     return f"({text})" if _LOGIC[k] < prec else text
+
+
+_PREC = {"+": 1, "-": 1, "*": 2, "//": 2, "/": 2, "neg": 3}
+
+
+def _source(node: Node, env: dict) -> str:
+    """An operand of a condition as Python source, from the tree as written: nothing is
+    computed, so a branch that Python would skip (`$flag or 4 // $z > 1`, z = 0) is written,
+    not evaluated. Brackets only where Python's grouping needs them."""
+    k = node.kind
+    if k in ("int", "num"):
+        return repr(node.value)
+    if k == "str":
+        return literal(node.value)
+    if k == "var":
+        return literal(env[node.value])
+    if k in ("min", "max"):
+        return f"{k}({', '.join(_source(a, env) for a in node.args)})"
+    if k == "neg":
+        inner = node.args[0]
+        return f"-({_source(inner, env)})" if inner.kind in _PREC else f"-{_source(inner, env)}"
+    left, right = node.args
+    a, b = _source(left, env), _source(right, env)
+    if _PREC.get(left.kind, 4) < _PREC[k]:
+        a = f"({a})"
+    if _PREC.get(right.kind, 4) <= _PREC[k]:
+        b = f"({b})"
+    return f"{a} {k} {b}"
 
 
 def variables(node: Node) -> list[tuple[str, int]]:
@@ -151,9 +184,12 @@ def evaluate(node: Node, env: dict):
     if node.kind == "var":
         return env[node.value]
     try:
-        return _arith(node, env)
+        value = _arith(node, env)
     except OverflowError:  # a decimal past 1e308, from huge parameter values
         raise ExprError("the value is too large to compute", node.offset) from None
+    if abs(value_of(value)) > MAX_VALUE:
+        raise ExprError(f"the value is too large ({len(str(int(value_of(value))))} digits); a spec's numbers stay within 2^53", node.offset)
+    return value
 
 
 def _operand(node: Node, env: dict, comparison: Node):

@@ -196,7 +196,8 @@ def _checks_as_written(name: str, raw: dict, previous: str, spec_nodes: dict, ex
     node = _build_node(name, {k: v for k, v in raw.items() if k not in ("when", "otherwise")}, previous, scope)
     if node is None:
         return False
-    known = [INPUT, *extra, *spec_nodes]
+    parts = [p for r in spec_nodes.values() if isinstance(r, dict) and _is_split(r) for p in r["outputs"] if isinstance(p, str)]
+    known = [INPUT, *extra, *spec_nodes, *parts]
     raw_in = raw.get("in")
     for i, ref in enumerate(node.inputs):
         if ref not in known:
@@ -219,6 +220,9 @@ def _split_parts(name: str, raw: dict, spec_nodes: dict, nodes: dict, scope: Sco
         scope.error("E212", f"split '{name}' cannot take '{key}': its parts are nodes of their own", scope.span("nodes", name, key, key=True))
         return None
     for i, part in enumerate(parts):
+        if "$" in part:
+            scope.error("E212", f"split '{name}' names a part '{part}': parts are nodes, named where they are written, not by a $parameter", scope.span("nodes", name, "outputs", i))
+            return None
         taken = "a node" if part in spec_nodes or part in nodes else "reserved" if reserved_name(part) else None
         if taken:
             what = "the name of a node" if taken == "a node" else "a reserved name (it becomes a variable of forward)"
