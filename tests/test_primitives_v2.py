@@ -389,7 +389,7 @@ def test_a_symbolic_activation_passes_its_options_to_the_helper():
         a: {type: unit}
         b: {type: unit, fn: gelu}
     """, input_shape=(8, 9, 11), blocks=BLOCK.replace("negative_slope: $slope", "").replace("slope: {type: number, default: 0.1}", ""))
-    assert "self.act = activation(fn)" in compiled.source
+    assert "self.act = make_activation(fn)" in compiled.source
     model = compiled.module()
     assert isinstance(model.a.act, torch.nn.LeakyReLU) and isinstance(model.b.act, torch.nn.GELU)
     gelu_tanh = net("a: {type: u, fn: gelu}", blocks="""
@@ -400,7 +400,7 @@ def test_a_symbolic_activation_passes_its_options_to_the_helper():
             nodes:
               act: {type: activation, fn: $fn, approximate: tanh}
     """)
-    assert 'activation(fn, approximate="tanh")' in gelu_tanh.source
+    assert 'make_activation(fn, approximate="tanh")' in gelu_tanh.source
     assert gelu_tanh.module().a.act.approximate == "tanh"
 
 

@@ -507,6 +507,8 @@ def _merge_comments(kept: _Class, forward: list) -> None:
 
 def _merged(a: tuple, b: tuple) -> tuple:
     """Two instances' comment parts: each where they agree, else C', H' or W'."""
+    if len(a) != len(b):  # a map in one instance, a vector in another
+        return ("...",)
     primes = ("C'", "H'", "W'") if len(a) == 3 else ("C'",)
     return tuple(x if x == y else prime for x, y, prime in zip(a, b, primes))
 
@@ -672,6 +674,8 @@ def _comment(parts: tuple) -> str:
 
 def _rel(n, ref, sym: str) -> str:
     """Spatial size relative to the block's input: H, H/2, 2H, or H' (some other size)."""
+    if not (variables(n) & set(SPATIAL)) and variables(ref) & set(SPATIAL):  # a fixed size (an adaptive pool's), not the input's
+        return render(n.expr) if isinstance(n, Sym) else str(n)
     n, ref = value_of(n), value_of(ref)
     if n == ref:
         return sym

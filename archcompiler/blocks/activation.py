@@ -56,14 +56,14 @@ class Activation(Block):
     def torch_module(self, p, ins):
         given = [(k, p[k], OPTIONS[k][0]) for k in OPTIONS if k in p]
         if is_symbolic(p["fn"]):  # a block parameter: chosen when the block is built
-            return call("activation", [p["fn"]], given)
+            return call("make_activation", [p["fn"]], given)
         if p["fn"] == "leaky_relu" and "negative_slope" in p:
             return call("nn.LeakyReLU", [p["negative_slope"]], [])
         return call(MODULES[p["fn"]], [], given)
 
     def torch_helpers(self):
         table = "".join(f'\n        "{k}": {v},' for k, v in MODULES.items() if k not in OPTIONS_OF)
-        return {"activation": f'''def activation(fn: str, negative_slope: float = 0.01, approximate: str = "none") -> nn.Module:
+        return {"make_activation": f'''def make_activation(fn: str, negative_slope: float = 0.01, approximate: str = "none") -> nn.Module:
     """The activation module named `fn`."""
     if fn == "leaky_relu":
         return nn.LeakyReLU(negative_slope)

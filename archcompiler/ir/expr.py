@@ -133,7 +133,8 @@ def _is_int(v) -> bool:
 
 
 def _is(o, n) -> bool:
-    return not isinstance(o, Sym) and not isinstance(o, bool) and o == n
+    """`o` is the integer n (x * 1.0 is a decimal, so it is written out, not dropped)."""
+    return isinstance(o, int) and not isinstance(o, bool) and o == n
 
 
 def _operand(v, prec: int) -> str:
