@@ -20,7 +20,7 @@ from archcompiler.api import Compiled
 from archcompiler.backends import torch_source
 from archcompiler.blocks.pooling import Upsample
 from archcompiler.driver import builtin_registry, check_file, check_text
-from tests.conftest import ALL_SPECS, ROOT
+from tests.conftest import ALL_SPECS, ROOT, spec_params
 
 
 def spec(body: str) -> str:
@@ -554,7 +554,7 @@ def test_fuzzed_specs_emit_what_check_infers(text):
 
 
 
-@pytest.mark.parametrize("path", SPECS)
+@pytest.mark.parametrize("path", spec_params(SPECS))
 def test_emitted_models_run_at_a_second_input_size(path):
     """The model emitted for a spec, run at another size, equals the model check builds at
     that size (same weights): nothing of the first size is baked in."""
@@ -590,8 +590,10 @@ GRIDS = {
         {"out": 2, "kernel": k, "stride": s, "padding": pad, "output_padding": op, "dilation": d}
         for k in (1, 2, 3, [2, 3]) for s in (1, 2, [2, 1]) for pad in (0, 1) for op in (0, 1) for d in (1, 2)
     ],
-    "maxpool": [{"kernel": k, "stride": s, "padding": pad, "ceil_mode": c} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) for c in (False, True) if 2 * pad <= k],
-    "avgpool": [{"kernel": k, "stride": s, "padding": pad, "ceil_mode": c} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) for c in (False, True) if 2 * pad <= k],
+    "maxpool": [{"kernel": k, "stride": s, "padding": pad, "ceil_mode": c} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) for c in (False, True) if 2 * pad <= k]
+    + [{"kernel": [1, 3], "stride": [1, 2], "padding": [0, 1]}, {"kernel": [3, 2], "padding": [1, 0], "ceil_mode": True}],
+    "avgpool": [{"kernel": k, "stride": s, "padding": pad, "ceil_mode": c} for k in (1, 2, 3) for s in (1, 2, 3) for pad in (0, 1) for c in (False, True) if 2 * pad <= k]
+    + [{"kernel": [1, 3], "stride": [1, 2], "padding": [0, 1], "count_include_pad": False}, {"kernel": [3, 2], "stride": 1}],
     "groupnorm": [{"groups": g, "affine": a} for g in (1, 2, 3, 4) for a in (False, True)],
     "channel_shuffle": [{"groups": g} for g in (1, 2, 3, 4)],
     "global_avgpool": [{"keep_map": k} for k in (False, True)],

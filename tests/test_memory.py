@@ -8,6 +8,7 @@ so batches 1 and 2 determine batch 32 exactly; the slow test measures 32 itself.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from archcompiler.cli.main import main
 from archcompiler.passes.memory import largest_batch, predict
 from archcompiler.passes.roofline import predict_seconds, step_costs
 from runtime.bench.memory import step_tensor_peak
-from tests.conftest import ALL_SPECS, spec_path
+from tests.conftest import ALL_SPECS, HEAVY_SPECS, spec_path
 
 TOLERANCE = 0.10  # the issue's target; the rules are in fact exact on every spec today
 
@@ -53,7 +54,7 @@ def close(predicted: int, measured: int) -> bool:
 
 
 # bf16 on a CPU without bf16 units is slow: the 224-pixel examples' bf16 cases are marked slow.
-CASES = [pytest.param(s, amp, marks=[pytest.mark.slow] if amp == "bf16" and "examples" in s else [])
+CASES = [pytest.param(s, amp, marks=[pytest.mark.slow] if (amp == "bf16" and "examples" in s) or Path(s).stem in HEAVY_SPECS else [])
          for s in ALL_SPECS for amp in ("off", "bf16")]
 
 

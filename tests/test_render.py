@@ -23,6 +23,7 @@ from archcompiler.driver import builtin_registry
 from archcompiler.cli.render import SpecError, block_graph, diagram, render
 from archcompiler.errors import ArchcError
 from archcompiler.driver import check_file
+from tests.conftest import spec_params
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(str(p) for p in (ROOT / "specs").rglob("*.yaml"))
@@ -221,7 +222,7 @@ def _svg_texts(path: Path) -> tuple[list[str], list[str]]:
 
 @needs_dot
 @pytest.mark.parametrize("expand", [False, True], ids=["collapsed", "expanded"])
-@pytest.mark.parametrize("spec", SPECS, ids=os.path.basename)
+@pytest.mark.parametrize("spec", spec_params(SPECS), ids=os.path.basename)
 def test_svg_carries_names_and_shapes(spec, expand, tmp_path, checked):
     r = checked(spec)
     out = tmp_path / "x.svg"

@@ -19,40 +19,46 @@ class _Pool(Block):
 
     def __post_init__(self):
         self.params = {
-            "kernel": POSITIVE | {"default": 2, "description": "square window size"},
-            "stride": POSITIVE | {"description": "stride (default: the kernel size)"},
-            "padding": {"type": "integer", "minimum": 0, "default": 0, "description": "pixels on each side, at most half the kernel"},
+            "kernel": int_or_pair(1, 2, "window size: one integer, or [height, width]"),
+            "stride": int_or_pair(1, None, "stride (default: the kernel size)"),
+            "padding": int_or_pair(0, 0, "pixels on each side, at most half the kernel"),
             "ceil_mode": {"type": "boolean", "default": False,
                           "description": "round the output size up: a last, partial window is kept if it starts inside the input or its left padding"},
         }
 
     def infer(self, p, ins, refs, names):
         c, _, _ = check_spatial(ins[0], self.name)
-        if 2 * p["padding"] > p["kernel"]:
-            raise ShapeError(f"padding {p['padding']} is more than half the {p['kernel']}x{p['kernel']} window", param="padding", code="E405")
+        (kh, kw), (ph, pw) = pair(p["kernel"]), pair(p["padding"])
+        if 2 * ph > kh or 2 * pw > kw:
+            raise ShapeError(f"padding {_side(p['padding'])} is more than half the {kh}x{kw} window", param="padding", code="E405")
         oh, ow = slide(ins[0], p["kernel"], p.get("stride", p["kernel"]), p["padding"], ceil_mode=p["ceil_mode"])
         return (c, oh, ow)
 
     def torch_module(self, p, ins):
         if self._sized_by_input(p):
             return None
-        return call(self.torch_class, [p["kernel"]], self._keywords(p))
+        return call(self.torch_class, [code(p["kernel"])], self._keywords(p))
 
     def torch_call(self, p, args, module, refs):
         if module is not None:
             return f"{module}({args[0]})"
         # a window sized by the block's input ($in_height): computed in forward, as the
         # input arrives, so the model runs at any input size
-        window = call("", [p["kernel"]], self._keywords(p))[1:-1]
+        window = call("", [code(p["kernel"])], self._keywords(p))[1:-1]
         return f"{self.torch_function}({args[0]}, {window})"
 
     def _keywords(self, p):
-        keywords = [("stride", p["stride"], p["kernel"])] if "stride" in p else []
-        return keywords + [("padding", p["padding"], 0), ("ceil_mode", p["ceil_mode"], False)]
+        keywords = [("stride", code(p["stride"]), code(p["kernel"]))] if "stride" in p else []
+        return keywords + [("padding", code(p["padding"]), 0), ("ceil_mode", p["ceil_mode"], False)]
 
     @staticmethod
     def _sized_by_input(p) -> bool:
         return any(variables(p[k]) & {"in_height", "in_width"} for k in ("kernel", "stride", "padding") if k in p)
+
+
+def _side(v) -> str:
+    """A padding as written: 1, or [0, 1]."""
+    return str(v) if not isinstance(v, (list, tuple)) else f"[{v[0]}, {v[1]}]"
 
 
 @dataclass

@@ -169,7 +169,10 @@ def is_symbolic(v) -> bool:
 
 
 def variables(v) -> set[str]:
-    """The block parameters an expression (or generated code) depends on."""
+    """The block parameters an expression (or generated code, or a [height, width] pair of
+    expressions) depends on."""
+    if isinstance(v, (list, tuple)):
+        return set().union(*(variables(x) for x in v))
     text = v.expr if isinstance(v, Sym) else str(v)
     return set(_VAR.findall(text))
 
@@ -224,12 +227,16 @@ def keyword(name: str, value, default) -> str | None:
     """`name=value`, or None when the value is a constant equal to the default. A default
     that is itself an expression (a pool's stride defaults to its kernel, `$in_width // 4`)
     is equal only to the same expression, not to a constant that happens to match here."""
-    if isinstance(default, Sym):
-        if isinstance(value, Sym) and value.expr == default.expr:
+    if _symbolic(default) or _symbolic(value):  # equal only as the same expression
+        if literal(value) == literal(default):
             return None
-    elif not isinstance(value, Sym) and value == default:
+    elif value == default:
         return None
     return f"{name}={literal(value)}"
+
+
+def _symbolic(v) -> bool:
+    return isinstance(v, Sym) or (isinstance(v, (list, tuple)) and any(isinstance(x, Sym) for x in v))
 
 
 def call(fn: str, positional: list, keywords: list[tuple]) -> str:
