@@ -13,7 +13,7 @@ ALL_SPECS = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.yaml")
 # (or its hand-written reference) in `make test`; the per-spec checks that run them again at
 # full size (memory against autograd, a second input size, SVG drawings) are slow tests there,
 # run by `make test-all`, to keep `make test` near 3 minutes on the 2-core CI machine.
-HEAVY_SPECS = {"resnet50", "resnext50_32x4d", "densenet121", "convnext_tiny", "efficientnet_v2_s", "inception_v3", "unet"}
+HEAVY_SPECS = {"resnet50", "resnext50_32x4d", "densenet121", "convnext_tiny", "efficientnet_v2_s", "inception_v3", "unet", "vgg11_bn"}
 
 
 def spec_params(specs) -> list:
