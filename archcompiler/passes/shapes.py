@@ -140,8 +140,10 @@ def _repeat(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
         raise _Reported()
     for inst in node.body.layers():  # stacked in an nn.Sequential: each must be a module
         block = scope.registry.get(inst.type)
-        ins = [node.body.nodes[i].shape for i in inst.inputs]
-        if not block.is_composite and block.torch_module(inst.params, ins) is None:
+        # the emitter builds each from its parameters as written (a window of $in_height // 4 is
+        # a function call sized in forward, not a module), so ask as it will
+        ins = [node.body.nodes[i].meta.get("sym_shape", node.body.nodes[i].shape) for i in inst.inputs]
+        if not block.is_composite and block.torch_module(inst.meta.get("sym_params", inst.params), ins) is None:
             raise ShapeError(f"'{inst.type}' computes without a module of its own here and cannot be repeated; write its instances out", param="repeat", code="E209")
     out = node.body.nodes[node.body.output]
     node.meta["sym_params"] = node.params
