@@ -171,6 +171,18 @@ def _source(node: Node, env: dict) -> str:
     return f"{a} {k} {b}"
 
 
+def compared_strings(node: Node) -> list[tuple[str, str, int]]:
+    """(name, string, offset of the string) for each `$name == 'string'` (or !=) in a condition."""
+    if node.kind in ("==", "!="):
+        a, b = node.args
+        if a.kind == "var" and b.kind == "str":
+            return [(a.value, b.value, b.offset)]
+        if a.kind == "str" and b.kind == "var":
+            return [(b.value, a.value, a.offset)]
+        return []
+    return [found for arg in node.args for found in compared_strings(arg)]
+
+
 def variables(node: Node) -> list[tuple[str, int]]:
     """(name, offset) of every `$name` in the expression, in order."""
     if node.kind == "var":

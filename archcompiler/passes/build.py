@@ -12,7 +12,7 @@ from archcompiler.blocks.registry import Registry, reserved_name
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import NODE_KEYS, first_node_key, report_schema_errors, validator
-from archcompiler.ir.arith import ExprError, evaluate, holds, is_expression, parse, parse_condition, variables
+from archcompiler.ir.arith import ExprError, compared_strings, evaluate, holds, is_expression, parse, parse_condition, variables
 from archcompiler.ir.expr import Sym
 from archcompiler.ir.graph import INPUT, Graph, Node
 
@@ -40,6 +40,7 @@ class Scope:
     broken: set = field(default_factory=set)  # nodes whose structure errors were reported already
     defaults: dict = field(default_factory=dict)  # the spec's `defaults:`, block type -> parameter values
     budget: list = field(default_factory=lambda: [MAX_LAYERS])  # layers left to build, shared by every scope of a model
+    choices: dict = field(default_factory=dict)  # in a definition: an enum parameter's values, to check `$mode == 'x'`
 
     def spend(self, span: Span) -> bool:
         """Count one more layer of the model; False (reported once) past MAX_LAYERS."""
@@ -257,7 +258,11 @@ def _present(name: str, raw: dict, previous: str, scope: Scope) -> bool | None:
         unknown = [(v, at) for v, at in variables(tree) if v not in scope.declared]
         for v, at in unknown:
             scope.error("E206", f"'${v}' is not a parameter of this block{did_you_mean(v, scope.declared)}", char_span(scope, here + ("when",), at))
-        return None if unknown else True
+        strays = [(v, text, at) for v, text, at in compared_strings(tree) if v in scope.choices and text not in scope.choices[v]]
+        for v, text, at in strays:  # a typo would leave the node out of every instance, silently
+            listed = ", ".join(f"'{c}'" for c in scope.choices[v])
+            scope.error("E210", f"'{text}' is not one of ${v}'s values ({listed}){did_you_mean(text, scope.choices[v])}", char_span(scope, here + ("when",), at))
+        return None if unknown or strays else True
     try:
         return holds(tree, scope.env)
     except ExprError as e:

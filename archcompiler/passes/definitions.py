@@ -105,7 +105,8 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
             errors = list(validator(rules).iter_errors(d))
             sound = sound and not errors
             report_schema_errors(errors, block.doc, diags, base=at)
-    scope = Scope(doc=block.doc, path=block.path, registry=registry, diags=diags, declared=declared)
+    choices = {p: [str(c) for c in d["enum"]] for p, d in block.params.items() if isinstance(d, dict) and isinstance(d.get("enum"), list)}
+    scope = Scope(doc=block.doc, path=block.path, registry=registry, diags=diags, declared=declared, choices=choices)
     graph, _ = build_graph(block.name, scope)
     check_rules(graph, scope)
     return sound
