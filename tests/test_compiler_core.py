@@ -859,7 +859,7 @@ def test_a_string_parameter_compares_with_a_quoted_string():
     ("$mode < 'x'", "a string compares only with == and !=, not <"),
     ("$mode == fused", "a parameter is written $fused, and a string to compare with is quoted, 'fused'"),
     ("$k + 'x' == 1", "the string 'x' is not a number"),
-    ("round($k) == 1", "unknown function 'round': the functions are min() and max()"),
+    ("abs($k) == 1", "unknown function 'abs': the functions are min(), max() and round()"),
 ])
 def test_strings_and_words_in_conditions_are_explained(cond, message):
     result = check_text(spec(f"""
@@ -911,6 +911,28 @@ def test_a_switched_off_node_may_read_a_split_part():
           b: {type: concat, in: [p, q]}
     """), "m.yaml")
     assert result.ok, [d.concise() for d in result.diagnostics]
+
+
+def test_round_is_pythons_and_the_code_keeps_it():
+    """RegNet's squeeze width is int(round(0.25 * w)): halves go to the even integer, as in
+    Python, and the emitted constructor computes it from its own arguments."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: r
+        input: [10, 8, 8]
+        blocks:
+          se:
+            params: {ratio: {type: number, default: 0.25}}
+            nodes:
+              pool: {type: global_avgpool, keep_map: true}
+              fc1: {type: conv, out: "round($in_channels * $ratio)", kernel: 1}
+        nodes:
+          a: {type: se}
+          b: {type: se, ratio: 0.45, in: input}
+    """))
+    assert [net.graph.nodes[n].shape[0] for n in "ab"] == [round(2.5), round(4.5)] == [2, 4]
+    assert "nn.Conv2d(in_channels, round(in_channels * ratio), kernel_size=1)" in net.source
+    assert_emitted_equals_inferred(net, batch=1)
 
 
 INDEX_SPEC = spec("""

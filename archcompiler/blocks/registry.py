@@ -37,7 +37,7 @@ RESERVED_NAMES = sorted(
 # Python built-ins the emitted code calls or annotates with. A block parameter is a local
 # variable of its class's constructor, so it may not take one of these names, nor a helper's
 # (Block.torch_helpers); a node's variable in forward is renamed around them instead.
-CODE_GLOBALS = ("bool", "int", "str", "max", "min", "range")
+CODE_GLOBALS = ("bool", "int", "str", "max", "min", "range", "round")
 # Besides these, no name may start with "_": nn.Module keeps its own state in _modules & co.
 RESERVED_PREFIX = "_"
 

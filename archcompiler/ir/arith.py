@@ -7,7 +7,10 @@ closed, parsed here by recursive descent (never `eval`):
     expr   := term (("+" | "-") term)*
     term   := unary (("*" | "//" | "/") unary)*
     unary  := "-" unary | atom
-    atom   := INTEGER | DECIMAL | "$" NAME | ("min" | "max") "(" expr ("," expr)* ")" | "(" expr ")"
+    atom   := INTEGER | DECIMAL | "$" NAME | ("min" | "max") "(" expr ("," expr)* ")" | "round" "(" expr ")" | "(" expr ")"
+
+(`round` is Python's: to the nearest integer, a half to the even one, as torchvision's width
+rules use it: `int(round(0.25 * w))`.)
 
 A condition (a node's `when:`) adds comparisons and logic over those expressions:
 
@@ -29,10 +32,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from archcompiler.ir.expr import literal, smax, smin, value_of
+from archcompiler.ir.expr import literal, smax, smin, sround, value_of
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max)\b|(?P<kw>and|or|not|true|false)\b"
+    r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max|round)\b|(?P<kw>and|or|not|true|false)\b"
     r"|(?P<str>'[^'\\]*'|\"[^\"\\]*\")"
     r"|(?P<op>//|==|!=|<=|>=|[-+*/(),<>]))"
 )
@@ -51,7 +54,7 @@ class ExprError(Exception):
 
 @dataclass(frozen=True)
 class Node:
-    kind: str  # "int" | "num" | "var" | "neg" | "+" | "-" | "*" | "//" | "/" | "min" | "max"
+    kind: str  # "int" | "num" | "var" | "neg" | "+" | "-" | "*" | "//" | "/" | "min" | "max" | "round"
     offset: int
     value: object = None  # the integer, or the variable's name
     args: tuple = ()
@@ -157,7 +160,7 @@ def _source(node: Node, env: dict) -> str:
         return literal(node.value)
     if k == "var":
         return literal(env[node.value])
-    if k in ("min", "max"):
+    if k in ("min", "max", "round"):
         return f"{k}({', '.join(_source(a, env) for a in node.args)})"
     if k == "neg":
         inner = node.args[0]
@@ -236,6 +239,8 @@ def _arith(node: Node, env: dict):
         return smin(*args)
     if node.kind == "max":
         return smax(*args)
+    if node.kind == "round":
+        return sround(args[0])
     a, b = args
     if node.kind == "+":
         return a + b
@@ -263,11 +268,11 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             ch = text[at]
             word = re.match(r"[A-Za-z_]\w*", text[at:])
             if word and text[at + word.end():].lstrip().startswith("("):
-                raise ExprError(f"unknown function '{word.group()}': the functions are min() and max(), with + - * / // and parentheses", at)
+                raise ExprError(f"unknown function '{word.group()}': the functions are min(), max() and round(), with + - * / // and parentheses", at)
             if word:
                 raise ExprError(f"unexpected '{word.group()}' in an expression: a parameter is written ${word.group()}, "
                               f"and a string to compare with is quoted, '{word.group()}'", at)
-            hint = "; only + - * / // min() max() and parentheses" if ch in "%^.<>=!&|" else ""
+            hint = "; only + - * / // min() max() round() and parentheses" if ch in "%^.<>=!&|" else ""
             raise ExprError(f"unexpected '{ch}' in an expression{hint}", at)
         kind = m.lastgroup
         out.append((kind, m.group(kind), m.start(kind)))
@@ -389,10 +394,12 @@ class _Parser:
                 self.i += 1
                 args.append(self.nested(self.expr, at))
             self.expect(")")
+            if tok == "round" and len(args) != 1:
+                raise ExprError(f"round() takes one value, got {len(args)}", at)
             return Node(tok, at, args=tuple(args))
         if tok == "(":
             node = self.nested(self.expr, at)
             self.expect(")")
             return node
-        raise ExprError(f"expected a number, a $parameter, min(), max() or '(', got '{tok}'", at)
+        raise ExprError(f"expected a number, a $parameter, min(), max(), round() or '(', got '{tok}'", at)
 

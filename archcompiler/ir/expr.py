@@ -153,6 +153,12 @@ def smax(*args):
     return _fold("max", max, args)
 
 
+def sround(x):
+    """round() that keeps the expression: Python's, to the nearest integer, a half to even."""
+    value = round(value_of(x))
+    return Sym(f"round({x._wrap(0)})", value) if isinstance(x, Sym) else value
+
+
 def _fold(name: str, fn, args):
     value = fn(value_of(a) for a in args)
     if not any(isinstance(a, Sym) for a in args):
