@@ -261,7 +261,9 @@ def _present(name: str, raw: dict, previous: str, scope: Scope) -> bool | None:
         strays = [(v, text, at) for v, text, at in compared_strings(tree) if v in scope.choices and text not in scope.choices[v]]
         for v, text, at in strays:  # a typo would leave the node out of every instance, silently
             listed = ", ".join(f"'{c}'" for c in scope.choices[v])
-            scope.error("E210", f"'{text}' is not one of ${v}'s values ({listed}){did_you_mean(text, scope.choices[v])}", char_span(scope, here + ("when",), at))
+            why = (f"'{text}' is not one of ${v}'s values ({listed}){did_you_mean(text, scope.choices[v])}" if scope.choices[v]
+                   else f"${v} holds no strings, so it never equals '{text}'")
+            scope.error("E210", why, char_span(scope, here + ("when",), at))
         return None if unknown or strays else True
     try:
         return holds(tree, scope.env)

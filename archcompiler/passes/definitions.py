@@ -57,6 +57,17 @@ def _check_recursion(new: list[Composite], registry: Registry, diags: Diagnostic
     return broken
 
 
+def _string_choices(decl) -> list | None:
+    """The strings a parameter may hold, for checking `$p == 'x'` where the block is defined:
+    its enum's strings (also inside oneOf), or None when any string goes or it is untyped."""
+    if not isinstance(decl, dict):
+        return None
+    members = [decl] + [m for m in decl.get("oneOf") or [] if isinstance(m, dict)]
+    if any(m.get("type") == "string" for m in members) or not any("type" in m or "enum" in m for m in members):
+        return None
+    return [v for m in members for v in (m.get("enum") if isinstance(m.get("enum"), list) else []) if isinstance(v, str)]
+
+
 def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) -> bool:
     """Check a definition's defaults and body once; False when its own parameters are bad
     (its uses are then skipped: every instance would repeat the same error)."""
@@ -105,7 +116,7 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
             errors = list(validator(rules).iter_errors(d))
             sound = sound and not errors
             report_schema_errors(errors, block.doc, diags, base=at)
-    choices = {p: [str(c) for c in d["enum"]] for p, d in block.params.items() if isinstance(d, dict) and isinstance(d.get("enum"), list)}
+    choices = {p: c for p, c in ((p, _string_choices(d)) for p, d in block.params.items()) if c is not None}
     scope = Scope(doc=block.doc, path=block.path, registry=registry, diags=diags, declared=declared, choices=choices)
     graph, _ = build_graph(block.name, scope)
     check_rules(graph, scope)
