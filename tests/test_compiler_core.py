@@ -860,6 +860,8 @@ def test_a_string_parameter_compares_with_a_quoted_string():
     ("$mode == fused", "a parameter is written $fused, and a string to compare with is quoted, 'fused'"),
     ("$k + 'x' == 1", "the string 'x' is not a number"),
     ("abs($k) == 1", "unknown function 'abs': the functions are min(), max() and round()"),
+    ("$k == 'x'", "$k holds no strings, so it never equals 'x'"),
+    ("$u == 'two'", "cannot compare 2 with 'two'"),
 ])
 def test_strings_and_words_in_conditions_are_explained(cond, message):
     result = check_text(spec(f"""
@@ -868,7 +870,7 @@ def test_strings_and_words_in_conditions_are_explained(cond, message):
         input: [8, 8, 8]
         blocks:
           mb:
-            params: {{mode: {{type: string, default: a}}, k: {{type: integer, default: 1}}}}
+            params: {{mode: {{type: string, default: a}}, k: {{type: integer, default: 1}}, u: {{default: 2}}}}
             nodes:
               c: {{type: conv, when: "{cond}"}}
         nodes:
