@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from archcompiler.diagnostics import Diagnostics, Span
+from archcompiler.ir.arith import MAX_VALUE
 
 Path = tuple  # a JSON-pointer-like path of mapping keys and list indices
 
@@ -37,7 +38,6 @@ _TAB_INDENT = re.compile(r"^[ ]*\t")
 _NULL_12 = re.compile(r"^(~|null|Null|NULL|)$")
 _BOOL_12 = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _INT_12 = re.compile(r"^[-+]?[0-9]+$")
-MAX_INTEGER = 2**53
 _OCT_12 = re.compile(r"^0o[0-7]+$")
 _HEX_12 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
@@ -335,18 +335,21 @@ class _Builder:
         if isinstance(value, (datetime.date, bytes)):
             return node.value
         if isinstance(value, int) and not isinstance(value, bool):  # !!int "1234..."
-            return self._integer(value if abs(value) < 10**40 else None, node)
+            return self._integer(value, node)
         if isinstance(value, float) and not math.isfinite(value):  # !!float "nan"
             self.diags.error("E008", f"'{node.value}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
             return None
         return value
 
-    def _integer(self, value: int | None, node) -> int | None:
-        """An integer of at most 2^53 in size (what JSON and a float hold exactly); a larger one
-        is no size, count or seed a network needs, and would only overflow arithmetic later."""
-        if value is None or abs(value) > MAX_INTEGER:
+    def _integer(self, value: int | str, node, base: int = 10) -> int | None:
+        """An integer (or its digits in `base`) of at most 2^53 in size, what JSON and a float
+        hold exactly; a larger one is no size, count or seed a network needs, and would only
+        overflow arithmetic later. Digits past 40 are refused unread."""
+        if isinstance(value, str):
+            value = int(value, base) if len(value) <= 40 else None
+        if value is None or abs(value) > MAX_VALUE:
             shown = node.value if len(node.value) <= 24 else node.value[:20] + "..."
-            self.diags.error("E008", f"'{shown}' is too large; a spec's integers stay within 2^53 ({MAX_INTEGER:,})", self.span_of(node))
+            self.diags.error("E008", f"'{shown}' is too large; a spec's integers stay within 2^53 ({MAX_VALUE:,})", self.span_of(node))
             return None
         return value
 
@@ -358,11 +361,11 @@ class _Builder:
         if v in _BOOL_12:
             return _BOOL_12[v]
         if _INT_12.match(v):
-            return self._integer(int(v, 10) if len(v) <= 40 else None, node)
+            return self._integer(v, node)
         if _OCT_12.match(v):
-            return self._integer(int(v[2:], 8) if len(v) <= 40 else None, node)
+            return self._integer(v[2:], node, 8)
         if _HEX_12.match(v):
-            return self._integer(int(v[2:], 16) if len(v) <= 40 else None, node)
+            return self._integer(v[2:], node, 16)
         if _NONFINITE_12.match(v):
             self.diags.error("E008", f"'{v}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
             return None

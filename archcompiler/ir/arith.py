@@ -29,10 +29,11 @@ the emitted code reads `nn.Conv2d(in_channels, 4 * width, ...)` rather than a nu
 """
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 
-from archcompiler.ir.expr import literal, smax, smin, sround, value_of
+from archcompiler.ir.expr import ADD, ATOM, MUL, literal, smax, smin, sround, value_of
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max|round)\b|(?P<kw>and|or|not|true|false)\b"
@@ -40,8 +41,7 @@ _TOKEN = re.compile(
     r"|(?P<op>//|==|!=|<=|>=|[-+*/(),<>]))"
 )
 COMPARE = ("==", "!=", "<", "<=", ">", ">=")
-_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-            "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 class ExprError(Exception):
@@ -75,7 +75,7 @@ def parse_condition(text: str) -> Node:
 
 
 MAX_TOKENS = 200  # a real parameter's expression has a handful; a chain of hundreds is a generated spec gone wrong
-MAX_VALUE = 2**53  # as the loader's integers (frontend/loader.py)
+MAX_VALUE = 2**53  # any number of a spec, written (frontend/loader.py) or computed
 MAX_DIGITS = 30  # more digits than any size or rate needs; Python floats overflow past about 308
 
 
@@ -146,7 +146,7 @@ def condition_source(node: Node, env: dict, prec: int = 0) -> str:
     return f"({text})" if _LOGIC[k] < prec else text
 
 
-_PREC = {"+": 1, "-": 1, "*": 2, "//": 2, "/": 2, "neg": 3}
+_PREC = {"+": ADD, "-": ADD, "*": MUL, "//": MUL, "/": MUL, "neg": ATOM}  # as Sym writes them (ir/expr.py)
 
 
 def _source(node: Node, env: dict) -> str:
@@ -167,9 +167,9 @@ def _source(node: Node, env: dict) -> str:
         return f"-({_source(inner, env)})" if inner.kind in _PREC else f"-{_source(inner, env)}"
     left, right = node.args
     a, b = _source(left, env), _source(right, env)
-    if _PREC.get(left.kind, 4) < _PREC[k]:
+    if _PREC.get(left.kind, ATOM + 1) < _PREC[k]:
         a = f"({a})"
-    if _PREC.get(right.kind, 4) <= _PREC[k]:
+    if _PREC.get(right.kind, ATOM + 1) <= _PREC[k]:
         b = f"({b})"
     return f"{a} {k} {b}"
 
