@@ -64,7 +64,7 @@ class _Class:
     block: object  # the Composite, or None for the model class
     params: list[str]  # constructor parameters, in signature order
     init: list[tuple[str, Node]]
-    forward: list[list]  # [code, comment, node, the comment's parts: C, H, W or C]
+    forward: list[list]  # [code, node, its shape comment's parts: (C, H, W), (C,), or () for none]
     name: str = ""
     inputs: list[str] = field(default_factory=lambda: ["x"])  # forward's arguments
 
@@ -126,8 +126,8 @@ class Emitter:
                 init.append((f"self.{node.name} = {ctor}", node))
             shape = node.meta["sym_shape"]
             parts = _shape_parts(shape, in_shape, frame)
-            forward.append([f"{step.var} = {expr}", _comment(parts), node, parts])
-        forward.append([f"return {w.output}", "", graph.nodes[graph.output], ()])
+            forward.append([f"{step.var} = {expr}", node, parts])
+        forward.append([f"return {w.output}", graph.nodes[graph.output], ()])
         return init, forward, _used(init, forward), w.inputs
 
     def _fragment(self, graph: Graph, node: Node, args: list[str], refs: dict[str, str]) -> tuple[str | None, str]:
@@ -182,11 +182,10 @@ class Emitter:
             # the line's value in every instance: the node's, or where it is absent its stand-in's
             parts = functools.reduce(_merged, [_shape_parts(_holder(i.body, n).meta["sym_shape"], i.body.input.meta["sym_shape"], True)
                                                for i in instances])
-            comment = _comment(parts)
             if n not in first.optional:
                 if ctor is not None:
                     init.append((f"self.{n} = {ctor}", node))
-                forward.append([f"{step.var} = {expr}", comment, node, parts])
+                forward.append([f"{step.var} = {expr}", node, parts])
                 continue
             sym_env = {k: Sym.var(k, v) for k, v in inst.meta["env"].items()}
             cond = condition_source(parse_condition(first.optional[n][0]), sym_env)
@@ -198,8 +197,8 @@ class Emitter:
                 flag = attrs.take(f"use_{n}")
                 init.append((f"self.{flag} = {cond}", node))
                 test = f"self.{flag}"
-            forward.append([_either(step.var, expr, test, stand_in), comment, node, parts])
-        forward.append([f"return {w.output}", "", union.nodes[union.output], ()])
+            forward.append([_either(step.var, expr, test, stand_in), node, parts])
+        forward.append([f"return {w.output}", union.nodes[union.output], ()])
         init = _grouped(init)
         used = _used(init, forward)
         params = _signature(block, used)
@@ -255,20 +254,20 @@ class Emitter:
         spatial = [v for v in SPATIAL if v in fwd_used]
         if spatial:  # sizes that depend on the input are read from it, never baked in
             read = "in_height, in_width = x.shape[-2:]" if len(spatial) == 2 else f"{spatial[0]} = x.shape[{-2 if spatial[0] == 'in_height' else -1}]"
-            fwd.append([read, "", body.input, ""])
+            fwd.append([read, body.input, ()])
 
         def spell(name):
             return name if name in SPATIAL else f"self.{stored[name]}"
 
-        for code, comment, node, parts in forward:
-            fwd.append([render(code, spell), render(comment), node, tuple(render(p) for p in parts)])
+        for code, node, parts in forward:
+            fwd.append([render(code, spell), node, tuple(render(p) for p in parts)])
         return lines, fwd
 
     # ---------------------------------------------------------------- the model
     def model_class(self, graph: Graph, name: str) -> _Class:
         init, forward, _, _ = self._render(graph, frame=False)
         cls = _Class(len(self.classes), name, None, [], [(render(c), n) for c, n in init],
-                     [[render(c), m, n, g] for c, m, n, g in forward])
+                     [[render(c), n, tuple(render(p) for p in parts)] for c, n, parts in forward])
         return cls
 
 
@@ -470,7 +469,8 @@ def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
         lines += [(text, info) for text in _statement(code, 8)]
     args = ", ".join(f"{a}: torch.Tensor" for a in c.inputs)
     lines += [("", None), (f"    def forward(self, {args}) -> torch.Tensor:", None)]
-    for code, comment, node, _ in c.forward:
+    for code, node, parts in c.forward:
+        comment = _comment(parts)
         info = LineInfo(c.name, node.name, node.span)
         lines += [(text, info) for text in _statement(code, 8, f"  # {comment}" if comment else "")]
     return lines
@@ -500,9 +500,8 @@ def _merge_comments(kept: _Class, forward: list) -> None:
     """Instances that share a class may differ in H x W (a stride given by a parameter): the
     shared comment keeps what they all agree on and says H' or W' for the rest."""
     for mine, theirs in zip(kept.forward, forward):
-        if mine[3] != theirs[3]:
-            mine[3] = _merged(mine[3], theirs[3])
-            mine[1] = _comment(mine[3])
+        if mine[2] != theirs[2]:
+            mine[2] = _merged(mine[2], theirs[2])
 
 
 def _merged(a: tuple, b: tuple) -> tuple:
