@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml Makefile
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "setup: could not install chromium; tests/test_viewer.py will skip"; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	@# torch's CUDA build takes about 5.6 GB in the venv; a full disk otherwise shows only as
+	@# pip's "No space left on device" at the end of a long install.
+	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || { \
+	  free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  [ "$$free" -ge 7 ] || echo "setup: warning: $$free GiB free here; torch and torchvision need about 6 GiB in $(VENV)"; \
+	  $(BIN)/pip install -q $(TORCH); }
 	@# The distribution was called archc before it became archcompiler (archc on PyPI is someone
 	@# else's); a .venv made before the rename would otherwise keep both.
 	@$(BIN)/pip uninstall -y -q archc >/dev/null 2>&1 || true
