@@ -859,7 +859,7 @@ def test_a_string_parameter_compares_with_a_quoted_string():
     ("$mode < 'x'", "a string compares only with == and !=, not <"),
     ("$mode == fused", "a parameter is written $fused, and a string to compare with is quoted, 'fused'"),
     ("$k + 'x' == 1", "the string 'x' is not a number"),
-    ("abs($k) == 1", "unknown function 'abs': the functions are min(), max() and round()"),
+    ("abs($k) == 1", "unknown function 'abs': the functions are min(), max(), round() and int()"),
     ("$k == 'x'", "$k holds no strings, so it never equals 'x'"),
     ("$u == 'two'", "cannot compare 2 with 'two'"),
 ])
@@ -935,6 +935,73 @@ def test_round_is_pythons_and_the_code_keeps_it():
     assert [net.graph.nodes[n].shape[0] for n in "ab"] == [round(2.5), round(4.5)] == [2, 4]
     assert "nn.Conv2d(in_channels, round(in_channels * ratio), kernel_size=1)" in net.source
     assert_emitted_equals_inferred(net, batch=1)
+
+
+MAKE_DIVISIBLE = "max(8, int({v} + 4) // 8 * 8)"  # torchvision's _make_divisible(v, 8), before its 10% rule
+
+
+@pytest.mark.parametrize("ratio, expected", [(0.75, 16), (0.35, 8), (0.625, 16), (6.25, 104)])
+def test_a_conditional_value_is_pythons_and_the_code_keeps_it(ratio, expected):
+    """torchvision's _make_divisible adds a divisor when rounding lost more than 10%: one
+    value with int() and `A if C else B`, computed as Python computes it (only the branch
+    chosen) and emitted as the same expression over the constructor's own arguments."""
+    v = "$in_channels * $ratio"
+    rounded = MAKE_DIVISIBLE.format(v=v)
+    width = f"{rounded} + (8 if {rounded} < 0.9 * {v} else 0)"
+    net = archcompiler.compile(spec(f"""
+        archc: 1
+        name: divisible
+        input: [16, 8, 8]
+        blocks:
+          expand:
+            params: {{ratio: {{type: number, exclusiveMinimum: 0}}}}
+            nodes:
+              conv: {{type: conv, out: "{width}", kernel: 1}}
+        nodes:
+          a: {{type: expand, ratio: {ratio}}}
+    """))
+    c = 16 * ratio
+    made = max(8, int(c + 8 / 2) // 8 * 8)
+    assert net.graph.nodes["a"].shape[0] == expected == (made + 8 if made < 0.9 * c else made)
+    assert "+ (8 if max(8, int(in_channels * ratio + 4) // 8 * 8) < 0.9 * in_channels * ratio else 0)," in net.source
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+@pytest.mark.parametrize("expr, a, b, value", [
+    ("($a if $a > $b else $b) if $a > 2 else 100", 5, 9, 9),
+    ("($a if $a > $b else $b) if $a > 2 else 100", 2, 1, 100),
+    ("$a if $a > 2 else $b if $b > 2 else 7", 1, 1, 7),
+    ("2 * ($a if $a > 2 else $b) - ($b if $b < 4 else 4 // ($a - 1))", 1, 3, 3),
+    ("$b // $a if $a > 0 else 0", 3, 9, 3),
+])
+def test_conditional_values_group_as_python_reads_them(expr, a, b, value):
+    """A conditional in the branch Python would read as part of the else branch is written
+    bracketed, and a branch not taken is never computed (4 // 0 above)."""
+    from archcompiler.ir.arith import evaluate, parse
+    from archcompiler.ir.expr import Sym, render
+
+    sym = evaluate(parse(expr), {"a": Sym.var("a", a), "b": Sym.var("b", b)})
+    assert evaluate(parse(expr), {"a": a, "b": b}) == sym.value == value
+    assert eval(render(sym.expr), {}, {"a": a, "b": b}) == value  # noqa: S307 (generated arithmetic)
+
+
+def test_a_conditional_in_a_condition_or_without_else_is_explained():
+    result = check_text(spec("""
+        archc: 1
+        name: c
+        input: [8, 8, 8]
+        blocks:
+          b:
+            params: {k: {type: integer, default: 3}}
+            nodes:
+              c: {type: conv, out: $k if $k > 2, kernel: 1}
+              d: {type: conv, kernel: 1, when: $k if $k > 1 else 2 == 3}
+        nodes:
+          x: {type: b}
+    """))
+    messages = [d.message for d in result.diagnostics]
+    assert any("the expression ends too early" in m for m in messages), messages
+    assert any("a conditional value inside a condition is bracketed" in m for m in messages), messages
 
 
 INDEX_SPEC = spec("""

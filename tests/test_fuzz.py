@@ -240,6 +240,12 @@ def _expressions(draw, depth=3):
         return f"max({left}, {right})"
     if draw(st.integers(0, 7)) == 0:
         return f"round(({left}) / ({right}))"
+    if draw(st.integers(0, 7)) == 0:
+        return f"int(({left}) / ({right}))"
+    if draw(st.integers(0, 4)) == 0:  # Python's conditional, bracketed as an operand; nested in either branch
+        cmp = draw(st.sampled_from(["<", "<=", "==", "!=", ">", ">="]))
+        other = draw(_expressions(depth - 1))
+        return f"(({left}) if {draw(_expressions(depth - 1))} {cmp} {draw(_expressions(depth - 1))} else {other})"
     op = draw(st.sampled_from(["+", "-", "*", "//"]))
     return f"({left}) {op} ({right})"
 
@@ -258,8 +264,8 @@ def test_an_expression_as_emitted_computes_what_check_computed(text, a, b, c):
     except ExprError:  # division by zero
         return
     written = render(value.expr) if isinstance(value, Sym) else repr(value)
-    assert eval(written, {"max": max, "round": round}, dict(env)) == value_of(value), written  # noqa: S307 (generated arithmetic)
+    assert eval(written, {"max": max, "round": round, "int": int}, dict(env)) == value_of(value), written  # noqa: S307 (generated arithmetic)
     # a condition is written from its tree, not from a computed Sym: the same grouping rules
     cond = parse_condition(f"{text} > 7 or $a == {a}")
     source = render(condition_source(cond, {k: Sym.var(k, v) for k, v in env.items()}))
-    assert eval(source, {"max": max, "round": round}, dict(env)) == holds(cond, env), source  # noqa: S307
+    assert eval(source, {"max": max, "round": round, "int": int}, dict(env)) == holds(cond, env), source  # noqa: S307

@@ -4,13 +4,19 @@
 A parameter value that is a string holding a `$` is an expression. The grammar is small and
 closed, parsed here by recursive descent (never `eval`):
 
+    value  := expr ("if" cond "else" value)?
     expr   := term (("+" | "-") term)*
     term   := unary (("*" | "//" | "/") unary)*
     unary  := "-" unary | atom
-    atom   := INTEGER | DECIMAL | "$" NAME | ("min" | "max") "(" expr ("," expr)* ")" | "round" "(" expr ")" | "(" expr ")"
+    atom   := INTEGER | DECIMAL | "$" NAME | ("min" | "max") "(" value ("," value)* ")"
+            | ("round" | "int") "(" value ")" | "(" value ")"
 
 (`round` is Python's: to the nearest integer, a half to the even one, as torchvision's width
-rules use it: `int(round(0.25 * w))`.)
+rules use it: `int(round(0.25 * w))`; `int` truncates towards zero, as Python's does.
+`A if C else B` is Python's conditional expression: only the branch that C picks is
+computed, and it binds looser than everything else, so inside arithmetic it is bracketed:
+`($a if $a > 8 else 8) * 2`. With it, torchvision's `_make_divisible` and MNASNet's
+`_round_to_multiple_of` ("add a divisor if rounding lost more than 10%") are one value.)
 
 A condition (a node's `when:`) adds comparisons and logic over those expressions:
 
@@ -33,10 +39,10 @@ import operator
 import re
 from dataclasses import dataclass
 
-from archcompiler.ir.expr import ADD, ATOM, MUL, literal, smax, smin, sround, value_of
+from archcompiler.ir.expr import ADD, ATOM, COND, MUL, Sym, literal, smax, smin, sround, strunc, value_of
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max|round)\b|(?P<kw>and|or|not|true|false)\b"
+    r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max|round|int)\b|(?P<kw>and|or|not|true|false|if|else)\b"
     r"|(?P<str>'[^'\\]*'|\"[^\"\\]*\")"
     r"|(?P<op>//|==|!=|<=|>=|[-+*/(),<>]))"
 )
@@ -54,7 +60,7 @@ class ExprError(Exception):
 
 @dataclass(frozen=True)
 class Node:
-    kind: str  # "int" | "num" | "var" | "neg" | "+" | "-" | "*" | "//" | "/" | "min" | "max" | "round"
+    kind: str  # "int" | "num" | "var" | "neg" | "+" | "-" | "*" | "//" | "/" | "min" | "max" | "round" | "trunc" (int()) | "if"
     offset: int
     value: object = None  # the integer, or the variable's name
     args: tuple = ()
@@ -66,7 +72,7 @@ def is_expression(value) -> bool:
 
 def parse(text: str) -> Node:
     """An integer expression (a parameter value)."""
-    return _parse(text, "expr", "expression")
+    return _parse(text, "value", "expression")
 
 
 def parse_condition(text: str) -> Node:
@@ -139,20 +145,22 @@ def condition_source(node: Node, env: dict, prec: int = 0) -> str:
     elif k == "bool":
         return "True" if node.value else "False"
     elif k in COMPARE:
-        a, b = (_source(x, env) for x in node.args)
+        a, b = (_source(x, env, bracket_if=True) for x in node.args)
         return f"{a} {k} {b}"
     else:  # a boolean $parameter
         return literal(env[node.value])
     return f"({text})" if _LOGIC[k] < prec else text
 
 
-_PREC = {"+": ADD, "-": ADD, "*": MUL, "//": MUL, "/": MUL, "neg": ATOM}  # as Sym writes them (ir/expr.py)
+_PREC = {"+": ADD, "-": ADD, "*": MUL, "//": MUL, "/": MUL, "neg": ATOM, "if": COND}  # as Sym writes them (ir/expr.py)
+_CALLS = {"min": "min", "max": "max", "round": "round", "trunc": "int"}
 
 
-def _source(node: Node, env: dict) -> str:
-    """An operand of a condition as Python source, from the tree as written: nothing is
-    computed, so a branch that Python would skip (`$flag or 4 // $z > 1`, z = 0) is written,
-    not evaluated. Brackets only where Python's grouping needs them."""
+def _source(node: Node, env: dict, bracket_if: bool = False) -> str:
+    """An operand of a condition, or a conditional value, as Python source from the tree as
+    written: nothing is computed, so a branch that Python would skip (`$flag or 4 // $z > 1`,
+    z = 0) is written, not evaluated. Brackets only where Python's grouping needs them
+    (`bracket_if`: a conditional value as an operand, `(a if c else b) == 4`)."""
     k = node.kind
     if k in ("int", "num"):
         return repr(node.value)
@@ -160,18 +168,28 @@ def _source(node: Node, env: dict) -> str:
         return literal(node.value)
     if k == "var":
         return literal(env[node.value])
-    if k in ("min", "max", "round"):
-        return f"{k}({', '.join(_source(a, env) for a in node.args)})"
+    if k in _CALLS:
+        return f"{_CALLS[k]}({', '.join(_source(a, env) for a in node.args)})"
+    if k == "if":
+        text = _conditional_source(node, env)
+        return f"({text})" if bracket_if else text
     if k == "neg":
         inner = node.args[0]
         return f"-({_source(inner, env)})" if inner.kind in _PREC else f"-{_source(inner, env)}"
     left, right = node.args
-    a, b = _source(left, env), _source(right, env)
+    a, b = _source(left, env), _source(right, env)  # a conditional operand is bracketed below (COND is the lowest)
     if _PREC.get(left.kind, ATOM + 1) < _PREC[k]:
         a = f"({a})"
     if _PREC.get(right.kind, ATOM + 1) <= _PREC[k]:
         b = f"({b})"
     return f"{a} {k} {b}"
+
+
+def _conditional_source(node: Node, env: dict) -> str:
+    """`A if C else B` as Python source; A is bracketed when it is itself conditional (Python
+    reads `a if c else b if d else e` as a choice in the else branch)."""
+    cond, yes, no = node.args
+    return f"{_source(yes, env, bracket_if=True)} if {condition_source(cond, env)} else {_source(no, env)}"
 
 
 def compared_strings(node: Node) -> list[tuple[str, str, int]]:
@@ -232,6 +250,8 @@ def _arith(node: Node, env: dict):
         if not (isinstance(value_of(v), (int, float)) and not isinstance(value_of(v), bool)):
             raise ExprError(f"${node.value} is {_show(value_of(v))}, not a number; arithmetic works on numbers", node.offset)
         return v
+    if node.kind == "if":
+        return _conditional(node, env)
     args = [_arith(a, env) for a in node.args]
     if node.kind == "neg":
         return -args[0]
@@ -241,6 +261,8 @@ def _arith(node: Node, env: dict):
         return smax(*args)
     if node.kind == "round":
         return sround(args[0])
+    if node.kind == "trunc":
+        return strunc(args[0])
     a, b = args
     if node.kind == "+":
         return a + b
@@ -251,6 +273,16 @@ def _arith(node: Node, env: dict):
     if value_of(b) == 0:
         raise ExprError("division by zero", node.args[1].offset)
     return a / b if node.kind == "/" else a // b
+
+
+def _conditional(node: Node, env: dict):
+    """`A if C else B`: the branch C picks, computed alone (the other may divide by zero, as in
+    Python). Over Sym values it keeps the whole choice as written, for the emitted code."""
+    cond, yes, no = node.args
+    value = _arith(yes if _holds(cond, env) else no, env)
+    if not any(isinstance(env.get(v), Sym) for v, _ in variables(node)):
+        return value
+    return Sym(_conditional_source(node, env), value_of(value), COND)
 
 
 def _show(v) -> str:
@@ -268,11 +300,11 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             ch = text[at]
             word = re.match(r"[A-Za-z_]\w*", text[at:])
             if word and text[at + word.end():].lstrip().startswith("("):
-                raise ExprError(f"unknown function '{word.group()}': the functions are min(), max() and round(), with + - * / // and parentheses", at)
+                raise ExprError(f"unknown function '{word.group()}': the functions are min(), max(), round() and int(), with + - * / // and parentheses", at)
             if word:
                 raise ExprError(f"unexpected '{word.group()}' in an expression: a parameter is written ${word.group()}, "
                               f"and a string to compare with is quoted, '{word.group()}'", at)
-            hint = "; only + - * / // min() max() round() and parentheses" if ch in "%^.<>=!&|" else ""
+            hint = "; only + - * / // min() max() round() int(), A if C else B, and parentheses" if ch in "%^.<>=!&|" else ""
             raise ExprError(f"unexpected '{ch}' in an expression{hint}", at)
         kind = m.lastgroup
         out.append((kind, m.group(kind), m.start(kind)))
@@ -351,10 +383,23 @@ class _Parser:
             self.i = start
         left = self.expr()
         tok = self.peek()
+        if tok is not None and tok[1] == "if":
+            raise ExprError("a conditional value inside a condition is bracketed: ($a if $c else $b) == 4", tok[2])
         if tok is not None and tok[1] in COMPARE:
             self.i += 1
             return Node(tok[1], tok[2], args=(left, self.expr()))
         return left
+
+    def value(self) -> Node:
+        """An expression, or a conditional one: `A if C else B`."""
+        node = self.expr()
+        tok = self.peek()
+        if tok is None or tok[1] != "if":
+            return node
+        self.i += 1
+        cond = self.nested(self.cond, tok[2])
+        self.expect("else")
+        return Node("if", tok[2], args=(cond, node, self.nested(self.value, tok[2])))
 
     def expr(self) -> Node:
         node = self.term()
@@ -389,17 +434,17 @@ class _Parser:
             return Node("var", at, tok[1:])
         if kind == "fn":
             self.expect("(")
-            args = [self.nested(self.expr, at)]
+            args = [self.nested(self.value, at)]
             while (t := self.peek()) is not None and t[1] == ",":
                 self.i += 1
-                args.append(self.nested(self.expr, at))
+                args.append(self.nested(self.value, at))
             self.expect(")")
-            if tok == "round" and len(args) != 1:
-                raise ExprError(f"round() takes one value, got {len(args)}", at)
-            return Node(tok, at, args=tuple(args))
+            if tok in ("round", "int") and len(args) != 1:
+                raise ExprError(f"{tok}() takes one value, got {len(args)}", at)
+            return Node("trunc" if tok == "int" else tok, at, args=tuple(args))
         if tok == "(":
-            node = self.nested(self.expr, at)
+            node = self.nested(self.value, at)
             self.expect(")")
             return node
-        raise ExprError(f"expected a number, a $parameter, min(), max(), round() or '(', got '{tok}'", at)
+        raise ExprError(f"expected a number, a $parameter, min(), max(), round(), int() or '(', got '{tok}'", at)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-ATOM, MUL, ADD = 3, 2, 1  # precedence, for parentheses
+ATOM, MUL, ADD, COND = 3, 2, 1, 0  # precedence, for parentheses (COND: `a if c else b`)
 VAR_OPEN, VAR_CLOSE = "\x01", "\x02"
 _VAR = re.compile("\x01([A-Za-z_][A-Za-z0-9_]*)\x02")
 
@@ -157,6 +157,12 @@ def sround(x):
     """round() that keeps the expression: Python's, to the nearest integer, a half to even."""
     value = round(value_of(x))
     return Sym(f"round({x._wrap(0)})", value) if isinstance(x, Sym) else value
+
+
+def strunc(x):
+    """int() that keeps the expression: towards zero, as Python's."""
+    value = int(value_of(x))
+    return Sym(f"int({x._wrap(0)})", value) if isinstance(x, Sym) else value
 
 
 def _fold(name: str, fn, args):
