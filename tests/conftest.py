@@ -14,7 +14,8 @@ ALL_SPECS = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.yaml")
 # checks that run them again at full size (memory against autograd, a second input size, SVG
 # drawings) are slow tests, run by `make test-all`, to keep `make test` near 3 minutes on the
 # 2-core CI machine. What those checks cover is also covered by the smaller specs, or below.
-HEAVY_SPECS = {"resnet50", "resnext50_32x4d", "densenet121", "convnext_tiny", "efficientnet_v2_s", "inception_v3", "unet", "vgg11_bn"}
+HEAVY_SPECS = {"resnet50", "resnext50_32x4d", "densenet121", "convnext_tiny", "efficientnet_v2_s", "inception_v3", "unet", "vgg11_bn",
+               "resnet18_fpn"}
 
 
 def spec_params(specs) -> list:

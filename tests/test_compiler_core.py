@@ -450,17 +450,22 @@ def assert_emitted_equals_inferred(net, batch: int) -> None:
     seen = {}
     hooks = []
     for path, module, node in _modules_by_node(model, net.graph):
-        hooks.append(module.register_forward_hook(lambda m, i, o, p=path: seen.__setitem__(p, tuple(o.shape[1:]))))
+        hooks.append(module.register_forward_hook(lambda m, i, o, p=path: seen.__setitem__(p, _shapes(o))))
     x = torch.randn(batch, *net.input_shape)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = model(x)
     for h in hooks:
         h.remove()
-    expected = {p: node.shape for p, _, node in _modules_by_node(model, net.graph)}
+    expected = {p: tuple(node.meta["shapes"]) if "shapes" in node.meta else node.shape for p, _, node in _modules_by_node(model, net.graph)}
     assert seen == expected
     assert tuple(out.shape[1:]) == net.output_shape
     assert sum(p.numel() for p in model.parameters()) == net.totals["params"]
     assert counter.get_total_flops() == batch * net.totals["flops"]
+
+
+def _shapes(out) -> tuple:
+    """A module's output shape without the batch; a block with several outputs returns a tuple."""
+    return tuple(_shapes(o) for o in out) if isinstance(out, tuple) else tuple(out.shape[1:])
 
 
 def _modules_by_node(model, graph, prefix=""):

@@ -83,14 +83,15 @@ def walk_paths(graph):
 def expected_edges(graph, expand, depth) -> Counter:
     """The documented rule (archcompiler/backends/dot.py): one edge per dependency of each
     drawn node; `input` of a body is its cluster's head, and so is a named input (an edge
-    labelled with its name); a cluster's value is its body output's."""
+    labelled with its name); a cluster's value is its body output's, and for one output of a
+    block with several (a `part` node), the body node that computes that output."""
     opened = {p: n.body for p, d, n, _ in walk_paths(graph) if shown(d, expand, depth) and n.body is not None and shown(d + 1, expand, depth)}
 
-    def source(prefix, name):
+    def source(prefix, name, index=0):
         if name == "input" or (prefix and name in opened[prefix].inputs):
             return ".".join(prefix) or "input"
         inner = prefix + (name,)
-        return source(inner, opened[inner].output) if inner in opened else ".".join(inner)
+        return source(inner, opened[inner].results[index]) if inner in opened else ".".join(inner)
 
     out = Counter()
     for path, d, node, g in walk_paths(graph):
@@ -98,6 +99,9 @@ def expected_edges(graph, expand, depth) -> Counter:
             continue
         prefix, me = path[:-1], ".".join(path)
         for i in node.inputs:
+            if node.kind == "part":  # the output it is, of the composite it reads
+                out[(source(prefix, i, node.meta["index"]), me, fmt_shape(node.shape), False)] += 1
+                continue
             label = (None if i == "input" else i) if (prefix and i in g.inputs) else fmt_shape(g.nodes[i].shape)
             out[(source(prefix, i), me, label, False)] += 1
         for param, r in node.refs.items():
@@ -128,7 +132,7 @@ def test_collapsed_dot_is_the_top_level_graph(spec, checked):
     nodes, clusters, edges = parse_dot(to_dot(r.graph, r.registry))
     assert nodes == ["input", *[n.name for n in r.graph.layers()], OUTPUT]
     assert clusters == []
-    want = Counter((d, n.name, fmt_shape(r.graph.nodes[d].shape), False) for n in r.graph.layers() for d in n.inputs)
+    want = Counter((d, n.name, fmt_shape((n if n.kind == "part" else r.graph.nodes[d]).shape), False) for n in r.graph.layers() for d in n.inputs)
     want.update((ref, n.name, f"{p}: {fmt_shape(r.graph.nodes[ref].shape)}", True) for n in r.graph.layers() for p, ref in n.refs.items() if ref not in n.inputs)
     want[(r.graph.output, OUTPUT, fmt_shape(r.graph.nodes[r.graph.output].shape), False)] += 1
     assert Counter(edges) == want

@@ -135,6 +135,42 @@ def test_unet_equals_a_hand_written_one():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
 
 
+def test_resnet18_fpn_levels_equal_torchvisions():
+    """Blocks with several outputs: the trunk returns C2..C5 and the pyramid P2..P5 and
+    "pool", each level equal to torchvision's BackboneWithFPN (resnet_fpn_backbone), at odd
+    sizes where the top-down path upsamples to a lateral's size rather than by 2."""
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    net = archcompiler.compile(ROOT / "specs" / "examples" / "resnet18_fpn.yaml")
+    theirs = lively(resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, returned_layers=[1, 2, 3, 4]))
+    ours = net.module(seed=0).eval()
+    b = theirs.state_dict()
+    mapped = {}  # our key -> torchvision's: its FPN keeps ModuleLists, its projection is `downsample`
+    for k in ours.state_dict():
+        if k.startswith("body.") and not k.endswith("num_batches_tracked"):  # FrozenBatchNorm2d counts nothing
+            mapped[k] = k.replace("down_conv", "downsample.0").replace("down_bn", "downsample.1")
+        elif k.startswith(("fpn.inner", "fpn.layer")):
+            kind, level, tensor = k[4:9], int(k[9]), k.rsplit(".", 1)[1]
+            mapped[k] = f"fpn.{kind}_blocks.{level - 2}.0.{tensor}"
+    assert set(mapped.values()) == set(b)
+    ours.load_state_dict({k: b[v] for k, v in mapped.items()}, strict=False)
+    head = net.graph.nodes["fc"].meta["params"]
+    weights = sum(b[v].numel() for v in mapped.values() if not v.endswith(("running_mean", "running_var")))  # frozen BN's are buffers
+    assert sum(p.numel() for p in ours.parameters()) - head == weights == net.totals["params"] - head
+    for size in SIZES:
+        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            levels = ours.fpn(*ours.body(x))
+            expected = theirs(x)
+        assert list(expected) == ["0", "1", "2", "3", "pool"] and len(levels) == 5
+        for a, (name, e) in zip(levels, expected.items()):
+            assert a.shape == e.shape and e.std() > 1e-3, name
+            torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+    x = torch.empty(1, *net.input_shape, device="meta")
+    _, flops = run_counted(copy.deepcopy(theirs).to("meta"), x)
+    assert flops == net.graph.nodes["body"].meta["flops"] + net.graph.nodes["fpn"].meta["flops"]
+
+
 def test_readme_zoo_table_is_current():
     """The README's table is what `python -m archcompiler.tools.zoo` prints now."""
     assert table() in (ROOT / "README.md").read_text(encoding="utf-8"), "run python -m archcompiler.tools.zoo and paste it into README.md"

@@ -11,6 +11,9 @@ What is drawn, so a test can hold the drawing to the IR:
 - Edges: one per data input of each drawn node (solid) and one per shape-only reference that
   is not also a data input (dashed, e.g. upsample's `size_of`), labelled with the producer's
   shape in H x W x C.
+- A composite with several outputs feeds one small node per output (its `part` nodes, rows
+  of the table too), each edge labelled with that output's shape and, from an opened
+  cluster, starting at the body node that computes it.
 
 Node IDs are node paths joined with '.' ('attn.trunk1.bn1'); names are identifiers, so the
 paths never collide, nor with `@output`. Heads put cluster labels inside a node, where
@@ -80,12 +83,14 @@ def to_digraph(
             if prefix and i in g.inputs:
                 label = None if i == INPUT else i
             else:
-                label = shape_label(g.nodes[i].shape)
-            dot.edge(_source(scopes, prefix, i), item.id, label=label)
+                label = shape_label(item.node.shape if item.node.kind == "part" else g.nodes[i].shape)
+            dot.edge(_source(scopes, prefix, i, part_output(g, item.node)), item.id, label=label)
         for param, r in item.node.refs.items():
             if r not in item.node.inputs:
                 dot.edge(_source(scopes, prefix, r), item.id, label=shape_label(g.nodes[r].shape, param), style="dashed")
-    dot.edge(_source(scopes, (), graph.output), OUTPUT, label=shape_label(graph.nodes[graph.output].shape))
+    for name in graph.results:  # a block drawn alone may have several
+        label = shape_label(graph.nodes[name].shape, name if graph.outputs else None)
+        dot.edge(_source(scopes, (), name), OUTPUT, label=label)
 
     dot.attr("graph", label=_legend(title, families))
     return dot
@@ -128,15 +133,24 @@ def _drawn(items: list[_Item], prefix: tuple = ()):
             yield from _drawn(item.children, prefix + (item.node.name,))
 
 
-def _source(scopes: dict, prefix: tuple, name: str) -> str:
-    """The drawn node that produces tensor `name` of the graph at `prefix`."""
+def part_output(graph: Graph, node: Node) -> str | None:
+    """For a `part` node, the body node its composite returns for it; else None."""
+    if node.kind != "part":
+        return None
+    body = graph.nodes[node.inputs[0]].body
+    return body.results[node.meta["index"]] if body is not None else None
+
+
+def _source(scopes: dict, prefix: tuple, name: str, output: str | None = None) -> str:
+    """The drawn node that produces tensor `name` of the graph at `prefix` (`output`: which of
+    a composite's several outputs, when it is opened)."""
     if name == INPUT:
         return ".".join(prefix) if prefix else INPUT  # a body's input: its cluster's head
     if prefix and name in scopes[prefix].inputs:  # a named input (a skip): the cluster's head too
         return ".".join(prefix)
     inner = prefix + (name,)
     if inner in scopes:  # a cluster: its body's output node
-        return _source(scopes, inner, scopes[inner].output)
+        return _source(scopes, inner, output or scopes[inner].output)
     return ".".join(inner)
 
 
@@ -169,6 +183,9 @@ def node_attrs(node: Node, block, head: bool = False) -> dict:
     """The graphviz attributes of a drawn node: a layer, or (`head`) an opened composite's head."""
     family = FAMILIES["composite" if head else family_of(block)]
     colours = {"fillcolor": family.fill, "color": family.border}
+    if node.kind == "part":  # one output of a composite: a small tag, as a merge is
+        return {"label": _html([f"<b>{escape(node.name)}</b>", _small(f"{node.type}.{node.meta['output']}")]), "shape": "box",
+                "style": "rounded,filled,dashed", **colours, "margin": "0.06,0.02"}
     if head:
         return {"label": _node_label(node, block), **colours, "style": "filled", "penwidth": "1.5"}
     if family is FAMILIES["merge"]:

@@ -73,7 +73,8 @@ def model_data(graph: Graph, registry: Registry, *, title: str, totals: dict, so
         "input": {"shape": fmt_shape(graph.input.shape), "attrs": dot.terminal_attrs("input", graph.input.shape)},
         # a block's body drawn alone: its named inputs are terminals too
         "named_inputs": [{"name": n, "attrs": dot.terminal_attrs(n, graph.nodes[n].shape)} for n in graph.inputs[1:]],
-        "output": {"from": graph.output, "label": dot.shape_label(graph.nodes[graph.output].shape), "attrs": dot.terminal_attrs("output")},
+        "output": {"attrs": dot.terminal_attrs("output"),
+                   "from": [{"from": o, "label": dot.shape_label(graph.nodes[o].shape, o if graph.outputs else None)} for o in graph.results]},
         "style": {
             "graph": dot.GRAPH_ATTRS,
             "node": dot.NODE_ATTRS,
@@ -126,6 +127,9 @@ def _edges(graph: Graph, node: Node, inside: bool) -> list[dict]:
         # a named input (a skip) comes out of the head too, labelled with its name
         if inside and i in graph.inputs:
             edges.append({"from": INPUT, "label": None if i == INPUT else i})
+            continue
+        if node.kind == "part":  # one of a composite's several outputs: from the body node that computes it
+            edges.append({"from": i, "label": dot.shape_label(node.shape), "output": dot.part_output(graph, node)})
             continue
         edges.append({"from": i, "label": dot.shape_label(graph.nodes[i].shape)})
     for param, r in node.refs.items():

@@ -5,7 +5,10 @@ from archcompiler.ir.graph import Graph
 
 
 def fmt_shape(shape: tuple) -> str:
-    """H x W x C, as the paper writes it; vectors as their length."""
+    """H x W x C, as the paper writes it; vectors as their length; a block's several outputs
+    as their count (each has a row of its own)."""
+    if shape and isinstance(shape[0], (list, tuple)):
+        return f"{len(shape)} outputs"
     if len(shape) == 3:
         c, h, w = shape
         return f"{h} x {w} x {c}"
@@ -34,12 +37,12 @@ def rows(graph: Graph, expand: bool = False, depth: int | None = None) -> list[d
     for d, node in graph.walk():
         if not shown(d, expand, depth):
             continue
-        row = {"depth": d, "name": node.name, "type": node.type}
+        row = {"depth": d, "name": node.name, "type": node.type if node.kind != "part" else f"{node.type}.{node.meta['output']}"}
         if node.kind == "repeat":
             row["repeat"] = node.meta["repeat"]
         out.append(
             row | {
-                "shape": list(node.shape),
+                "shape": [list(s) for s in node.meta["shapes"]] if "shapes" in node.meta else list(node.shape),
                 "params": node.meta["params"],
                 "flops": node.meta["flops"],
                 "activation_bytes": node.meta["activation_bytes"],

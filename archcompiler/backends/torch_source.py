@@ -124,8 +124,7 @@ class Emitter:
             ctor, expr = self._fragment(graph, node, step.args, step.refs)
             if ctor is not None:
                 init.append((f"self.{node.name} = {ctor}", node))
-            shape = node.meta["sym_shape"]
-            parts = _shape_parts(shape, in_shape, frame)
+            parts = _node_parts(node, in_shape, frame, _named_inputs(graph))
             forward.append([f"{step.var} = {expr}", node, parts])
         forward.append([f"return {w.output}", graph.nodes[graph.output], ()])
         return init, forward, _used(init, forward), w.inputs
@@ -166,8 +165,10 @@ class Emitter:
             refs = {k: resolve(r) for k, r in rep.meta["raw_refs"].items()}
             if n in first.optional:
                 refs[_OTHERWISE] = resolve(first.optional[n][1])
-            nodes[n] = Node(n, rep.kind, rep.type, inputs=[resolve(i) for i in rep.meta["raw_inputs"]], refs=refs)
-        union = Graph(block.name, nodes, resolve(first.raw_output), inputs=first.inputs)
+            several = {k: rep.meta[k] for k in ("outputs", "index", "part_of") if k in rep.meta}  # a composite with several outputs, and its parts
+            nodes[n] = Node(n, rep.kind, rep.type, inputs=[resolve(i) for i in rep.meta["raw_inputs"]], refs=refs, meta=several)
+        union = Graph(block.name, nodes, resolve(first.raw_output), inputs=first.inputs,
+                      outputs=[resolve(o) for o in first.raw_outputs], raw_outputs=first.raw_outputs)
         w = walk(union, reserved=self.taken_globals)
         attrs = Names(union.nodes)
         init, forward = [], []
@@ -180,7 +181,7 @@ class Emitter:
             (ctor, expr), inst = chosen
             node = inst.body.nodes[n]
             # the line's value in every instance: the node's, or where it is absent its stand-in's
-            parts = functools.reduce(_merged, [_shape_parts(_holder(i.body, n).meta["sym_shape"], i.body.input.meta["sym_shape"], True)
+            parts = functools.reduce(_merged, [_node_parts(_holder(i.body, n), i.body.input.meta["sym_shape"], True, _named_inputs(i.body))
                                                for i in instances])
             if n not in first.optional:
                 if ctor is not None:
@@ -260,14 +261,14 @@ class Emitter:
             return name if name in SPATIAL else f"self.{stored[name]}"
 
         for code, node, parts in forward:
-            fwd.append([render(code, spell), node, tuple(render(p) for p in parts)])
+            fwd.append([render(code, spell), node, _rendered(parts)])
         return lines, fwd
 
     # ---------------------------------------------------------------- the model
     def model_class(self, graph: Graph, name: str) -> _Class:
         init, forward, _, _ = self._render(graph, frame=False)
         cls = _Class(len(self.classes), name, None, [], [(render(c), n) for c, n in init],
-                     [[render(c), n, tuple(render(p) for p in parts)] for c, n, parts in forward])
+                     [[render(c), n, _rendered(parts)] for c, n, parts in forward])
         return cls
 
 
@@ -468,7 +469,9 @@ def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
         info = LineInfo(c.name, node.name, node.span)
         lines += [(text, info) for text in _statement(code, 8)]
     args = ", ".join(f"{a}: torch.Tensor" for a in c.inputs)
-    lines += [("", None), (f"    def forward(self, {args}) -> torch.Tensor:", None)]
+    several = c.block is not None and len(c.block.outputs) > 1
+    returns = f"tuple[{', '.join(['torch.Tensor'] * len(c.block.outputs))}]" if several else "torch.Tensor"
+    lines += [("", None)] + [(text, None) for text in wrap(f"def forward(self, {args}) -> {returns}:", 4)]
     for code, node, parts in c.forward:
         comment = _comment(parts)
         info = LineInfo(c.name, node.name, node.span)
@@ -506,6 +509,8 @@ def _merge_comments(kept: _Class, forward: list) -> None:
 
 def _merged(a: tuple, b: tuple) -> tuple:
     """Two instances' comment parts: each where they agree, else C', H' or W'."""
+    if a and isinstance(a[0], tuple):  # a composite's several outputs, each merged
+        return tuple(_merged(x, y) for x, y in zip(a, b))
     if len(a) != len(b):  # a map in one instance, a vector in another
         return ("...",)
     primes = ("C'", "H'", "W'") if len(a) == 3 else ("C'",)
@@ -571,7 +576,7 @@ def wrap(code: str, indent: int, comment: str = "") -> list[str]:
     pad = " " * indent
     if len(pad) + len(code) + len(comment) <= LINE_LENGTH:
         return [pad + code + comment]
-    open_at, close_at = _outer_call(code)
+    open_at, close_at = _def_parameters(code) if code.startswith("def ") else _outer_call(code)
     if open_at is None:
         return _parenthesized(code, indent, comment)
     head, inner, tail = code[: open_at + 1], code[open_at + 1 : close_at], code[close_at:]
@@ -602,6 +607,16 @@ def _parenthesized(code: str, indent: int, comment: str) -> list[str]:
         if len(pieces) > 1:
             return [pad + head, inner + pieces[0], *(f"{inner}{op} {p}" for p in pieces[1:]), pad + tail + comment]
     return [pad + head, inner + body, pad + tail + comment]
+
+
+def _def_parameters(code: str):
+    """A `def`'s parentheses, a return annotation after them (`-> tuple[...]:`) or not."""
+    depth, opened = 0, code.index("(")
+    for i in range(opened, len(code)):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(code[i], 0)
+        if depth == 0:
+            return opened, i
+    return None, None
 
 
 def _outer_call(code: str):
@@ -657,24 +672,48 @@ def _shape_comment(shape: tuple, in_shape: tuple | None, symbolic: bool = False)
     return _comment(_shape_parts(shape, in_shape, symbolic))
 
 
-def _shape_parts(shape: tuple, in_shape: tuple | None, symbolic: bool) -> tuple:
-    """A shape comment's parts after B: (C,) or (C, H, W), in a block relative to its input."""
+def _shape_parts(shape: tuple, in_shape: tuple | None, symbolic: bool, others: tuple = ()) -> tuple:
+    """A shape comment's parts after B: (C,) or (C, H, W), in a block relative to its input,
+    or to the named input (`others`: (name, shape) pairs) it is sized by: H_skip, H_c5/2."""
     if len(shape) == 1:
         return (f"{shape[0]}",)
     c, h, w = shape
     if not symbolic:
         return (f"{c}", f"{value_of(h)}", f"{value_of(w)}")
-    return (f"{c}", _rel(h, in_shape[1], "H"), _rel(w, in_shape[2], "W"))
+    return (f"{c}", _rel(h, in_shape[1], "H", [(n, s[1]) for n, s in others if len(s) == 3]),
+            _rel(w, in_shape[2], "W", [(n, s[2]) for n, s in others if len(s) == 3]))
+
+
+def _named_inputs(graph: Graph) -> tuple:
+    return tuple((n, graph.nodes[n].meta["sym_shape"]) for n in graph.inputs[1:])
+
+
+def _node_parts(node: Node, in_shape: tuple | None, symbolic: bool, others: tuple = ()) -> tuple:
+    """A line's comment parts: its node's shape's, or for a composite with several outputs a
+    tuple of each output's."""
+    if "sym_shapes" in node.meta:
+        return tuple(_shape_parts(s, in_shape, symbolic, others) for s in node.meta["sym_shapes"])
+    return _shape_parts(node.meta["sym_shape"], in_shape, symbolic, others)
+
+
+def _rendered(parts: tuple) -> tuple:
+    return tuple(_rendered(p) if isinstance(p, tuple) else render(p) for p in parts)
 
 
 def _comment(parts: tuple) -> str:
+    if parts and isinstance(parts[0], tuple):  # several outputs: (B, 256, H, W), (B, 256, H/2, W/2)
+        return ", ".join(_comment(p) for p in parts)
     return f"(B, {', '.join(parts)})" if parts else ""
 
 
-def _rel(n, ref, sym: str) -> str:
-    """Spatial size relative to the block's input: H, H/2, 2H, or H' (some other size)."""
-    if not (variables(n) & set(SPATIAL)) and variables(ref) & set(SPATIAL):  # a fixed size (an adaptive pool's), not the input's
-        return render(n.expr) if isinstance(n, Sym) else str(n)
+def _rel(n, ref, sym: str, others: list = ()) -> str:
+    """Spatial size relative to the block's input: H, H/2, 2H, or H' (some other size); a size
+    computed from a named input's instead, relative to that one's (H_skip)."""
+    if not (variables(n) & set(SPATIAL)) and variables(ref) & set(SPATIAL):
+        for name, size in others:
+            if variables(n) & variables(size):
+                return _rel(n, size, f"{sym}_{name}")
+        return render(n.expr) if isinstance(n, Sym) else str(n)  # a fixed size (an adaptive pool's), not the input's
     n, ref = value_of(n), value_of(ref)
     if n == ref:
         return sym

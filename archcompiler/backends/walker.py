@@ -5,6 +5,9 @@ the order of the nodes (dependencies first, ties in spec order), which nodes rea
 node, and the variable that holds each node's output. A node takes over `x` when the node
 holding `x` is read for the last time there, which gives nanoGPT-like `x = self.block(x)`
 chains; otherwise its variable is its own name, made unique against `reserved`.
+
+A composite with several outputs is one step whose variable is the tuple its parts unpack
+into (`p3, p4, x = self.neck(x)`); its `part` nodes are no steps of their own.
 """
 from __future__ import annotations
 
@@ -54,14 +57,19 @@ def walk(graph: Graph, reserved=()) -> Walk:
         var[n] = names.take(n)
     holder = INPUT
     steps = []
+    results = set(graph.results)
     for i, name in enumerate(order):
         node = graph.nodes[name]
         rest = set(order[i + 1:])
         # the output is read by the return at the end, so it never gives up its variable
-        if holder in node.dependencies() and holder != graph.output and not (set(later_readers[holder]) & rest):
+        if holder in node.dependencies() and holder not in results and not (set(later_readers[holder]) & rest):
             var[name] = INPUT_VAR
             holder = name
         else:
             var[name] = names.take(name)
-        steps.append(Step(node, var[name], [var[d] for d in node.inputs], {p: var[r] for p, r in node.refs.items()}))
-    return Walk(steps, var[graph.output], [var[n] for n in graph.inputs])
+        if node.kind != "part":
+            steps.append(Step(node, var[name], [var[d] for d in node.inputs], {p: var[r] for p, r in node.refs.items()}))
+    for step in steps:  # a composite with several outputs assigns the tuple its parts unpack into
+        if "outputs" in step.node.meta:
+            step.var = ", ".join(var[p] for p in step.node.meta["outputs"])
+    return Walk(steps, ", ".join(var[o] for o in graph.results), [var[n] for n in graph.inputs])

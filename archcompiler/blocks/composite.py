@@ -58,7 +58,15 @@ class Composite(Block):
 
     @property
     def output(self) -> str:
-        return self.definition.get("output") or list(self.nodes)[-1]
+        return self.outputs[0]
+
+    @property
+    def outputs(self) -> list[str]:
+        """Its outputs: `output:` as written (a list when there are several), or the last node."""
+        out = self.definition.get("output")
+        if isinstance(out, list) and out and all(isinstance(o, str) for o in out):
+            return list(out)
+        return [out if isinstance(out, str) else (list(self.nodes) or ["input"])[-1]]
 
     def uses(self) -> list[str]:
         """Block types named in the body, in order."""

@@ -19,6 +19,7 @@ from runtime.vocab import OPTIMIZERS  # the trainer's names, one definition (imp
 FORMAT_VERSION = 1
 SCHEMA_ID = "https://archc.dev/schema/spec-v1.json"
 NODE_KEYS = ("type", "in", "repeat", "first", "when", "otherwise")  # a node's own keys; the rest are parameters
+MAX_OUTPUTS = 8  # a block's outputs (an FPN level each, HRNet's branches): a handful
 EXPRESSION = r"\$[A-Za-z_]"  # any string holding a $name is an expression (archcompiler.ir.arith)
 
 TRAIN_SCHEMA = {
@@ -121,7 +122,11 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
                     "description": "named inputs besides `input` (a skip connection): a use lists them after its main input, in: [x, skip_source]; each binds $NAME_channels, $NAME_height, $NAME_width",
                 },
                 "nodes": {"$ref": "#/$defs/nodes"},
-                "output": {"$ref": "#/$defs/ref"},
+                "output": {
+                    "description": "the output node (default: the last node), or a list of several (a use names them: outputs: [a, b])",
+                    "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 2, "maxItems": MAX_OUTPUTS, "uniqueItems": True}],
+                    "x-expected": f"a node name, or a list of 2 to {MAX_OUTPUTS} distinct node names",
+                },
                 "example": {
                     "type": "object",
                     "description": "an instance to draw and test the block with",

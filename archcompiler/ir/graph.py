@@ -6,6 +6,9 @@
 - `composite`: a composite block; `body` holds its expanded graph, so the hierarchy is kept.
 - `repeat`: a block stacked N times (`repeat: N`); `body` holds the instances in a chain,
   named `0`, `1`, ... (paths `node.0`, `node.1`, as state_dict keys read)
+- `part`: output `meta["index"]` of a composite with several outputs (its only input), named
+  where the use writes `outputs: [a, b]`; it computes nothing, and readers read it, never the
+  composite itself, whose `meta["shapes"]` holds one shape per output.
 
 Passes store their results in `meta`: "shape", "params", "flops", "activation_bytes".
 """
@@ -22,7 +25,7 @@ INPUT = "input"
 @dataclass
 class Node:
     name: str
-    kind: str  # "input" | "call" | "composite" | "repeat"
+    kind: str  # "input" | "call" | "composite" | "repeat" | "part"
     type: str  # block type name; "input" for the input node
     params: dict = field(default_factory=dict)  # every parameter, defaults filled, substituted
     inputs: list[str] = field(default_factory=list)  # data dependencies, in order
@@ -59,6 +62,15 @@ class Graph:
     optional: dict = field(default_factory=dict)
     raw_output: str | None = None
     written: list = field(default_factory=list)  # every node's name as written, present or not
+    # A block with several outputs (`output: [a, b]`): all of them, in order, `output` being
+    # the first; and as written, before stand-ins. Empty for a graph with one output.
+    outputs: list = field(default_factory=list)
+    raw_outputs: list = field(default_factory=list)
+
+    @property
+    def results(self) -> list[str]:
+        """The nodes the graph returns: its outputs, or its one output."""
+        return self.outputs or [self.output]
 
     @property
     def input(self) -> Node:

@@ -84,6 +84,7 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     optional: dict[str, tuple] = {}  # every node with a `when:` condition -> (condition, stand-in)
     splits: dict[str, list] = {}  # split nodes -> the names of their parts, which are the graph's nodes
     failed_parts: set[str] = set()
+    multi: dict[str, list] = {}  # composites with several outputs -> the names of their parts
     for node_name, raw in spec_nodes.items():
         if node_name not in scope.broken and "when" in raw:
             present = _present(node_name, raw, previous, scope)
@@ -98,6 +99,15 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
                     absent[node_name] = INPUT  # reported; its readers are not blamed for what it reads
                 previous = node_name
                 continue
+        if node_name not in scope.broken and _several_outputs(raw, scope):  # the composite, then a node per output
+            built = _build_multi(node_name, raw, previous, spec_nodes, nodes, scope)
+            if built is None:
+                failed_parts.update(p for p in raw.get("outputs") or [] if isinstance(p, str))
+                ok = False
+            else:
+                multi[node_name] = built
+            previous = node_name
+            continue
         if node_name not in scope.broken and _is_split(raw):  # one node per named part
             parts = _split_parts(node_name, raw, spec_nodes, nodes, scope)
             for part in parts or []:
@@ -120,7 +130,10 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             ok = False
             continue
         nodes[node_name] = node
-    output = raw_output = body.get("output") or list(spec_nodes)[-1]
+    written_output = body.get("output")
+    outputs = list(written_output) if isinstance(written_output, list) else [written_output or list(spec_nodes)[-1]]
+    raw_outputs = list(outputs)
+    output = raw_output = outputs[0]
     for node in nodes.values():  # as written, before any stand-in: what a class with conditions reads
         node.meta["raw_inputs"], node.meta["raw_refs"] = list(node.inputs), dict(node.refs)
     if absent:  # the data flow reconnects around what is left out
@@ -131,10 +144,14 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
         for node in nodes.values():
             node.inputs = [stand_in.get(i, i) for i in node.inputs]
             node.refs = {k: stand_in.get(r, r) for k, r in node.refs.items()}
-        output = stand_in.get(output, output)
+        outputs = [stand_in.get(o, o) for o in outputs]
+        output = outputs[0]
+    several = len(raw_outputs) > 1
     graph = Graph(name, nodes, output, span=scope.span(key=True), inputs=[INPUT, *extra], optional=optional, raw_output=raw_output,
-                  written=[part for n in spec_nodes for part in (splits.get(n) or [n])])  # a split is its parts
-    refs_ok = _check_references(graph, spec_nodes, scope, skip=(set(spec_nodes) - set(nodes) - set(splits)) | failed_parts, splits=splits)
+                  written=[part for n in spec_nodes for part in (splits.get(n) or [n, *multi.get(n, [])])],  # a split is its parts
+                  outputs=outputs if several else [], raw_outputs=raw_outputs if several else [])
+    refs_ok = _check_references(graph, spec_nodes, scope, skip=(set(spec_nodes) - set(nodes) - set(splits) - set(multi)) | failed_parts,
+                                splits={**splits, **multi})
     graph.partial = not (ok and refs_ok)
     return graph, not graph.partial
 
@@ -206,6 +223,50 @@ def _checks_as_written(name: str, raw: dict, previous: str, spec_nodes: dict, ex
             scope.error("E300", f"node '{name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*at))
             return False
     return True
+
+
+def _several_outputs(raw: dict, scope: Scope) -> bool:
+    """A use of a composite block with several outputs (`output: [a, b]` in its definition)."""
+    block = scope.registry.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
+    return block is not None and block.is_composite and not getattr(block, "broken", False) and len(block.outputs) > 1
+
+
+def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: dict, scope: Scope) -> list | None:
+    """A use of a block with several outputs: the composite node, then one `part` node per
+    output, named by the use's `outputs: [a, b]` as a split names its parts. None after an error."""
+    block = scope.registry.get(raw["type"])
+    here = ("nodes", name)
+    count = len(block.outputs)
+    listed = ", ".join(block.outputs)
+    parts = raw.get("outputs")
+    for key, code, why in (("repeat", "E209", "cannot be repeated: each instance would need names of its own for its outputs"),
+                           ("when", "E210", "cannot be optional: nothing could stand in for each of its outputs")):
+        if key in raw:
+            scope.error(code, f"'{block.name}' has {count} outputs ({listed}) and {why}", scope.span(*here, key, key=True))
+            return None
+    if not (isinstance(parts, list) and len(parts) == count and all(isinstance(p, str) for p in parts)):
+        example = ", ".join(block.outputs)
+        at = scope.span(*here, "outputs") if "outputs" in raw else scope.span(*here, key=True)
+        scope.error("E212", f"'{block.name}' has {count} outputs ({listed}): node '{name}' names each where it is used, "
+                    f"in that order, e.g. outputs: [{example}]", at)
+        return None
+    ok = True
+    for i, part in enumerate(parts):
+        taken = ("a node" if part in spec_nodes or part in nodes else "reserved" if reserved_name(part) or "$" in part
+                 else "named twice" if part in parts[:i] else None)
+        if taken or not part.isidentifier():
+            what = taken or "not a Python identifier"
+            scope.error("E212", f"node '{name}' names an output '{part}', which is {what}; choose another", scope.span(*here, "outputs", i))
+            ok = False
+    node = _build_node(name, {k: v for k, v in raw.items() if k != "outputs"}, previous, scope) if ok else None
+    if node is None:
+        return None
+    node.meta["outputs"] = list(parts)
+    nodes[name] = node
+    for i, part in enumerate(parts):
+        meta = {"source_path": scope.path + here + ("outputs", i), "index": i, "part_of": name, "output": block.outputs[i]}
+        nodes[part] = Node(part, "part", block.name, {}, [name], span=scope.span(*here, "outputs", i), meta=meta)
+    return list(parts)
 
 
 def _is_split(raw: dict) -> bool:
@@ -491,12 +552,15 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
     splits = splits or {}
     known = list(graph.nodes) + sorted(skip)
     for node in graph.layers():
+        if node.kind == "part":
+            continue  # reads the composite it belongs to, by construction
         written = node.meta.get("split", node.name)  # a split's part is written as the split
         raw_in = spec_nodes[written].get("in")
         for i, ref in enumerate(node.inputs):
             rel = ("nodes", written, "in") + ((i,) if isinstance(raw_in, list) else ())
             if ref in splits:
-                scope.error("E300", f"node '{node.name}' reads '{ref}', a split: read one of its parts ({', '.join(splits[ref])})", scope.span(*rel))
+                what = "a split" if ref not in graph.nodes else "a block with several outputs"
+                scope.error("E300", f"node '{node.name}' reads '{ref}', {what}: read one of its parts ({', '.join(splits[ref])})", scope.span(*rel))
                 ok = False
             elif ref not in known:
                 scope.error("E300", f"node '{node.name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*rel))
@@ -520,16 +584,21 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
         if isinstance(other, str) and other not in known:
             scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
             ok = False
-    if graph.output in splits:
-        at = scope.span("output") if "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path)) else scope.span("nodes", graph.output, key=True)
-        scope.error("E302", f"the output '{graph.output}' is a split: name one of its parts ({', '.join(splits[graph.output])})", at)
-        ok = False
-    elif graph.output == INPUT and graph.raw_output not in (None, INPUT):
-        pass  # every optional node on the way to the output is absent: this instance is the identity
-    elif graph.output not in known or graph.output == INPUT:
-        choices = [n for n in known if n != INPUT]
-        scope.error("E302", f"the output '{graph.output}' is not a node{did_you_mean(graph.output, choices)}", scope.span("output"))
-        ok = False
+    several = bool(graph.outputs)
+    for i, (output, raw_output) in enumerate(zip(graph.results, graph.raw_outputs or [graph.raw_output])):
+        at = ("output", i) if several else ("output",)
+        if output in splits:
+            what = "a split" if output not in graph.nodes else "a block with several outputs"
+            written = "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path))
+            scope.error("E302", f"the output '{output}' is {what}: name one of its parts ({', '.join(splits[output])})",
+                        scope.span(*at) if written else scope.span("nodes", output, key=True))
+            ok = False
+        elif output == INPUT and raw_output not in (None, INPUT):
+            pass  # every optional node on the way to the output is absent: this instance is the identity
+        elif output not in known or output == INPUT:
+            choices = [n for n in known if n != INPUT]
+            scope.error("E302", f"the output '{output}' is not a node{did_you_mean(output, choices)}", scope.span(*at))
+            ok = False
     return ok
 
 

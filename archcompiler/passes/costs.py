@@ -22,6 +22,8 @@ def annotate_costs(graph: Graph, registry: Registry) -> dict:
     for node in graph.layers():
         if node.body is not None:
             cost = annotate_costs(node.body, registry)
+        elif node.kind == "part":  # an output of a composite that computed it: counted there
+            cost = dict.fromkeys(COSTS, 0)
         else:
             block = registry.get(node.type)
             ins = [graph.nodes[i].shape for i in node.inputs]
@@ -62,6 +64,9 @@ def _train_flops(graph: Graph, needs_grad: dict[str, bool]) -> tuple[int, int]:
             f, b = _train_flops(node.body, {n: needs_grad[i] for n, i in zip(node.body.inputs, node.inputs)})
             fwd, bwd = fwd + f, bwd + b
             needs_grad[node.name] = grad_in or node.meta["params"] > 0
+            continue
+        if node.kind == "part":  # its composite's output, computed there (grad as the composite's)
+            needs_grad[node.name] = grad_in
             continue
         flops = node.meta["flops"]
         fwd += flops

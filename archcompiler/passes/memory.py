@@ -59,20 +59,27 @@ def flatten(graph: Graph, registry: Registry) -> list[Op]:
     return ops
 
 
-def _flatten(graph: Graph, registry: Registry, bound: dict, path: tuple, ops: list) -> str:
+def _flatten(graph: Graph, registry: Registry, bound: dict, path: tuple, ops: list) -> list[str]:
+    """Appends the graph's primitives to `ops`; returns the ops its outputs are (one, or a
+    block's several)."""
     names = dict(bound)  # local name -> the qualified op whose output it is
+    several = {}  # a composite with several outputs -> their ops, which its parts are
     for local in topological_order(graph):
         node = graph.nodes[local]
         if node.kind == "input":
             continue
         ins = [names[i] for i in node.inputs]
         if node.body is not None:
-            names[local] = _flatten(node.body, registry, dict(zip(node.body.inputs, ins)), path + (local,), ops)
+            several[local] = _flatten(node.body, registry, dict(zip(node.body.inputs, ins)), path + (local,), ops)
+            names[local] = several[local][0]
+            continue
+        if node.kind == "part":
+            names[local] = several[node.inputs[0]][node.meta["index"]]
             continue
         name = ".".join(path + (local,))
         ops.append(Op(name, path + (local,), registry.get(node.type), node, ins))
         names[local] = name
-    return names[graph.output]
+    return [names[o] for o in graph.results]
 
 
 def predict(graph: Graph, registry: Registry, batch_size: int, mode: str = "train", optimizer: str = "sgd",
@@ -196,15 +203,22 @@ def _forward_peak(graph: Graph, ops: list[Op], storage, saved, savers, nbytes, c
     return state["peak"]
 
 
-def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict) -> str:
+def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict) -> list[str]:
+    """Replays one frame; returns the ops its outputs are. A composite with several outputs
+    holds no value of its own (None): its parts, unpacked from its call, do."""
     names = dict(given)  # each input -> the op whose output it is
     order = [n for n in topological_order(graph) if n not in graph.inputs]
     reads = readers(graph)
     holder, scoped = INPUT, []
+    results, several = set(graph.results), {}
     for i, local in enumerate(order):
         node = graph.nodes[local]
         if node.body is not None:
-            out = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state)
+            outs = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state)
+            several[local] = outs
+            out = outs[0] if len(outs) == 1 else None
+        elif node.kind == "part":
+            out = several[node.inputs[0]][node.meta["index"]]
         else:
             out = ".".join(path + (local,))
             state["held"] += sum(state["saved"][key] for key in state["first"].get(out, [])) + state["casts"].get(out, 0)
@@ -212,16 +226,17 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict) -> str:
                 state["live"][out] = state["nbytes"](out)
             state["peak"] = max(state["peak"], state["held"] + sum(state["live"].values()))
         names[local] = out
-        if holder in node.dependencies() and not set(reads[holder]) & set(order[i + 1:]):
+        if holder in node.dependencies() and holder not in results and not set(reads[holder]) & set(order[i + 1:]):
             if holder not in graph.inputs:
                 state["live"].pop(names[holder], None)  # `x` rebound: the old value is gone
             holder = local
         else:
             scoped.append(local)
+    returned = {names[o] for o in graph.results}
     for local in scoped + [holder]:
-        if names[local] != names[graph.output] and local not in graph.inputs:
+        if names[local] not in returned and local not in graph.inputs:
             state["live"].pop(names[local], None)  # the composite returned
-    return names[graph.output]
+    return [names[o] for o in graph.results]
 
 
 def _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch, device) -> int:

@@ -40,17 +40,25 @@ def check_rules(graph: Graph, scope: Scope) -> bool:
         chain = " -> ".join(reversed(path))
         scope.error("E301", f"cycle: {chain} (each node reads the next)", graph.nodes[start].span)
         ok = False
-    if not ok or graph.partial or graph.output not in graph.nodes:
+    if not ok or graph.partial or any(o not in graph.nodes for o in graph.results):
         return False
-    if graph.output not in _reachable(edges, INPUT):
-        scope.error("E302", f"the output '{graph.output}' does not depend on the input", graph.nodes[graph.output].span)
-        return False
+    # one output depends on the input; each of a block's several on one of its inputs (an FPN
+    # level may read only a named input)
+    reached = _reachable(edges, INPUT)
+    any_input = set().union(*(_reachable(edges, i) for i in graph.inputs)) if graph.outputs else reached
+    for output in graph.results:
+        if output not in any_input:
+            what = "any of the block's inputs" if len(graph.inputs) > 1 else "the input"
+            scope.error("E302", f"the output '{output}' does not depend on {what}", graph.nodes[output].span)
+            return False
     for node in graph.layers():
-        if node.name != graph.output and not edges[node.name] and "split" not in node.meta:  # a part left unread is a slice
+        if node.name not in graph.results and not edges[node.name] and "split" not in node.meta:  # a part left unread is a slice
             if scope.blame is None:
-                scope.diags.warning("W303", f"node '{node.name}' is never used: nothing reads it and it is not the output", node.span)
+                what = (f"output '{node.name}' of node '{node.meta['part_of']}' is never used: nothing reads it" if node.kind == "part"
+                        else f"node '{node.name}' is never used: nothing reads it and it is not the output")
+                scope.diags.warning("W303", what, node.span)
     for name in graph.inputs[1:]:
-        if name != graph.output and not edges[name] and scope.blame is None:
+        if name not in graph.results and not edges[name] and scope.blame is None:
             scope.diags.warning("W303", f"input '{name}' is never read: no node of the block reads it", graph.nodes[name].span)
     return True
 

@@ -47,7 +47,11 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tupl
         ins = [graph.nodes[i].shape for i in node.inputs]
         refs = {p: graph.nodes[r].shape for p, r in node.refs.items()}
         try:
-            if node.kind == "composite":
+            if node.kind == "part":  # one output of a composite with several
+                source = graph.nodes[node.inputs[0]]
+                node.meta["shape"] = source.meta["shapes"][node.meta["index"]]
+                node.meta["sym_shape"] = source.meta["sym_shapes"][node.meta["index"]]
+            elif node.kind == "composite":
                 node.meta["shape"] = _expand(node, graph, ins, scope)
             elif node.kind == "repeat":
                 node.meta["shape"] = _repeat(node, graph, ins[0], scope)
@@ -124,8 +128,11 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
     call_args = block.bind(given, sym_ins[0], tuple(sym_ins[1:]))
     node.meta["call_args"] = call_args
     node.meta["sym_params"] = {k: call_args[k] for k in block.params}
-    out = body.nodes[body.output].meta["sym_shape"]
-    node.meta["sym_shape"] = tuple(substitute(d, call_args) for d in out)
+    sym_shapes = [tuple(substitute(d, call_args) for d in body.nodes[o].meta["sym_shape"]) for o in body.results]
+    node.meta["sym_shape"] = sym_shapes[0]
+    if body.outputs:  # several: each is read through a `part` node; `shape` is the first, for passes that ask any node
+        node.meta["shapes"] = [body.nodes[o].shape for o in body.results]
+        node.meta["sym_shapes"] = sym_shapes
     return body.nodes[body.output].shape
 
 

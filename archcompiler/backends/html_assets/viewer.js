@@ -32,12 +32,13 @@
   // one statement a line, as the graphviz Python package writes dot.py's DOT
   const attrs = (o) => (Object.keys(o).length ? " [" + Object.entries(o).map(([k, v]) => k + "=" + value(k, v)).join(" ") + "]" : "");
 
-  function source(prefix, name) { // the drawn node producing tensor `name` of the graph at `prefix`
+  function source(prefix, name, output) { // the drawn node producing tensor `name` of the graph at `prefix`
     if (name === "input") return prefix || "input"; // a body's input: its cluster's head
     if (!prefix && named.has(name)) return name; // a block drawn alone: its named inputs
     const id = prefix ? prefix + "." + name : name;
     const n = byId.get(id);
-    return n.composite && open.has(id) ? source(id, n.output) : id;
+    // an opened composite: the body node computing its output (`output`: which one, of several)
+    return n.composite && open.has(id) ? source(id, output || n.output) : id;
   }
 
   function dotText() {
@@ -69,10 +70,10 @@
         const a = {};
         if (e.label !== null) a.label = e.label;
         if (e.dashed) a.style = "dashed";
-        out.push(quote(source(prefix, e.from)) + " -> " + quote(n.id) + attrs(a));
+        out.push(quote(source(prefix, e.from, e.output)) + " -> " + quote(n.id) + attrs(a));
       }
     }
-    out.push(quote(source("", data.output.from)) + " -> " + quote("@output") + attrs({ label: data.output.label }));
+    for (const o of data.output.from) out.push(quote(source("", o.from)) + " -> " + quote("@output") + attrs({ label: o.label }));
     out.push("}");
     return out.join("\n");
   }
