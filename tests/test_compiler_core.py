@@ -815,6 +815,28 @@ def test_spec_wide_defaults_reach_every_node_of_their_type_and_lose_to_a_nodes_o
     assert_emitted_equals_inferred(net, batch=1)
 
 
+def test_a_split_takes_its_sizes_from_defaults_but_not_its_parts():
+    """`sizes` is a value like any other (a split's own wins); `outputs` names nodes and
+    `take` is set by the compiler, so as defaults they were misbuilt or overridden silently."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: d
+        input: [16, 8, 8]
+        defaults:
+          split: {sizes: [4, 12]}
+        nodes:
+          s: {type: split, outputs: [a, b]}
+          t: {type: split, outputs: [c, d], sizes: [8, 8], in: input}
+          cat: {type: concat, in: [a, b, c, d]}
+    """))
+    assert [net.graph.nodes[n].shape[0] for n in "abcd"] == [4, 12, 8, 8]
+    assert_emitted_equals_inferred(net, batch=1)
+    for key in ("outputs: [a, b]", "take: a"):
+        text = f"archc: 1\nname: d\ninput: [16, 8, 8]\ndefaults:\n  split: {{{key}}}\nnodes:\n  s: {{type: split, outputs: [l, r]}}\n  c: {{type: concat, in: [l, r]}}\n"
+        diags = check_text(text, "t.yaml").diagnostics
+        assert [(d.code, d.span.line, d.span.column) for d in diags] == [("E212", 5, 11)], [d.concise() for d in diags]
+
+
 def test_a_default_for_one_variants_option_leaves_the_other_variants_alone():
     net = archcompiler.compile(spec("""
         archc: 1
