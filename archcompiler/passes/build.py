@@ -54,7 +54,7 @@ class Scope:
         if self.blame is None:
             self.diags.error(code, message, span)
         else:
-            self.diags.error(code, f"{self.prefix()}{message.removeprefix('node ')}", self.blame)
+            self.diags.error(code, f"{self.prefix()}{message.removeprefix('node ')}", self.blame).inner = span
 
     def error_at(self, code: str, message: str, span: Span) -> None:
         """An error at a precise place even inside an instance (a character of an expression),
