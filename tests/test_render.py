@@ -368,6 +368,35 @@ def test_cli_block_errors_point_at_the_spec_not_the_generated_instance(tmp_path)
     assert p.returncode == 2 and "--set: node 'conv' (conv): groups=3 must divide" in p.stderr, p.stderr
 
 
+def test_a_block_is_drawn_with_the_specs_defaults(tmp_path):
+    spec = tmp_path / "d.yaml"
+    spec.write_text(
+        "archc: 1\nname: d\ninput: [3, 8, 8]\ndefaults:\n  batchnorm: {eps: 0.001}\n"
+        "blocks:\n  pair:\n    nodes:\n      c: {type: conv, out: 4}\n      bn: {type: batchnorm}\n"
+        "nodes:\n  p: {type: pair}\n"
+    )
+    graph, _, _ = block_graph("pair", check_file(str(spec)))
+    assert graph.nodes["bn"].params["eps"] == 0.001
+
+
+def test_block_from_the_specs_own_blocks(tmp_path):
+    spec = tmp_path / "own.yaml"
+    spec.write_text(
+        "archc: 1\nname: own\ninput: [3, 32, 32]\n"
+        "blocks:\n  pair:\n    params:\n      width: {type: integer, minimum: 1}\n"
+        "    nodes:\n      a: {type: conv_bn_relu, out: $width, padding: same}\n      b: {type: conv_bn_relu, padding: same}\n"
+        "nodes:\n  stem: {type: conv, out: 8, stride: 2, padding: 1}\n  p: {type: pair, width: 12}\n"
+    )
+    graph, _, title = block_graph("pair", check_file(str(spec)))
+    assert [n.name for n in graph.layers()] == ["a", "b"]
+    assert title.startswith("pair(width=12) at 16 x 16 x 8")  # where the spec uses it
+    with pytest.raises(ArchcError, match="unknown block"):
+        diagram(None, block="pair")  # not a built-in
+    # a spec's uses of a built-in block set its shape too
+    _, _, title = block_graph("residual", check_file(str(ROOT / "specs" / "no_attention.yaml")))
+    assert "at 31 x 31 x 128" in title
+
+
 def test_spec_error_carries_diagnostics(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("archc: 1\nname: bad\ninput: [3, 8, 8]\nnodes:\n  a: {type: conv, kernel: 9}\n")

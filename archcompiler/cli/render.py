@@ -112,6 +112,8 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
     data = {"archc": 1, "name": "figure", "input": list(shape), "nodes": {**feeds, node: call}}
     if isinstance(given.get("outputs"), list) and given["outputs"] and name == "split":  # a split ends in its parts
         data["output"] = given["outputs"][-1]
+    if result is not None and result.data.get("defaults"):  # drawn as the spec builds it
+        data["defaults"] = result.data["defaults"]
     # The spec's own blocks come in through its registry, defined where it defines them: an
     # error in a body is then at its line in the spec, not in this generated text.
     inst = check_text(yaml.safe_dump(data, sort_keys=False), f"<block {name}>", registry=registry)
