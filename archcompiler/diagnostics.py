@@ -20,6 +20,9 @@ class Diagnostic:
     message: str
     span: Span | None = None
     notes: list[str] = field(default_factory=list)
+    # Inside a composite's body, `span` is the node that uses it; `inner` is where in the body
+    # the problem lies (in the block's own file), for a tool that has no call site to show.
+    inner: Span | None = None
 
     @property
     def is_error(self) -> bool:

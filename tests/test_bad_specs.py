@@ -139,6 +139,7 @@ def no_parsing(monkeypatch):
         raise AssertionError("PyYAML was asked to parse")
 
     monkeypatch.setattr(loader.yaml, "SafeLoader", refuse)
+    monkeypatch.setattr(loader, "_Loader", refuse)
 
 
 @pytest.mark.parametrize("text", ["a: " + "[" * 100_000 + "]" * 100_000, "a: " + "{b: " * 50_000 + "1" + "}" * 50_000])

@@ -18,8 +18,10 @@ import torch
 import archcompiler
 from archcompiler.api import Compiled
 from archcompiler.backends import torch_source
+from archcompiler.diagnostics import Diagnostics
 from archcompiler.blocks.pooling import Upsample
 from archcompiler.driver import builtin_registry, check_file, check_text
+from archcompiler.frontend.loader import load_text
 from tests.conftest import ALL_SPECS, ROOT, spec_params
 
 
@@ -315,6 +317,51 @@ def test_yaml_1_2_scalars_elsewhere():
     result = check_text("archc: 1\nname: t\ninput: [3, 8, 8]\nnodes:\n  c: {type: conv, out: 4, bias: FALSE}\n  d: {type: dropout, p: .5}\n", "t.yaml")
     assert result.ok
     assert result.graph.nodes["c"].params["bias"] is False and result.graph.nodes["d"].params["p"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "written, value",
+    [
+        ("!!str 4", "4"),
+        ("!!str 1e3", "1e3"),
+        ("!!str true", "true"),
+        ("!!str 0x1F", "0x1F"),
+        ("!!str", ""),
+        ("! 4", "4"),  # the non-specific tag on a scalar means a string
+        ('!!int "0o17"', 15),
+        ('!!int "0x1F"', 31),
+        ('!!int "010"', 10),  # decimal in YAML 1.2; PyYAML's YAML 1.1 constructor reads 8
+        ('!!int "+4"', 4),
+        ("!!float 4", 4.0),
+        ('!!float ".5"', 0.5),
+        ('!!bool "false"', False),
+        ("!!null", None),
+        ('!!null "~"', None),
+        ('!!int "1:30"', "E001"),
+        ('!!float "1:30"', "E001"),
+        ('!!int "0b101"', "E001"),
+        ('!!int "1_000"', "E001"),
+        ('!!int "-0x1F"', "E001"),
+        ('!!int "4.0"', "E001"),
+        ("!!int true", "E001"),
+        ("!!bool yes", "E001"),
+        ("!!bool on", "E001"),
+        ("!!null foo", "E001"),
+        ("!!str [4]", "E001"),
+        ("!!map [4]", "E001"),
+        ("!!seq 4", "E001"),
+        ('!!float "nan"', "E008"),
+    ],
+)
+def test_explicit_tags_follow_yaml_1_2(written, value):
+    """A tag takes exactly the forms YAML 1.2's core schema resolves to it: `!!str` keeps any
+    text a string, and YAML 1.1's forms under `!!int`, `!!float` or `!!bool` are errors."""
+    diags = Diagnostics()
+    doc = load_text(f"v: {written}\n", "t.yaml", diags)
+    if isinstance(value, str) and value[:1] == "E":
+        assert doc is None and [(d.code, d.span.line, d.span.column) for d in diags] == [(value, 1, 4)]
+    else:
+        assert not list(diags) and doc.data["v"] == value and type(doc.data["v"]) is type(value)
 
 
 def test_a_device_is_refused_without_reading_it():
@@ -771,6 +818,28 @@ def test_spec_wide_defaults_reach_every_node_of_their_type_and_lose_to_a_nodes_o
     assert (model.r.bn1.eps, model.r.bn2.momentum) == (0.001, 0.01)  # inside a stdlib block
     assert model.c.bias is None and model.c2.bias is not None
     assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_split_takes_its_sizes_from_defaults_but_not_its_parts():
+    """`sizes` is a value like any other (a split's own wins); `outputs` names nodes and
+    `take` is set by the compiler, so as defaults they were misbuilt or overridden silently."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: d
+        input: [16, 8, 8]
+        defaults:
+          split: {sizes: [4, 12]}
+        nodes:
+          s: {type: split, outputs: [a, b]}
+          t: {type: split, outputs: [c, d], sizes: [8, 8], in: input}
+          cat: {type: concat, in: [a, b, c, d]}
+    """))
+    assert [net.graph.nodes[n].shape[0] for n in "abcd"] == [4, 12, 8, 8]
+    assert_emitted_equals_inferred(net, batch=1)
+    for key in ("outputs: [a, b]", "take: a"):
+        text = f"archc: 1\nname: d\ninput: [16, 8, 8]\ndefaults:\n  split: {{{key}}}\nnodes:\n  s: {{type: split, outputs: [l, r]}}\n  c: {{type: concat, in: [l, r]}}\n"
+        diags = check_text(text, "t.yaml").diagnostics
+        assert [(d.code, d.span.line, d.span.column) for d in diags] == [("E212", 5, 11)], [d.concise() for d in diags]
 
 
 def test_a_default_for_one_variants_option_leaves_the_other_variants_alone():

@@ -334,7 +334,53 @@ def test_cli_block_input_and_params(tmp_path):
     _, _, edges = parse_dot(out.read_text())
     assert ("cat", "relu", "4 x 4 x 28", False) in edges  # 16 + 8 + 4 channels at (9 - 3) // 2 + 1
     p = archc("render", "--block", "reduction", "--input", "16,2,2", "-o", str(out))
-    assert p.returncode == 1 and "<block reduction>" in p.stderr  # the instance's diagnostics
+    assert p.returncode == 1 and "<block" not in p.stderr, p.stderr  # at the body's lines in the library
+    assert p.stderr.startswith("<stdlib>/reduction.yaml:13:37: error[E404]: node 'reduction' (reduction) > 'pool' (maxpool): the 3x3 window")
+    assert "  13 |       pool: {type: maxpool, kernel: 3" in p.stderr
+    assert "note: the reduction drawn here has --input 16,2,2; the rest from the block's example" in p.stderr
+
+
+def test_cli_block_errors_point_at_the_spec_not_the_generated_instance(tmp_path):
+    """An instance that fails in its block's body is reported at the body's line in the
+    spec, saying which --set made it; a failure at the instance itself names no generated
+    line; a --set value at fault is a usage error."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "archc: 1\nname: s\ninput: [16, 32, 32]\n"
+        "blocks:\n  stage:\n    params:\n      width: {type: integer, minimum: 1}\n      k: {type: integer, default: 3}\n"
+        "    nodes:\n      c1: {type: conv, out: $width, kernel: $k}\n      p: {type: maxpool, kernel: $k * 4}\n"
+        "      c2: {type: conv, out: $width // 3 * 2, kernel: 1, groups: 4}\n"
+        "nodes:\n  s: {type: stage, width: 12}\n"
+    )
+    out = str(tmp_path / "x.dot")
+    p = archc("render", str(spec), "--block", "stage", "--set", "width=16", "-o", out)
+    assert p.returncode == 1 and "<block" not in p.stderr, p.stderr
+    assert p.stderr.splitlines() == [
+        f"{spec}:12:65: error[E402]: node 'stage' (stage) > 'c2' (conv): groups=4 must divide both the input channels (16) and out (10)",
+        "  12 |       c2: {type: conv, out: $width // 3 * 2, kernel: 1, groups: 4}",
+        " " * 71 + "^",
+        f"  note: the stage drawn here has --set width=16; the rest as node 's' at {spec}:14 uses it",
+    ]
+    p = archc("render", str(spec), "--block", "stage", "--set", "k=-1", "-o", out)  # at the expression, in the spec
+    assert p.returncode == 1 and p.stderr.startswith(f"{spec}:10:45: error[E103]: node 'stage' (stage) > 'kernel' in node 'c1'"), p.stderr
+    p = archc("render", "--block", "maxpool", "--input", "3,1,1", "-o", out)  # the instance itself: no line to show
+    assert p.returncode == 1 and p.stderr.splitlines() == [
+        "error[E404]: node 'maxpool' (maxpool): the 2x2 window does not fit the 1x1 input; the map would shrink below 1x1",
+        "  note: the maxpool drawn here has --input 3,1,1; the rest from the block's example",
+    ], p.stderr
+    p = archc("render", "--block", "conv", "--set", "groups=3", "-o", out)
+    assert p.returncode == 2 and "--set: node 'conv' (conv): groups=3 must divide" in p.stderr, p.stderr
+
+
+def test_a_block_is_drawn_with_the_specs_defaults(tmp_path):
+    spec = tmp_path / "d.yaml"
+    spec.write_text(
+        "archc: 1\nname: d\ninput: [3, 8, 8]\ndefaults:\n  batchnorm: {eps: 0.001}\n"
+        "blocks:\n  pair:\n    nodes:\n      c: {type: conv, out: 4}\n      bn: {type: batchnorm}\n"
+        "nodes:\n  p: {type: pair}\n"
+    )
+    graph, _, _ = block_graph("pair", check_file(str(spec)))
+    assert graph.nodes["bn"].params["eps"] == 0.001
 
 
 def test_block_from_the_specs_own_blocks(tmp_path):

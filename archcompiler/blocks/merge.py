@@ -128,6 +128,10 @@ class Split(Block):
     })
     required: tuple = ("outputs",)
     label_keys: tuple = ("take",)
+    per_use: dict = field(default_factory=lambda: {
+        "outputs": "the parts are nodes, named where each split is written, and two splits cannot share their names",
+        "take": "the compiler sets it on each part of a split",
+    })
     example_inputs: tuple = ((16, 8, 8),)
     example_params: dict = field(default_factory=lambda: {"outputs": ["left", "right"], "sizes": [4, 12]})
 

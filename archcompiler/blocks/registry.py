@@ -108,6 +108,7 @@ class Block:
     arity: int | None = 1  # None: two or more inputs, given as a list in `in:`
     refs: tuple = ()  # params that name another node whose shape is read (not its value)
     label_keys: tuple = ()  # params printed on diagrams
+    per_use: dict = field(default_factory=dict)  # params that cannot be a spec-wide default -> why not
     origin: str = "built-in"  # where the block is defined, for docs and diagnostics
     # An instance to show and test the block with: its input shapes and its parameters.
     # Tests, the block reference and `archc render --block` use it; a new block brings its own.

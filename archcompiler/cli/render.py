@@ -23,7 +23,7 @@ from archcompiler.blocks.registry import RESERVED_NAMES, Registry
 from archcompiler.driver import builtin_registry
 from archcompiler.errors import ArchcError, UsageError
 from archcompiler.driver import CheckResult, check_file, check_text
-from archcompiler.ir.graph import Graph
+from archcompiler.ir.graph import Graph, Node
 from runtime import argtypes
 from runtime.files import write_bytes, write_text
 
@@ -33,12 +33,14 @@ INSTALL = "install it with 'apt-get install graphviz' (or 'make setup'), or writ
 
 
 class SpecError(ArchcError):
-    """A spec (or a block instance) did not check; `result` holds its diagnostics."""
+    """A spec (or a block instance) did not check; `result` holds its diagnostics, and
+    `sources` the text of each file they name (to show their lines)."""
 
-    def __init__(self, result: CheckResult):
+    def __init__(self, result: CheckResult, sources: dict[str, str] | None = None):
         errors = sum(d.is_error for d in result.diagnostics)
         super().__init__(f"{result.file}: {errors} error{'s' * (errors != 1)}")
         self.result = result
+        self.sources = sources if sources is not None else {result.file: result.text} if result.text is not None else {}
 
 
 def output_format(path: str) -> str:
@@ -101,7 +103,7 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
         from archcompiler.diagnostics import did_you_mean
 
         raise UsageError(f"unknown block '{name}'{did_you_mean(name, registry.names())}")
-    shapes, given = _instance(name, result, registry)
+    shapes, given, use = _instance(name, result, registry)
     shape = tuple(input_shape) if input_shape is not None else shapes[0]
     given = {**given, **(params or {})}
     node = name if name not in RESERVED_NAMES else "block"
@@ -110,32 +112,75 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
     data = {"archc": 1, "name": "figure", "input": list(shape), "nodes": {**feeds, node: call}}
     if isinstance(given.get("outputs"), list) and given["outputs"] and name == "split":  # a split ends in its parts
         data["output"] = given["outputs"][-1]
-    if result is not None and result.data.get("blocks"):
-        data["blocks"] = result.data["blocks"]
-    inst = check_text(yaml.safe_dump(data, sort_keys=False), f"<block {name}>")
+    if result is not None and result.data.get("defaults"):  # drawn as the spec builds it
+        data["defaults"] = result.data["defaults"]
+    # The spec's own blocks come in through its registry, defined where it defines them: an
+    # error in a body is then at its line in the spec, not in this generated text.
+    inst = check_text(yaml.safe_dump(data, sort_keys=False), f"<block {name}>", registry=registry)
     if not inst.ok:
-        errors = [d.message for d in inst.diagnostics if d.is_error]
-        if params and all(any(f"'{k}'" in m for k in params) for m in errors):  # the flags' fault, not a file's
-            raise UsageError("; ".join(f"--set: {m}" for m in errors))
-        raise SpecError(inst)
+        _instance_failed(inst, node, params or {}, _drawn(name, shape, input_shape, params or {}, use))
     n = inst.graph.nodes.get(node) or inst.graph.nodes[data["output"]]
     label = registry.get(name).label(n.params)
     title = f"{name}({label}) at {fmt_shape(shape)} - {fmt_count(n.meta['params'])} params"
     return (n.body if n.body is not None else inst.graph), inst.registry, title
 
 
-def _instance(name: str, result: CheckResult | None, registry: Registry) -> tuple[list[tuple], dict]:
-    """The shapes of its inputs and its parameters at the spec's first use, else its example."""
+def _instance(name: str, result: CheckResult | None, registry: Registry) -> tuple[list[tuple], dict, Node | None]:
+    """The shapes of its inputs and its parameters at the spec's first use (and that node),
+    else its example."""
     if result is not None and result.graph is not None:
         inputs: list[Graph] = [result.graph]  # the graph each walked node lives in, by depth
         for d, node in result.graph.walk():
             del inputs[d + 1:]
             if node.type == name:
-                return [inputs[d].nodes[i].shape for i in node.inputs], dict(node.params)
+                return [inputs[d].nodes[i].shape for i in node.inputs], dict(node.params), node
             if node.body is not None:
                 inputs.append(node.body)
     block = registry.get(name)
-    return list(block.example_inputs), dict(block.example_params)
+    return list(block.example_inputs), dict(block.example_params), None
+
+
+def _drawn(name: str, shape: tuple, input_shape, params: dict, use: Node | None) -> str:
+    """Where the instance being drawn comes from, for a note under its errors."""
+    if use is not None and use.span is not None:
+        rest = f"as node '{use.name}' at {use.span.file}:{use.span.line} uses it"
+    else:
+        rest = "from the block's example"
+    flags = [f"--input {','.join(map(str, shape))}"] if input_shape is not None else []
+    flags += [f"--set {k}={_yaml_value(v)}" for k, v in params.items()]
+    if not flags:
+        return f"the {name} drawn here is {rest}"
+    return f"the {name} drawn here has {' and '.join(flags)}; the rest {rest}"
+
+
+def _yaml_value(v) -> str:
+    return yaml.safe_dump(v, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
+def _instance_failed(inst: CheckResult, node: str, params: dict, drawn: str):
+    """Raise the instance's errors where a user can find them: a --set value's as a usage
+    error; one inside a composite's body at the body's line in its own file (the spec, or
+    the standard library's); one at the instance itself at no line of the generated text.
+    Each says which instance was drawn."""
+    at = {span: path for table in (inst.doc.key_spans, inst.doc.spans) for path, span in table.items()}
+
+    def the_flags(d) -> bool:  # at a --set value of the instance, or naming one
+        if d.inner is not None:
+            return False
+        path = at.get(d.span, ())
+        return (len(path) > 2 and path[:2] == ("nodes", node) and path[2] in params) or any(f"'{k}'" in d.message for k in params)
+
+    errors = [d for d in inst.diagnostics if d.is_error]
+    if params and all(the_flags(d) for d in errors):  # the flags' fault, not a file's
+        raise UsageError("; ".join(f"--set: {d.message}" for d in errors))
+    for d in inst.diagnostics:
+        if d.inner is not None:
+            d.span = d.inner
+        elif d.span is not None and d.span.file == inst.file:
+            d.span = None  # a line of generated text, in no file
+        d.notes.append(drawn)
+    sources = {b.doc.file: b.doc.text for b in inst.registry if getattr(b, "doc", None) is not None}  # the spec's, the library's
+    raise SpecError(inst, sources)
 
 
 def _feeds(main: tuple, others: list[tuple]) -> tuple[dict, list[str]]:
@@ -237,9 +282,8 @@ def main(argv: list[str]) -> int:
             params=dict(_setting(s) for s in args.set),
         )
     except SpecError as e:
-        sources = {e.result.file: e.result.text} if e.result.text is not None else {}
         for d in e.result.diagnostics:
-            print(d.pretty(sources), file=sys.stderr)
+            print(d.pretty(e.sources), file=sys.stderr)
         return 1
     print(f"wrote {args.output}", file=sys.stderr)  # as emit and export say
     return 0

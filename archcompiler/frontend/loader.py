@@ -7,7 +7,6 @@ bombs before expanding them, in time and memory bounded by the size of the text.
 """
 from __future__ import annotations
 
-import datetime
 import math
 import os
 import re
@@ -42,6 +41,21 @@ _OCT_12 = re.compile(r"^0o[0-7]+$")
 _HEX_12 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _NONFINITE_12 = re.compile(r"^([-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$")
+_COLLECTIONS = {"!!map": "a mapping", "!!seq": "a list"}
+# An explicit tag takes the same forms as the core schema resolves to that tag, no others.
+_TAG_FORMS = {
+    "null": "null as null, ~ or nothing",
+    "bool": "a boolean as true or false",
+    "int": "an integer in decimal digits, 0o octal or 0x hex",
+    "float": "a float like 4, 0.5 or 1e-3",
+}
+_YAML_1_1_ONLY = [
+    (re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$"), "base 60 (1:30) is YAML 1.1 only"),
+    (re.compile(r"^[-+]?[0-9.][0-9_.]*_[0-9_.]*([eE][-+]?[0-9]+)?$"), "digit separators (1_000) are YAML 1.1 only"),
+    (re.compile(r"^[-+]?0b[01_]+$"), "0b binary is YAML 1.1 only"),
+    (re.compile(r"^[-+]0x[0-9a-fA-F]+$"), "a sign before 0x is YAML 1.1 only"),
+    (re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$"), "yes, no, on and off are YAML 1.1 only"),
+]
 
 
 @dataclass
@@ -104,7 +118,7 @@ def _compose(text: str, file: str, diags: Diagnostics):
     """The one document's node tree (None when there is none), or False after an error."""
     loader = None
     try:
-        loader = yaml.SafeLoader(text)  # the reader checks for unprintable characters here
+        loader = _Loader(text)  # the reader checks for unprintable characters here
         return loader.get_single_node()
     except yaml.reader.ReaderError as e:
         line, col = _line_col(text, e.position)
@@ -126,6 +140,18 @@ def _compose(text: str, file: str, diags: Diagnostics):
         if loader is not None:
             loader.dispose()
     return False
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, noting on each scalar node the tag written on it, if any: the
+    composer replaces a missing tag (or the non-specific `!`) by YAML 1.1's resolution, and
+    after that `!!int 1:30` looks just like `1:30`."""
+
+    def compose_scalar_node(self, anchor):
+        written = self.peek_event().tag  # None, '!' or a full tag
+        node = super().compose_scalar_node(anchor)
+        node.written_tag = written
+        return node
 
 
 _FLOW = re.compile(r"""[\[\]{}"'#\n]""")
@@ -308,7 +334,6 @@ def _children(node) -> list:
 class _Builder:
     def __init__(self, doc: Document, diags: Diagnostics):
         self.doc, self.diags = doc, diags
-        self.constructor = yaml.constructor.SafeConstructor()
 
     def span_of(self, node) -> Span:
         m = node.start_mark
@@ -319,27 +344,52 @@ class _Builder:
         if node.tag not in _SAFE_TAGS:
             self.diags.error("E004", f"the tag '{_short_tag(node.tag)}' is not allowed; specs hold plain data only", self.span_of(node))
             return None
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        kind = "map" if isinstance(node, yaml.MappingNode) else "seq"
+        if node.tag != f"tag:yaml.org,2002:{kind}":  # only an explicit tag differs
+            tag = _short_tag(node.tag)
+            meant = _COLLECTIONS.get(tag, "a single value")
+            self.diags.error("E001", f"invalid YAML value: the tag '{tag}' is for {meant}, but this is {_COLLECTIONS['!!' + kind]}", self.span_of(node))
+            return None
+        if kind == "map":
             return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
-        if node.style is None and isinstance(node, yaml.ScalarNode):
-            return self._plain_scalar(node)
-        if node.tag.endswith(":timestamp"):
-            return node.value  # dates are just text to us
-        try:
-            value = self.constructor.construct_object(node)
-        except yaml.YAMLError as e:
-            self.diags.error("E001", f"invalid YAML value: {getattr(e, 'problem', e)}", self.span_of(node))
-            return None
-        if isinstance(value, (datetime.date, bytes)):
+        return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
+
+    def _scalar(self, node):
+        """A scalar by YAML 1.2's core schema. Untagged: a plain one is resolved by its form,
+        a quoted or block one is a string. The non-specific tag `!` and `!!str` make a string;
+        `!!null`, `!!bool`, `!!int` and `!!float` take exactly the forms that the core schema
+        resolves to them, and anything else under them is an error, not a YAML 1.1 reading
+        (`!!int "1:30"` is not 90, `!!bool yes` is not true)."""
+        written = getattr(node, "written_tag", None)
+        if written is None:
+            return self._plain_scalar(node) if node.style is None else node.value
+        kind = _short_tag(written)[2:] if written.startswith("tag:yaml.org,2002:") else "str"  # '!'
+        if kind in ("str", "timestamp"):  # dates are just text to us
             return node.value
-        if isinstance(value, int) and not isinstance(value, bool):  # !!int "1234..."
-            return self._integer(value, node)
-        if isinstance(value, float) and not math.isfinite(value):  # !!float "nan"
-            self.diags.error("E008", f"'{node.value}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
+        if kind in ("map", "seq"):
+            self.diags.error("E001", f"invalid YAML value: the tag '!!{kind}' is for {_COLLECTIONS['!!' + kind]}, but this is a single value", self.span_of(node))
             return None
-        return value
+        v = node.value
+        if kind == "null" and _NULL_12.match(v):
+            return None
+        if kind == "bool" and v in _BOOL_12:
+            return _BOOL_12[v]
+        if kind == "int" and (_INT_12.match(v) or _OCT_12.match(v) or _HEX_12.match(v)):
+            return self._plain_scalar(node)
+        if kind == "float" and v.lstrip("+-").lstrip(".").lower() in ("nan", "inf", "infinity"):
+            self.diags.error("E008", f"'{v}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
+            return None
+        if kind == "float" and _FLOAT_12.match(v):  # !!float 4 is 4.0
+            f = float(v)
+            if not math.isfinite(f):
+                self.diags.error("E008", f"'{v}' overflows to infinity; a spec's numbers must be finite", self.span_of(node))
+                return None
+            return f
+        hint = next((f"; {why}" for pattern, why in _YAML_1_1_ONLY if pattern.match(v)), "")
+        self.diags.error("E001", f"invalid YAML value: '{v}' is not a valid !!{kind}: YAML 1.2 writes {_TAG_FORMS[kind]}{hint}", self.span_of(node))
+        return None
 
     def _integer(self, value: int | str, node, base: int = 10) -> int | None:
         """An integer (or its digits in `base`) of at most 2^53 in size, what JSON and a float

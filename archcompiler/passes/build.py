@@ -54,7 +54,7 @@ class Scope:
         if self.blame is None:
             self.diags.error(code, message, span)
         else:
-            self.diags.error(code, f"{self.prefix()}{message.removeprefix('node ')}", self.blame)
+            self.diags.error(code, f"{self.prefix()}{message.removeprefix('node ')}", self.blame).inner = span
 
     def error_at(self, code: str, message: str, span: Span) -> None:
         """An error at a precise place even inside an instance (a character of an expression),
@@ -370,7 +370,10 @@ def check_defaults(doc, registry: Registry, diags: Diagnostics) -> dict:
         exprs = [k for k, v in values.items() if holds_expression(v)]
         for k in exprs:
             diags.error("E206", f"defaults hold values, not $parameters: '{values[k]}'", doc.span(("defaults", type_name, k)))
-        if not exprs:
+        per_use = [k for k in values if k in block.per_use]  # accepted, it would be overridden or misbuilt without a word
+        for k in per_use:
+            diags.error("E212", f"{type_name}'s '{k}' cannot be a spec-wide default: {block.per_use[k]}", doc.span(("defaults", type_name, k), key=True))
+        if not exprs and not per_use:
             out[type_name] = dict(values)
     return out
 

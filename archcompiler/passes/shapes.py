@@ -67,7 +67,7 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tupl
             # Blame the parameter (or the `in:` list of a merge) where the spec wrote one.
             blamed = bool(e.param) and (e.param in node.params or e.param == "in")
             rel = node.meta["source_path"] + ((e.param,) if blamed else ())
-            span = scope.doc.span(rel) if blamed and scope.blame is None else node.span
+            span = scope.doc.span(rel) if blamed else node.span  # inside an instance: where in the body (Diagnostic.inner)
             message = f"node '{node.meta.get('split', node.name)}' ({node.type}): {e}"  # a split's parts fail alike: once
             if message not in said:
                 said.add(message)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in figures(args.out_dir, args.specs) + screenshots(args.out_dir):
             print(f"wrote {path}")
     except SpecError as e:
-        print("\n".join(d.pretty({e.result.file: e.result.text or ""}) for d in e.result.diagnostics), file=sys.stderr)
+        print("\n".join(d.pretty(e.sources) for d in e.result.diagnostics), file=sys.stderr)
         return e.exit_code
     except Exception as e:  # report errors meant for users as archc does, without a traceback
         if getattr(e, "exit_code", None) is None:
