@@ -1340,3 +1340,73 @@ def test_index_that_changes_the_width_inside_a_block_hands_each_instance_its_inp
     assert "*[nn.Conv2d(8 + (index - 1), 8 + index, kernel_size=1) for index in range(1, n)]" in net.source
     assert net.graph.nodes["t"].shape == (5, 32, 32) and net.graph.nodes["t"].body.nodes["u"].shape == (11, 32, 32)
     assert_emitted_equals_inferred(net, batch=1)
+
+
+# ---------------------------------------------------------------- blocks with several outputs
+
+SEVERAL = ROOT / "tests" / "specs" / "several_outputs.yaml"
+
+
+def test_a_block_with_several_outputs_emits_what_check_infers():
+    net = archcompiler.compile(SEVERAL)
+    assert_emitted_equals_inferred(net, batch=2)
+    assert "c3, c4, x = self.body(x)  # (B, 32, 16, 16), (B, 64, 8, 8), (B, 128, 4, 4)" in net.source
+    assert "p3, p4, x = self.neck(c3, c4, x)" in net.source
+    assert "-> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:" in net.source
+    assert "lat5 = self.lat5(c5)  # (B, out, H_c5, W_c5)" in net.source  # sized by a named input: relative to it
+
+
+def test_several_outputs_inside_a_block_with_variants_and_optional_nodes():
+    """A block with several outputs used inside another block, whose instances differ in an
+    optional node: one class for the outer block, its tuple unpacked where it is used."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: nested
+        input: [8, 16, 16]
+        blocks:
+          two:
+            params: {s: {type: integer, default: 1}, extra: {type: boolean, default: false}}
+            nodes:
+              a: {type: conv, out: 8, kernel: 3, stride: $s, padding: 1}
+              b: {type: conv, out: 4, kernel: 1, in: input, stride: $s}
+              c: {type: activation, fn: relu, in: b, when: $extra}
+            output: [a, c]
+          stage:
+            params: {extra: {type: boolean, default: false}}
+            nodes:
+              t: {type: two, s: 2, extra: $extra, outputs: [hi, lo]}
+              cat: {type: concat, in: [hi, lo]}
+        nodes:
+          s1: {type: stage}
+          s2: {type: stage, extra: true}
+          pool: {type: global_avgpool}
+    """))
+    assert net.graph.nodes["s1"].body.nodes["t"].meta["shapes"] == [(8, 8, 8), (4, 8, 8)]
+    assert "hi, x = self.t(x)  # (B, 8, H/2, W/2), (B, 4, H/2, W/2)" in net.source and net.source.count("class Two(") == 1
+    assert "self.c = nn.ReLU() if extra else None" in net.source and "return a, x" in net.source  # c absent: b stands in
+    assert_emitted_equals_inferred(net, batch=2)
+
+
+def test_an_unread_output_is_a_warning_and_a_block_output_may_stand_in_for_an_absent_node():
+    text = spec("""
+        archc: 1
+        name: unread
+        input: [8, 16, 16]
+        blocks:
+          two:
+            params: {extra: {type: boolean, default: false}}
+            nodes:
+              a: {type: conv, out: 8, kernel: 1}
+              b: {type: activation, fn: relu, in: input, when: $extra}
+            output: [a, b]
+        nodes:
+          t: {type: two, outputs: [hi, lo]}
+          pool: {type: global_avgpool, in: hi}
+    """)
+    result = check_text(text)
+    assert result.ok
+    assert [d.message for d in result.diagnostics] == ["output 'lo' of node 't' is never used: nothing reads it"]
+    net = archcompiler.compile(text)
+    assert net.graph.nodes["t"].meta["shapes"] == [(8, 16, 16), (8, 16, 16)]  # b absent: its input stands in
+    assert "return x, x" not in net.source
+    assert_emitted_equals_inferred(net, batch=1)

@@ -28,6 +28,7 @@ from tests.test_render import parse_dot
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "attn_reduction.yaml"
 UNET = ROOT / "specs" / "examples" / "unet.yaml"
+SEVERAL = ROOT / "tests" / "specs" / "several_outputs.yaml"  # blocks with several outputs
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,8 @@ def pages(tmp_path_factory):
     out = {}
     for name, spec, options in (("attn", SPEC, {}), ("block", None, {"block": "soft_attention"}),
                                 ("mobilenet", ROOT / "specs" / "examples" / "mobilenet_v2.yaml", {}),
-                                ("unet", UNET, {}), ("unet_up", UNET, {"block": "up"})):
+                                ("unet", UNET, {}), ("unet_up", UNET, {"block": "up"}),
+                                ("several", SEVERAL, {}), ("several_fpn", SEVERAL, {"block": "fpn"})):
         out[name] = folder / f"{name}.html"
         render(str(spec) if spec else None, str(out[name]), **options)
     return out
@@ -310,4 +312,26 @@ def test_named_inputs_are_drawn_as_the_svg_figures_draw_them(driver, pages):
     mine = parse_dot(driver.execute_script("return archcViewer.dotText()"))
     ours = parse_dot(to_dot(body, registry))
     assert mine[0] == ours[0] and sorted(mine[2]) == sorted(ours[2]) and "skip" in mine[0]
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+@pytest.mark.parametrize("expand", [False, True])
+def test_several_outputs_are_drawn_as_the_svg_figures_draw_them(driver, pages, expand):
+    """Each output of a block is a node of its own, fed from the block (or, opened, from the
+    body node that computes it); a block drawn alone sends each of its outputs to `output`."""
+    net = check_file(str(SEVERAL))
+    browser.open_page(driver, pages["several"])
+    if expand:
+        driver.execute_script("document.getElementById('expand-all').click()")
+    mine = parse_dot(driver.execute_script("return archcViewer.dotText()"))
+    ours = parse_dot(to_dot(net.graph, net.registry, expand=expand))
+    assert mine[0] == ours[0] and sorted(mine[2]) == sorted(ours[2])
+    assert ("neck.p4" if expand else "neck", "p4", "8 x 8 x 32", False) in ours[2]
+    browser.open_page(driver, pages["several_fpn"])
+    body, registry, _ = block_graph("fpn", net)
+    mine = parse_dot(driver.execute_script("return archcViewer.dotText()"))
+    ours = parse_dot(to_dot(body, registry))
+    assert mine[0] == ours[0] and sorted(mine[2]) == sorted(ours[2])
+    assert {e for e in ours[2] if e[1] == "@output"} == {("p3", "@output", "p3: 16 x 16 x 32", False), ("p4", "@output", "p4: 8 x 8 x 32", False),
+                                                         ("p5", "@output", "p5: 4 x 4 x 32", False)}
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []

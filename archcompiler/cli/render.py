@@ -112,6 +112,10 @@ def block_graph(name: str, result: CheckResult | None, input_shape=None, params=
     data = {"archc": 1, "name": "figure", "input": list(shape), "nodes": {**feeds, node: call}}
     if isinstance(given.get("outputs"), list) and given["outputs"] and name == "split":  # a split ends in its parts
         data["output"] = given["outputs"][-1]
+    several = getattr(registry.get(name), "outputs", [None])
+    if len(several) > 1:  # a block with several outputs: its use names them (drawn from the body, which returns them all)
+        call["outputs"] = [f"{o}_out" for o in several]
+        data["output"] = call["outputs"][0]
     if result is not None and result.data.get("defaults"):  # drawn as the spec builds it
         data["defaults"] = result.data["defaults"]
     # The spec's own blocks come in through its registry, defined where it defines them: an

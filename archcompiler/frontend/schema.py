@@ -187,6 +187,9 @@ def _items_substituted(frag: dict) -> dict:
 
 def _editor_case(block) -> dict:
     props = {"type": {"const": block.name}, "in": True, "repeat": True, "first": True, "when": True, "otherwise": True}
+    if block.is_composite and len(block.outputs) > 1:
+        props["outputs"] = {"type": "array", "items": {"$ref": "#/$defs/identifier"}, "minItems": len(block.outputs), "maxItems": len(block.outputs),
+                            "description": f"names for its outputs ({', '.join(block.outputs)}), in that order"}
     for k, frag in block.param_schema()["properties"].items():
         props[k] = {"anyOf": [_items_substituted(frag), {"$ref": "#/$defs/substitution"}]}
         if "description" in frag:

@@ -86,6 +86,15 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     failed_parts: set[str] = set()
     multi: dict[str, list] = {}  # composites with several outputs -> the names of their parts
     for node_name, raw in spec_nodes.items():
+        if node_name not in scope.broken and _several_outputs(raw, scope):  # the composite, then a node per output
+            built = _build_multi(node_name, raw, previous, spec_nodes, nodes, scope)
+            if built is None:
+                failed_parts.update(p for p in raw.get("outputs") or [] if isinstance(p, str))
+                ok = False
+            else:
+                multi[node_name] = built
+            previous = node_name
+            continue
         if node_name not in scope.broken and "when" in raw:
             present = _present(node_name, raw, previous, scope)
             if present is None:
@@ -99,15 +108,6 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
                     absent[node_name] = INPUT  # reported; its readers are not blamed for what it reads
                 previous = node_name
                 continue
-        if node_name not in scope.broken and _several_outputs(raw, scope):  # the composite, then a node per output
-            built = _build_multi(node_name, raw, previous, spec_nodes, nodes, scope)
-            if built is None:
-                failed_parts.update(p for p in raw.get("outputs") or [] if isinstance(p, str))
-                ok = False
-            else:
-                multi[node_name] = built
-            previous = node_name
-            continue
         if node_name not in scope.broken and _is_split(raw):  # one node per named part
             parts = _split_parts(node_name, raw, spec_nodes, nodes, scope)
             for part in parts or []:
@@ -228,13 +228,15 @@ def _checks_as_written(name: str, raw: dict, previous: str, spec_nodes: dict, ex
 def _several_outputs(raw: dict, scope: Scope) -> bool:
     """A use of a composite block with several outputs (`output: [a, b]` in its definition)."""
     block = scope.registry.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
-    return block is not None and block.is_composite and not getattr(block, "broken", False) and len(block.outputs) > 1
+    return block is not None and block.is_composite and len(block.outputs) > 1
 
 
 def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: dict, scope: Scope) -> list | None:
     """A use of a block with several outputs: the composite node, then one `part` node per
     output, named by the use's `outputs: [a, b]` as a split names its parts. None after an error."""
     block = scope.registry.get(raw["type"])
+    if block.broken:
+        return None  # its definition's errors are reported where it is defined; its outputs' readers are not blamed
     here = ("nodes", name)
     count = len(block.outputs)
     listed = ", ".join(block.outputs)
@@ -252,8 +254,8 @@ def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: d
         return None
     ok = True
     for i, part in enumerate(parts):
-        taken = ("a node" if part in spec_nodes or part in nodes else "reserved" if reserved_name(part) or "$" in part
-                 else "named twice" if part in parts[:i] else None)
+        taken = ("named twice" if part in parts[:i] else "a node" if part in spec_nodes or part in nodes
+                 else "reserved" if reserved_name(part) or "$" in part else None)
         if taken or not part.isidentifier():
             what = taken or "not a Python identifier"
             scope.error("E212", f"node '{name}' names an output '{part}', which is {what}; choose another", scope.span(*here, "outputs", i))
@@ -562,8 +564,8 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
         for i, ref in enumerate(node.inputs):
             rel = ("nodes", written, "in") + ((i,) if isinstance(raw_in, list) else ())
             if ref in splits:
-                what = "a split" if ref not in graph.nodes else "a block with several outputs"
-                scope.error("E300", f"node '{node.name}' reads '{ref}', {what}: read one of its parts ({', '.join(splits[ref])})", scope.span(*rel))
+                what = "a split: read one of its parts" if ref not in graph.nodes else "a block with several outputs: read one of them"
+                scope.error("E300", f"node '{node.name}' reads '{ref}', {what} ({', '.join(splits[ref])})", scope.span(*rel))
                 ok = False
             elif ref not in known:
                 scope.error("E300", f"node '{node.name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*rel))
@@ -591,9 +593,9 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
     for i, (output, raw_output) in enumerate(zip(graph.results, graph.raw_outputs or [graph.raw_output])):
         at = ("output", i) if several else ("output",)
         if output in splits:
-            what = "a split" if output not in graph.nodes else "a block with several outputs"
+            what = "a split: name one of its parts" if output not in graph.nodes else "a block with several outputs: name one of them"
             written = "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path))
-            scope.error("E302", f"the output '{output}' is {what}: name one of its parts ({', '.join(splits[output])})",
+            scope.error("E302", f"the output '{output}' is {what} ({', '.join(splits[output])})",
                         scope.span(*at) if written else scope.span("nodes", output, key=True))
             ok = False
         elif output == INPUT and raw_output not in (None, INPUT):

@@ -87,6 +87,10 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
             diags.error("E211", f"parameter '{pname}' of block '{block.name}' would hide {what} '{pname}' in the emitted constructor; rename it",
                         block.doc.span(block.path + ("params", pname), key=True))
             sound = False
+    if len(block.outputs) > 1 and "outputs" in block.params:  # a use's `outputs:` names its outputs
+        diags.error("E211", f"parameter 'outputs' of block '{block.name}' has the name of the key that names the block's outputs where it is used; rename it",
+                    block.doc.span(block.path + ("params", "outputs"), key=True))
+        sound = False
     for i, n in enumerate(block.extra_inputs):
         clash = "node" if n in block.nodes else "parameter" if n in block.params else None
         bound = [v for v in block.builtin_vars[len(BUILTIN_VARS):] if v.startswith(f"{n}_") and v in block.params]

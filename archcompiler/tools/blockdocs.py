@@ -59,7 +59,8 @@ def render() -> str:
                 out.append("")
             if b.is_composite:
                 body = ", ".join(f"`{n}` ({spec['type']})" for n, spec in b.nodes.items())
-                out += [f"Body: {body}; output `{b.output}`.", ""]
+                outs = ", ".join(f"`{o}`" for o in b.outputs)
+                out += [f"Body: {body}; output{'s' if len(b.outputs) > 1 else ''} {outs}.", ""]
     return "\n".join(out)
 
 

@@ -43,6 +43,9 @@ ZOO = {
 # rest of the zoo together. The others run in under 3 s each since torch 2.14.
 SLOW: set[str] = {"vgg11_bn"}
 HAND_WRITTEN = {"unet": "tests/unet_reference.py"}  # no torchvision model: a plain PyTorch module
+# Specs whose features, not their classifier head, are torchvision's: the files of its modules
+# (tests/test_zoo.py compares every level of the feature pyramid).
+FEATURES = {"resnet18_fpn": ("models/detection/backbone_utils.py", "ops/feature_pyramid_network.py")}
 
 
 def yaml_lines(path: Path) -> int:
@@ -74,17 +77,21 @@ def torchvision_root() -> Path | None:
 def table() -> str:
     tv = torchvision_root()
     rows = ["| model | YAML lines | reference (code lines) | params | FLOPs (forward, at its input) | outputs equal |", "|---|---|---|---|---|---|"]
-    for name in [*ZOO, *HAND_WRITTEN]:
+    for name in [*ZOO, *FEATURES, *HAND_WRITTEN]:
         path = ROOT / "specs" / "examples" / f"{name}.yaml"
         result = check_file(str(path))
         if name in ZOO:
             ref = ZOO[name][2]
             where = f"torchvision {ref} ({code_lines(tv / ref)})" if tv is not None else f"torchvision {ref}"
+        elif name in FEATURES:
+            refs = FEATURES[name]
+            lines = f" ({sum(code_lines(tv / r) for r in refs)})" if tv is not None else ""
+            where = f"torchvision {' + '.join(refs)}{lines}"
         else:
             ref = HAND_WRITTEN[name]
             where = f"{ref} ({code_lines(ROOT / ref)})"
         c, h, w = result.input_shape
-        equal = "yes (`make test-all`)" if name in SLOW else "yes"
+        equal = "yes (`make test-all`)" if name in SLOW else "yes, each FPN level (its head is archc's)" if name in FEATURES else "yes"
         rows.append(f"| `{name}` | {yaml_lines(path)} | {where} | {result.totals['params']:,} | {fmt_flops(result.totals['flops'])} at {c}x{h}x{w} | {equal} |")
     return "\n".join(rows)
 
