@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_SPECS = ["no_attention", "attn_simple", "attn_reduction", "no_attention_extra"]
 ALL_SPECS = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.yaml"), *ROOT.glob("specs/examples/*.yaml")])
+TEST_SPECS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("tests/specs/*.yaml"))  # small specs of features the zoo shows at full size
 # The zoo's models of over 5 GFLOPs at their input size. Each but vgg11_bn (archcompiler.tools.zoo.SLOW)
 # is checked against torchvision (or its hand-written reference) in `make test`; the per-spec
 # checks that run them again at full size (memory against autograd, a second input size, SVG

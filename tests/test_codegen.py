@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import archcompiler
-from tests.conftest import ALL_SPECS, PAPER_SPECS, spec_path
+from tests.conftest import ALL_SPECS, TEST_SPECS, PAPER_SPECS, spec_path
 
 
 def _compiled(path):
@@ -42,7 +42,7 @@ def test_source_reads_like_hand_written_code():
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff")), reason="ruff not installed")
-@pytest.mark.parametrize("path", ALL_SPECS)
+@pytest.mark.parametrize("path", ALL_SPECS + TEST_SPECS)
 def test_emitted_source_is_lint_clean_and_formatted(path, tmp_path):
     assert_ruff_clean(_compiled(path).source, tmp_path)
 

@@ -1410,3 +1410,33 @@ def test_an_unread_output_is_a_warning_and_a_block_output_may_stand_in_for_an_ab
     assert net.graph.nodes["t"].meta["shapes"] == [(8, 16, 16), (8, 16, 16)]  # b absent: its input stands in
     assert "return x, x" not in net.source
     assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_parameter_typed_as_a_pair_is_checked_at_each_use_and_emitted_as_a_tuple():
+    """`type: array` with `items`, `minItems` and `maxItems`: Inception's factorised 1x7 and
+    7x1 convolutions as one block, whose kernel is a pair checked where it is given."""
+    block = """
+        archc: 1
+        name: pairs
+        input: [8, 16, 16]
+        blocks:
+          sep:
+            params:
+              k: {type: array, items: {type: integer, minimum: 1}, minItems: 2, maxItems: 2, default: [1, 7]}
+              pad: {oneOf: [{type: integer, minimum: 0}, {type: array, items: {type: integer, minimum: 0}, minItems: 2, maxItems: 2}], default: 0}
+            nodes:
+              a: {type: conv, out: 8, kernel: $k, padding: $pad}
+        nodes:
+          {}
+    """
+    net = archcompiler.compile(spec(block.replace("{}", "t: {type: sep, pad: [0, 3]}\n          u: {type: sep, k: [7, 1], pad: [3, 0]}")))
+    assert [net.graph.nodes[n].shape for n in "tu"] == [(8, 16, 16), (8, 16, 16)]
+    assert "def __init__(self, in_channels: int, k: tuple[int, int] = (1, 7), pad: int | tuple[int, int] = 0):" in net.source
+    assert "self.u = Sep(8, k=(7, 1), pad=(3, 0))" in net.source
+    assert_emitted_equals_inferred(net, batch=1)
+    bad = check_text(spec(block.replace("{}", "t: {type: sep, k: 3}\n          u: {type: sep, k: [7, 0]}\n          v: {type: sep, k: [7, 1, 1]}")))
+    assert [(d.code, d.span.line, d.message) for d in bad.diagnostics] == [
+        ("E102", 12, "'k' in node 't' must be a list, got 3"),
+        ("E103", 13, "'k' in node 'u' must be at least 1, got 0"),
+        ("E103", 14, "'k' in node 'v' must list exactly 2 values, got 3"),
+    ]

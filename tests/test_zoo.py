@@ -171,6 +171,26 @@ def test_resnet18_fpn_levels_equal_torchvisions():
     assert flops == net.graph.nodes["body"].meta["flops"] + net.graph.nodes["fpn"].meta["flops"]
 
 
+@pytest.mark.parametrize("width_mult", [0.35, 0.5, 0.75, 1.0, 1.3, 1.4])
+def test_width_rules_in_arithmetic_equal_torchvisions_make_divisible(width_mult):
+    """MobileNetV2's widths, _make_divisible(c * width_mult, 8) with its "add a divisor if
+    rounding lost more than 10%" rule, are computed inside the spec's blocks (int() and a
+    conditional value): every multiplier torchvision documents gives its parameter count,
+    and at 0.35 its outputs."""
+    text = (ROOT / "tests" / "specs" / "mobilenet_v2_width.yaml").read_text()
+    net = archcompiler.compile(text.replace("wm: 1.0}", f"wm: {width_mult}}}"))
+    theirs = tv.models.mobilenet_v2(width_mult=width_mult)
+    assert net.totals["params"] == sum(p.numel() for p in theirs.parameters())
+    if width_mult == 0.35:
+        theirs, ours = lively(theirs), net.module(seed=0).eval()
+        load(ours, theirs)
+        x = torch.randn(1, 3, *SIZES[0], generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            a, b = ours(x), theirs(x)
+        assert b.std() > 1e-3
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
 def test_readme_zoo_table_is_current():
     """The README's table is what `python -m archcompiler.tools.zoo` prints now."""
     assert table() in (ROOT / "README.md").read_text(encoding="utf-8"), "run python -m archcompiler.tools.zoo and paste it into README.md"

@@ -535,10 +535,11 @@ def _composite_call(child: _Class, node: Node) -> str:
     given = node.meta["given"]
     parts = []
     for p in child.params:
+        value = tuple(args[p]) if isinstance(args[p], list) else args[p]  # a list of the spec goes as a tuple, as its default does
         if p in child.block.builtin_vars:
-            parts.append(literal(args[p]))
+            parts.append(literal(value))
         elif p in given or not _literal_default(child.block.params[p]):
-            parts.append(f"{p}={literal(args[p])}")
+            parts.append(f"{p}={literal(value)}")
     return f"\x03{child.id}\x04({', '.join(parts)})"
 
 
@@ -547,14 +548,24 @@ def _literal_default(decl: dict) -> bool:
     return "default" in decl and not (isinstance(d, str) and "$" in d)
 
 
+def _annotation(decl: dict) -> str:
+    """A declared type as Python writes it; an array as a tuple (`tuple[int, int]` for a pair),
+    which is how the emitted code passes a list of the spec."""
+    if decl.get("type") != "array":
+        return PY_TYPES[decl["type"]]
+    item = _annotation(decl["items"]) if isinstance(decl.get("items"), dict) and "type" in decl["items"] else "object"
+    n = decl.get("minItems")
+    return f"tuple[{', '.join([item] * n)}]" if n is not None and n == decl.get("maxItems") and 1 <= n <= 4 else f"tuple[{item}, ...]"
+
+
 def _param_sig(name: str, block) -> str:
     decl = block.params.get(name, {})
     if name in block.builtin_vars:
         return f"{name}: int"
     if "type" in decl:
-        ann = PY_TYPES[decl["type"]]
+        ann = _annotation(decl)
     elif "oneOf" in decl or "enum" in decl:
-        kinds = {PY_TYPES.get(o.get("type"), "str") for o in decl.get("oneOf", [])} or {"str"}
+        kinds = {_annotation(o) if "type" in o else "str" for o in decl.get("oneOf", [])} or {"str"}
         ann = " | ".join(sorted(kinds))
     else:
         ann = None
@@ -584,7 +595,95 @@ def wrap(code: str, indent: int, comment: str = "") -> list[str]:
     one_line = pad + "    " + ", ".join(args)
     if not code.startswith("def ") and len(one_line) <= LINE_LENGTH:
         return [pad + head, one_line, pad + tail + comment]
-    return [pad + head, *(f"{pad}    {a}," for a in args), pad + tail + comment]
+    return [pad + head, *(line for a in args for line in _argument(a, indent + 4)), pad + tail + comment]
+
+
+def _argument(arg: str, indent: int, comma: str = ",") -> list[str]:
+    """One argument of a call laid out one per line, as ruff format writes it when the line
+    is too long: a call is split in turn, a list comprehension (`*[Block(...) for _ in
+    range(n)]`) before its `for`, and an expression before its outermost operators: a
+    conditional before `if` and `else`, then `+` and `-`, then `*`, `//` and `/`."""
+    pad = " " * indent
+    if len(pad) + len(arg) + len(comma) <= LINE_LENGTH:
+        return [f"{pad}{arg}{comma}"]
+    open_at, _ = _outer_call(arg)
+    if open_at is not None and re.fullmatch(r"[\w.]+(=[\w.]+)?", arg[:open_at]):
+        lines = wrap(arg, indent)
+        return lines[:-1] + [lines[-1] + comma]
+    star = "*" if arg.startswith("*[") else ""
+    if arg.startswith(("[", "*[")) and arg.endswith("]") and (fors := _top_level(arg[len(star) + 1 : -1], " for ")):
+        inner = arg[len(star) + 1 : -1]
+        element, clause = inner[: fors[0]], inner[fors[0] + 1 :]
+        return [f"{pad}{star}[", *_argument(element, indent + 4, ""), f"{pad}    {clause}", f"{pad}]{comma}"]
+    lines = [pad + piece for piece in _operator_pieces(arg, LINE_LENGTH - indent - len(comma))]
+    return lines[:-1] + [lines[-1] + comma]
+
+
+def _operator_pieces(expr: str, width: int) -> list[str]:
+    """`expr` broken before its outermost operators until each piece fits `width` (or no
+    operator is left): `a if c else b` into "a", "if c", "else b"; `a + b` into "a", "+ b"."""
+    if len(expr) <= width:
+        return [expr]
+    word, rest = expr.split(" ", 1) if expr.startswith(("if ", "else ")) else ("", expr)
+    lead = f"{word} " if word else ""
+    for split in (_conditional_pieces, _split_terms, _split_factors):
+        pieces = split(rest)
+        if len(pieces) > 1:
+            pieces[0] = lead + pieces[0]
+            return [q for piece in pieces for q in _operator_pieces(piece, width)]
+    return [expr]
+
+
+def _conditional_pieces(expr: str) -> list[str]:
+    """`a if c else b` as ["a", "if c", "else b"] where the conditional is outermost (a nested
+    one in `b` is split too, as ruff format chains them); [expr] otherwise."""
+    at_if = _top_level(expr, " if ")
+    if not at_if:
+        return [expr]
+    i = at_if[0]
+    at_else = [j for j in _top_level(expr, " else ") if j > i]
+    if not at_else:
+        return [expr]
+    j = at_else[0]
+    rest = _conditional_pieces(expr[j + 6:])
+    return [expr[:i], "if " + expr[i + 4:j], "else " + rest[0], *rest[1:]]
+
+
+def _split_terms(expr: str) -> list[str]:
+    """`a + b - c` as ["a", "+ b", "- c"] at its outermost level."""
+    return _split_at(expr, (" + ", " - "))
+
+
+def _split_factors(expr: str) -> list[str]:
+    return _split_at(expr, (" * ", " // ", " / "))
+
+
+def _split_at(expr: str, tokens: tuple) -> list[str]:
+    cuts = sorted(c for t in tokens for c in _top_level(expr, t))
+    if not cuts:
+        return [expr]
+    out, start = [expr[: cuts[0]]], cuts[0]
+    for c in cuts[1:] + [len(expr)]:
+        out.append(expr[start + 1 : c])
+        start = c
+    return out
+
+
+def _top_level(expr: str, token: str) -> list[int]:
+    """Where `token` occurs in `expr` outside brackets and strings."""
+    depth, quote, out = 0, None, []
+    for i, ch in enumerate(expr):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and expr.startswith(token, i):
+            out.append(i)
+    return out
 
 
 def _parenthesized(code: str, indent: int, comment: str) -> list[str]:
@@ -672,6 +771,9 @@ def _shape_comment(shape: tuple, in_shape: tuple | None, symbolic: bool = False)
     return _comment(_shape_parts(shape, in_shape, symbolic))
 
 
+MAX_COMMENT_EXPR = 40  # a channel count in a shape comment: longer expressions are C'
+
+
 def _shape_parts(shape: tuple, in_shape: tuple | None, symbolic: bool, others: tuple = ()) -> tuple:
     """A shape comment's parts after B: (C,) or (C, H, W), in a block relative to its input,
     or to the named input (`others`: (name, shape) pairs) it is sized by: H_skip, H_c5/2."""
@@ -680,6 +782,8 @@ def _shape_parts(shape: tuple, in_shape: tuple | None, symbolic: bool, others: t
     c, h, w = shape
     if not symbolic:
         return (f"{c}", f"{value_of(h)}", f"{value_of(w)}")
+    if len(f"{c}") > MAX_COMMENT_EXPR:  # a width rule (torchvision's _make_divisible) is read where it is computed
+        c = "C'"
     return (f"{c}", _rel(h, in_shape[1], "H", [(n, s[1]) for n, s in others if len(s) == 3]),
             _rel(w, in_shape[2], "W", [(n, s[2]) for n, s in others if len(s) == 3]))
 

@@ -56,7 +56,10 @@ PARAM_DECL = {
     "type": "object",
     "description": "A composite block parameter: a small JSON Schema fragment.",
     "properties": {
-        "type": {"enum": ["integer", "number", "string", "boolean"]},
+        "type": {"enum": ["integer", "number", "string", "boolean", "array"]},
+        "items": {"$ref": "#/$defs/param", "description": "with type: array, what each item is (a pair: {type: integer, minimum: 1})"},
+        "minItems": {"type": "integer", "minimum": 0},
+        "maxItems": {"type": "integer", "minimum": 0},
         "default": {},
         "minimum": {"type": "number"},
         "maximum": {"type": "number"},
@@ -124,8 +127,8 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
                 "nodes": {"$ref": "#/$defs/nodes"},
                 "output": {
                     "description": "the output node (default: the last node), or a list of several (a use names them: outputs: [a, b])",
-                    "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 2, "maxItems": MAX_OUTPUTS, "uniqueItems": True}],
-                    "x-expected": f"a node name, or a list of 2 to {MAX_OUTPUTS} distinct node names",
+                    "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 2, "maxItems": MAX_OUTPUTS}],
+                    "x-expected": f"a node name, or a list of 2 to {MAX_OUTPUTS} node names",
                 },
                 "example": {
                     "type": "object",

@@ -171,6 +171,10 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     if "first" in raw and "repeat" not in raw:
         scope.error("E209", f"'first' gives the first instance of a repeated node its own parameters, but node '{name}' has no 'repeat'", scope.span(*here, "first", key=True))
         return None
+    if "outputs" in raw and "outputs" not in block.param_schema()["properties"]:  # a split's parts, a block's several outputs
+        scope.error("E212", f"'{type_name}' returns one output, but node '{name}' names outputs: 'outputs' names the outputs of a block "
+                    f"that returns several (output: [a, b] in its definition), or a split's parts", scope.span(*here, "outputs", key=True))
+        return None
     if "otherwise" in raw and "when" not in raw:
         scope.error("E210", f"'otherwise' names the stand-in of an optional node, but node '{name}' has no 'when'", scope.span(*here, "otherwise", key=True))
         return None
@@ -254,8 +258,8 @@ def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: d
         return None
     ok = True
     for i, part in enumerate(parts):
-        taken = ("named twice" if part in parts[:i] else "a node" if part in spec_nodes or part in nodes
-                 else "reserved" if reserved_name(part) or "$" in part else None)
+        taken = ("named twice" if part in parts[:i] else "an input of the block" if part in nodes and nodes[part].kind == "input"
+                 else "a node" if part in spec_nodes or part in nodes else "reserved" if reserved_name(part) or "$" in part else None)
         if taken or not part.isidentifier():
             what = taken or "not a Python identifier"
             scope.error("E212", f"node '{name}' names an output '{part}', which is {what}; choose another", scope.span(*here, "outputs", i))
@@ -481,7 +485,9 @@ def _expression(k: str, v: str, rel: tuple, scope: Scope, symbolic: bool) -> tup
     try:
         tree = parse(v)
     except ExprError as e:
-        hint = "; in { } quote an expression that holds a comma, e.g. out: \"max($a, 8)\"" if v.count("(") > v.count(")") else ""
+        # YAML's { } cut an unquoted `max($a, 8)` at its comma: what is left never closes
+        cut = v.count("(") > v.count(")") and not _quoted(scope, rel)
+        hint = "; in { } quote an expression that holds a comma, e.g. out: \"max($a, 8)\"" if cut else ""
         scope.error_at("E208", f"bad expression in '{k}': {e}{hint}", char_span(scope, rel, e.offset))
         return False, v
     if scope.env is not None:
@@ -510,6 +516,14 @@ def _expression(k: str, v: str, rel: tuple, scope: Scope, symbolic: bool) -> tup
     else:
         scope.error("E206", f"'{v}' substitutes a block parameter, but node '{here[1]}' is not inside a block definition", char_span(scope, rel, at))
     return False, v
+
+
+def _quoted(scope: Scope, rel: tuple) -> bool:
+    """Whether the value at `rel` is written in quotes."""
+    span = scope.span(*rel)
+    lines = scope.doc.text.splitlines() if scope.doc.text else []
+    line = lines[span.line - 1] if 0 < span.line <= len(lines) else ""
+    return span.column - 1 < len(line) and line[span.column - 1] in "\"'"
 
 
 def char_span(scope: Scope, rel: tuple, offset: int) -> Span:
@@ -592,7 +606,10 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
     several = bool(graph.outputs)
     for i, (output, raw_output) in enumerate(zip(graph.results, graph.raw_outputs or [graph.raw_output])):
         at = ("output", i) if several else ("output",)
-        if output in splits:
+        if several and raw_output in graph.raw_outputs[:i]:
+            scope.error("E302", f"the output '{raw_output}' is listed twice; a block returns each node once", scope.span(*at))
+            ok = False
+        elif output in splits:
             what = "a split: name one of its parts" if output not in graph.nodes else "a block with several outputs: name one of them"
             written = "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path))
             scope.error("E302", f"the output '{output}' is {what} ({', '.join(splits[output])})",
