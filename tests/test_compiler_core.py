@@ -1440,3 +1440,141 @@ def test_a_parameter_typed_as_a_pair_is_checked_at_each_use_and_emitted_as_a_tup
         ("E103", 13, "'k' in node 'u' must be at least 1, got 0"),
         ("E103", 14, "'k' in node 'v' must list exactly 2 values, got 3"),
     ]
+
+
+def test_a_conditional_offset_of_mul_is_bracketed():
+    """`(o if o > 0 else 1 + x) * x` would read as a choice of `1 + x`: the value is bracketed."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: mul_offset
+        input: [4, 8, 8]
+        blocks:
+          gate:
+            params: {o: {type: number, default: 2}}
+            nodes:
+              m: {type: mul, in: [input, input], offset: "$o if $o > 0 else 1"}
+        nodes:
+          g: {type: gate}
+    """))
+    assert "((self.o if self.o > 0 else 1) + x) * x" in net.source
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(net.module(seed=0)(x), (x + 2) * x)
+
+
+@pytest.mark.parametrize("value", ["int($a * {big} * 0)", "round($a * {big} * 0)", "$a * {big} * 0", "1 / ($a * {big})"])
+def test_a_value_that_overflows_to_infinity_or_nan_is_refused(value):
+    """Decimals past 1e308 become inf (and inf * 0 NaN) without an OverflowError: each is
+    E208 where it is computed, not a NaN dropout rate or an `inf` name in the emitted code."""
+    big = " * ".join(["1000000000000000000000000000.0"] * 12)
+    result = check_text(spec(f"""
+        archc: 1
+        name: nan
+        input: [4, 8, 8]
+        blocks:
+          b:
+            params: {{a: {{type: number, default: 2}}}}
+            nodes:
+              d: {{type: dropout, p: "{value.format(big=big)}"}}
+        nodes:
+          x1: {{type: b}}
+    """))
+    assert [d.code for d in result.diagnostics] == ["E208"]
+    assert "not a finite number" in result.diagnostics[0].message or "too large" in result.diagnostics[0].message
+
+
+def test_outputs_named_l_o_i_get_variables_pycodestyle_accepts(tmp_path):
+    from tests.test_codegen import assert_ruff_clean
+
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: ambiguous
+        input: [4, 8, 8]
+        blocks:
+          three:
+            nodes:
+              a: {type: conv, out: 4, kernel: 1}
+              b: {type: conv, out: 4, kernel: 1, in: input}
+              c: {type: conv, out: 4, kernel: 1, in: input}
+            output: [a, b, c]
+        nodes:
+          t: {type: three, outputs: [l, O, I]}
+          s: {type: add, in: [l, O, I]}
+    """))
+    assert "l_2, O_2, x = self.t(x)" in net.source
+    assert_ruff_clean(net.source, tmp_path)
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_switched_off_node_may_read_a_blocks_output_and_a_reserved_use_does_not_cascade():
+    pair = """
+        archc: 1
+        name: off
+        input: [4, 8, 8]
+        blocks:
+          pair:
+            nodes:
+              a: {type: conv, out: 8, kernel: 1}
+              b: {type: conv, out: 8, kernel: 1, in: input}
+            output: [a, b]
+        nodes:
+    """
+    ok = check_text(spec(pair + "      u: {type: pair, outputs: [m, n]}\n          t: {type: conv, kernel: 1, in: m, when: false}\n          c: {type: add, in: [m, n]}\n"))
+    assert ok.ok, [d.concise() for d in ok.diagnostics]
+    bad = check_text(spec(pair + "      x: {type: pair, outputs: [m, n]}\n          c: {type: add, in: [m, n]}\n"))
+    assert [d.code for d in bad.diagnostics] == ["E105"]  # the name x is reserved; m and n are not then 'not defined'
+
+
+def test_block_outputs_drawn_alone_are_labelled_with_their_names_where_a_stand_in_computes_them():
+    from archcompiler.backends.dot import to_dot
+    from archcompiler.cli.render import block_graph
+    from tests.test_render import parse_dot
+
+    result = check_text(spec("""
+        archc: 1
+        name: stand_in
+        input: [4, 8, 8]
+        blocks:
+          pair:
+            params: {f: {type: boolean, default: false}}
+            nodes:
+              a: {type: conv, out: 8, kernel: 1}
+              b: {type: activation, fn: relu, when: $f}
+            output: [a, b]
+        nodes:
+          u: {type: pair, outputs: [m, n]}
+          c: {type: add, in: [m, n]}
+    """))
+    body, registry, _ = block_graph("pair", result)
+    _, _, edges = parse_dot(to_dot(body, registry))
+    assert sorted(e for e in edges if e[1] == "@output") == [("a", "@output", "a: 8 x 8 x 8", False), ("a", "@output", "b: 8 x 8 x 8", False)]
+
+
+def test_memory_holds_an_input_a_block_passes_through_as_an_output():
+    """`keep, x = self.p(x)` where `keep` is the block's input passed through (its optional
+    node is absent): the value stays alive in `keep` after `x` moves on."""
+    from archcompiler.passes.memory import predict
+
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: mem
+        input: [3, 32, 32]
+        blocks:
+          pick:
+            params: {f: {type: boolean, default: false}}
+            nodes:
+              a: {type: conv, out: 64, kernel: 1, when: $f}
+              b: {type: conv, out: 64, kernel: 1, in: input}
+            output: [a, b]
+        nodes:
+          s: {type: conv, out: 64, kernel: 3, padding: 1}
+          p: {type: pick, outputs: [keep, small]}
+          c1: {type: conv, out: 64, kernel: 3, padding: 1, in: small}
+          c2: {type: conv, out: 64, kernel: 3, padding: 1}
+          sum: {type: add, in: [keep, c2]}
+          gp: {type: global_avgpool}
+    """))
+    assert "keep, x = self.p(x)" in net.source
+    m = predict(net.graph, net.result.registry, 8, "infer")
+    tensor = 8 * 64 * 32 * 32 * 4
+    assert m.peak_bytes - m.params_bytes >= 3 * tensor  # keep (s), x (b) and c1's output, at c1

@@ -88,8 +88,8 @@ def to_digraph(
         for param, r in item.node.refs.items():
             if r not in item.node.inputs:
                 dot.edge(_source(scopes, prefix, r), item.id, label=shape_label(g.nodes[r].shape, param), style="dashed")
-    for name in graph.results:  # a block drawn alone may have several
-        label = shape_label(graph.nodes[name].shape, name if graph.outputs else None)
+    for name, written in zip(graph.results, graph.raw_outputs or [None]):  # a block drawn alone may have several
+        label = shape_label(graph.nodes[name].shape, written)
         dot.edge(_source(scopes, (), name), OUTPUT, label=label)
 
     dot.attr("graph", label=_legend(title, families))

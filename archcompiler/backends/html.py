@@ -74,7 +74,8 @@ def model_data(graph: Graph, registry: Registry, *, title: str, totals: dict, so
         # a block's body drawn alone: its named inputs are terminals too
         "named_inputs": [{"name": n, "attrs": dot.terminal_attrs(n, graph.nodes[n].shape)} for n in graph.inputs[1:]],
         "output": {"attrs": dot.terminal_attrs("output"),
-                   "from": [{"from": o, "label": dot.shape_label(graph.nodes[o].shape, o if graph.outputs else None)} for o in graph.results]},
+                   "from": [{"from": o, "label": dot.shape_label(graph.nodes[o].shape, written)}
+                            for o, written in zip(graph.results, graph.raw_outputs or [None])]},
         "style": {
             "graph": dot.GRAPH_ATTRS,
             "node": dot.NODE_ATTRS,

@@ -470,11 +470,16 @@ def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
         lines += [(text, info) for text in _statement(code, 8)]
     args = ", ".join(f"{a}: torch.Tensor" for a in c.inputs)
     several = c.block is not None and len(c.block.outputs) > 1
-    returns = f"tuple[{', '.join(['torch.Tensor'] * len(c.block.outputs))}]" if several else "torch.Tensor"
+    n = len(c.block.outputs) if several else 1
+    returns = "torch.Tensor" if n == 1 else f"tuple[{', '.join(['torch.Tensor'] * n)}]" if n <= 4 else "tuple[torch.Tensor, ...]"
     lines += [("", None)] + [(text, None) for text in wrap(f"def forward(self, {args}) -> {returns}:", 4)]
     for code, node, parts in c.forward:
         comment = _comment(parts)
         info = LineInfo(c.name, node.name, node.span)
+        if parts and isinstance(parts[0], tuple) and len(code) + len(comment) + 12 > LINE_LENGTH:  # several outputs: a line each, above
+            targets = code.split(" = ", 1)[0].split(", ")
+            lines += [(f"        # {t}: {_comment(p)}", info) for t, p in zip(targets, parts)]
+            comment = ""
         lines += [(text, info) for text in _statement(code, 8, f"  # {comment}" if comment else "")]
     return lines
 
@@ -587,6 +592,10 @@ def wrap(code: str, indent: int, comment: str = "") -> list[str]:
     pad = " " * indent
     if len(pad) + len(code) + len(comment) <= LINE_LENGTH:
         return [pad + code + comment]
+    lhs, _, rhs = code.partition(" = ")
+    targets = re.fullmatch(r"[A-Za-z_]\w*(, [A-Za-z_]\w*)+", lhs)
+    if rhs and targets and len(pad) + len(lhs) + len(rhs.split("(")[0]) + 4 > LINE_LENGTH:  # the outputs a call unpacks into
+        return [pad + "(", *(f"{pad}    {t}," for t in lhs.split(", ")), f"{pad}) = {rhs}{comment}"]
     open_at, close_at = _def_parameters(code) if code.startswith("def ") else _outer_call(code)
     if open_at is None:
         return _parenthesized(code, indent, comment)

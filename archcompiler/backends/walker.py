@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from archcompiler.ir.graph import INPUT, Graph, Node, readers, topological_order
 
 INPUT_VAR = "x"
+AMBIGUOUS = ("l", "O", "I")  # names pycodestyle refuses for variables (E741): a node so named gets l_2
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Names:
 def walk(graph: Graph, reserved=()) -> Walk:
     order = [n for n in topological_order(graph) if n not in graph.inputs]
     later_readers = readers(graph)
-    names = Names(set(reserved) | {INPUT_VAR})
+    names = Names(set(reserved) | {INPUT_VAR, *AMBIGUOUS})
     var = {INPUT: INPUT_VAR}
     for n in graph.inputs[1:]:  # a composite's named inputs keep their names
         var[n] = names.take(n)

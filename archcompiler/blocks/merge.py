@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 
-from archcompiler.ir.expr import literal
+from archcompiler.ir.expr import ADD, Sym, literal
 from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError
 
 AXES = ("channels", "height", "width")
@@ -71,7 +71,8 @@ class Mul(Block):
         return broadcast("mul", ins, names)
 
     def torch_call(self, p, args, module, refs):
-        first = f"({literal(p['offset'])} + {args[0]})" if p["offset"] else args[0]
+        offset = p["offset"]._wrap(ADD) if isinstance(p["offset"], Sym) else literal(p["offset"])  # `(a if c else b) + x`
+        first = f"({offset} + {args[0]})" if p["offset"] else args[0]
         return " * ".join([first, *args[1:]])
 
     def label(self, p):

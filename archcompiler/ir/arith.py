@@ -35,6 +35,7 @@ the emitted code reads `nn.Conv2d(in_channels, 4 * width, ...)` rather than a nu
 """
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -218,7 +219,7 @@ def evaluate(node: Node, env: dict):
         return env[node.value]
     try:
         value = _arith(node, env)
-    except OverflowError:  # a decimal past 1e308, from huge parameter values
+    except (OverflowError, ValueError):  # a decimal past 1e308, from huge parameter values; int() of one
         raise ExprError("the value is too large to compute", node.offset) from None
     if abs(value_of(value)) > MAX_VALUE:
         raise ExprError(f"the value is too large ({len(str(int(value_of(value))))} digits); a spec's numbers stay within 2^53", node.offset)
@@ -265,14 +266,23 @@ def _arith(node: Node, env: dict):
         return strunc(args[0])
     a, b = args
     if node.kind == "+":
-        return a + b
+        return _finite(a + b, node)
     if node.kind == "-":
-        return a - b
+        return _finite(a - b, node)
     if node.kind == "*":
-        return a * b
+        return _finite(a * b, node)
     if value_of(b) == 0:
         raise ExprError("division by zero", node.args[1].offset)
-    return a / b if node.kind == "/" else a // b
+    return _finite(a / b if node.kind == "/" else a // b, node)
+
+
+def _finite(value, node: Node):
+    """A computed value, refused when a decimal overflowed to infinity (or to NaN, inf * 0):
+    an infinity would be written into the emitted code as a name Python does not know."""
+    v = value_of(value)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ExprError("the value is too large to compute (not a finite number)", node.offset)
+    return value
 
 
 def _conditional(node: Node, env: dict):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from archcompiler.blocks.registry import Registry, reserved_name
+import re
+
+from archcompiler.blocks.registry import IDENTIFIER, Registry, reserved_name
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import NODE_KEYS, first_node_key, report_schema_errors, validator
@@ -86,8 +88,8 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     failed_parts: set[str] = set()
     multi: dict[str, list] = {}  # composites with several outputs -> the names of their parts
     for node_name, raw in spec_nodes.items():
-        if node_name not in scope.broken and _several_outputs(raw, scope):  # the composite, then a node per output
-            built = _build_multi(node_name, raw, previous, spec_nodes, nodes, scope)
+        if _several_outputs(raw, scope):  # the composite, then a node per output
+            built = _build_multi(node_name, raw, previous, spec_nodes, nodes, scope) if node_name not in scope.broken else None
             if built is None:
                 failed_parts.update(p for p in raw.get("outputs") or [] if isinstance(p, str))
                 ok = False
@@ -218,7 +220,8 @@ def _checks_as_written(name: str, raw: dict, previous: str, spec_nodes: dict, ex
     node = _build_node(name, {k: v for k, v in raw.items() if k not in ("when", "otherwise")}, previous, scope)
     if node is None:
         return False
-    parts = [p for r in spec_nodes.values() if isinstance(r, dict) and _is_split(r) for p in r["outputs"] if isinstance(p, str)]
+    parts = [p for r in spec_nodes.values() if isinstance(r, dict) and (_is_split(r) or _several_outputs(r, scope))
+             for p in (r.get("outputs") if isinstance(r.get("outputs"), list) else []) if isinstance(p, str)]
     known = [INPUT, *extra, *spec_nodes, *parts]
     raw_in = raw.get("in")
     for i, ref in enumerate(node.inputs):
@@ -231,7 +234,7 @@ def _checks_as_written(name: str, raw: dict, previous: str, spec_nodes: dict, ex
 
 def _several_outputs(raw: dict, scope: Scope) -> bool:
     """A use of a composite block with several outputs (`output: [a, b]` in its definition)."""
-    block = scope.registry.get(raw.get("type")) if isinstance(raw.get("type"), str) else None
+    block = scope.registry.get(raw["type"]) if isinstance(raw, dict) and isinstance(raw.get("type"), str) else None
     return block is not None and block.is_composite and len(block.outputs) > 1
 
 
@@ -260,8 +263,8 @@ def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: d
     for i, part in enumerate(parts):
         taken = ("named twice" if part in parts[:i] else "an input of the block" if part in nodes and nodes[part].kind == "input"
                  else "a node" if part in spec_nodes or part in nodes else "reserved" if reserved_name(part) or "$" in part else None)
-        if taken or not part.isidentifier():
-            what = taken or "not a Python identifier"
+        if taken or not re.match(IDENTIFIER, part):
+            what = taken or "not a Python identifier (ASCII letters, digits and _, not starting with a digit)"
             scope.error("E212", f"node '{name}' names an output '{part}', which is {what}; choose another", scope.span(*here, "outputs", i))
             ok = False
     node = _build_node(name, {k: v for k, v in raw.items() if k != "outputs"}, previous, scope) if ok else None
@@ -588,7 +591,11 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
                 scope.error("E301", f"node '{node.name}' reads itself", scope.span(*rel))
                 ok = False
         for param, ref in node.refs.items():
-            if isinstance(ref, str) and ref.startswith("$"):
+            if ref in splits:
+                what = "a split: name one of its parts" if ref not in graph.nodes else "a block with several outputs: name one of them"
+                scope.error("E300", f"'{param}' of node '{node.name}' names '{ref}', {what} ({', '.join(splits[ref])})", scope.span("nodes", node.name, param))
+                ok = False
+            elif isinstance(ref, str) and ref.startswith("$"):
                 scope.error("E300", f"'{param}' of node '{node.name}' names a node, which cannot be a $parameter: a block's wiring is fixed "
                             f"where it is written; write the node's name, or make the choice an optional node (when:)", scope.span("nodes", node.name, param))
                 ok = False
@@ -600,7 +607,11 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
                 ok = False
     for name, raw in spec_nodes.items():
         other = raw.get("otherwise") if isinstance(raw, dict) else None
-        if isinstance(other, str) and other not in known:
+        if isinstance(other, str) and other in splits:
+            what = "a split: name one of its parts" if other not in graph.nodes else "a block with several outputs: name one of them"
+            scope.error("E300", f"'otherwise' of node '{name}' names '{other}', {what} ({', '.join(splits[other])})", scope.span("nodes", name, "otherwise"))
+            ok = False
+        elif isinstance(other, str) and other not in known:
             scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
             ok = False
     several = bool(graph.outputs)

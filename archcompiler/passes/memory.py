@@ -219,6 +219,8 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict) -> list[
             out = outs[0] if len(outs) == 1 else None
         elif node.kind == "part":
             out = several[node.inputs[0]][node.meta["index"]]
+            if out not in given.values() and state["storage"].get(out) == out and out not in state["saved"]:
+                state["live"][out] = state["nbytes"](out)  # a value the block passed through: this variable holds it too
         else:
             out = ".".join(path + (local,))
             state["held"] += sum(state["saved"][key] for key in state["first"].get(out, [])) + state["casts"].get(out, 0)
