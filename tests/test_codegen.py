@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -236,3 +237,14 @@ def test_export_without_onnx_says_how_to_install(tmp_path, monkeypatch):
     assert run.returncode == 1
     assert "pip install -e '.[onnx]'" in run.stderr and "archc[" not in run.stderr  # never 'archc[onnx]': that PyPI name is someone else's
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff")), reason="ruff not installed")
+def test_a_node_nothing_reads_is_computed_into_a_name_linters_know_is_unused(tmp_path):
+    """A spec valid with warnings (W303: a node nothing reads) still emits lint-clean code."""
+    from archcompiler.api import compile as compile_spec
+    from tests.conftest import ROOT
+
+    net = compile_spec(ROOT / "tests" / "bad_specs" / "034_unused_node_warning.yaml")
+    assert re.search(r"^        _\w+ = self\.\w+\(", net.source, flags=re.M)
+    assert_ruff_clean(net.source, tmp_path)

@@ -66,6 +66,8 @@ def walk(graph: Graph, reserved=()) -> Walk:
         if holder in node.dependencies() and holder not in results and not (set(later_readers[holder]) & rest):
             var[name] = INPUT_VAR
             holder = name
+        elif not later_readers[name] and name not in results:
+            var[name] = names.take(f"_{name}")  # computed, never read (W303): a name linters know is unused
         else:
             var[name] = names.take(name)
         if node.kind != "part":
