@@ -680,18 +680,11 @@ def _split_at(expr: str, tokens: tuple) -> list[str]:
 
 def _top_level(expr: str, token: str) -> list[int]:
     """Where `token` occurs in `expr` outside brackets and strings."""
-    depth, quote, out = 0, None, []
-    for i, ch in enumerate(expr):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0 and expr.startswith(token, i):
-            out.append(i)
+    out, at = [], 0
+    for piece in _split_top(expr, token)[:-1]:
+        at += len(piece)
+        out.append(at)
+        at += len(token)
     return out
 
 
