@@ -22,7 +22,7 @@ from archcompiler.diagnostics import Diagnostics
 from archcompiler.blocks.pooling import Upsample
 from archcompiler.driver import builtin_registry, check_file, check_text
 from archcompiler.frontend.loader import load_text
-from tests.conftest import ALL_SPECS, ROOT, spec_params
+from tests.conftest import ALL_SPECS, ROOT, TEST_SPECS, spec_params
 
 
 def spec(body: str) -> str:
@@ -408,7 +408,7 @@ def test_a_huge_file_is_read_only_up_to_the_limit(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- every block type, every spec
 
-SPECS = ALL_SPECS
+SPECS = ALL_SPECS + TEST_SPECS
 
 
 def block_spec(block) -> str:

@@ -21,7 +21,7 @@ from archcompiler.cli.main import main
 from archcompiler.passes.memory import largest_batch, predict
 from archcompiler.passes.roofline import predict_seconds, step_costs
 from runtime.bench.memory import step_tensor_peak
-from tests.conftest import ALL_SPECS, HEAVY_SPECS, spec_path
+from tests.conftest import ALL_SPECS, HEAVY_SPECS, TEST_SPECS, spec_path
 
 TOLERANCE = 0.10  # the issue's target; the rules are in fact exact on every spec today
 
@@ -55,8 +55,8 @@ def close(predicted: int, measured: int) -> bool:
 
 
 # bf16 on a CPU without bf16 units is slow: the 224-pixel examples' bf16 cases are marked slow.
-CASES = [pytest.param(s, amp, marks=[pytest.mark.slow] if (amp == "bf16" and "examples" in s) or Path(s).stem in HEAVY_SPECS else [])
-         for s in ALL_SPECS for amp in ("off", "bf16")]
+CASES = [pytest.param(s, amp, marks=[pytest.mark.slow] if (amp == "bf16" and ("examples" in s or "mobilenet" in s)) or Path(s).stem in HEAVY_SPECS else [])
+         for s in ALL_SPECS + TEST_SPECS for amp in ("off", "bf16")]
 
 
 @pytest.mark.parametrize("spec,amp", CASES)

@@ -444,3 +444,41 @@ def test_new_primitives_take_arithmetic_on_block_parameters():
     # a: 9 x 10 grows to (9 - 1) * 2 - 2 + 3 + 1 + 1 = 19 x 21, and a 2x2 pool in ceil mode keeps the odd row: 10 x 11
     assert compiled.graph.nodes["a"].shape == (8, 10, 11) and compiled.graph.nodes["b"].shape == (8, 11, 12)
     assert_emitted_equals_inferred(compiled, batch=2)
+
+
+# ---------------------------------------------------------------- weighted_add
+
+
+@pytest.mark.parametrize("normalize", ["fast", "softmax", "none"])
+def test_weighted_add_is_efficientdets_bifpn_fusion(normalize):
+    """EfficientDet's fusion as zylo117/Yet-Another-EfficientDet-Pytorch writes it (fast:
+    `w = relu(w); w = w / (sum(w) + 1e-4); w[0] * a + w[1] * b`), its softmax variant, and
+    the plain weighted sum: a learned weight per input, starting at 1."""
+    compiled = net(f"""
+        a: {{type: conv, out: 8, kernel: 1}}
+        b: {{type: conv, out: 8, kernel: 3, padding: 1, in: input}}
+        c: {{type: conv, out: 8, kernel: 1, in: input}}
+        f: {{type: weighted_add, in: [a, b, c], normalize: {normalize}}}
+    """)
+    assert compiled.graph.nodes["f"].meta["params"] == 3
+    model = compiled.module().eval()
+    assert sorted(model.f.state_dict()) == ["weight"] and torch.equal(model.f.weight, torch.ones(3))
+    model = randomise(model)
+    x = randn(2, 8, 9, 10)
+    w = model.f.weight
+    w = {"fast": F.relu(w) / (F.relu(w).sum() + 1e-4), "softmax": torch.softmax(w, dim=0), "none": w}[normalize]
+    with torch.no_grad():
+        a, b, c = model.a(x), model.b(x), model.c(x)
+        torch.testing.assert_close(model(x), w[0] * a + w[1] * b + w[2] * c)
+
+
+def test_weighted_add_needs_matching_maps_and_a_positive_eps():
+    assert any("E410" in e and "weighted_add needs matching channels" in e for e in errors("""
+        a: {type: conv, out: 8, kernel: 1}
+        b: {type: conv, out: 4, kernel: 1, in: input}
+        f: {type: weighted_add, in: [a, b]}
+    """))
+    assert any("E103" in e for e in errors("""
+        a: {type: conv, out: 8, kernel: 1}
+        f: {type: weighted_add, in: [a, input], eps: 0}
+    """))

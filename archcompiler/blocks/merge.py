@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 
-from archcompiler.ir.expr import ADD, Sym, literal
+from archcompiler.ir.expr import ADD, Sym, call, literal
 from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError
 
 AXES = ("channels", "height", "width")
@@ -167,4 +167,70 @@ class Split(Block):
         return []
 
 
-BLOCKS = [Add(), Mul(), Concat(), Split()]
+# EfficientDet's BiFPN fusion (Tan et al. 2020): a learned weight per input, made positive and
+# normalised ("fast normalized fusion", or a softmax), then a weighted sum. A module of its
+# own so that the spec's node name is its state_dict prefix (`fuse.weight`).
+WEIGHTED_ADD = '''class WeightedAdd(nn.Module):
+    """A learned weight per input, starting at 1: sum_i w_i * x_i, with w = relu(weight) / (sum(relu(weight)) + eps)
+    ("fast", EfficientDet's BiFPN), softmax(weight), or the weights as they are ("none")."""
+
+    def __init__(self, inputs: int, normalize: str = "fast", eps: float = 1e-4):
+        super().__init__()
+        self.normalize, self.eps = normalize, eps
+        self.weight = nn.Parameter(torch.ones(inputs))
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if self.normalize == "fast":
+            w = F.relu(w)
+            w = w / (w.sum() + self.eps)
+        elif self.normalize == "softmax":
+            w = torch.softmax(w, dim=0)
+        out = w[0] * xs[0]
+        for i in range(1, len(xs)):
+            out = out + w[i] * xs[i]
+        return out'''
+
+
+@dataclass
+class WeightedAdd(Block):
+    name: str = "weighted_add"
+    family: str = "merge"
+    summary: str = ("Weighted sum of its inputs with a learned weight per input, starting at 1 and normalised as "
+                    "EfficientDet's BiFPN fuses features (`normalize: fast`: relu, then divided by their sum + eps; "
+                    "`softmax`; or `none`); as many parameters as inputs.")
+    arity: int | None = None
+    example_inputs: tuple = ((16, 8, 8), (16, 8, 8), (16, 8, 8))
+    label_keys: tuple = ("normalize",)
+
+    def __post_init__(self):
+        self.params = {
+            "normalize": {"enum": ["fast", "softmax", "none"], "default": "fast", "description": "how the weights are made to sum to 1"},
+            "eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-4, "description": "with fast: added to the weights' sum"},
+        }
+
+    def infer(self, p, ins, refs, names):
+        return broadcast("weighted_add", ins, names)
+
+    def param_count(self, p, ins, out):
+        return len(ins)
+
+    def torch_module(self, p, ins):
+        return call("WeightedAdd", [len(ins)], [("normalize", p["normalize"], "fast"), ("eps", p["eps"], 1e-4)])
+
+    def torch_call(self, p, args, module, refs):
+        return f"{module}({', '.join(args)})"
+
+    def torch_helpers(self):
+        return {"WeightedAdd": WEIGHTED_ADD}
+
+    # memory: each `w[i] * x_i` saves x_i and w[i]; w[i] are views of the normalised weights,
+    # made once per step (not per image): relu's output and the division's (with its
+    # denominator) for fast, softmax's output for softmax, the parameter itself for none.
+    def saved(self, p, ins, out, device):
+        n = len(ins)
+        weights = {"fast": 2 * n + 1, "softmax": n, "none": 0}[p["normalize"]]
+        return [Saved(f"in{i}") for i in range(n)] + ([Saved("new", weights, dtype="fp32", batched=False)] if weights else [])
+
+
+BLOCKS = [Add(), Mul(), Concat(), Split(), WeightedAdd()]
