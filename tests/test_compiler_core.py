@@ -1578,3 +1578,27 @@ def test_memory_holds_an_input_a_block_passes_through_as_an_output():
     m = predict(net.graph, net.result.registry, 8, "infer")
     tensor = 8 * 64 * 32 * 32 * 4
     assert m.peak_bytes - m.params_bytes >= 3 * tensor  # keep (s), x (b) and c1's output, at c1
+
+
+def test_an_input_of_a_block_may_be_one_of_its_outputs():
+    """A block that passes its input on beside what it computes (`output: [input, a]`), as it
+    may pass on a named input."""
+    from archcompiler.passes.memory import predict
+
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: through
+        input: [3, 16, 16]
+        blocks:
+          pair:
+            nodes:
+              a: {type: conv, out: 8, kernel: 3, padding: 1}
+            output: [input, a]
+        nodes:
+          p: {type: pair, outputs: [x1, x2]}
+          c: {type: conv, out: 8, kernel: 1, in: x1}
+          s: {type: add, in: [c, x2]}
+    """))
+    assert "return x, a" in net.source and "x1, x = self.p(x)" in net.source
+    assert_emitted_equals_inferred(net, batch=2)
+    assert predict(net.graph, net.result.registry, 4, "train").peak_bytes > 0

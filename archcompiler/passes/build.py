@@ -626,8 +626,8 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
             scope.error("E302", f"the output '{output}' is {what} ({', '.join(splits[output])})",
                         scope.span(*at) if written else scope.span("nodes", output, key=True))
             ok = False
-        elif output == INPUT and raw_output not in (None, INPUT):
-            pass  # every optional node on the way to the output is absent: this instance is the identity
+        elif output == INPUT and (raw_output not in (None, INPUT) or several):
+            pass  # every optional node on the way is absent (the identity), or one of several outputs passes the input on
         elif output not in known or output == INPUT:
             choices = [n for n in known if n != INPUT]
             scope.error("E302", f"the output '{output}' is not a node{did_you_mean(output, choices)}", scope.span(*at))
