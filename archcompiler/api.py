@@ -23,7 +23,7 @@ from functools import cached_property
 
 from archcompiler import __version__
 from archcompiler.backends.table import render_table
-from archcompiler.backends.torch_source import Emitted, class_name, docstring_text, emit
+from archcompiler.backends.torch_source import Emitted, docstring_text, emit
 from archcompiler.errors import ArchcError
 from archcompiler.driver import CheckResult, check_file, check_text
 
@@ -58,7 +58,9 @@ class Compiled:
 
     @property
     def class_name(self) -> str:
-        return class_name(self.name)
+        """The emitted model class: the spec's name in CamelCase, numbered if it would take an
+        emitted helper's name (a spec called weighted_add gives WeightedAdd2)."""
+        return self.emitted.class_name
 
     @property
     def diagnostics(self):

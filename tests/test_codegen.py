@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,3 +249,29 @@ def test_a_node_nothing_reads_is_computed_into_a_name_linters_know_is_unused(tmp
     net = compile_spec(ROOT / "tests" / "bad_specs" / "034_unused_node_warning.yaml")
     assert re.search(r"^        _\w+ = self\.\w+\(", net.source, flags=re.M)
     assert_ruff_clean(net.source, tmp_path)
+
+
+LAYOUT_SPECS = sorted((Path(__file__).parent / "layout_specs").glob("*.yaml"))
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable), "ruff")), reason="ruff not installed")
+@pytest.mark.parametrize("path", LAYOUT_SPECS, ids=lambda p: p.stem)
+def test_long_names_and_expressions_are_laid_out_as_ruff_format_does(path, tmp_path):
+    """Specs found by a generator of long names (up to 60 characters), long width rules and
+    conditionals, many outputs and merges: each emitted file passes ruff and runs as check says.
+    Each one failed `ruff check` or `ruff format --check` before the layout handled its case."""
+    from tests.test_compiler_core import assert_emitted_equals_inferred
+
+    net = _compiled(str(path))
+    assert_ruff_clean(net.source, tmp_path)
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_emit_of_a_block_library_says_there_is_no_model(capsys, tmp_path):
+    from archcompiler.cli.main import main
+
+    spec = tmp_path / "lib.yaml"
+    spec.write_text("archc: 1\nblocks:\n  b:\n    nodes:\n      c: {type: conv, kernel: 1}\n")
+    assert main(["emit", str(spec), "-o", str(tmp_path / "m.py")]) == 1
+    assert "defines blocks only (b), no model" in capsys.readouterr().err
+    assert not (tmp_path / "m.py").exists()

@@ -592,10 +592,18 @@ def wrap(code: str, indent: int, comment: str = "") -> list[str]:
     pad = " " * indent
     if len(pad) + len(code) + len(comment) <= LINE_LENGTH:
         return [pad + code + comment]
+    if comment.lstrip().startswith("#"):  # a shape comment that does not fit goes on a line of its own, above
+        return [pad + comment.strip(), *wrap(code, indent)]
     lhs, _, rhs = code.partition(" = ")
     targets = re.fullmatch(r"[A-Za-z_]\w*(, [A-Za-z_]\w*)+", lhs)
     if rhs and targets and len(pad) + len(lhs) + len(rhs.split("(")[0]) + 4 > LINE_LENGTH:  # the outputs a call unpacks into
-        return [pad + "(", *(f"{pad}    {t}," for t in lhs.split(", ")), f"{pad}) = {rhs}{comment}"]
+        value = wrap(f"_ = {rhs}", indent, comment)
+        return [pad + "(", *(f"{pad}    {t}," for t in lhs.split(", ")), pad + ") = " + value[0][len(pad) + 4 :], *value[1:]]
+    if rhs and re.fullmatch(r"[A-Za-z_]\w*", lhs) and len(pad) + len(lhs) + 3 + len(rhs.split("(")[0]) + 1 > LINE_LENGTH \
+            and len(pad) + 4 + len(rhs) <= LINE_LENGTH:  # a long name: the value in parentheses, on a line of its own
+        return [f"{pad}{lhs} = (", f"{pad}    {rhs}", f"{pad}){comment}"]
+    if code.startswith("return ") and len(_split_top(code[7:], ", ")) > 1:  # a block's several outputs
+        return [pad + "return (", *(f"{pad}    {t}," for t in _split_top(code[7:], ", ")), pad + ")" + comment]
     open_at, close_at = _def_parameters(code) if code.startswith("def ") else _outer_call(code)
     if open_at is None:
         return _parenthesized(code, indent, comment)
@@ -617,13 +625,14 @@ def _argument(arg: str, indent: int, comma: str = ",") -> list[str]:
         return [f"{pad}{arg}{comma}"]
     open_at, _ = _outer_call(arg)
     if open_at is not None and re.fullmatch(r"[\w.]+(=[\w.]+)?", arg[:open_at]):
-        lines = wrap(arg, indent)
-        return lines[:-1] + [lines[-1] + comma]
+        return wrap(arg, indent, comma)
     star = "*" if arg.startswith("*[") else ""
-    if arg.startswith(("[", "*[")) and arg.endswith("]") and (fors := _top_level(arg[len(star) + 1 : -1], " for ")):
+    if arg.startswith(("[", "*[")) and arg.endswith("]"):
         inner = arg[len(star) + 1 : -1]
-        element, clause = inner[: fors[0]], inner[fors[0] + 1 :]
-        return [f"{pad}{star}[", *_argument(element, indent + 4, ""), f"{pad}    {clause}", f"{pad}]{comma}"]
+        if fors := _top_level(inner, " for "):  # a comprehension: its element, then its clause
+            element, clause = inner[: fors[0]], inner[fors[0] + 1 :]
+            return [f"{pad}{star}[", *_argument(element, indent + 4, ""), f"{pad}    {clause}", f"{pad}]{comma}"]
+        return [f"{pad}{star}[", *(line for item in _split_args(inner) for line in _argument(item, indent + 4)), f"{pad}]{comma}"]
     lines = [pad + piece for piece in _operator_pieces(arg, LINE_LENGTH - indent - len(comma))]
     return lines[:-1] + [lines[-1] + comma]
 
@@ -635,12 +644,31 @@ def _operator_pieces(expr: str, width: int) -> list[str]:
         return [expr]
     word, rest = expr.split(" ", 1) if expr.startswith(("if ", "else ")) else ("", expr)
     lead = f"{word} " if word else ""
-    for split in (_conditional_pieces, _split_terms, _split_factors):
+    for split in (_conditional_pieces, _split_comparison, _split_terms, _split_factors):
         pieces = split(rest)
         if len(pieces) > 1:
             pieces[0] = lead + pieces[0]
             return [q for piece in pieces for q in _operator_pieces(piece, width)]
+    open_at, _ = _outer_call(rest)
+    if open_at is not None and re.fullmatch(r"[\w.]+", rest[:open_at]):  # a call (max(...)): one argument a line
+        return [lead + rest[: open_at + 1], *("    " + a + "," for a in _split_args(rest[open_at + 1 : -1])), ")"]
+    op, _, group = rest.partition(" ") if rest[:2] in ("+ ", "- ", "* ", "/ ") or rest[:3] == "// " else ("", "", rest)
+    if _bracketed(group):  # a bracketed operand: opened
+        opener = f"{lead}{op} (" if op else f"{lead}("
+        return [opener, *("    " + q for q in _operator_pieces(group[1:-1], width - 4)), ")"]
     return [expr]
+
+
+def _bracketed(expr: str) -> bool:
+    """Whether `expr` is one parenthesised group, `( ... )`, its first bracket closed last."""
+    if not (expr.startswith("(") and expr.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(expr):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
+        if depth == 0 and i < len(expr) - 1:
+            return False
+    return True
 
 
 def _conditional_pieces(expr: str) -> list[str]:
@@ -661,6 +689,10 @@ def _conditional_pieces(expr: str) -> list[str]:
 def _split_terms(expr: str) -> list[str]:
     """`a + b - c` as ["a", "+ b", "- c"] at its outermost level."""
     return _split_at(expr, (" + ", " - "))
+
+
+def _split_comparison(expr: str) -> list[str]:
+    return _split_at(expr, (" < ", " <= ", " > ", " >= ", " == ", " != "))
 
 
 def _split_factors(expr: str) -> list[str]:
@@ -707,7 +739,8 @@ def _parenthesized(code: str, indent: int, comment: str) -> list[str]:
         pieces = _split_top(body, f" {op} ")
         if len(pieces) > 1:
             return [pad + head, inner + pieces[0], *(f"{inner}{op} {p}" for p in pieces[1:]), pad + tail + comment]
-    return [pad + head, inner + body, pad + tail + comment]
+    # a long sum or product (an add of many outputs): one operand a line, before its operator
+    return [pad + head, *(inner + p for p in _operator_pieces(body, LINE_LENGTH - len(inner))), pad + tail + comment]
 
 
 def _def_parameters(code: str):
@@ -774,6 +807,7 @@ def _shape_comment(shape: tuple, in_shape: tuple | None, symbolic: bool = False)
 
 
 MAX_COMMENT_EXPR = 40  # a channel count in a shape comment: longer expressions are C'
+MAX_COMMENT_NAME = 16  # a named input a size is relative to (H_skip): longer names are H'
 
 
 def _shape_parts(shape: tuple, in_shape: tuple | None, symbolic: bool, others: tuple = ()) -> tuple:
@@ -817,8 +851,8 @@ def _rel(n, ref, sym: str, others: list = ()) -> str:
     computed from a named input's instead, relative to that one's (H_skip)."""
     if not (variables(n) & set(SPATIAL)) and variables(ref) & set(SPATIAL):
         for name, size in others:
-            if variables(n) & variables(size):
-                return _rel(n, size, f"{sym}_{name}")
+            if variables(n) & variables(size):  # a long input name would not fit a comment: H'
+                return _rel(n, size, f"{sym}_{name}") if len(name) <= MAX_COMMENT_NAME else f"{sym}'"
         return render(n.expr) if isinstance(n, Sym) else str(n)  # a fixed size (an adaptive pool's), not the input's
     n, ref = value_of(n), value_of(ref)
     if n == ref:

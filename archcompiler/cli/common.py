@@ -18,5 +18,9 @@ def compile_or_report(path: str):
     result = check_file(path)
     if not result.ok:
         print_diagnostics(result)
+        if result.valid and result.graph is None:  # a block library: nothing failed, but there is no model
+            blocks = list((result.data or {}).get("blocks") or {})
+            print(f"{result.file}: defines blocks only ({', '.join(blocks)}), no model: a spec's `input:` and `nodes:` make one",
+                  file=sys.stderr)
         return None
     return Compiled(result)

@@ -103,7 +103,10 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
     for pname, decl in block.params.items():
         at = block.path + ("params", pname, "default")
         d = decl.get("default")
-        if is_expression(d):
+        if is_expression(d) and decl.get("type") == "array":  # an expression computes one number, never a list
+            diags.error("E102", f"the default of '{pname}' must be a list, got '{d}'", block.doc.span(at))
+            sound = False
+        elif is_expression(d):
             try:
                 names = variables(parse(d))
             except ExprError as e:
