@@ -521,7 +521,8 @@ def _modules_by_node(model, graph, prefix=""):
         path = prefix + node.name
         module = getattr(model, node.name, None)
         if isinstance(module, torch.nn.Module):
-            yield path, module, node
+            if not isinstance(module, torch.nn.ModuleList):  # a chained repeat's list is looped over, never called
+                yield path, module, node
             if node.body is not None:
                 yield from _modules_by_node(module, node.body, path + ".")
 
@@ -1602,3 +1603,49 @@ def test_an_input_of_a_block_may_be_one_of_its_outputs():
     assert "return x, a" in net.source and "x1, x = self.p(x)" in net.source
     assert_emitted_equals_inferred(net, batch=2)
     assert predict(net.graph, net.result.registry, 4, "train").peak_bytes > 0
+
+
+def test_a_block_whose_outputs_are_its_inputs_repeats_as_a_loop_equal_to_its_uses_written_out():
+    """BiFPN layers stacked with `repeat:`: each layer's three outputs are the next one's three
+    inputs. The emitted model loops over an nn.ModuleList and computes what the same layers
+    written out one by one compute, with the same weights."""
+    text = (ROOT / "tests" / "specs" / "bifpn.yaml").read_text()
+    stacked = archcompiler.compile(text)
+    assert "self.bifpn = nn.ModuleList([BifpnLayer(32, 32, 32), BifpnLayer(32, 32, 32)])" in stacked.source
+    assert "for layer in self.bifpn[1:]:" in stacked.source
+    assert stacked.graph.nodes["bifpn"].meta["shapes"] == [(32, 16, 16), (32, 8, 8), (32, 4, 4)]
+    written = text.replace("  bifpn: {type: bifpn_layer, repeat: 2, in: [l3, l4, l5], outputs: [p3, p4, p5]}",
+                           "  bifpn0: {type: bifpn_layer, in: [l3, l4, l5], outputs: [q3, q4, q5]}\n"
+                           "  bifpn1: {type: bifpn_layer, in: [q3, q4, q5], outputs: [p3, p4, p5]}")
+    unrolled = archcompiler.compile(written)
+    assert stacked.totals == unrolled.totals
+    ours, theirs = stacked.module(seed=0).eval(), unrolled.module(seed=1).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    state = {k.replace("bifpn.0.", "bifpn0.").replace("bifpn.1.", "bifpn1."): v for k, v in ours.state_dict().items()}
+    theirs.load_state_dict(state)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+    assert_emitted_equals_inferred(stacked, batch=2)
+
+
+def test_a_repeated_block_with_several_outputs_must_return_as_many_as_it_reads():
+    result = check_text(spec("""
+        archc: 1
+        name: uneven
+        input: [4, 8, 8]
+        blocks:
+          pair:
+            nodes:
+              a: {type: conv, out: 4, kernel: 1}
+              b: {type: conv, out: 4, kernel: 1, in: input}
+            output: [a, b]
+        nodes:
+          p: {type: pair, repeat: 2, outputs: [m, n]}
+          s: {type: add, in: [m, n]}
+    """))
+    assert [(d.code, d.message) for d in result.diagnostics] == [
+        ("E209", "'pair' has 2 outputs (a, b) but reads 1 input (input), so it cannot be repeated: each instance's outputs are "
+                 "the next one's inputs, in order")]

@@ -119,13 +119,14 @@ class Emitter:
         w = walk(graph, reserved=self.taken_globals)
         in_shape = graph.input.meta["sym_shape"]
         init, forward = [], []
+        loop = _loop_name(w)
         for step in w.steps:
             node = step.node
             ctor, expr = self._fragment(graph, node, step.args, step.refs)
             if ctor is not None:
                 init.append((f"self.{node.name} = {ctor}", node))
             parts = _node_parts(node, in_shape, frame, _named_inputs(graph))
-            forward.append([f"{step.var} = {expr}", node, parts])
+            forward.append([_assignment(step.var, node, expr, loop), node, parts])
         forward.append([f"return {w.output}", graph.nodes[graph.output], ()])
         return init, forward, _used(init, forward), w.inputs
 
@@ -133,6 +134,8 @@ class Emitter:
         """A node's module (None when it has none) and the expression computing its output."""
         if node.kind == "composite":
             return _composite_call(self.class_for(node), node), f"self.{node.name}({', '.join(args)})"
+        if node.kind == "repeat" and node.body.outputs:  # chained outputs: a loop over an nn.ModuleList (see _assignment)
+            return self._sequential(node, "nn.ModuleList"), f"self.{node.name}[0]({', '.join(args)})"
         if node.kind == "repeat":
             return self._sequential(node), f"self.{node.name}({args[0]})"
         block = self.registry.get(node.type)
@@ -186,7 +189,7 @@ class Emitter:
             if n not in first.optional:
                 if ctor is not None:
                     init.append((f"self.{n} = {ctor}", node))
-                forward.append([f"{step.var} = {expr}", node, parts])
+                forward.append([_assignment(step.var, node, expr, _loop_name(w)), node, parts])
                 continue
             sym_env = {k: Sym.var(k, v) for k, v in inst.meta["env"].items()}
             cond = condition_source(parse_condition(first.optional[n][0]), sym_env)
@@ -219,11 +222,21 @@ class Emitter:
                 return candidate, source
         return None
 
-    def _sequential(self, node: Node) -> str:
+    def _sequential(self, node: Node, container: str = "nn.Sequential") -> str:
         """A repeated node as nn.Sequential, so its instances' keys are `name.0`, `name.1`;
-        instances after the first that are built alike are written as one loop."""
+        instances after the first that are built alike are written as one loop. A block with
+        several outputs chained from instance to instance is an nn.ModuleList, looped over."""
+        text = self._stack(node)
+        if container == "nn.Sequential":
+            return text
+        inner = text[len("nn.Sequential(") : -1]
+        if inner.startswith("*[") and len(_split_top(inner, ", ")) == 1:  # every instance alike: the comprehension itself
+            return f"nn.ModuleList({inner[1:]})"
+        return f"nn.ModuleList([{inner}])"
+
+    def _stack(self, node: Node) -> str:
         parts = []
-        for inst in node.body.layers():
+        for inst in (n for n in node.body.layers() if n.kind != "part"):
             if inst.kind == "composite":
                 parts.append(_composite_call(self.class_for(inst), inst))
                 continue
@@ -492,6 +505,19 @@ def _statement(code: str, indent: int, comment: str = "") -> list[str]:
         stripped = row.lstrip(" ")
         out += wrap(stripped, indent + len(row) - len(stripped), comment if i == len(rows) - 1 else "")
     return out
+
+
+def _loop_name(w) -> str:
+    """The loop variable over a chained repeat's instances: `layer`, unless forward uses it."""
+    return Names({v for s in w.steps for v in s.var.split(", ")} | set(w.inputs) | set(MODULE_NAMES) | set(CODE_GLOBALS)).take("layer")
+
+
+def _assignment(target: str, node: Node, expr: str, loop: str) -> str:
+    """`target = expr`; for a repeated block whose outputs feed the next instance's inputs,
+    the first instance's call, then a loop over the others that rebinds the same variables."""
+    if node.kind != "repeat" or not node.body.outputs or node.meta["repeat"] == 1:
+        return f"{target} = {expr}"
+    return f"{target} = {expr}\nfor {loop} in self.{node.name}[1:]:\n    {target} = {loop}({target})"
 
 
 def _holder(body: Graph, name: str) -> Node:

@@ -19,6 +19,7 @@ from archcompiler.ir.expr import Sym
 from archcompiler.ir.graph import INPUT, Graph, Node
 
 INDEX = "index"  # a repeated node's instance number, `$index`
+CHAIN = "\x00outputs"  # a repeated use of a block with several outputs: their names, for _build_repeat
 MAX_REPEAT = 1000  # the deepest real stages repeat a few dozen times; more is a typo or an attack
 # Layers a whole model may expand to, blocks within blocks and repeats included. The largest
 # real CNNs have a few thousand; nested repeats multiply (40 x 40 x 40 is 64,000 and would
@@ -248,11 +249,15 @@ def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: d
     count = len(block.outputs)
     listed = ", ".join(block.outputs)
     parts = raw.get("outputs")
-    for key, code, why in (("repeat", "E209", "cannot be repeated: each instance would need names of its own for its outputs"),
-                           ("when", "E210", "cannot be optional: nothing could stand in for each of its outputs")):
-        if key in raw:
-            scope.error(code, f"'{block.name}' has {count} outputs ({listed}) and {why}", scope.span(*here, key, key=True))
-            return None
+    if "when" in raw:
+        scope.error("E210", f"'{block.name}' has {count} outputs ({listed}) and cannot be optional: nothing could stand in for each of its outputs",
+                    scope.span(*here, "when", key=True))
+        return None
+    if "repeat" in raw and block.arity != count:  # each instance's outputs are the next one's inputs, in order
+        reads = ", ".join(("input",) + block.extra_inputs)
+        scope.error("E209", f"'{block.name}' has {count} outputs ({listed}) but reads {block.arity} input{'s' * (block.arity > 1)} ({reads}), "
+                    f"so it cannot be repeated: each instance's outputs are the next one's inputs, in order", scope.span(*here, "repeat", key=True))
+        return None
     if not (isinstance(parts, list) and len(parts) == count and all(isinstance(p, str) for p in parts)):
         example = ", ".join(block.outputs)
         at = scope.span(*here, "outputs") if "outputs" in raw else scope.span(*here, key=True)
@@ -267,7 +272,8 @@ def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: d
             what = taken or "not a Python identifier (ASCII letters, digits and _, not starting with a digit)"
             scope.error("E212", f"node '{name}' names an output '{part}', which is {what}; choose another", scope.span(*here, "outputs", i))
             ok = False
-    node = _build_node(name, {k: v for k, v in raw.items() if k != "outputs"}, previous, scope) if ok else None
+    plain = {k: v for k, v in raw.items() if k != "outputs"}
+    node = _build_node(name, {**plain, CHAIN: list(parts)} if "repeat" in raw else plain, previous, scope) if ok else None
     if node is None:
         return None
     node.meta["outputs"] = list(parts)
@@ -404,9 +410,11 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_REPEAT:
         scope.error("E209", f"'repeat' of node '{name}' must be an integer from 1 to {MAX_REPEAT}, got {count!r}", scope.span(*here, "repeat"))
         return None
-    if block.arity != 1:
+    chain = raw.get(CHAIN)  # a block with several inputs and as many outputs: each instance's outputs feed the next
+    if block.arity != 1 and chain is None:
         what = "merges several inputs" if block.arity is None else f"takes {block.arity} inputs ({', '.join(('input',) + block.extra_inputs)})"
-        scope.error("E209", f"'{block.name}' {what} and cannot be repeated; repeat a block that reads one input", scope.span(*here, "repeat"))
+        scope.error("E209", f"'{block.name}' {what} and cannot be repeated; repeat a block that reads one input, "
+                    f"or one that returns as many outputs as it reads", scope.span(*here, "repeat"))
         return None
     first = raw.get("first") or {}
     for key in first:
@@ -415,22 +423,31 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
             return None
     if not _first_fits(block, first, here, scope):
         return None
-    shared = {k: v for k, v in raw.items() if k not in ("repeat", "first", "in")}
-    instances: dict[str, Node] = {INPUT: Node(INPUT, "input", "input", span=scope.span(*here, key=True))}
-    prev = INPUT
+    shared = {k: v for k, v in raw.items() if k not in ("repeat", "first", "in", CHAIN)}
+    formal = [INPUT, *(block.extra_inputs if chain else ())]  # the body's inputs: the block's own
+    instances: dict[str, Node] = {n: Node(n, "input", "input", span=scope.span(*here, key=True)) for n in formal}
+    prev = list(formal)
     for i in range(count):
         inst_name = str(i)
-        inst = _build_node(inst_name, {**shared, **(first if i == 0 else {}), "in": prev}, prev, _with_index(scope, i), here=here)
+        inst = _build_node(inst_name, {**shared, **(first if i == 0 else {}), "in": prev if chain else prev[0]}, prev[0], _with_index(scope, i), here=here)
         if inst is None:
             return None
         instances[inst_name] = inst
-        prev = inst_name
+        prev = [inst_name]
+        if chain:  # its outputs, `p3_0`, `p4_0`, ...: what the next instance reads
+            inst.meta["outputs"] = prev = [f"{o}_{i}" for o in chain]
+            for j, part in enumerate(prev):
+                meta = {"source_path": scope.path + here, "index": j, "part_of": inst_name, "output": block.outputs[j]}
+                instances[part] = Node(part, "part", block.name, {}, [inst_name], span=scope.span(*here, key=True), meta=meta)
     inputs = raw.get("in", previous)
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-    if len(inputs) != 1:
-        scope.error("E304", f"a repeated node reads one input, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
+    if len(inputs) != len(formal):
+        scope.error("E304", f"a repeated node reads {len(formal)} input{'s' * (len(formal) > 1)}, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
         return None
-    body = Graph(block.name, instances, prev, span=scope.span(*here, key=True))
+    body = Graph(block.name, instances, prev[0], span=scope.span(*here, key=True), inputs=formal,
+                 outputs=prev if chain else [], raw_outputs=prev if chain else [])
+    for n in instances.values():
+        n.meta["raw_inputs"], n.meta["raw_refs"] = list(n.inputs), dict(n.refs)
     meta = {"source_path": scope.path + here, "given": {}, "repeat": count, "sym_repeat": sym_count}
     return Node(name, "repeat", block.name, {"repeat": count}, inputs, {}, span=scope.span(*here, key=True), meta=meta, body=body)
 

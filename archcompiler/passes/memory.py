@@ -203,7 +203,7 @@ def _forward_peak(graph: Graph, ops: list[Op], storage, saved, savers, nbytes, c
     return state["peak"]
 
 
-def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict) -> list[str]:
+def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained: bool = False) -> list[str]:
     """Replays one frame; returns the ops its outputs are. A composite with several outputs
     holds no value of its own (None): its parts, unpacked from its call, do."""
     names = dict(given)  # each input -> the op whose output it is
@@ -214,13 +214,19 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict) -> list[
     for i, local in enumerate(order):
         node = graph.nodes[local]
         if node.body is not None:
-            outs = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state)
+            loop = node.kind == "repeat" and bool(node.body.outputs)  # `a, b = layer(a, b)` over the instances
+            outs = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state, loop)
             several[local] = outs
             out = outs[0] if len(outs) == 1 else None
         elif node.kind == "part":
             out = several[node.inputs[0]][node.meta["index"]]
             if out not in given.values() and state["storage"].get(out) == out and out not in state["saved"]:
                 state["live"][out] = state["nbytes"](out)  # a value the block passed through: this variable holds it too
+            instance = graph.nodes[node.inputs[0]]
+            if chained and node.meta["index"] == len(several[instance.name]) - 1:  # the loop rebinds: the last instance's outputs are gone
+                for prev in instance.inputs:
+                    if names[prev] not in several[instance.name] and prev not in graph.inputs:
+                        state["live"].pop(names[prev], None)
         else:
             out = ".".join(path + (local,))
             state["held"] += sum(state["saved"][key] for key in state["first"].get(out, [])) + state["casts"].get(out, 0)

@@ -24,16 +24,19 @@ SPATIAL_VARS = ("in_channels", "in_height", "in_width")
 
 
 def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tuple | None = None, others: tuple = (),
-                 index_step: bool = False) -> bool:
+                 index_step: bool = False, sym_others: tuple | None = None) -> bool:
     """Fill meta['shape'] everywhere. Returns False if any node failed (others still run).
     `sym_input`: the input's shape in the frame's parameters, when it is not the frame's own
     input (a repeated node's body). `others`: the shapes of a composite's named inputs."""
     graph.input.meta["shape"] = tuple(input_shape)
     graph.input.meta["sym_shape"] = sym_input if sym_input is not None else _sym_input(input_shape, scope)
-    for name, shape in zip(graph.inputs[1:], others):
+    for k, (name, shape) in enumerate(zip(graph.inputs[1:], others)):
         graph.nodes[name].meta["shape"] = tuple(shape)
         names = [f"{name}_{d}" for d in EXTRA_DIMS[: len(shape)]]
-        graph.nodes[name].meta["sym_shape"] = tuple(scope.sym_env[v] for v in names) if scope.sym_env is not None else tuple(shape)
+        if sym_others is not None:  # a repeated node's body: its inputs in the frame's own parameters
+            graph.nodes[name].meta["sym_shape"] = tuple(sym_others[k])
+        else:
+            graph.nodes[name].meta["sym_shape"] = tuple(scope.sym_env[v] for v in names) if scope.sym_env is not None else tuple(shape)
     ok = True
     said: set[str] = set()
     for name in topological_order(graph):
@@ -54,7 +57,7 @@ def infer_shapes(graph: Graph, input_shape: tuple, scope: Scope, sym_input: tupl
             elif node.kind == "composite":
                 node.meta["shape"] = _expand(node, graph, ins, scope)
             elif node.kind == "repeat":
-                node.meta["shape"] = _repeat(node, graph, ins[0], scope)
+                node.meta["shape"] = _repeat(node, graph, ins, scope)
             else:
                 block = scope.registry.get(node.type)
                 node.meta["shape"] = tuple(block.infer(node.params, ins, refs, node.inputs))
@@ -136,16 +139,20 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
     return body.nodes[body.output].shape
 
 
-def _repeat(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
+def _repeat(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
     """A repeated node's instances, inline in the same frame: their parameters are written in
     the same block parameters as the node's. Inside a block `$index` is a variable of the
     emitted loop, so an instance's output shape is handed on in the next instance's `index`
     (`8 + index` becomes `8 + (index - 1)`) and out of the loop in its count."""
     sym_in = graph.nodes[node.inputs[0]].meta["sym_shape"]
+    sym_others = [graph.nodes[i].meta["sym_shape"] for i in node.inputs[1:]]
     inner = replace(scope, blame=scope.blame or node.span, trail=scope.trail + [(node.name, node.display_type)])
-    if not infer_shapes(node.body, in_shape, inner, sym_input=sym_in, index_step=scope.sym_env is not None):
+    if not infer_shapes(node.body, ins[0], inner, sym_input=sym_in, others=tuple(ins[1:]), sym_others=sym_others,
+                        index_step=scope.sym_env is not None):
         raise _Reported()
     for inst in node.body.layers():  # stacked in an nn.Sequential: each must be a module
+        if inst.kind == "part":
+            continue
         block = scope.registry.get(inst.type)
         # the emitter builds each from its parameters as written (a window of $in_height // 4 is
         # a function call sized in forward, not a module), so ask as it will
@@ -153,8 +160,12 @@ def _repeat(node: Node, graph: Graph, in_shape: tuple, scope: Scope) -> tuple:
         if not block.is_composite and block.torch_module(inst.meta.get("sym_params", inst.params), ins) is None:
             raise ShapeError(f"'{inst.type}' computes without a module of its own here and cannot be repeated; write its instances out", param="repeat", code="E209")
     out = node.body.nodes[node.body.output]
+    count = node.meta.get("sym_repeat", node.meta["repeat"])
     node.meta["sym_params"] = node.params
-    node.meta["sym_shape"] = tuple(rebind(d, INDEX, node.meta.get("sym_repeat", node.meta["repeat"])) for d in out.meta["sym_shape"])
+    node.meta["sym_shape"] = tuple(rebind(d, INDEX, count) for d in out.meta["sym_shape"])
+    if node.body.outputs:  # a block with several outputs, chained: the last instance's
+        node.meta["shapes"] = [node.body.nodes[o].shape for o in node.body.results]
+        node.meta["sym_shapes"] = [tuple(rebind(d, INDEX, count) for d in node.body.nodes[o].meta["sym_shape"]) for o in node.body.results]
     return out.shape
 
 
