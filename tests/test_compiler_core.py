@@ -1649,3 +1649,40 @@ def test_a_repeated_block_with_several_outputs_must_return_as_many_as_it_reads()
     assert [(d.code, d.message) for d in result.diagnostics] == [
         ("E209", "'pair' has 2 outputs (a, b) but reads 1 input (input), so it cannot be repeated: each instance's outputs are "
                  "the next one's inputs, in order")]
+
+
+def test_a_chained_repeat_frees_what_its_first_call_rebinds_and_comments_its_loop():
+    """`u, x = self.p[0](x, s1)` rebinds `x`: the value it held is gone once instance 0 returns,
+    one map fewer than the same blocks written out hold; the outputs' shapes (the last
+    instance's) are commented where the loop assigns them."""
+    from archcompiler.passes.memory import predict
+
+    stacked = """
+        archc: 1
+        name: r1
+        input: [3, 16, 16]
+        blocks:
+          pair:
+            inputs: [skip]
+            nodes:
+              a: {type: conv, out: 8, kernel: 3, padding: 1}
+              b: {type: conv, out: 8, kernel: 3, padding: 1, in: skip}
+              c: {type: add, in: [a, b]}
+            output: [c, a]
+        nodes:
+          s0: {type: conv, out: 8, kernel: 3, padding: 1}
+          s1: {type: conv, out: 8, kernel: 1, in: s0}
+          p: {type: pair, repeat: 3, in: [s0, s1], outputs: [u, v]}
+          m: {type: add, in: [u, v]}
+    """
+    written = stacked.replace("p: {type: pair, repeat: 3, in: [s0, s1], outputs: [u, v]}",
+                              "p0: {type: pair, in: [s0, s1], outputs: [u0, v0]}\n"
+                              "          p1: {type: pair, in: [u0, v0], outputs: [u1, v1]}\n"
+                              "          p2: {type: pair, in: [u1, v1], outputs: [u, v]}")
+    loop, flat = archcompiler.compile(spec(stacked)), archcompiler.compile(spec(written))
+    peak = [predict(n.graph, n.result.registry, 4, "infer").peak_bytes for n in (loop, flat)]
+    assert peak[1] - peak[0] == 4 * 8 * 16 * 16 * 4  # s0's map, at batch 4 in fp32
+    lines = loop.source.splitlines()
+    first = next(i for i, line in enumerate(lines) if "self.p[0](" in line)
+    assert not lines[first - 1].strip().startswith("#")
+    assert "u, x = layer(u, x)  # (B, 8, 16, 16), (B, 8, 16, 16)" in loop.source

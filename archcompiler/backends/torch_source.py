@@ -489,10 +489,15 @@ def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
     for code, node, parts in c.forward:
         comment = _comment(parts)
         info = LineInfo(c.name, node.name, node.span)
-        if parts and isinstance(parts[0], tuple) and len(code) + len(comment) + 12 > LINE_LENGTH:  # several outputs: a line each, above
-            targets = code.split(" = ", 1)[0].split(", ")
-            lines += [(f"        # {t}: {_comment(p)}", info) for t, p in zip(targets, parts)]
-            comment = ""
+        *head, last = code.split("\n")  # the comment belongs to the last row (a chained repeat's loop body)
+        if parts and isinstance(parts[0], tuple) and len(last) + len(comment) + 12 > LINE_LENGTH:  # several outputs: a line each, above
+            pad = 8 + len(last) - len(last.lstrip(" "))
+            targets = last.strip().split(" = ", 1)[0].split(", ")
+            lines += [(text, info) for text in _statement("\n".join(head), 8)] if head else []
+            lines += [(f"{' ' * pad}# {t}: {_comment(p)}", info) for t, p in zip(targets, parts)]
+            code, comment = last, ""
+            lines += [(text, info) for text in _statement(code.lstrip(" "), pad)]
+            continue
         lines += [(text, info) for text in _statement(code, 8, f"  # {comment}" if comment else "")]
     return lines
 

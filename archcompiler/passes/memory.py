@@ -203,7 +203,7 @@ def _forward_peak(graph: Graph, ops: list[Op], storage, saved, savers, nbytes, c
     return state["peak"]
 
 
-def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained: bool = False) -> list[str]:
+def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained: bool = False, release: str | None = None) -> list[str]:
     """Replays one frame; returns the ops its outputs are. A composite with several outputs
     holds no value of its own (None): its parts, unpacked from its call, do."""
     names = dict(given)  # each input -> the op whose output it is
@@ -215,7 +215,10 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
         node = graph.nodes[local]
         if node.body is not None:
             loop = node.kind == "repeat" and bool(node.body.outputs)  # `a, b = layer(a, b)` over the instances
-            outs = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state, loop)
+            # the first instance's call rebinds the caller's `x` when it reads it last: gone after instance 0
+            rebinds = holder in node.dependencies() and holder not in results and not set(reads[holder]) & set(order[i + 1:])
+            rebound = names[holder] if loop and rebinds and holder not in graph.inputs else None
+            outs = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state, loop, rebound)
             several[local] = outs
             out = outs[0] if len(outs) == 1 else None
         elif node.kind == "part":
@@ -227,6 +230,8 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
                 for prev in instance.inputs:
                     if names[prev] not in several[instance.name] and prev not in graph.inputs:
                         state["live"].pop(names[prev], None)
+                    elif prev in graph.inputs and names[prev] == release and release not in several[instance.name]:
+                        state["live"].pop(release, None)  # the caller's variable the first call rebound
         else:
             out = ".".join(path + (local,))
             state["held"] += sum(state["saved"][key] for key in state["first"].get(out, [])) + state["casts"].get(out, 0)
