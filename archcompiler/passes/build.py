@@ -598,8 +598,7 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
         for i, ref in enumerate(node.inputs):
             rel = ("nodes", written, "in") + ((i,) if isinstance(raw_in, list) else ())
             if ref in splits:
-                what = "a split: read one of its parts" if ref not in graph.nodes else "a block with several outputs: read one of them"
-                scope.error("E300", f"node '{node.name}' reads '{ref}', {what} ({', '.join(splits[ref])})", scope.span(*rel))
+                scope.error("E300", f"node '{node.name}' reads '{ref}', {_whole(ref, graph, splits, 'read')}", scope.span(*rel))
                 ok = False
             elif ref not in known:
                 scope.error("E300", f"node '{node.name}' reads '{ref}', which is not defined{did_you_mean(ref, known)}", scope.span(*rel))
@@ -609,8 +608,7 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
                 ok = False
         for param, ref in node.refs.items():
             if ref in splits:
-                what = "a split: name one of its parts" if ref not in graph.nodes else "a block with several outputs: name one of them"
-                scope.error("E300", f"'{param}' of node '{node.name}' names '{ref}', {what} ({', '.join(splits[ref])})", scope.span("nodes", node.name, param))
+                scope.error("E300", f"'{param}' of node '{node.name}' names '{ref}', {_whole(ref, graph, splits)}", scope.span("nodes", node.name, param))
                 ok = False
             elif isinstance(ref, str) and ref.startswith("$"):
                 scope.error("E300", f"'{param}' of node '{node.name}' names a node, which cannot be a $parameter: a block's wiring is fixed "
@@ -625,8 +623,7 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
     for name, raw in spec_nodes.items():
         other = raw.get("otherwise") if isinstance(raw, dict) else None
         if isinstance(other, str) and other in splits:
-            what = "a split: name one of its parts" if other not in graph.nodes else "a block with several outputs: name one of them"
-            scope.error("E300", f"'otherwise' of node '{name}' names '{other}', {what} ({', '.join(splits[other])})", scope.span("nodes", name, "otherwise"))
+            scope.error("E300", f"'otherwise' of node '{name}' names '{other}', {_whole(other, graph, splits)}", scope.span("nodes", name, "otherwise"))
             ok = False
         elif isinstance(other, str) and other not in known:
             scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
@@ -638,9 +635,8 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
             scope.error("E302", f"the output '{raw_output}' is listed twice; a block returns each node once", scope.span(*at))
             ok = False
         elif output in splits:
-            what = "a split: name one of its parts" if output not in graph.nodes else "a block with several outputs: name one of them"
             written = "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path))
-            scope.error("E302", f"the output '{output}' is {what} ({', '.join(splits[output])})",
+            scope.error("E302", f"the output '{output}' is {_whole(output, graph, splits)}",
                         scope.span(*at) if written else scope.span("nodes", output, key=True))
             ok = False
         elif output == INPUT and (raw_output not in (None, INPUT) or several):
@@ -650,6 +646,12 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
             scope.error("E302", f"the output '{output}' is not a node{did_you_mean(output, choices)}", scope.span(*at))
             ok = False
     return ok
+
+
+def _whole(name: str, graph: Graph, splits: dict, verb: str = "name") -> str:
+    """What a reference to a split, or to a block with several outputs, should name instead."""
+    what = f"a split: {verb} one of its parts" if name not in graph.nodes else f"a block with several outputs: {verb} one of them"
+    return f"{what} ({', '.join(splits[name])})"
 
 
 def _get(data, path):
