@@ -21,7 +21,7 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 
-from archcompiler.backends.walker import Names, walk
+from archcompiler.backends.walker import AMBIGUOUS, Names, walk
 from archcompiler.blocks.registry import CODE_GLOBALS
 from archcompiler.diagnostics import Span
 from archcompiler.ir.arith import condition_source, parse_condition
@@ -262,8 +262,8 @@ class Emitter:
         _, fwd_used = used
         attrs = Names(set(body.nodes) | set(taken))
         stored = {p: attrs.take(p) for p in params if p in fwd_used and p not in SPATIAL}
-        lines = [(f"self.{a} = {p}", body.input) for p, a in stored.items()]
-        lines += [(render(code), node) for code, node in init]
+        lines = [(f"self.{a} = {argument(p)}", body.input) for p, a in stored.items()]
+        lines += [(render(code, argument), node) for code, node in init]
         fwd = []
         spatial = [v for v in SPATIAL if v in fwd_used]
         if spatial:  # sizes that depend on the input are read from it, never baked in
@@ -575,7 +575,7 @@ def _composite_call(child: _Class, node: Node) -> str:
         if p in child.block.builtin_vars:
             parts.append(literal(value))
         elif p in given or not _literal_default(child.block.params[p]):
-            parts.append(f"{p}={literal(value)}")
+            parts.append(f"{argument(p)}={literal(value)}")
     return f"\x03{child.id}\x04({', '.join(parts)})"
 
 
@@ -594,6 +594,12 @@ def _annotation(decl: dict) -> str:
     return f"tuple[{', '.join([item] * n)}]" if n is not None and n == decl.get("maxItems") and 1 <= n <= 4 else f"tuple[{item}, ...]"
 
 
+def argument(name: str) -> str:
+    """A block parameter as the constructor's argument: its own name, but `l_` for `l` (and `O`,
+    `I`), names pycodestyle refuses (E741). The spec, the state_dict and attributes keep `l`."""
+    return f"{name}_" if name in AMBIGUOUS else name
+
+
 def _param_sig(name: str, block) -> str:
     decl = block.params.get(name, {})
     if name in block.builtin_vars:
@@ -605,11 +611,12 @@ def _param_sig(name: str, block) -> str:
         ann = " | ".join(sorted(kinds))
     else:
         ann = None
+    arg = argument(name)
     if not _literal_default(decl):
-        return f"{name}: {ann}" if ann else name
+        return f"{arg}: {ann}" if ann else arg
     default = decl["default"]
     default = tuple(default) if isinstance(default, list) else default  # a pair: never a mutable default
-    return f"{name}: {ann} = {literal(default)}" if ann else f"{name}={literal(default)}"  # as ruff format spaces them
+    return f"{arg}: {ann} = {literal(default)}" if ann else f"{arg}={literal(default)}"  # as ruff format spaces them
 
 
 # -------------------------------------------------------------------- layout
