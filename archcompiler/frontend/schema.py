@@ -127,8 +127,8 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
                 "nodes": {"$ref": "#/$defs/nodes"},
                 "output": {
                     "description": "the output node (default: the last node), or a list of several (a use names them: outputs: [a, b])",
-                    "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 2, "maxItems": MAX_OUTPUTS}],
-                    "x-expected": f"a node name, or a list of 2 to {MAX_OUTPUTS} node names",
+                    "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 2}],
+                    "x-expected": "a node name, or a list of two or more node names",
                 },
                 "example": {
                     "type": "object",

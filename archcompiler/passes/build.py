@@ -13,7 +13,7 @@ import re
 from archcompiler.blocks.registry import IDENTIFIER, Registry, reserved_name
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
-from archcompiler.frontend.schema import NODE_KEYS, first_node_key, report_schema_errors, validator
+from archcompiler.frontend.schema import MAX_OUTPUTS, NODE_KEYS, first_node_key, report_schema_errors, validator
 from archcompiler.ir.arith import ExprError, compared_strings, evaluate, holds, is_expression, parse, parse_condition, variables
 from archcompiler.ir.expr import Sym
 from archcompiler.ir.graph import INPUT, Graph, Node
@@ -629,6 +629,9 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
             scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
             ok = False
     several = bool(graph.outputs)
+    if len(graph.raw_outputs) > MAX_OUTPUTS:  # checked here, where the message can say how many
+        scope.error("E302", f"a block returns at most {MAX_OUTPUTS} outputs; this one lists {len(graph.raw_outputs)}", scope.span("output"))
+        return False
     for i, (output, raw_output) in enumerate(zip(graph.results, graph.raw_outputs or [graph.raw_output])):
         at = ("output", i) if several else ("output",)
         if several and raw_output in graph.raw_outputs[:i]:
