@@ -7,6 +7,7 @@ missing `dot` program is simulated by emptying PATH.
 from __future__ import annotations
 
 import os
+import textwrap
 import re
 import shutil
 import subprocess
@@ -450,3 +451,26 @@ def test_a_block_with_a_named_input_draws_it_as_a_terminal_fed_at_its_first_use(
     assert nodes[:2] == ["input", "skip"]
     assert ("skip", "cat", "16 x 16 x 256", False) in edges and ("input", "up", "8 x 8 x 512", False) in edges
     assert "at 8 x 8 x 512" in title
+
+
+def test_a_block_drawn_alone_is_the_first_instance_of_a_repeated_use():
+    """`render --block` draws the block as the spec's first use builds it: for a repeated use,
+    its first instance, with `first:` applied (not a repeat of the block)."""
+    from archcompiler.driver import check_text
+
+    result = check_text(textwrap.dedent("""
+        archc: 1
+        name: r
+        input: [4, 16, 16]
+        blocks:
+          one:
+            params: {proj: {type: boolean, default: false}}
+            nodes:
+              c: {type: conv, out: 4, kernel: 3, padding: 1}
+              p: {type: conv, out: 4, kernel: 1, when: $proj}
+        nodes:
+          t: {type: one, repeat: 3, first: {proj: true}}
+    """), "r.yaml")
+    body, _, title = block_graph("one", result)
+    assert title.startswith("one(proj=true) at 16 x 16 x 4 - 168 params")
+    assert [n.name for n in body.layers()] == ["c", "p"]

@@ -136,7 +136,7 @@ def _instance(name: str, result: CheckResult | None, registry: Registry) -> tupl
         inputs: list[Graph] = [result.graph]  # the graph each walked node lives in, by depth
         for d, node in result.graph.walk():
             del inputs[d + 1:]
-            if node.type == name:
+            if node.type == name and node.kind != "repeat":  # a repeated use: its instances, `first:` applied, come next
                 return [inputs[d].nodes[i].shape for i in node.inputs], dict(node.params), node
             if node.body is not None:
                 inputs.append(node.body)
@@ -153,7 +153,8 @@ def _drawn(name: str, shape: tuple, input_shape, params: dict, use: Node | None)
     flags = [f"--input {','.join(map(str, shape))}"] if input_shape is not None else []
     flags += [f"--set {k}={_yaml_value(v)}" for k, v in params.items()]
     if not flags:
-        return f"the {name} drawn here is {rest}"
+        whole = f"the one node '{use.name}' at {use.span.file}:{use.span.line} uses" if use is not None and use.span is not None else "the block's example"
+        return f"the {name} drawn here is {whole}"
     return f"the {name} drawn here has {' and '.join(flags)}; the rest {rest}"
 
 

@@ -442,7 +442,9 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
     inputs = raw.get("in", previous)
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     if len(inputs) != len(formal):
-        scope.error("E304", f"a repeated node reads {len(formal)} input{'s' * (len(formal) > 1)}, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
+        what = f"'{block.name}' takes {len(formal)} inputs ({', '.join(formal)})" if chain else "a repeated node reads one input"
+        example = f"; give them in that order, e.g. in: [{', '.join(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'][:len(formal)])}]" if chain else ""
+        scope.error("E304", f"{what}, but node '{name}' lists {len(inputs)}{example}", scope.span(*here, "in"))
         return None
     body = Graph(block.name, instances, prev[0], span=scope.span(*here, key=True), inputs=formal,
                  outputs=prev if chain else [], raw_outputs=prev if chain else [])

@@ -5,7 +5,7 @@ from archcompiler.blocks.composite import BUILTIN_VARS, Composite
 from archcompiler.blocks.registry import CODE_GLOBALS, Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
-from archcompiler.frontend.schema import report_schema_errors, validator
+from archcompiler.frontend.schema import NODE_KEYS, report_schema_errors, validator
 from archcompiler.ir.arith import ExprError, is_expression, parse, variables
 from archcompiler.ir.graph import stable_topological_order
 from archcompiler.passes.build import INDEX, Scope, build_graph
@@ -77,6 +77,10 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
     for pname in block.params:
         if pname in BUILTIN_VARS:  # a named input's own ($skip_channels) are reported at the input
             diags.error("E211", f"parameter '{pname}' of block '{block.name}' has the name of a built-in, bound from an input's shape; rename it", block.doc.span(block.path + ("params", pname), key=True))
+            sound = False
+        elif pname in NODE_KEYS:  # `repeat`, `first`, `when`, `otherwise` at a use are the node's own keys
+            diags.error("E211", f"parameter '{pname}' of block '{block.name}' has the name of a node's own key ({', '.join(NODE_KEYS)}): "
+                        f"a use could never set it; rename it", block.doc.span(block.path + ("params", pname), key=True))
             sound = False
         elif pname == INDEX:
             diags.error("E211", f"parameter '{pname}' of block '{block.name}' has the name of the built-in $index, a repeated node's instance number; rename it",
