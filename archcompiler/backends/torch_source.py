@@ -173,6 +173,7 @@ class Emitter:
         union = Graph(block.name, nodes, resolve(first.raw_output), inputs=first.inputs,
                       outputs=[resolve(o) for o in first.raw_outputs], raw_outputs=first.raw_outputs)
         w = walk(union, reserved=self.taken_globals)
+        loop = _loop_name(w)
         attrs = Names(union.nodes)
         init, forward = [], []
         for step in w.steps:
@@ -189,7 +190,7 @@ class Emitter:
             if n not in first.optional:
                 if ctor is not None:
                     init.append((f"self.{n} = {ctor}", node))
-                forward.append([_assignment(step.var, node, expr, _loop_name(w)), node, parts])
+                forward.append([_assignment(step.var, node, expr, loop), node, parts])
                 continue
             sym_env = {k: Sym.var(k, v) for k, v in inst.meta["env"].items()}
             cond = condition_source(parse_condition(first.optional[n][0]), sym_env)
@@ -226,15 +227,16 @@ class Emitter:
         """A repeated node as nn.Sequential, so its instances' keys are `name.0`, `name.1`;
         instances after the first that are built alike are written as one loop. A block with
         several outputs chained from instance to instance is an nn.ModuleList, looped over."""
-        text = self._stack(node)
+        items = self._stack(node)
         if container == "nn.Sequential":
-            return text
-        inner = text[len("nn.Sequential(") : -1]
-        if inner.startswith("*[") and len(_split_top(inner, ", ")) == 1:  # every instance alike: the comprehension itself
-            return f"nn.ModuleList({inner[1:]})"
-        return f"nn.ModuleList([{inner}])"
+            return f"nn.Sequential({', '.join(items)})"
+        if len(items) == 1 and items[0].startswith("*["):  # every instance alike: the comprehension itself
+            return f"nn.ModuleList({items[0][1:]})"
+        return f"nn.ModuleList([{', '.join(items)}])"
 
-    def _stack(self, node: Node) -> str:
+    def _stack(self, node: Node) -> list[str]:
+        """The instances' constructors, in order: `*[Block(...) for _ in range(n)]` for those
+        built alike after the first (or all of them)."""
         parts = []
         for inst in (n for n in node.body.layers() if n.kind != "part"):
             if inst.kind == "composite":
@@ -251,10 +253,10 @@ class Emitter:
         if (symbolic or len(rest) >= 2) and all(p == rest[0] for p in rest):
             n = literal(count) if symbolic else str(len(parts))
             if parts[0] == rest[0]:
-                return f"nn.Sequential(*[{rest[0]} for {loop} in range({n})])"
+                return [f"*[{rest[0]} for {loop} in range({n})]"]
             after = f"1, {n}" if loop == "index" else (literal(count - 1) if symbolic else str(len(rest)))
-            return f"nn.Sequential({first}, *[{rest[0]} for {loop} in range({after})])"
-        return f"nn.Sequential({', '.join(p.replace(_INDEX_MARK, str(i)) for i, p in enumerate(parts))})"
+            return [first, f"*[{rest[0]} for {loop} in range({after})]"]
+        return [p.replace(_INDEX_MARK, str(i)) for i, p in enumerate(parts)]
 
     def _spell(self, body: Graph, params: list[str], init, forward, used, taken=()):
         """Write each variable where it is used: a constructor argument in __init__, an
@@ -699,14 +701,7 @@ def _operator_pieces(expr: str, width: int) -> list[str]:
 
 def _bracketed(expr: str) -> bool:
     """Whether `expr` is one parenthesised group, `( ... )`, its first bracket closed last."""
-    if not (expr.startswith("(") and expr.endswith(")")):
-        return False
-    depth = 0
-    for i, ch in enumerate(expr):
-        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(ch, 0)
-        if depth == 0 and i < len(expr) - 1:
-            return False
-    return True
+    return expr.startswith("(") and _closing(expr, 0) == len(expr) - 1
 
 
 def _conditional_pieces(expr: str) -> list[str]:
@@ -783,12 +778,19 @@ def _parenthesized(code: str, indent: int, comment: str) -> list[str]:
 
 def _def_parameters(code: str):
     """A `def`'s parentheses, a return annotation after them (`-> tuple[...]:`) or not."""
-    depth, opened = 0, code.index("(")
+    opened = code.index("(")
+    closed = _closing(code, opened)
+    return (opened, closed) if closed is not None else (None, None)
+
+
+def _closing(code: str, opened: int) -> int | None:
+    """Where the bracket opened at `opened` closes (brackets of both kinds counted)."""
+    depth = 0
     for i in range(opened, len(code)):
         depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(code[i], 0)
         if depth == 0:
-            return opened, i
-    return None, None
+            return i
+    return None
 
 
 def _outer_call(code: str):

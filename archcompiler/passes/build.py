@@ -199,8 +199,7 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
         scope.error("E304", f"'{type_name}' takes one input, but node '{name}' lists {len(inputs)}", scope.span(*here, "in"))
         return None
     if block.arity is not None and block.arity > 1 and len(inputs) != block.arity:
-        names = ", ".join(("input",) + block.extra_inputs)
-        scope.error("E304", f"'{type_name}' takes {block.arity} inputs ({names}), but node '{name}' lists {len(inputs)}; give them in that order, e.g. in: [{', '.join(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'][:block.arity])}]", scope.span(*here, "in", key="in" not in raw))
+        scope.error("E304", _takes(block, name, len(inputs)), scope.span(*here, "in", key="in" not in raw))
         return None
     if block.arity is None and len(inputs) < 2:
         scope.error("E304", f"'{type_name}' merges two or more inputs, but node '{name}' lists 1; give them as a list, e.g. in: [a, b]", scope.span(*here, "in", key=True))
@@ -279,9 +278,22 @@ def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: d
     node.meta["outputs"] = list(parts)
     nodes[name] = node
     for i, part in enumerate(parts):
-        meta = {"source_path": scope.path + here + ("outputs", i), "index": i, "part_of": name, "output": block.outputs[i]}
-        nodes[part] = Node(part, "part", block.name, {}, [name], span=scope.span(*here, "outputs", i), meta=meta)
+        nodes[part] = _part(part, i, node, block, scope.span(*here, "outputs", i), scope.path + here + ("outputs", i))
     return list(parts)
+
+
+def _part(name: str, index: int, of: Node, block, span: Span, source_path: tuple) -> Node:
+    """Output `index` of composite `of`: a node that reads it and computes nothing."""
+    meta = {"source_path": source_path, "index": index, "part_of": of.name, "output": block.outputs[index]}
+    return Node(name, "part", block.name, {}, [of.name], span=span, meta=meta)
+
+
+def _takes(block, name: str, listed: int) -> str:
+    """E304's message: how many inputs `block` reads, and in which order a use lists them."""
+    names = ("input",) + block.extra_inputs
+    example = ", ".join("abcdefgh"[: len(names)])
+    return (f"'{block.name}' takes {len(names)} inputs ({', '.join(names)}), but node '{name}' lists {listed}; "
+            f"give them in that order, e.g. in: [{example}]")
 
 
 def _is_split(raw: dict) -> bool:
@@ -437,19 +449,15 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
         if chain:  # its outputs, `p3_0`, `p4_0`, ...: what the next instance reads
             inst.meta["outputs"] = prev = [f"{o}_{i}" for o in chain]
             for j, part in enumerate(prev):
-                meta = {"source_path": scope.path + here, "index": j, "part_of": inst_name, "output": block.outputs[j]}
-                instances[part] = Node(part, "part", block.name, {}, [inst_name], span=scope.span(*here, key=True), meta=meta)
+                instances[part] = _part(part, j, inst, block, scope.span(*here, key=True), scope.path + here)
     inputs = raw.get("in", previous)
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     if len(inputs) != len(formal):
-        what = f"'{block.name}' takes {len(formal)} inputs ({', '.join(formal)})" if chain else "a repeated node reads one input"
-        example = f"; give them in that order, e.g. in: [{', '.join(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'][:len(formal)])}]" if chain else ""
-        scope.error("E304", f"{what}, but node '{name}' lists {len(inputs)}{example}", scope.span(*here, "in"))
+        message = _takes(block, name, len(inputs)) if chain else f"a repeated node reads one input, but node '{name}' lists {len(inputs)}"
+        scope.error("E304", message, scope.span(*here, "in"))
         return None
     body = Graph(block.name, instances, prev[0], span=scope.span(*here, key=True), inputs=formal,
                  outputs=prev if chain else [], raw_outputs=prev if chain else [])
-    for n in instances.values():
-        n.meta["raw_inputs"], n.meta["raw_refs"] = list(n.inputs), dict(n.refs)
     meta = {"source_path": scope.path + here, "given": {}, "repeat": count, "sym_repeat": sym_count}
     return Node(name, "repeat", block.name, {"repeat": count}, inputs, {}, span=scope.span(*here, key=True), meta=meta, body=body)
 
