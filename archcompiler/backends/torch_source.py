@@ -21,7 +21,7 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 
-from archcompiler.backends.walker import AMBIGUOUS, Names, walk
+from archcompiler.ir.walk import AMBIGUOUS, Names, walk
 from archcompiler.blocks.registry import CODE_GLOBALS
 from archcompiler.diagnostics import Span
 from archcompiler.ir.arith import condition_source, parse_condition

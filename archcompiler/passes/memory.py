@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from math import prod
 
 from archcompiler.blocks.registry import Registry
-from archcompiler.ir.graph import INPUT, Graph, readers, topological_order
+from archcompiler.ir.graph import INPUT, Graph, topological_order
+from archcompiler.ir.walk import INPUT_VAR, walk
 from runtime.vocab import AMP as AMPS  # noqa: F401 - check's --amp choices come from here
 from runtime.vocab import OPTIMIZERS  # the optimizers' state and update sizes; imports no torch
 
@@ -207,17 +208,17 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
     """Replays one frame; returns the ops its outputs are. A composite with several outputs
     holds no value of its own (None): its parts, unpacked from its call, do."""
     names = dict(given)  # each input -> the op whose output it is
+    w = walk(graph)  # the emitted forward's order and variables: a node given `x` drops the value `x` held
     order = [n for n in topological_order(graph) if n not in graph.inputs]
-    reads = readers(graph)
+    takes_x = {n for n, v in w.variables.items() if v == INPUT_VAR and n not in graph.inputs}
     holder, scoped = INPUT, []
-    results, several = set(graph.results), {}
-    for i, local in enumerate(order):
+    several = {}
+    for local in order:
         node = graph.nodes[local]
         if node.body is not None:
             loop = node.kind == "repeat" and bool(node.body.outputs)  # `a, b = layer(a, b)` over the instances
             # the first instance's call rebinds the caller's `x` when it reads it last: gone after instance 0
-            rebinds = holder in node.dependencies() and holder not in results and not set(reads[holder]) & set(order[i + 1:])
-            rebound = names[holder] if loop and rebinds and holder not in graph.inputs else None
+            rebound = names[holder] if loop and local in takes_x and holder not in graph.inputs else None
             outs = _forward_scope(node.body, path + (local,), {n: names[i] for n, i in zip(node.body.inputs, node.inputs)}, state, loop, rebound)
             several[local] = outs
             out = outs[0] if len(outs) == 1 else None
@@ -239,7 +240,7 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
                 state["live"][out] = state["nbytes"](out)
             state["peak"] = max(state["peak"], state["held"] + sum(state["live"].values()))
         names[local] = out
-        if holder in node.dependencies() and holder not in results and not set(reads[holder]) & set(order[i + 1:]):
+        if local in takes_x:
             if holder not in graph.inputs:
                 state["live"].pop(names[holder], None)  # `x` rebound: the old value is gone
             holder = local

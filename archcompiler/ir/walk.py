@@ -1,4 +1,5 @@
-"""A framework-neutral walk over a graph of the IR, for code generators.
+"""A framework-neutral walk over a graph of the IR, for code generators, and for the memory
+replay (passes/memory.py), which frees a value when the generated code drops its variable.
 
 It decides what every backend that writes a program needs and nothing framework-specific:
 the order of the nodes (dependencies first, ties in spec order), which nodes read each
@@ -32,6 +33,7 @@ class Walk:
     steps: list[Step]
     output: str  # the variable returned
     inputs: list[str] = field(default_factory=lambda: [INPUT_VAR])  # the variables of the graph's inputs, `x` first
+    variables: dict[str, str] = field(default_factory=dict)  # every node -> its variable (a part's too: what its call unpacks into)
 
 
 class Names:
@@ -75,4 +77,4 @@ def walk(graph: Graph, reserved=()) -> Walk:
     for step in steps:  # a composite with several outputs assigns the tuple its parts unpack into
         if "outputs" in step.node.meta:
             step.var = ", ".join(var[p] for p in step.node.meta["outputs"])
-    return Walk(steps, ", ".join(var[o] for o in graph.results), [var[n] for n in graph.inputs])
+    return Walk(steps, ", ".join(var[o] for o in graph.results), [var[n] for n in graph.inputs], var)
