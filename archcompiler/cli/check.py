@@ -6,7 +6,7 @@ import json
 import sys
 
 from archcompiler.backends.table import render_table, rows
-from archcompiler.cli.common import print_diagnostics
+from archcompiler.cli.common import NO_MODEL, block_names, print_diagnostics
 from archcompiler.driver import CheckResult, check_file
 from archcompiler.passes.memory import AMPS, MODES, OPTIMIZERS, Memory, predict
 from runtime import argtypes
@@ -85,9 +85,8 @@ def main(argv: list[str]) -> int:
                 print(render_table(f"{r.name}  ({r.file})", r.graph, r.totals, args.expand, args.depth, macs=args.macs, memory=memory_of(r, args)))
                 print()
             elif r.valid and r.graph is None and not args.quiet:  # a file of blocks only: say what was checked
-                blocks = list((r.data or {}).get("blocks") or {})
-                print(f"{r.file}: {_count(len(blocks), 'block')} checked ({', '.join(blocks)}); no model: "
-                      f"a spec's `input:` and `nodes:` make one")
+                blocks = block_names(r)
+                print(f"{r.file}: {_count(len(blocks), 'block')} checked ({', '.join(blocks)}); {NO_MODEL}")
                 print()
         bad = sum(not r.valid for r in results)
         if len(results) > 1 or bad:

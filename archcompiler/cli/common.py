@@ -4,6 +4,14 @@ from __future__ import annotations
 import sys
 
 
+NO_MODEL = "no model: a spec's `input:` and `nodes:` make one"  # said of a file of blocks only
+
+
+def block_names(result) -> list[str]:
+    """The composite blocks a checked file defines."""
+    return list((result.data or {}).get("blocks") or {})
+
+
 def print_diagnostics(result, concise: bool = False) -> None:
     sources = {result.file: result.text} if result.text is not None else {}
     for d in result.diagnostics:
@@ -19,8 +27,6 @@ def compile_or_report(path: str):
     if not result.ok:
         print_diagnostics(result)
         if result.valid and result.graph is None:  # a block library: nothing failed, but there is no model
-            blocks = list((result.data or {}).get("blocks") or {})
-            print(f"{result.file}: defines blocks only ({', '.join(blocks)}), no model: a spec's `input:` and `nodes:` make one",
-                  file=sys.stderr)
+            print(f"{result.file}: defines blocks only ({', '.join(block_names(result))}), {NO_MODEL}", file=sys.stderr)
         return None
     return Compiled(result)

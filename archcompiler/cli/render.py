@@ -146,16 +146,12 @@ def _instance(name: str, result: CheckResult | None, registry: Registry) -> tupl
 
 def _drawn(name: str, shape: tuple, input_shape, params: dict, use: Node | None) -> str:
     """Where the instance being drawn comes from, for a note under its errors."""
-    if use is not None and use.span is not None:
-        rest = f"as node '{use.name}' at {use.span.file}:{use.span.line} uses it"
-    else:
-        rest = "from the block's example"
+    where = f"node '{use.name}' at {use.span.file}:{use.span.line}" if use is not None and use.span is not None else None
     flags = [f"--input {','.join(map(str, shape))}"] if input_shape is not None else []
     flags += [f"--set {k}={_yaml_value(v)}" for k, v in params.items()]
     if not flags:
-        whole = f"the one node '{use.name}' at {use.span.file}:{use.span.line} uses" if use is not None and use.span is not None else "the block's example"
-        return f"the {name} drawn here is {whole}"
-    return f"the {name} drawn here has {' and '.join(flags)}; the rest {rest}"
+        return f"the {name} drawn here is " + (f"the one {where} uses" if where else "the block's example")
+    return f"the {name} drawn here has {' and '.join(flags)}; the rest " + (f"as {where} uses it" if where else "from the block's example")
 
 
 def _yaml_value(v) -> str:
