@@ -382,11 +382,7 @@ class _Builder:
             self.diags.error("E008", f"'{v}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
             return None
         if kind == "float" and _FLOAT_12.match(v):  # !!float 4 is 4.0
-            f = float(v)
-            if not math.isfinite(f):
-                self.diags.error("E008", f"'{v}' overflows to infinity; a spec's numbers must be finite", self.span_of(node))
-                return None
-            return f
+            return self._float(v, node)
         hint = next((f"; {why}" for pattern, why in _YAML_1_1_ONLY if pattern.match(v)), "")
         self.diags.error("E001", f"invalid YAML value: '{v}' is not a valid !!{kind}: YAML 1.2 writes {_TAG_FORMS[kind]}{hint}", self.span_of(node))
         return None
@@ -420,12 +416,16 @@ class _Builder:
             self.diags.error("E008", f"'{v}' is not a finite number; a spec's numbers must be finite", self.span_of(node))
             return None
         if _FLOAT_12.match(v):
-            f = float(v)
-            if not math.isfinite(f):  # 1e999
-                self.diags.error("E008", f"'{v}' overflows to infinity; a spec's numbers must be finite", self.span_of(node))
-                return None
-            return f
+            return self._float(v, node)
         return v
+
+    def _float(self, v: str, node) -> float | None:
+        """A decimal's value; one that overflows to infinity (1e999) is refused."""
+        f = float(v)
+        if not math.isfinite(f):
+            self.diags.error("E008", f"'{v}' overflows to infinity; a spec's numbers must be finite", self.span_of(node))
+            return None
+        return f
 
     def _mapping(self, node, path: Path) -> dict:
         out: dict = {}
