@@ -1686,3 +1686,25 @@ def test_a_chained_repeat_frees_what_its_first_call_rebinds_and_comments_its_loo
     first = next(i for i, line in enumerate(lines) if "self.p[0](" in line)
     assert not lines[first - 1].strip().startswith("#")
     assert "u, x = layer(u, x)  # (B, 8, 16, 16), (B, 8, 16, 16)" in loop.source
+
+
+def test_a_splits_sizes_may_be_a_blocks_array_parameter():
+    """`sizes: $sz` once exited 70 (a Sym holding a list has no len()): the parts are sized by
+    the parameter's items in each instance, and the emitted code indexes the argument."""
+    net = archcompiler.compile(spec("""
+        archc: 1
+        name: m
+        input: [4, 8, 8]
+        blocks:
+          b:
+            params: {sz: {type: array, items: {type: integer, minimum: 1}, minItems: 2, maxItems: 2, default: [1, 3]}}
+            nodes:
+              s: {type: split, sizes: $sz, outputs: [p, q]}
+              c: {type: concat, in: [q, p]}
+        nodes:
+          x1: {type: b}
+          x2: {type: b, sz: [2, 2]}
+    """))
+    assert "x = x.narrow(1, self.sz[0], self.sz[1])" in net.source
+    assert [n.shape for n in net.graph.nodes["x1"].body.layers() if n.name in "pq"] == [(1, 8, 8), (3, 8, 8)]
+    assert_emitted_equals_inferred(net, batch=1)

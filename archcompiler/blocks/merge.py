@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import prod
 
-from archcompiler.ir.expr import ADD, ATOM, Sym, call, literal
-from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError
+from archcompiler.ir.expr import ADD, Sym, call, literal
+from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError, items
 
 AXES = ("channels", "height", "width")
 
@@ -138,8 +138,8 @@ class Split(Block):
 
     def _bounds(self, p, channels):
         outs, sizes = p["outputs"], p.get("sizes")
-        if isinstance(sizes, Sym) and isinstance(sizes.value, (list, tuple)):  # `sizes: $sz`, a block's array parameter: its items
-            sizes = [Sym(f"{sizes._wrap(ATOM)}[{i}]", v) for i, v in enumerate(sizes.value)]
+        if sizes is not None:  # `sizes: $sz`, a block's array parameter, gives its items as expressions
+            sizes = items(sizes)
         if sizes is None:
             if channels % len(outs):
                 raise ShapeError(f"{channels} channels do not split into {len(outs)} equal parts; give sizes", param="outputs", code="E412")

@@ -195,11 +195,17 @@ def check_spatial(shape: Shape, block: str) -> tuple[int, int, int]:
 def pair(v) -> tuple:
     """(height, width) of a parameter given as one integer or as a [height, width] pair. A
     block parameter holding a pair (a Sym) yields its two items as expressions (`k[0]`)."""
-    if isinstance(v, Sym) and isinstance(v.value, (list, tuple)):
-        return tuple(Sym(f"{v._wrap(ATOM)}[{i}]", v.value[i]) for i in (0, 1))
-    if isinstance(v, (list, tuple)):
-        return tuple(v)
+    if isinstance(v, Sym) and isinstance(v.value, (list, tuple)) or isinstance(v, (list, tuple)):
+        return tuple(items(v))
     return (v, v)
+
+
+def items(v) -> list:
+    """The items of a list value; a block parameter holding a list (a Sym) yields each as an
+    expression (`k[0]`, `k[1]`, ...), so the emitted code indexes the constructor argument."""
+    if isinstance(v, Sym) and isinstance(v.value, (list, tuple)):
+        return [Sym(f"{v._wrap(ATOM)}[{i}]", x) for i, x in enumerate(v.value)]
+    return list(v)
 
 
 def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False) -> int:
