@@ -56,3 +56,18 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+IMAGE_SIDE_MAX = 16384  # the decoder's pixel limit, 2^28, is 16384 x 16384
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """'WxH' (width x height, as image sizes are written) or 'N' for NxN; returns (height, width)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() and p.isascii() for p in parts):
+        raise argparse.ArgumentTypeError(f"wants a size such as 224 or 320x240 (width x height), not '{text}'")
+    sides = [int(p) for p in parts]
+    if not all(1 <= side <= IMAGE_SIDE_MAX for side in sides):
+        raise argparse.ArgumentTypeError(f"wants sides from 1 to {IMAGE_SIDE_MAX}, not '{text}'")
+    width, height = sides if len(sides) == 2 else sides * 2
+    return height, width

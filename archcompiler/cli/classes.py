@@ -44,13 +44,18 @@ def with_classes(compiled, classes: int):
     return compile_spec("".join(lines), file=compiled.result.file)
 
 
-def decide(compiled, data_classes: int, pinned: int | None, source: str) -> tuple[object, str | None]:
-    """The model to train and the line that says what was changed (None: nothing). `pinned` comes from
-    --num-classes or the spec's train: num_classes (`source` says which), else None."""
-    name, out = head(compiled)
+def require_classifier(compiled) -> None:
+    """Bad input (exit 1) unless the model outputs a vector of class scores."""
     if len(compiled.output_shape) != 1:
         raise ArchcError(f"archc train trains classifiers, whose output is a vector of class scores; {compiled.name} outputs a "
                          f"{' x '.join(map(str, compiled.output_shape))} map (dense prediction is not supported yet)")
+
+
+def decide(compiled, data_classes: int, pinned: int | None, source: str) -> tuple[object, str | None]:
+    """The model to train and the line that says what was changed (None: nothing). `pinned` comes from
+    --num-classes or the spec's train: num_classes (`source` says which), else None."""
+    require_classifier(compiled)
+    name, out = head(compiled)
     target = pinned if pinned is not None else data_classes
     if out is None and pinned is None:  # a head archc cannot rewrite: train it as written if the labels fit
         outputs = compiled.output_shape[0]

@@ -30,3 +30,15 @@ def compile_or_report(path: str):
             print(f"{result.file}: defines blocks only ({', '.join(block_names(result))}), {NO_MODEL}", file=sys.stderr)
         return None
     return Compiled(result)
+
+
+def image_size(compiled) -> tuple[int, int]:
+    """(height, width) of the RGB images a model takes; bad input (exit 1) when its input is
+    not (3, H, W), since every dataset archc reads is RGB images."""
+    from runtime.errors import RuntimeUserError
+
+    shape = tuple(compiled.input_shape)
+    if len(shape) != 3 or shape[0] != 3:
+        raise RuntimeUserError(f"{compiled.name} takes input {list(shape)}, but archc's datasets are RGB images: "
+                               "train, eval and predict need an input of [3, H, W]")
+    return shape[1], shape[2]

@@ -25,7 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
-    p.add_argument("--resize", action="store_true", help="resize images that are not 64x64 (shorter side to 64, centre crop) instead of refusing them")
+    p.add_argument("--resize", action="store_true", help="resize images that are not of the model's input size (64x64 for the paper's "
+                   "specs) instead of refusing them: scaled to cover it, centre crop")
     return p
 
 
@@ -33,6 +34,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
                         amp: str | None = None, cache_dir=None, skip_corrupt: bool = False, resize: bool = False) -> dict:
     import torch
 
+    from archcompiler.cli.common import image_size
     from archcompiler.cli.train import check_fit
     from runtime.data import load_dataset
     from runtime.train import checkpoint
@@ -41,6 +43,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     from runtime.train.evaluate import evaluate
     from runtime.train.setup import device_kind
 
+    size = image_size(compiled)
     ckpt = checkpoint.load(checkpoint_path, weights_only=True)
     if ckpt.meta.get("num_classes"):  # a head set to the data's classes when it was trained
         from archcompiler.cli.classes import with_classes
@@ -52,9 +55,9 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
     saved_data = ckpt.meta.get("data_stats", {})
     data = data or saved_data.get("dataset") or "synthetic"
-    _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, progress=True)  # a bar, or lines without a terminal
+    _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=True)  # a bar, or lines without a terminal
     if "mean" not in saved_data:  # a bare .safetensors: normalise as the paper does, with this data's mean
-        train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, progress=False)
+        train_set, _ = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=False)
         saved_data = {"mean": train_set.channel_mean().tolist(), "std": None}
     trained_on = ckpt.meta.get("classes")
     if isinstance(trained_on, list) and trained_on and list(val_set.classes) != trained_on:

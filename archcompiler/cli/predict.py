@@ -1,9 +1,9 @@
 """`archc predict SPEC --checkpoint PATH IMAGE...`: classify images with trained weights.
 
 Images are files or folders (every JPEG or PNG under them, sorted). Each is preprocessed as
-the run's validation images were: decoded to RGB (grayscale repeated), a 64x64 image as is
-and any other size resized on its shorter side and centre-cropped (as `archc data prepare
---resize` does), then normalised with the training mean (and std) saved in the checkpoint.
+the run's validation images were: decoded to RGB (grayscale repeated), an image of the model's
+input size (64x64 for the paper's specs) as is and any other size scaled to cover it and
+centre-cropped (as `--resize` does in train and `archc data prepare`), then normalised with the training mean (and std) saved in the checkpoint.
 Class ids and names come from the checkpoint (names from the dataset's words.txt).
 """
 from __future__ import annotations
@@ -55,14 +55,14 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     import torch
 
     from archcompiler.cli.classes import with_classes
+    from archcompiler.cli.common import image_size
     from runtime.data.decode import decode_one
     from runtime.errors import CheckpointError, DataError, RuntimeUsageError
     from runtime.train import checkpoint
 
     if top_k < 1 or batch_size < 1:
         raise RuntimeUsageError("--top-k and --batch-size must be at least 1")
-    if tuple(compiled.input_shape) != (3, 64, 64):
-        raise RuntimeUsageError(f"{compiled.name} takes input {list(compiled.input_shape)}; predict reads 64x64 RGB images")
+    size = image_size(compiled)
     ckpt = checkpoint.load(checkpoint_path, weights_only=True)
     meta = ckpt.meta
     stats = meta.get("data_stats") or {}
@@ -89,12 +89,12 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
             try:
                 with warnings.catch_warnings():  # torchvision's notice that its decoders will move to torchcodec
                     warnings.filterwarnings("ignore", category=DeprecationWarning)
-                    image, _, was_resized = decode_one(f, resize=True)
+                    image, _, was_resized = decode_one(f, resize=True, size=size)
             except DataError as e:
                 raise DataError(f"{f}: {e}") from None
             pixels.append(image)
             resized.append(was_resized)
-        x = (torch.stack(pixels).float() / 255 - mean) / std  # (B, 3, 64, 64), as the loader normalises
+        x = (torch.stack(pixels).float() / 255 - mean) / std  # (B, 3, H, W), as the loader normalises
         with torch.no_grad(), vocab.autocast(kind, vocab.default_amp(kind)):
             probs = model(x.to(torch_device)).float().softmax(dim=1).cpu()  # (B, classes)
         top = probs.topk(min(top_k, probs.shape[1]), dim=1)
@@ -112,12 +112,15 @@ def main(argv: list[str]) -> int:
     compiled = compile_or_report(args.spec)
     if compiled is None:
         return 1
+    from archcompiler.cli.common import image_size
+    from runtime.data.decode import size_text
+
     results = predict(compiled, args.checkpoint, args.images, top_k=args.top_k, device=args.device, batch_size=args.batch_size)
     for r in results:
         if args.format == "json":
             print(json.dumps(r))
             continue
-        print(r["image"] + ("  (resized to 64x64)" if r["resized"] else ""))
+        print(r["image"] + (f"  (resized to {size_text(image_size(compiled))})" if r["resized"] else ""))
         for t in r["top"]:
             label = t["class"] if t["name"] == t["class"] else f"{t['class']} {t['name']}"
             print(f"  {100 * t['probability']:6.2f}%  {label}")

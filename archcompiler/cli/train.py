@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from archcompiler.cli.common import image_size
 from archcompiler.errors import UsageError
 from runtime import argtypes, vocab  # names only: imports no torch
 
@@ -61,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=argtypes.positive, help="train on N processes with DDP on this machine (runs torchrun for you)")
     p.add_argument("--cache-dir", help="decoded-dataset cache (default $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     p.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
-    p.add_argument("--resize", action="store_true", help="resize images that are not 64x64 (shorter side to 64, centre crop) instead of refusing them")
+    p.add_argument("--resize", action="store_true", help="resize images that are not of the model's input size (64x64 for the paper's "
+                   "specs) instead of refusing them: scaled to cover it, centre crop")
     return p
 
 
@@ -263,6 +265,10 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
     from runtime.train.loop import Interrupted, fit
     from runtime.train.setup import channels_last_for, device_kind, resolved_compile
 
+    from archcompiler.cli.classes import require_classifier
+
+    require_classifier(compiled)  # before any process starts, what train cannot train is refused at once
+    size = image_size(compiled)
     kind = device_kind(config.device)
     world = distributed.init(kind)
     try:
@@ -281,7 +287,7 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
             check_same_run(checkpoint.load(run_dir), compiled, config)
             if note:
                 print(note, file=sys.stderr)
-        train_set, val_set = _load_data(config.data, args, world)
+        train_set, val_set = _load_data(config.data, args, world, size)
         compiled, config = fit_classes(compiled, config, train_set, args, world)
         check_fit(compiled, train_set, args.data or config.data)
         if auto:
@@ -385,14 +391,14 @@ def check_fit(compiled, dataset, data: str) -> None:
                                 f"set the last affine's `out` to {classes} or more")
 
 
-def _load_data(data: str, args, world):
+def _load_data(data: str, args, world, size: tuple[int, int]):
     from runtime.data import load_dataset
     from runtime.train import distributed
 
     # The first process of each node decodes (and caches) first; the others then read that
     # node's cache instead of racing to write it.
     def load():
-        return load_dataset(data, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, resize=args.resize, progress=world.main)  # a bar, or lines without a terminal
+        return load_dataset(data, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, resize=args.resize, size=size, progress=world.main)  # a bar, or lines without a terminal
 
     if world.local_rank == 0:
         result = load()

@@ -159,6 +159,25 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     return graph, not graph.partial
 
 
+# PyTorch's and other tools' names for archc's blocks, which a new user writes first.
+_OTHER_NAMES = {"linear": "affine", "fc": "affine", "dense": "affine", "conv2d": "conv", "bn": "batchnorm",
+                "batch_norm": "batchnorm", "batchnorm2d": "batchnorm", "layer_norm": "layernorm", "group_norm": "groupnorm",
+                "cat": "concat", "interpolate": "upsample", "adaptive_avg_pool": "adaptive_avgpool"}
+
+
+def _type_hint(type_name, registry: Registry) -> str:
+    """What to write instead of an unknown type: an activation's function is a parameter, and
+    PyTorch's names map to ours; otherwise the closest name, if any."""
+    from archcompiler.blocks.activation import MODULES
+
+    key = str(type_name).lower()
+    if key in MODULES and "activation" in registry.names():
+        return f"; {key} is a function of the activation block: write {{type: activation, fn: {key}}}"
+    if _OTHER_NAMES.get(key) in registry.names():
+        return f"; archc calls it '{_OTHER_NAMES[key]}'"
+    return did_you_mean(type_name, registry.names())
+
+
 def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple | None = None) -> Node | None:
     """One node; `here` is where it is written (a repeated node's instances share their node's)."""
     here = here or ("nodes", name)
@@ -167,7 +186,7 @@ def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple |
     type_name = raw["type"]
     block = scope.registry.get(type_name)
     if block is None:
-        scope.error("E200", f"unknown block type '{type_name}'{did_you_mean(type_name, scope.registry.names())}", scope.span(*here, "type"))
+        scope.error("E200", f"unknown block type '{type_name}'{_type_hint(type_name, scope.registry)}", scope.span(*here, "type"))
         return None
     if getattr(block, "broken", False):
         return None  # its definition's errors are reported where it is defined
@@ -387,7 +406,7 @@ def check_defaults(doc, registry: Registry, diags: Diagnostics) -> dict:
     for type_name, values in (doc.data.get("defaults") or {}).items():
         block = registry.get(type_name)
         if block is None:
-            diags.error("E200", f"unknown block type '{type_name}' in defaults{did_you_mean(type_name, registry.names())}", doc.span(("defaults", type_name), key=True))
+            diags.error("E200", f"unknown block type '{type_name}' in defaults{_type_hint(type_name, registry)}", doc.span(("defaults", type_name), key=True))
             continue
         schema = dict(block.param_schema(), required=[])
         errors = list(validator(schema).iter_errors(values))

@@ -6,6 +6,9 @@ fingerprint of every file the dataset reads (path, size, mtime) and of the decod
 an edited, added or removed image rebuilds it. It is written to a temporary file and renamed
 into place, so an interrupted build never leaves a half-written cache behind.
 
+Each image size a model asks for (64x64 unless its input says otherwise) has its own file, so
+a dataset decoded at 64x64 and at 224x224 keeps both.
+
 Where: `cache_dir` if given, else `$ARCHC_CACHE_DIR`, else `$XDG_CACHE_HOME/archc/data`
 (`~/.cache/archc/data`). Never inside the dataset, which may be read-only.
 """
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from runtime.data.decode import decode_files
+from runtime.data.decode import DEFAULT, decode_files, size_text
 from runtime.data.imageset import ImageSet, channel_stats
 from runtime.data.layout import Layout
 from runtime.errors import DataError
@@ -34,19 +37,22 @@ def default_cache_dir() -> Path:
     return Path(base) / "archc" / "data"
 
 
-def fingerprint(layout: Layout, *, skip_corrupt: bool, resize: bool) -> str:
+def fingerprint(layout: Layout, *, skip_corrupt: bool, resize: bool, size: tuple[int, int] = DEFAULT) -> str:
     h = hashlib.sha256()
-    h.update(f"v{FORMAT_VERSION} {layout.format} skip={skip_corrupt} resize={resize}\n".encode())
+    # The default size adds nothing, so the caches built before sizes existed stay valid.
+    at = "" if tuple(size) == DEFAULT else f" size={size_text(size)}"
+    h.update(f"v{FORMAT_VERSION} {layout.format} skip={skip_corrupt} resize={resize}{at}\n".encode())
     # One update over the joined text: the same digest as one update per file, in a third of the time.
     h.update("".join(f"{rel}\t{size}\t{mtime}\n" for rel, size, mtime in layout.stamps).encode())
     return h.hexdigest()
 
 
-def cache_path(layout: Layout, cache_dir: str | Path | None = None) -> Path:
-    # One file per dataset directory, so a rebuild replaces the stale file instead of piling up.
+def cache_path(layout: Layout, cache_dir: str | Path | None = None, size: tuple[int, int] = DEFAULT) -> Path:
+    # One file per dataset directory and size, so a rebuild replaces the stale file instead of piling up.
     where = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     tag = hashlib.sha256(str(layout.root).encode()).hexdigest()[:12]
-    return where / f"{layout.root.name or 'root'}-{tag}.pt"
+    at = "" if tuple(size) == DEFAULT else f"-{size_text(size)}"
+    return where / f"{layout.root.name or 'root'}-{tag}{at}.pt"
 
 
 def load_or_build(
@@ -55,21 +61,24 @@ def load_or_build(
     cache_dir: str | Path | None = None,
     skip_corrupt: bool = False,
     resize: bool = False,
+    size: tuple[int, int] = DEFAULT,
     progress: bool = True,
 ) -> tuple[ImageSet, ImageSet, bool]:
-    """(train, val, built): from the cache when it is fresh, else decoded and cached."""
-    path = cache_path(layout, cache_dir)
-    key = fingerprint(layout, skip_corrupt=skip_corrupt, resize=resize)
-    stored = _read(path, key)
+    """(train, val, built): from the cache when it is fresh, else decoded and cached.
+    Images come as (3, *size); `size` is (height, width)."""
+    size = tuple(size)
+    path = cache_path(layout, cache_dir, size)
+    key = fingerprint(layout, skip_corrupt=skip_corrupt, resize=resize, size=size)
+    stored = _read(path, key, size)
     built = stored is None
     if stored is None:
-        stored = _build(layout, key, skip_corrupt=skip_corrupt, resize=resize, progress=progress)
+        stored = _build(layout, key, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=progress)
         _write_atomically(stored, path)
     train, val = (_imageset(stored, split) for split in ("train", "val"))
     return train, val, built
 
 
-def _read(path: Path, key: str) -> dict | None:
+def _read(path: Path, key: str, size: tuple[int, int]) -> dict | None:
     """The stored dict when the file exists and matches `key`; None means rebuild."""
     if not path.exists():
         return None
@@ -79,11 +88,11 @@ def _read(path: Path, key: str) -> dict | None:
         return _rebuilding(path, f"unreadable: {type(e).__name__}")
     if not isinstance(stored, dict) or stored.get("version") != FORMAT_VERSION or stored.get("fingerprint") != key:
         return None  # stale: the data or the decoding changed, the usual reason to rebuild
-    problem = _check(stored)
+    problem = _check(stored, size)
     return _rebuilding(path, problem) if problem else stored
 
 
-def _check(stored: dict) -> str | None:
+def _check(stored: dict, size: tuple[int, int]) -> str | None:
     """What is wrong with a cache whose key matches (a damaged or hand-edited file), or None."""
     classes = stored.get("classes")
     if not isinstance(classes, list) or not isinstance(stored.get("names"), list) or len(stored["names"]) != len(classes):
@@ -96,6 +105,8 @@ def _check(stored: dict) -> str | None:
         images, labels = part["images"], part["labels"]
         if images.dim() != 4 or labels.dim() != 1 or len(labels) != len(images) or labels.dtype != torch.int64:
             return f"{split} images and labels do not match"
+        if tuple(images.shape[1:]) != (3, *size) or images.dtype != torch.uint8:
+            return f"{split} images are not uint8 3x{size_text(size)}"
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
             return f"{split} labels outside 0..{len(classes) - 1}"
         if len(part["files"].split("\n") if part["files"] else []) != len(labels):
@@ -110,7 +121,7 @@ def _rebuilding(path: Path, why: str) -> None:
     return None
 
 
-def _build(layout: Layout, key: str, *, skip_corrupt: bool, resize: bool, progress: bool) -> dict:
+def _build(layout: Layout, key: str, *, skip_corrupt: bool, resize: bool, size: tuple[int, int], progress: bool) -> dict:
     stored: dict = {
         "version": FORMAT_VERSION,
         "fingerprint": key,
@@ -121,10 +132,10 @@ def _build(layout: Layout, key: str, *, skip_corrupt: bool, resize: bool, progre
     for split_name in ("train", "val"):
         split = getattr(layout, split_name)
         decoded = decode_files(
-            layout.root, split.files, skip_corrupt=skip_corrupt, resize=resize, progress=progress, label=f"decoding {split_name}"
+            layout.root, split.files, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=progress, label=f"decoding {split_name}"
         )
         if decoded.resized and progress:
-            print(f"archc: resized {decoded.resized} {split_name} images to 64x64", file=sys.stderr)
+            print(f"archc: resized {decoded.resized} {split_name} images to {size_text(size)}", file=sys.stderr)
         labels = torch.tensor(split.labels, dtype=torch.int64)[decoded.kept] if split.labels else torch.zeros(0, dtype=torch.int64)
         stored[split_name] = {
             "images": decoded.images,

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("dataset", metavar="DIR", help=DATASET_HELP)
     prepare.add_argument("--cache-dir", help="where the cache lives (default: $ARCHC_CACHE_DIR or ~/.cache/archc/data)")
     prepare.add_argument("--skip-corrupt", action="store_true", help="leave out images that do not decode, and list them")
-    prepare.add_argument("--resize", action="store_true", help="resize images that are not 64x64 (shorter side to 64, centre crop) instead of refusing them")
+    prepare.add_argument("--resize", action="store_true", help="resize images that are not of --size (scaled to cover it, centre crop) instead of refusing them")
+    prepare.add_argument("--size", type=argtypes.image_size, default=(64, 64), metavar="WxH|N",
+                         help="decode to this size, the input size of the model that will train on it (default 64x64)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     download = commands.add_parser("download", help="fetch, verify and unpack a dataset archive (resumes)")
@@ -80,12 +82,12 @@ def _prepare(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     layout = read_layout(parsed.path, expect=parsed.layout)
     train, val, built = load_or_build(
-        layout, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, resize=args.resize, progress=not args.no_progress
+        layout, cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt, resize=args.resize, size=args.size, progress=not args.no_progress
     )
     report_skipped(train, val)
     what = "built" if built else "already up to date"
     print(
-        f"cache {what}: {cache_path(layout, args.cache_dir)} "
+        f"cache {what}: {cache_path(layout, args.cache_dir, args.size)} "
         f"({len(train)} train + {len(val)} val images, {time.perf_counter() - start:.1f} s)"
     )
     return 0

@@ -1,4 +1,4 @@
-"""Decoding image files into one uint8 (N, 3, 64, 64) tensor, in parallel over all cores.
+"""Decoding image files into one uint8 (N, 3, H, W) tensor, in parallel over all cores.
 
 `torchvision.io.decode_image` releases the GIL while libjpeg works, so a thread pool scales
 with cores without pickling images between processes. Each worker writes straight into its
@@ -9,9 +9,11 @@ Policies, chosen once and stated in every message:
   PIL's `convert("RGB")`. CMYK and RGBA sources are converted to RGB by the decoder.
 - A file that does not decode (corrupt, truncated, not an image) is an error naming it.
   With `skip_corrupt=True` it is left out and reported instead.
-- An image that is not 64x64 is refused, naming it and its size, because silently resizing
-  would change what a model sees and hide a wrong dataset. With `resize=True` its shorter
-  side is resized to 64 (bilinear, antialiased) and the centre 64x64 is kept.
+- An image that is not the requested size (64x64 unless the model takes another) is refused,
+  naming it and its size, because silently resizing would change what a model sees and hide a
+  wrong dataset. With `resize=True` it is scaled (bilinear, antialiased) until it just covers
+  the requested size, and the centre is kept: for a square size, its shorter side goes to that
+  size, as torchvision's `Resize(S)` + `CenterCrop(S)` does.
 - A header that claims more than MAX_PIXELS (2^28) pixels is refused before decoding: the
   decoder would first try to allocate all of them (a 100000x100000 PNG is 30 GB).
 - 16-bit PNGs are scaled to 8 bits (x * 255 / 65535, rounded), not truncated.
@@ -30,6 +32,7 @@ from runtime.data.progress import progress_bar
 from runtime.errors import DataError
 
 SIZE = 64
+DEFAULT = (SIZE, SIZE)  # (height, width): Tiny ImageNet's size, and the paper's input
 _CHUNK = 256  # files per task: large enough to amortise scheduling, small for a smooth bar
 _MAX_LISTED = 10  # errors quoted in one message; the rest are counted
 # File signatures of the formats we read: a wrong file (an HTML error page saved as .JPEG) gets
@@ -43,15 +46,15 @@ MAX_PIXELS = 1 << 28  # 16384 x 16384, beyond any camera's; the decoder allocate
 
 @dataclass
 class Decoded:
-    images: torch.Tensor  # (N, 3, 64, 64) uint8, rows of files that decoded, in input order
+    images: torch.Tensor  # (N, 3, H, W) uint8, rows of files that decoded, in input order
     grayscale: torch.Tensor  # (N,) bool: source had one channel
     kept: list[int]  # input index of each row
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason), when skip_corrupt
-    resized: int = 0  # how many images were not 64x64 and were resized
+    resized: int = 0  # how many images were not of the requested size and were resized
 
 
 class _Refused(Exception):
-    """An image that decoded but is not 64x64, with resizing off: never skippable."""
+    """An image that decoded but is not of the requested size, with resizing off: never skippable."""
 
 
 def decode_files(
@@ -60,12 +63,13 @@ def decode_files(
     *,
     skip_corrupt: bool = False,
     resize: bool = False,
+    size: tuple[int, int] = DEFAULT,
     progress: bool = True,
     label: str = "decoding",
 ) -> Decoded:
-    """Decode `files` (relative to `root`) into one tensor. Raises DataError naming bad files."""
+    """Decode `files` (relative to `root`) into one (N, 3, *size) tensor. Raises DataError naming bad files."""
     n = len(files)
-    out = torch.empty((n, 3, SIZE, SIZE), dtype=torch.uint8)
+    out = torch.empty((n, 3, *size), dtype=torch.uint8)
     gray = torch.zeros(n, dtype=torch.bool)
     failed: dict[int, str] = {}
     refused: dict[int, str] = {}
@@ -75,7 +79,7 @@ def decode_files(
         resized = 0
         for i in range(start, min(start + _CHUNK, n)):
             try:
-                image, was_gray, was_resized = decode_one(root / files[i], resize)
+                image, was_gray, was_resized = decode_one(root / files[i], resize, size)
             except _Refused as e:
                 refused[i] = str(e)
             except DataError as e:
@@ -96,7 +100,8 @@ def decode_files(
                 resized += chunk_resized
 
     if refused:
-        raise DataError(_summary(refused, root, files, "not 64x64", "pass --resize (train, eval, data prepare) to resize them to 64x64"))
+        wanted = size_text(size)
+        raise DataError(_summary(refused, root, files, f"not {wanted}", f"pass --resize (train, eval, data prepare) to resize them to {wanted}"))
     if failed and not skip_corrupt:
         raise DataError(_summary(failed, root, files, "cannot be decoded", "pass --skip-corrupt to leave them out"))
     kept = [i for i in range(n) if i not in failed]
@@ -107,8 +112,13 @@ def decode_files(
     return Decoded(out, gray, kept, skipped, resized)
 
 
-def decode_one(path: Path, resize: bool = False) -> tuple[torch.Tensor, bool, bool]:
-    """(image uint8 (3, 64, 64), source was grayscale, was resized) for one file."""
+def size_text(size: tuple[int, int]) -> str:
+    """(height, width) as images are described: width x height, '224x224'."""
+    return f"{size[1]}x{size[0]}"
+
+
+def decode_one(path: Path, resize: bool = False, size: tuple[int, int] = DEFAULT) -> tuple[torch.Tensor, bool, bool]:
+    """(image uint8 (3, *size), source was grayscale, was resized) for one file."""
     from torchvision.io import ImageReadMode, decode_image
 
     try:
@@ -120,9 +130,9 @@ def decode_one(path: Path, resize: bool = False) -> tuple[torch.Tensor, bool, bo
     kind = next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
     if kind is None:
         raise DataError(f"not a JPEG or PNG file (it starts with {data[:12]!r})" if data else "empty file")
-    size = _header_size(data, kind)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise DataError(f"its header says {size[0]}x{size[1]} pixels, more than the {MAX_PIXELS:,} archc decodes")
+    claimed = _header_size(data, kind)
+    if claimed is not None and claimed[0] * claimed[1] > MAX_PIXELS:
+        raise DataError(f"its header says {claimed[0]}x{claimed[1]} pixels, more than the {MAX_PIXELS:,} archc decodes")
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         image = decode_image(raw, mode=ImageReadMode.UNCHANGED)  # (C, H, W)
@@ -137,10 +147,10 @@ def decode_one(path: Path, resize: bool = False) -> tuple[torch.Tensor, bool, bo
     except RuntimeError as e:
         raise DataError(f"corrupt or truncated {kind} ({_decoder_reason(e)})") from None
     was_resized = False
-    if image.shape[1:] != (SIZE, SIZE):
+    if tuple(image.shape[1:]) != tuple(size):
         if not resize:
             raise _Refused(f"is {image.shape[2]}x{image.shape[1]}")
-        image, was_resized = _resize_center(image), True
+        image, was_resized = resize_center(image, size), True
     return image, was_gray, was_resized
 
 
@@ -168,10 +178,21 @@ def _header_size(data: bytes, kind: str) -> tuple[int, int] | None:
     return None
 
 
-def _resize_center(image: torch.Tensor) -> torch.Tensor:
+def resize_center(image: torch.Tensor, size: tuple[int, int] = DEFAULT) -> torch.Tensor:
+    """(C, h, w) scaled by one factor until it covers (H, W) = `size`, then its centre (C, H, W).
+
+    For a square `size` this is exactly `Resize(S)` then `CenterCrop(S)`: the shorter side goes
+    to S and the longer side to int(S * long / short), as torchvision rounds it.
+    """
     from torchvision.transforms.v2.functional import center_crop, resize
 
-    return center_crop(resize(image, [SIZE], antialias=True), [SIZE, SIZE])
+    (height, width), (h, w) = size, image.shape[1:]
+    if height == width:
+        scaled = resize(image, [height], antialias=True)
+    else:  # the side that needs the larger factor reaches its target; the other overshoots
+        factor = max(height / h, width / w)
+        scaled = resize(image, [max(height, int(h * factor)), max(width, int(w * factor))], antialias=True)
+    return center_crop(scaled, [height, width])
 
 
 def _decoder_reason(error: RuntimeError) -> str:

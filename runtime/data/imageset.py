@@ -16,7 +16,7 @@ _STATS_CHUNK = 4096
 
 @dataclass
 class ImageSet:
-    images: torch.Tensor  # (N, 3, 64, 64) uint8, RGB
+    images: torch.Tensor  # (N, 3, H, W) uint8, RGB; 64x64 for Tiny ImageNet
     labels: torch.Tensor  # (N,) int64, an index into `classes`
     classes: list[str]  # class ids (WordNet ids for Tiny ImageNet); label i is classes[i]
     names: list[str]  # human-readable class names, same order as `classes`
@@ -27,8 +27,8 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
-        if self.images.dtype != torch.uint8 or self.images.shape[1:] != (3, 64, 64):
-            raise ValueError(f"images must be uint8 (N, 3, 64, 64), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3 or min(self.images.shape[2:]) < 1:
+            raise ValueError(f"images must be uint8 (N, 3, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {tuple(self.labels.shape)}")
 

@@ -6,6 +6,9 @@ A spec is one of:
 - `tiny-imagenet:DIR` or `imagefolder:DIR`: that layout, insisted on;
 - `DIR`: a directory, its layout detected (runtime/data/layout.py).
 Directories are decoded once and cached (runtime/data/cache.py).
+
+Images come at `size` (height, width), 64x64 by default: the synthetic set is drawn at that
+size, and a directory's images must have it (or be resized to it, with `resize=True`).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.data.decode import DEFAULT
 from runtime.data.imageset import ImageSet
 from runtime.data.synthetic import SyntheticConfig
 from runtime.errors import RuntimeUsageError
@@ -51,6 +55,7 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     skip_corrupt: bool = False,
     resize: bool = False,
+    size: tuple[int, int] = DEFAULT,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[ImageSet, ImageSet]:
@@ -59,12 +64,12 @@ def load_dataset(
     if parsed.kind == "synthetic":
         from runtime.data.synthetic import generate
 
-        return generate(parsed.synthetic)
+        return generate(parsed.synthetic, size)
     from runtime.data.cache import load_or_build
     from runtime.data.layout import read_layout
 
     layout = read_layout(parsed.path, expect=parsed.layout)
-    train, val, _ = load_or_build(layout, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, progress=progress)
+    train, val, _ = load_or_build(layout, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=progress)
     if progress:
         report_skipped(train, val)
     return train, val

@@ -26,7 +26,7 @@ from runtime.errors import RuntimeUsageError
 @dataclass(frozen=True)
 class Augment:
     flip: bool = False  # mirror left-right with probability 1/2: most classes have no handedness
-    crop_padding: int = 0  # pad by this many zero pixels, then take a random 64x64 crop; 0 is off
+    crop_padding: int = 0  # pad by this many zero pixels, then take a random crop of the image's size; 0 is off
 
     def __post_init__(self) -> None:
         if self.crop_padding < 0:

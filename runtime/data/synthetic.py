@@ -1,4 +1,4 @@
-"""The built-in synthetic dataset: procedural 64x64 RGB images, no download, no files.
+"""The built-in synthetic dataset: procedural RGB images, 64x64 by default, no download, no files.
 
 Each class is a shape (disk, square, triangle, ring, cross) in a warm or a cool colour, so
 ten classes. Everything else varies at random and carries no label: position, size, rotation,
@@ -6,6 +6,12 @@ solid or striped fill, the exact hue, the background colour, a smooth background
 small distractor blob and pixel noise. Colour alone gives at most 20% accuracy and shape alone
 50%; a convnet must find the shape against a random background and learn both, which takes
 it more than a few steps, yet one epoch of the paper's small models beats chance clearly.
+
+At another size (a model whose input is 32x32 or 224x224) the images are drawn at that
+resolution, not scaled: lengths are measured in units of 1/64 of the shorter side, so a shape
+covers as much of a 224x224 image as of a 64x64 one, in finer detail, and a wide image has more
+room around its shape. The pixel noise stays per pixel. The 64x64 set is byte-for-byte what it
+was before sizes existed; other sizes draw other scenes from the same seed.
 
 The images are a pure function of the config: the same seed gives the same bytes in any process
 on the same platform (all randomness comes from one seeded `torch.Generator`, and every op is
@@ -46,11 +52,15 @@ class SyntheticConfig:
             raise ValueError("synthetic noise must be >= 0")
 
 
-def generate(config: SyntheticConfig = SyntheticConfig()) -> tuple[ImageSet, ImageSet]:
-    """The (train, val) splits. Val comes from its own stream, so it never overlaps train."""
+def generate(config: SyntheticConfig = SyntheticConfig(), size: tuple[int, int] = (SIZE, SIZE)) -> tuple[ImageSet, ImageSet]:
+    """The (train, val) splits of (3, *size) images; `size` is (height, width). Val comes from
+    its own stream, so it never overlaps train."""
+    height, width = size
+    if height < 1 or width < 1:
+        raise ValueError(f"synthetic images need a positive size, got {height}x{width}")
     with _one_thread():
-        train = _split(config, config.train, stream=0)
-        val = _split(config, config.val, stream=1)
+        train = _split(config, config.train, stream=0, size=(height, width))
+        val = _split(config, config.val, stream=1, size=(height, width))
     return train, val
 
 
@@ -66,37 +76,43 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _split(config: SyntheticConfig, n: int, stream: int) -> ImageSet:
+def _split(config: SyntheticConfig, n: int, stream: int, size: tuple[int, int]) -> ImageSet:
     gen = torch.Generator().manual_seed(config.seed * 2 + stream)
     # Balanced classes in a shuffled order, so any prefix of the set is roughly balanced too.
     labels = torch.arange(n) % len(CLASSES)
     labels = labels[torch.randperm(n, generator=gen)]
-    images = torch.empty((n, 3, SIZE, SIZE), dtype=torch.uint8)
-    for start in range(0, n, _CHUNK):
-        part = labels[start:start + _CHUNK]
+    images = torch.empty((n, 3, *size), dtype=torch.uint8)
+    # Images per chunk, scaled so the float32 temporaries stay as small at any size.
+    chunk = max(1, _CHUNK * SIZE * SIZE // (size[0] * size[1]))
+    for start in range(0, n, chunk):
+        part = labels[start:start + chunk]
         # One shape at a time, so each image pays for the distance field of its own shape only.
         for shape in range(len(SHAPES)):
             where = (part % len(SHAPES) == shape).nonzero().squeeze(1) + start
             if len(where):
-                images[where] = _draw(shape, labels[where], gen, config.noise)
+                images[where] = _draw(shape, labels[where], gen, config.noise, size)
     names = [c.replace("_", " ") for c in CLASSES]
     return ImageSet(images, labels.to(torch.int64), list(CLASSES), names)
 
 
-def _draw(shape: int, labels: torch.Tensor, gen: torch.Generator, noise: float) -> torch.Tensor:
-    """uint8 (B, 3, 64, 64) images of one shape; `labels` pick the palette."""
+def _draw(shape: int, labels: torch.Tensor, gen: torch.Generator, noise: float, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (B, 3, H, W) images of one shape; `labels` pick the palette. Lengths below are in
+    units of 1/64 of the shorter side (pixels at 64x64); the frame is `frame_h` x `frame_w` units."""
     b = labels.shape[0]
 
     def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
         return torch.rand((b, *shape), generator=gen) * (hi - lo) + lo
 
-    coords = torch.arange(SIZE, dtype=torch.float32) + 0.5
-    yy, xx = coords.view(1, SIZE, 1), coords.view(1, 1, SIZE)  # broadcast to (B, H, W)
+    height, width = size
+    unit = min(height, width) / SIZE  # pixels per unit
+    frame_h, frame_w = height / unit, width / unit
+    yy = ((torch.arange(height, dtype=torch.float32) + 0.5) / unit).view(1, height, 1)  # broadcast to (B, H, W)
+    xx = ((torch.arange(width, dtype=torch.float32) + 0.5) / unit).view(1, 1, width)
 
     # The shape: where it sits, how big, how it is turned.
     radius = uniform(9, 17).view(b, 1, 1)
-    cx = uniform(0, 1).view(b, 1, 1) * (SIZE - 2 * radius) + radius  # fully inside the frame
-    cy = uniform(0, 1).view(b, 1, 1) * (SIZE - 2 * radius) + radius
+    cx = uniform(0, 1).view(b, 1, 1) * (frame_w - 2 * radius) + radius  # fully inside the frame
+    cy = uniform(0, 1).view(b, 1, 1) * (frame_h - 2 * radius) + radius
     angle = uniform(0, 2 * math.pi).view(b, 1, 1)
     cos, sin = angle.cos(), angle.sin()
     u = (xx - cx) * cos + (yy - cy) * sin  # (B, H, W), shape-local axes
@@ -121,10 +137,10 @@ def _draw(shape: int, labels: torch.Tensor, gen: torch.Generator, noise: float) 
 
     # A smooth background texture: low-resolution noise, upsampled (bilinear keeps it in [0, 1]).
     texture = (torch.rand((b, 3, 8, 8), generator=gen) - 0.5) * uniform(0.1, 0.4).view(b, 1, 1, 1)
-    background = F.interpolate((bg + texture).clamp_(0, 1), size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    background = F.interpolate((bg + texture).clamp_(0, 1), size=(height, width), mode="bilinear", align_corners=False)
 
     # A small distractor blob of a random colour, which says nothing about the class.
-    bx, by = uniform(4, SIZE - 4).view(b, 1, 1), uniform(4, SIZE - 4).view(b, 1, 1)
+    bx, by = uniform(4, frame_w - 4).view(b, 1, 1), uniform(4, frame_h - 4).view(b, 1, 1)
     blob_r = uniform(2, 5).view(b, 1, 1)
     blob = torch.sigmoid(((xx - bx) ** 2 + (yy - by) ** 2).sqrt_().sub_(blob_r).mul_(-1.5)).unsqueeze(1)
     background.lerp_(uniform(0, 1, 3).view(b, 3, 1, 1).expand_as(background), blob)
