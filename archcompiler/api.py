@@ -80,8 +80,15 @@ class Compiled:
 
     @property
     def output_shape(self) -> tuple:
+        """The shape of the model's output; of its first output when it returns several."""
         g = self.result.graph
         return g.nodes[g.output].shape
+
+    @property
+    def output_shapes(self) -> list[tuple]:
+        """One shape per tensor forward returns, in order (one for most models)."""
+        g = self.result.graph
+        return [g.nodes[o].shape for o in g.results]
 
     @property
     def train(self) -> dict:

@@ -108,8 +108,15 @@ def expected_edges(graph, expand, depth) -> Counter:
         for param, r in node.refs.items():
             if r not in node.inputs:
                 out[(source(prefix, r), me, f"{param}: {fmt_shape(g.nodes[r].shape)}", True)] += 1
-    out[(source((), graph.output), OUTPUT, fmt_shape(graph.nodes[graph.output].shape), False)] += 1
+    out.update(output_edges(graph, lambda o: source((), o)))
     return out
+
+
+def output_edges(graph, source=lambda o: o) -> Counter:
+    """The edges into the output marker: one, labelled with its shape; or one per output of a
+    model with several, each labelled with its name too."""
+    several = len(graph.results) > 1
+    return Counter((source(o), OUTPUT, f"{o}: " * several + fmt_shape(graph.nodes[o].shape), False) for o in graph.results)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +142,7 @@ def test_collapsed_dot_is_the_top_level_graph(spec, checked):
     assert clusters == []
     want = Counter((d, n.name, fmt_shape((n if n.kind == "part" else r.graph.nodes[d]).shape), False) for n in r.graph.layers() for d in n.inputs)
     want.update((ref, n.name, f"{p}: {fmt_shape(r.graph.nodes[ref].shape)}", True) for n in r.graph.layers() for p, ref in n.refs.items() if ref not in n.inputs)
-    want[(r.graph.output, OUTPUT, fmt_shape(r.graph.nodes[r.graph.output].shape), False)] += 1
+    want.update(output_edges(r.graph))
     assert Counter(edges) == want
 
 
@@ -171,7 +178,10 @@ def test_fully_expanded_edges_carry_their_producers_shape(spec, checked):
     assert sorted(n for n in nodes if n in by_path and by_path[n].kind == "call") == sorted(
         ".".join(p) for p, _, n, _ in walk_paths(r.graph) if n.kind == "call"
     )
-    for src, _, label, dashed in edges:
+    for src, dst, label, dashed in edges:
+        if dst == OUTPUT and len(r.graph.results) > 1:  # each output's edge is labelled "name: shape"
+            name, label = label.split(": ", 1)
+            assert name in r.graph.results
         if label is not None and src != "input":
             if by_path[src].body is not None and not dashed:  # out of a head: only a named input, by its name
                 assert label in by_path[src].body.inputs[1:]

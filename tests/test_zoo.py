@@ -171,6 +171,40 @@ def test_resnet18_fpn_levels_equal_torchvisions():
     assert flops == net.graph.nodes["body"].meta["flops"] + net.graph.nodes["fpn"].meta["flops"]
 
 
+def test_a_model_returning_the_pyramid_equals_torchvisions_backbone():
+    """A model with several outputs: resnet18_fpn without its classifier returns P2..P6 as a
+    tuple, each equal to what torchvision's BackboneWithFPN returns in its OrderedDict, and
+    check reports their shapes in order."""
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    text = (ROOT / "specs" / "examples" / "resnet18_fpn.yaml").read_text()
+    text = text[:text.index("  g2: {type: global_avgpool")] + "output: [p2, p3, p4, p5, p6]\n"
+    net = archcompiler.compile(text, file="resnet18_fpn_backbone.yaml")
+    theirs = lively(resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, returned_layers=[1, 2, 3, 4]))
+    ours = net.module(seed=0).eval()
+    b = theirs.state_dict()
+    mapped = {}
+    for k in ours.state_dict():
+        if k.startswith("body.") and not k.endswith("num_batches_tracked"):
+            mapped[k] = k.replace("down_conv", "downsample.0").replace("down_bn", "downsample.1")
+        elif k.startswith(("fpn.inner", "fpn.layer")):
+            kind, level, tensor = k[4:9], int(k[9]), k.rsplit(".", 1)[1]
+            mapped[k] = f"fpn.{kind}_blocks.{level - 2}.0.{tensor}"
+    assert set(mapped.values()) == set(b)
+    ours.load_state_dict({k: b[v] for k, v in mapped.items()}, strict=False)
+    x = torch.randn(1, 3, 97, 97, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        levels, expected = ours(x), theirs(x)
+    assert isinstance(levels, tuple) and len(levels) == len(expected) == 5
+    for a, e in zip(levels, expected.values()):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+    assert net.graph.results == ["p2", "p3", "p4", "p5", "p6"]
+    assert net.output_shapes == [(256, 56, 56), (256, 28, 28), (256, 14, 14), (256, 7, 7), (256, 4, 4)]
+    assert "-> tuple[torch.Tensor, ...]:" in net.source and "return p2, p3, p4, p5, x" in net.source  # p6 runs on in x
+    _, flops = run_counted(copy.deepcopy(theirs).to("meta"), torch.empty(1, *net.input_shape, device="meta"))
+    assert flops == net.totals["flops"]
+
+
 @pytest.mark.parametrize("width_mult", [0.35, 0.5, 0.75, 1.0, 1.3, 1.4])
 def test_width_rules_in_arithmetic_equal_torchvisions_make_divisible(width_mult):
     """MobileNetV2's widths, _make_divisible(c * width_mult, 8) with its "add a divisor if

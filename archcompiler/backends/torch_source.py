@@ -67,6 +67,7 @@ class _Class:
     forward: list[list]  # [code, node, its shape comment's parts: (C, H, W), (C,), or () for none]
     name: str = ""
     inputs: list[str] = field(default_factory=lambda: ["x"])  # forward's arguments
+    returns: int = 1  # how many tensors forward returns
 
 
 class Emitter:
@@ -283,7 +284,7 @@ class Emitter:
     def model_class(self, graph: Graph, name: str) -> _Class:
         init, forward, _, _ = self._render(graph, frame=False)
         cls = _Class(len(self.classes), name, None, [], [(render(c), n) for c, n in init],
-                     [[render(c), n, _rendered(parts)] for c, n, parts in forward])
+                     [[render(c), n, _rendered(parts)] for c, n, parts in forward], returns=len(graph.results))
         return cls
 
 
@@ -303,8 +304,10 @@ def emit(graph: Graph, registry, *, name: str, summary: str, totals: dict, heade
         sig = ", ".join(["self"] + [_param_sig(p, c.block) for p in c.params])
         doc = _docstring(c.block.summary)
         chunks.append(_class_lines(c, sig, doc))
+    shapes = [_shape_comment(graph.nodes[o].shape, None) for o in graph.results]
+    returned = f"output {shapes[0]}" if len(shapes) == 1 else f"outputs {', '.join(shapes[:-1])} and {shapes[-1]}"
     facts = (
-        f"Input {_shape_comment(graph.input.shape, None)}, output {_shape_comment(graph.nodes[graph.output].shape, None)}; "
+        f"Input {_shape_comment(graph.input.shape, None)}, {returned}; "
         f"{totals['params']:,} parameters, {totals['flops'] / 1e9:.3f} GFLOPs per image (forward)."
     )
     chunks.append(_class_lines(model, "self", _docstring(summary or name, facts)))
@@ -484,8 +487,7 @@ def _class_lines(c: _Class, sig: str, doc: list[str]) -> list:
         info = LineInfo(c.name, node.name, node.span)
         lines += [(text, info) for text in _statement(code, 8)]
     args = ", ".join(f"{a}: torch.Tensor" for a in c.inputs)
-    several = c.block is not None and len(c.block.outputs) > 1
-    n = len(c.block.outputs) if several else 1
+    n = len(c.block.outputs) if c.block is not None else c.returns
     returns = "torch.Tensor" if n == 1 else f"tuple[{', '.join(['torch.Tensor'] * n)}]" if n <= 4 else "tuple[torch.Tensor, ...]"
     lines += [("", None)] + [(text, None) for text in wrap(f"def forward(self, {args}) -> {returns}:", 4)]
     for code, node, parts in c.forward:

@@ -55,6 +55,8 @@ def to_json(results: list[CheckResult], expand: bool = False, depth: int | None 
                 for row in rows(r.graph, expand, depth)
             ]
             entry["totals"] = dict(r.totals)  # flops count a multiply-add as 2; macs = flops // 2
+            # what the model returns, in order: one entry, or one per output of a model with several
+            entry["outputs"] = [{"name": o, "shape": list(r.graph.nodes[o].shape)} for o in r.graph.results]
             if memory:
                 entry["memory"] = memory.to_json()
         files.append(entry)

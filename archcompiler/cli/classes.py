@@ -44,10 +44,14 @@ def with_classes(compiled, classes: int):
     return compile_spec("".join(lines), file=compiled.result.file)
 
 
-def require_classifier(compiled) -> None:
-    """Bad input (exit 1) unless the model outputs a vector of class scores."""
+def require_classifier(compiled, command: str = "archc train trains") -> None:
+    """Bad input (exit 1) unless the model outputs one vector of class scores."""
+    if len(compiled.output_shapes) > 1:
+        names = ", ".join(compiled.graph.results)
+        raise ArchcError(f"{command} classifiers, whose output is a vector of class scores; {compiled.name} returns "
+                         f"{len(compiled.output_shapes)} outputs ({names}); check, render, emit and export handle such a model")
     if len(compiled.output_shape) != 1:
-        raise ArchcError(f"archc train trains classifiers, whose output is a vector of class scores; {compiled.name} outputs a "
+        raise ArchcError(f"{command} classifiers, whose output is a vector of class scores; {compiled.name} outputs a "
                          f"{' x '.join(map(str, compiled.output_shape))} map (dense prediction is not supported yet)")
 
 

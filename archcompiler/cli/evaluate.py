@@ -34,6 +34,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
                         amp: str | None = None, cache_dir=None, skip_corrupt: bool = False, resize: bool = False) -> dict:
     import torch
 
+    from archcompiler.cli.classes import require_classifier
     from archcompiler.cli.common import image_size
     from archcompiler.cli.train import check_fit
     from runtime.data import load_dataset
@@ -43,6 +44,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     from runtime.train.evaluate import evaluate
     from runtime.train.setup import device_kind
 
+    require_classifier(compiled, "archc eval scores")
     size = image_size(compiled)
     ckpt = checkpoint.load(checkpoint_path, weights_only=True)
     if ckpt.meta.get("num_classes"):  # a head set to the data's classes when it was trained

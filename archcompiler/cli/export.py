@@ -76,6 +76,10 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
 
         load_into(model, ckpt.weights, ckpt.path)
     example = torch.randn(2, *compiled.input_shape, generator=torch.Generator().manual_seed(0))
+    results = compiled.graph.results
+    # A model with several outputs names each after its node; one that returns its own input
+    # (output: [input, p3]) cannot reuse the input's name, which ONNX gives one value.
+    names = ["output"] if len(results) == 1 else [f"{r}_output" if r == "input" else r for r in results]
     batch = torch.export.Dim("batch", min=1, max=65536)
     kwargs = {"opset_version": opset} if opset is not None else {}
     say("tracing the model with torch.export and converting it to ONNX (the slow part: seconds to a minute)")
@@ -85,7 +89,7 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         program = torch.onnx.export(
-            model, (example,), dynamo=True, input_names=["input"], output_names=["output"],
+            model, (example,), dynamo=True, input_names=["input"], output_names=names,
             dynamic_shapes=({0: batch},), verbose=False, **kwargs,
         )
     proto = program.model_proto
@@ -97,10 +101,11 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
     data = proto.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     probe = torch.randn(3, *compiled.input_shape, generator=torch.Generator().manual_seed(1))
-    got = session.run(None, {"input": probe.numpy()})[0]
+    got = session.run(None, {"input": probe.numpy()})
     with torch.no_grad():
-        want = model(probe).numpy()
-    diff = float(np.abs(got - want).max())
+        want = model(probe)
+    want = [want] if len(results) == 1 else list(want)
+    diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want, strict=True))
     if diff > TOLERANCE:
         raise ArchcError(f"onnxruntime disagrees with PyTorch by {diff:.2e} (> {TOLERANCE}); not writing {output}")
     write_bytes(output, data)

@@ -54,7 +54,7 @@ def image_files(paths: list[str]) -> list[Path]:
 def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, device: str = "auto", batch_size: int = 256) -> list[dict]:
     import torch
 
-    from archcompiler.cli.classes import with_classes
+    from archcompiler.cli.classes import require_classifier, with_classes
     from archcompiler.cli.common import image_size
     from runtime.data.decode import decode_one
     from runtime.errors import CheckpointError, DataError, RuntimeUsageError
@@ -62,6 +62,7 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
 
     if top_k < 1 or batch_size < 1:
         raise RuntimeUsageError("--top-k and --batch-size must be at least 1")
+    require_classifier(compiled, "archc predict runs")
     size = image_size(compiled)
     ckpt = checkpoint.load(checkpoint_path, weights_only=True)
     meta = ckpt.meta

@@ -159,7 +159,11 @@ def _schema(registry: Registry | None, editor: bool) -> dict:
             "summary": {"type": "string"},
             "input": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 3, "maxItems": 3, "description": "input shape [C, H, W]"},
             "nodes": {"$ref": "#/$defs/nodes"},
-            "output": {"$ref": "#/$defs/ref", "description": "output node (default: the last node)"},
+            "output": {
+                "description": "the output node (default: the last node), or a list of several: the model returns them as a tuple (a backbone's feature maps)",
+                "oneOf": [{"$ref": "#/$defs/ref"}, {"type": "array", "items": {"$ref": "#/$defs/ref"}, "minItems": 2}],
+                "x-expected": "a node name, or a list of two or more node names",
+            },
             "blocks": {"type": "object", "propertyNames": {"$ref": "#/$defs/identifier"}, "additionalProperties": {"$ref": "#/$defs/block"}},
             "train": {"$ref": "#/$defs/train"},
             "defaults": {
@@ -419,7 +423,10 @@ def _translate(err, base: tuple, allowed_extra):
             types = [_expected(sub) for sub in schema[v] if "type" in sub]
             expected = " or ".join([", ".join(_show(o) for o in opts)] * bool(opts) + [t for t in types if t])
         opts = [o for sub in schema[v] for o in sub.get("enum", [])]
-        yield "E104", f"{_field(path)}{where(path)} must be {expected}, got {_show(inst)}{did_you_mean(inst, opts)}", path, False
+        hint = did_you_mean(inst, opts)
+        if isinstance(inst, list) and len(inst) == 1 and isinstance(inst[0], str) and "two or more" in expected:
+            hint = f" of one; one output is written without brackets: {path[-1]}: {inst[0]}"
+        yield "E104", f"{_field(path)}{where(path)} must be {expected}, got {_show(inst)}{hint}", path, False
         return
     if v == "pattern":
         if err.validator_value == EXPRESSION:

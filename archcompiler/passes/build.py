@@ -658,17 +658,19 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
             scope.error("E300", f"'otherwise' of node '{name}' names '{other}', which is not defined{did_you_mean(other, known)}", scope.span("nodes", name, "otherwise"))
             ok = False
     several = bool(graph.outputs)
+    what = "a block" if scope.path else "a model"
     if len(graph.raw_outputs) > MAX_OUTPUTS:  # checked here, where the message can say how many
-        scope.error("E302", f"a block returns at most {MAX_OUTPUTS} outputs; this one lists {len(graph.raw_outputs)}", scope.span("output"))
+        scope.error("E302", f"{what} returns at most {MAX_OUTPUTS} outputs; this one lists {len(graph.raw_outputs)}", scope.span("output"))
         return False
     for i, (output, raw_output) in enumerate(zip(graph.results, graph.raw_outputs or [graph.raw_output])):
         at = ("output", i) if several else ("output",)
         if several and raw_output in graph.raw_outputs[:i]:
-            scope.error("E302", f"the output '{raw_output}' is listed twice; a block returns each node once", scope.span(*at))
+            scope.error("E302", f"the output '{raw_output}' is listed twice; {what} returns each node once", scope.span(*at))
             ok = False
         elif output in splits:
             written = "output" in (scope.doc.data if not scope.path else _get(scope.doc.data, scope.path))
-            scope.error("E302", f"the output '{output}' is {_whole(output, graph, splits)}",
+            every = f"; output: [{', '.join(splits[output])}] returns them all" if not several else ""
+            scope.error("E302", f"the output '{output}' is {_whole(output, graph, splits)}{every}",
                         scope.span(*at) if written else scope.span("nodes", output, key=True))
             ok = False
         elif output == INPUT and (raw_output not in (None, INPUT) or several):
