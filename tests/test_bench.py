@@ -238,6 +238,29 @@ def test_bench_json_contract(tiny, fake_peak, tmp_path):
     assert "Traceback" not in run_.stderr
 
 
+def test_a_model_without_class_scores_trains_on_the_stand_in_loss(fake_peak, tmp_path):
+    """A backbone that returns four maps, and a U-Net's map, are benchmarked too: their
+    training step's loss is the sum of each output's mean, so every output gets a gradient."""
+    from runtime.bench.steps import loss_of, make_step
+
+    net = archcompiler.compile(ROOT / "tests" / "specs" / "backbone_outputs.yaml")
+    model = net.module(seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    make_step(model, model, "train", 2, tuple(net.input_shape), None, torch.device("cpu"))()
+    changed = {k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])}
+    trained = {k for k, p in model.named_parameters()}
+    assert changed >= trained  # every weight moved: each output's branch had a gradient
+    out = (torch.ones(2, 3, requires_grad=True), torch.ones(2, 4, 5, requires_grad=True))
+    loss_of(out, None).backward()
+    assert out[0].grad.eq(1 / 6).all() and out[1].grad.eq(1 / 40).all()
+    env = {**os.environ, "ARCHC_CACHE": str(tmp_path / "cache")}
+    run_ = subprocess.run([sys.executable, "-m", "archcompiler", "bench", str(ROOT / "tests" / "specs" / "backbone_outputs.yaml"), "--format", "json",
+                           "--batch-size", "2", "--compile", "off", "--warmup", "1", "--iters", "1", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert run_.returncode == 0, run_.stderr
+    assert [(r["mode"], r["error"]) for r in json.loads(run_.stdout)["rows"]] == [("train", None), ("infer", None)]
+
+
 def test_bench_bad_flags_are_usage_errors(tiny):
     run_ = subprocess.run([sys.executable, "-m", "archcompiler", "bench", tiny, "--batch-size", "32,x"], capture_output=True, text=True, check=False)
     assert run_.returncode == 2 and "archc: error: --batch-size" in run_.stderr and "Traceback" not in run_.stderr

@@ -1,5 +1,5 @@
 """A model with several outputs (`output: [c3, p4, p5, p6]`): a backbone that returns feature
-maps. check, render, emit and export handle it; train, eval, bench and predict, which need
+maps. check, render, emit, export and bench handle it; train, eval and predict, which need
 class scores, refuse it with one clear line (exit 1)."""
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_the_emitted_model_returns_a_tuple_of_the_checked_shapes():
     assert net.output_shapes == [tuple(s) for s in OUTPUTS.values()] and net.output_shape == (32, 16, 16)
 
 
-@pytest.mark.parametrize("command", [["train", "--max-steps", "1", "--out", "/nonexistent/run"], ["bench", "--batch-size", "1"],
+@pytest.mark.parametrize("command", [["train", "--max-steps", "1", "--out", "/nonexistent/run"],
                                      ["eval", "--checkpoint", "/nonexistent/ckpt"], ["predict", "--checkpoint", "/nonexistent/ckpt", "x.png"]])
 def test_commands_that_need_class_scores_refuse_it_in_one_line(command):
     run = archc(command[0], str(SPEC), *command[1:])

@@ -484,3 +484,13 @@ def test_a_block_drawn_alone_is_the_first_instance_of_a_repeated_use():
     body, _, title = block_graph("one", result)
     assert title.startswith("one(proj=true) at 16 x 16 x 4 - 168 params")
     assert [n.name for n in body.layers()] == ["c", "p"]
+
+
+@pytest.mark.parametrize("expand", [False, True])
+def test_the_node_count_that_warns_of_a_long_layout_counts_every_drawn_node(expand):
+    """render warns before graphviz lays out more than MANY_NODES nodes; the count is the
+    table's rows (every drawn node, clusters' included) plus input and output."""
+    from archcompiler.cli.render import diagram, drawn_nodes
+
+    spec = str(Path(__file__).parents[1] / "specs" / "examples" / "densenet121.yaml")
+    assert drawn_nodes(diagram(spec, expand=expand)) == len(rows(check_file(spec).graph, expand, None)) + 2

@@ -173,6 +173,8 @@ class Emitter:
             nodes[n] = Node(n, rep.kind, rep.type, inputs=[resolve(i) for i in rep.meta["raw_inputs"]], refs=refs, meta=several)
         union = Graph(block.name, nodes, resolve(first.raw_output), inputs=first.inputs,
                       outputs=[resolve(o) for o in first.raw_outputs], raw_outputs=first.raw_outputs)
+        if _cyclic(union):  # nodes that stand in for each other (m1 otherwise m2, m2 otherwise m1): a class per variant
+            return None
         w = walk(union, reserved=self.taken_globals)
         loop = _loop_name(w)
         attrs = Names(union.nodes)
@@ -335,6 +337,25 @@ _OTHERWISE = "\x00otherwise"  # an optional node's stand-in, a dependency of the
 
 def _memo(node: Node) -> tuple:
     return (node.type, tuple(sorted((k, repr(v)) for k, v in node.meta["env"].items())))
+
+
+def _cyclic(graph: Graph) -> bool:
+    """Whether some node depends on itself: in a union of variants, two optional nodes that
+    are each other's `otherwise:` do, though each variant has only one of them."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str) -> bool:
+        if state.get(name) == 2 or name not in graph.nodes:
+            return False
+        if state.get(name) == 1:
+            return True
+        state[name] = 1
+        if any(visit(d) for d in graph.nodes[name].dependencies()):
+            return True
+        state[name] = 2
+        return False
+
+    return any(visit(n) for n in graph.nodes)
 
 
 def _used(init, forward) -> tuple[set, set]:

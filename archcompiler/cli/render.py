@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 import yaml
@@ -210,6 +211,17 @@ def _feeds(main: tuple, others: list[tuple]) -> tuple[dict, list[str]]:
     return nodes, names
 
 
+# A drawing past this many nodes takes graphviz minutes (10,000 layers: 147 s and 7 GB, measured).
+MANY_NODES = 2_000
+# a node statement of a Digraph's body, at any cluster depth; edges have "->" after the name
+_NODE_LINE = re.compile(r'^\s+(?!(?:graph|node|edge) \[)(?:"[^"]*"|[^\s"\[]+) \[')
+
+
+def drawn_nodes(dot) -> int:
+    """How many nodes a Digraph draws (its clusters' included)."""
+    return sum(1 for line in dot.body if _NODE_LINE.match(line))
+
+
 def render(spec: str | None, output: str, **options) -> str:
     """Draw and write `output` (format from its extension). Returns the format written."""
     fmt = output_format(output)
@@ -222,6 +234,10 @@ def render(spec: str | None, output: str, **options) -> str:
         return fmt
     import graphviz
 
+    drawn = drawn_nodes(dot)
+    if drawn > MANY_NODES:  # graphviz's layout grows faster than the node count: say so before the wait
+        print(f"archc render: laying out {drawn:,} nodes with graphviz takes minutes and gigabytes; "
+              "--depth N draws fewer, and .html opens blocks on demand", file=sys.stderr, flush=True)
     try:
         data = dot.pipe(format=fmt)
     except graphviz.ExecutableNotFound:

@@ -159,7 +159,8 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
     return graph, not graph.partial
 
 
-# PyTorch's and other tools' names for archc's blocks, which a new user writes first.
+# PyTorch's and other tools' names for archc's blocks, which a new user writes first (when no
+# name of ours is close enough for a "did you mean").
 _OTHER_NAMES = {"linear": "affine", "fc": "affine", "dense": "affine", "conv2d": "conv", "bn": "batchnorm",
                 "batch_norm": "batchnorm", "batchnorm2d": "batchnorm", "layer_norm": "layernorm", "group_norm": "groupnorm",
                 "cat": "concat", "interpolate": "upsample", "adaptive_avg_pool": "adaptive_avgpool"}
@@ -173,9 +174,10 @@ def _type_hint(type_name, registry: Registry) -> str:
     key = str(type_name).lower()
     if key in MODULES and "activation" in registry.names():
         return f"; {key} is a function of the activation block: write {{type: activation, fn: {key}}}"
-    if _OTHER_NAMES.get(key) in registry.names():
+    close = did_you_mean(type_name, registry.names())
+    if not close and _OTHER_NAMES.get(key) in registry.names():
         return f"; archc calls it '{_OTHER_NAMES[key]}'"
-    return did_you_mean(type_name, registry.names())
+    return close
 
 
 def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple | None = None) -> Node | None:

@@ -51,8 +51,10 @@ def check_rules(graph: Graph, scope: Scope) -> bool:
             what = "any of the block's inputs" if len(graph.inputs) > 1 else "the input"
             scope.error("E302", f"the output '{output}' does not depend on {what}", graph.nodes[output].span)
             return False
+    # a node that stands in for an optional one (`otherwise: m2`) is read wherever that one is absent
+    standing_in = {stand_in for _, stand_in in graph.optional.values()}
     for node in graph.layers():
-        if node.name not in graph.results and not edges[node.name] and "split" not in node.meta:  # a part left unread is a slice
+        if node.name not in graph.results and not edges[node.name] and "split" not in node.meta and node.name not in standing_in:  # a part left unread is a slice
             if scope.blame is None:
                 what = (f"output '{node.name}' of node '{node.meta['part_of']}' is never used: nothing reads it" if node.kind == "part"
                         else f"node '{node.name}' is never used: nothing reads it and it is not the output")

@@ -97,11 +97,22 @@ def _infer_symbolic(node: Node, graph: Graph, block, scope: Scope) -> None:
     node.meta["sym_shape"] = tuple(block.infer(p, ins, refs, node.inputs))
 
 
+# Blocks within blocks: real CNNs nest a handful (stage > unit > branch); each level is three
+# Python frames when the emitted model runs, so a few hundred overflow the recursion limit.
+# torch.compile traces 64 levels on CPU (measured), well within it.
+MAX_DEPTH = 64
+
+
 def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
     """Instantiate the composite for these input shapes and infer its body."""
     block = scope.registry.get(node.type)
     if any(t == node.type for _, t in scope.trail):
         raise ShapeError(f"block '{node.type}' contains itself", code="E203")
+    if len(scope.trail) >= MAX_DEPTH:  # named once, at the outermost use: the chain itself is 64 links long
+        outer, outer_type = scope.trail[0]
+        scope.diags.error("E213", f"node '{outer}' ({outer_type}) nests blocks more than {MAX_DEPTH} deep (down to '{node.name}' ({node.type})); "
+                          "the emitted model would outgrow Python's recursion limit, and real networks nest a handful", scope.blame).inner = node.span
+        raise _Reported()
     in_shape, others = ins[0], tuple(ins[1:])
     env = block.bind(node.params, in_shape, others)
     inner = Scope(

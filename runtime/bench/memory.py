@@ -105,15 +105,14 @@ def tensor_peak(step: Callable[[], object]) -> tuple[int, int]:
     return peak, running
 
 
-def step_tensor_peak(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str = "train",
+def step_tensor_peak(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None, mode: str = "train",
                      optimizer: str = "sgd", amp: str = "off") -> MemoryPeak:
     """The peak of live tensor bytes during one step of `model` on (x, y), counting everything
     allocated: weights, buffers, optimizer state, the batch and the step's own tensors. A first
     training step runs untimed, so the optimizer's state exists, as in every later step; the
     gradients it left are dropped (zero_grad) before the measured one. CUDA reads
     max_memory_allocated; the CPU sums the profiler's memory events (`tensor_peak`)."""
-    import torch.nn.functional as F
-
+    from runtime.bench.steps import loss_of
     from runtime.vocab import autocast, make_optimizer
 
     device = x.device
@@ -124,7 +123,7 @@ def step_tensor_peak(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, m
 
         def step():
             with cast:
-                loss = F.cross_entropy(model(x), y)
+                loss = loss_of(model(x), y)
             loss.backward()
             opt.step()
 
@@ -145,7 +144,8 @@ def step_tensor_peak(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, m
         step()
         synchronize(device)
         return MemoryPeak(torch.cuda.max_memory_allocated(device), 0, "torch.cuda.max_memory_allocated")
-    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers(), *state, x, y]}
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*model.parameters(), *model.buffers(), *state, x, y]
+            if t is not None}
     peak, _ = tensor_peak(step)
     base = sum(held.values())
     return MemoryPeak(base + peak, peak, "profiler memory events: the running sum of torch's CPU allocations and frees")

@@ -40,7 +40,7 @@ class Workload:
     model: str  # "emitted", "reference", ...
     build: Callable[[], torch.nn.Module]
     input_shape: tuple  # one image, e.g. (3, 64, 64)
-    num_classes: int  # for the synthetic labels of a training step
+    num_classes: int | None  # for the synthetic labels of a training step; None: no class scores, a stand-in loss
     flops_per_image: int  # forward, analytic
     train_flops_per_image: int  # forward + backward, analytic
     optimizer: str | None = None  # of its training step; None: the config's

@@ -3,6 +3,11 @@
 Inputs are random tensors made once per row on the device, as in timm's benchmark.py, so no
 data loading, decoding or host-to-device copy is timed. A training step is the real one:
 zero_grad, forward, loss, backward and the optimizer's step.
+
+The loss is cross-entropy against random labels for a classifier. A model that returns a map
+or several tensors (a U-Net, a detection backbone) has no labels to score; it trains on a
+stand-in, the sum of each output's mean, whose backward sends a gradient into every output
+element as a real dense loss would, at no cost of its own.
 """
 from __future__ import annotations
 
@@ -15,7 +20,15 @@ from runtime import vocab
 from runtime.errors import RuntimeUsageError
 
 
-def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, input_shape: tuple, num_classes: int,
+def loss_of(out, y: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of class scores against labels `y`; with `y` None, the stand-in loss of a
+    model without class scores: the sum of the means of its output (or outputs), in float32."""
+    if y is not None:
+        return F.cross_entropy(out, y)
+    return sum(o.float().mean() for o in (out if isinstance(out, (tuple, list)) else (out,)))
+
+
+def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, input_shape: tuple, num_classes: int | None,
               device: torch.device, *, amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
               lr: float = 1e-3, cudagraphs: bool = False) -> Callable[[], None]:
     """A no-argument step over a fixed synthetic batch. `net` is what is called (the module or
@@ -25,7 +38,8 @@ def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, inpu
     x = torch.randn(batch, *input_shape, generator=gen).to(device)  # (B, C, H, W)
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (batch,), generator=gen).to(device)  # (B,)
+    # (B,) labels; none for a model without class scores (num_classes None): a stand-in loss
+    y = torch.randint(0, num_classes, (batch,), generator=gen).to(device) if num_classes is not None else None
     mark = torch.compiler.cudagraph_mark_step_begin if cudagraphs else (lambda: None)
     cast = vocab.autocast(device.type, amp)
 
@@ -48,7 +62,7 @@ def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, inpu
         mark()
         opt.zero_grad(set_to_none=True)
         with cast:
-            loss = F.cross_entropy(net(x), y)
+            loss = loss_of(net(x), y)
         loss.backward()
         opt.step()
 
