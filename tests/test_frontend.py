@@ -74,6 +74,34 @@ def test_warnings_alone_exit_zero(tmp_path):
     assert "warning[W303]: node 'a' is never used" in run.stderr
 
 
+def test_a_node_read_only_through_otherwise_is_not_unused():
+    """m2 and m3 stand in, in turn, for the optional node before them: some instance reads
+    each, so neither is 'never used'; d, which nothing reads either way, still is."""
+    text = """archc: 1
+name: t
+input: [8, 16, 16]
+blocks:
+  b:
+    params: {f: {type: integer, default: 0}}
+    nodes:
+      c: {type: conv, kernel: 1}
+      m1: {type: add, in: [c, input], when: $f == 1, otherwise: m2}
+      m2: {type: mul, in: [c, input], when: $f == 2, otherwise: m3}
+      m3: {type: concat, in: [c, input], when: $f == 3, otherwise: c}
+      d: {type: conv, kernel: 1, in: c}
+      r: {type: activation, in: m1}
+nodes:
+  a: {type: b}
+  y: {type: b, f: 1}
+  z: {type: b, f: 2}
+  w: {type: b, f: 3}
+  v: {type: conv, out: 8, kernel: 1}
+"""
+    r = check_text(text, file="t.yaml")
+    assert r.ok
+    assert [d.message for d in r.diagnostics] == ["node 'd' is never used: nothing reads it and it is not the output"]
+
+
 def test_expand_nests_composite_rows():
     run = archc("check", "--expand", "specs/no_attention.yaml")
     lines = run.stdout.splitlines()
