@@ -494,3 +494,14 @@ def test_the_node_count_that_warns_of_a_long_layout_counts_every_drawn_node(expa
 
     spec = str(Path(__file__).parents[1] / "specs" / "examples" / "densenet121.yaml")
     assert drawn_nodes(diagram(spec, expand=expand)) == len(rows(check_file(spec).graph, expand, None)) + 2
+
+
+def test_a_failing_block_drawing_names_the_repeated_use_and_only_the_users_errors(tmp_path):
+    """Drawn at a wrong --input, a block with several outputs fails at its own line, the note
+    names the use by its path (bifpn.0, the first instance of a repeat), and nothing is said
+    about the output names the drawing invents for itself."""
+    run = archc("render", "tests/specs/bifpn.yaml", "--block", "bifpn_layer", "--input", "8,32,32", "-o", str(tmp_path / "b.svg"))
+    assert run.returncode == 1
+    assert "tests/specs/bifpn.yaml:31:39: error[E410]" in run.stderr
+    assert "as node 'bifpn.0' at tests/specs/bifpn.yaml:48 uses it" in run.stderr
+    assert "W303" not in run.stderr and "_out" not in run.stderr and not (tmp_path / "b.svg").exists()

@@ -12,6 +12,7 @@ leaves nothing behind (and an older file in place).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -135,10 +136,13 @@ def _instance(name: str, result: CheckResult | None, registry: Registry) -> tupl
     else its example."""
     if result is not None and result.graph is not None:
         inputs: list[Graph] = [result.graph]  # the graph each walked node lives in, by depth
+        path: list[str] = []  # the names down to the walked node: a repeated use's instance is 'pr.0'
         for d, node in result.graph.walk():
-            del inputs[d + 1:]
+            del inputs[d + 1:], path[d:]
+            path.append(node.name)
             if node.type == name and node.kind != "repeat":  # a repeated use: its instances, `first:` applied, come next
-                return [inputs[d].nodes[i].shape for i in node.inputs], dict(node.params), node
+                named = dataclasses.replace(node, name=".".join(path))
+                return [inputs[d].nodes[i].shape for i in node.inputs], dict(node.params), named
             if node.body is not None:
                 inputs.append(node.body)
     block = registry.get(name)
@@ -175,6 +179,9 @@ def _instance_failed(inst: CheckResult, node: str, params: dict, drawn: str):
     errors = [d for d in inst.diagnostics if d.is_error]
     if params and all(the_flags(d) for d in errors):  # the flags' fault, not a file's
         raise UsageError("; ".join(f"--set: {d.message}" for d in errors))
+    # A warning in the generated text is about the drawing's own harness (the outputs it names
+    # and leaves unread), not about anything the user wrote.
+    inst.diagnostics[:] = [d for d in inst.diagnostics if d.is_error or d.inner is not None or d.span is None or d.span.file != inst.file]
     for d in inst.diagnostics:
         if d.inner is not None:
             d.span = d.inner
