@@ -57,6 +57,20 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """Also refuses an empty argument: `--out ''` (an unset shell variable) would otherwise
+        mean the current folder, or the default, and `--init-from ''` nothing at all."""
+        import sys
+
+        argv = sys.argv[1:] if args is None else list(args)
+        for i, arg in enumerate(argv):
+            if arg == "--":
+                break
+            if arg == "" or (arg.startswith("--") and arg.endswith("=")):
+                after = arg[:-1] if arg else (argv[i - 1] if i and argv[i - 1].startswith("-") else None)
+                self.error(f"{after}: empty value" if after else "an empty argument ('') is never a valid value")
+        return super().parse_args(argv, namespace)
+
 
 IMAGE_SIDE_MAX = 16384  # the decoder's pixel limit, 2^28, is 16384 x 16384
 

@@ -224,7 +224,25 @@ def check_outputs(args) -> tuple[Path | None, tuple | None]:
             if save_path.parent == Path(args.results_dir):
                 output_dir(args.results_dir, "--results-dir")
             output_file(save_path, "--save")
+        if save_path.exists():
+            _may_replace(save_path, machine)
     return save_path, baseline
+
+
+def _may_replace(path: Path, machine: str) -> None:
+    """--save replaces a saved run of this machine (refreshing a baseline), never one of another
+    machine (its figures may be all there is of it) nor a file that is not a saved run."""
+    from runtime.bench import load
+    from runtime.errors import RuntimeUserError
+
+    try:
+        saved = load(path)
+    except RuntimeUserError as e:
+        raise ArchcError(f"--save {path}: the file exists and is not a run archc bench saved ({e}); not replacing it") from None
+    if saved.machine != machine:
+        raise ArchcError(f"--save {path}: holds the figures of {saved.machine}, and this is {machine}; "
+                         "save under another name (the default names the machine)")
+    print(f"archc bench: replacing {path}, this machine's run of {saved.date}", file=sys.stderr)
 
 
 def check_args(args) -> tuple[int, ...]:

@@ -56,6 +56,11 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     model = compiled.module(seed=None, device=torch_device)
     checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
     saved_data = ckpt.meta.get("data_stats", {})
+    if data is None and saved_data.get("dataset"):  # the run's own data, read as the run read it (as --resume does)
+        options = ckpt.meta.get("data_options") if isinstance(ckpt.meta.get("data_options"), dict) else {}
+        resize = resize or options.get("resize") is True
+        skip_corrupt = skip_corrupt or options.get("skip_corrupt") is True
+        cache_dir = cache_dir or (options.get("cache_dir") if isinstance(options.get("cache_dir"), str) else None)
     data = data or saved_data.get("dataset") or "synthetic"
     _, val_set = load_dataset(data, cache_dir=cache_dir, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=True)  # a bar, or lines without a terminal
     if "mean" not in saved_data:  # a bare .safetensors: normalise as the paper does, with this data's mean

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
 from archcompiler.cli.common import compile_or_report
 from archcompiler.errors import ArchcError, UsageError
@@ -127,6 +128,13 @@ def check_args(args) -> None:
     from runtime.paths import output_file
 
     output_file(args.output, "-o", reads=[args.spec, args.checkpoint])
+    out = Path(args.output)
+    if out.suffix.lower() != ".onnx":  # a typo'd -o would otherwise overwrite, say, a run's metrics.csv with ONNX bytes
+        raise UsageError(f"-o {args.output}: an ONNX file's name ends in .onnx")
+    inside = next((p for p in out.resolve().parents if p.name == "checkpoints" and (p.parent / "config.json").exists()), None)
+    if inside is not None:
+        raise UsageError(f"-o {args.output}: is inside the run's {inside}, which holds only what archc train writes; "
+                         f"write it beside, e.g. {inside.parent / out.name}")
     if args.opset is not None:
         try:
             import onnx

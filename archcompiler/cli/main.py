@@ -73,26 +73,27 @@ def entry() -> None:
         sys.stdout.flush()  # a full disk or device behind stdout shows here, not after exit
     except KeyboardInterrupt:
         _ignore_interrupts()
-        sys.stderr.write("archc: interrupted\n")
+        _tell("archc: interrupted\n")
         code = 130
-    except BrokenPipeError:
-        code = 0
+    except BrokenPipeError:  # the reader left before the output was complete (`| head`): the output is cut short
+        _quiet_stdout()
+        code = 1
     except Exception as e:  # noqa: BLE001 - the one place errors become exit codes
         # Errors meant for users carry an `exit_code` (archcompiler.errors, runtime.errors);
         # the two packages stay independent of each other by agreeing on that attribute only.
         code = getattr(e, "exit_code", None)
         missing = _missing_dependency(e) if isinstance(e, ModuleNotFoundError) else None
         if missing is not None and not os.environ.get("ARCHC_DEBUG"):
-            sys.stderr.write(f"archc: error: {missing}\n")  # the environment, not archc, lacks it
+            _tell(f"archc: error: {missing}\n")  # the environment, not archc, lacks it
             code = 1
         elif isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS and not os.environ.get("ARCHC_DEBUG"):
-            sys.stderr.write(f"archc: error: {_where(e)}\n")  # a full disk, a closed or read-only output
+            _tell(f"archc: error: {_where(e)}\n")  # a full disk, a closed or read-only output
             _quiet_stdout()
             code = 1
         elif code is None:
             if os.environ.get("ARCHC_DEBUG"):
                 raise
-            sys.stderr.write(
+            _tell(
                 f"archc: internal error: {type(e).__name__}: {e}\n"
                 "This is a bug in archc. Set ARCHC_DEBUG=1 to see the traceback.\n"
             )
@@ -100,13 +101,13 @@ def entry() -> None:
         else:
             if code == 130:
                 _ignore_interrupts()
-            sys.stderr.write(f"archc: error: {e}\n")
+            _tell(f"archc: error: {e}\n")
     sys.exit(code)
 
 
 # Write failures that the machine causes, not archc: a full disk or quota, a device error, a
-# read-only file system, a closed output. Any other OSError reaching entry() is a bug.
-ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EBADF, errno.EFBIG}
+# read-only file system or folder, a closed output. Any other OSError reaching entry() is a bug.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EBADF, errno.EFBIG, errno.EACCES, errno.EPERM}
 
 
 class _Closed:
@@ -144,6 +145,16 @@ class _Watched:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def _tell(text: str) -> None:
+    """Write an exit message to stderr; a closed stderr (`2>&1 | head`) must not turn the exit
+    code the message goes with into a crash, or into 0."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):  # closed: the exit code still says what happened
+        pass
 
 
 def _where(e: OSError) -> str:

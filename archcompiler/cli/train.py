@@ -129,6 +129,11 @@ def _train_main(args) -> int:
         args.batch_size = None
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     output_dir(run_dir, "--out", may_create=not args.resume)
+    if args.resume and seeds is not None and (run_dir / "config.json").exists():
+        raise UsageError(f"--resume --seeds: {run_dir} is one run, not a group of seeds (OUT/seed-K); resume it without --seeds")
+    if args.resume and seeds is None and not (run_dir / "config.json").exists() and any(run_dir.glob("seed-*/config.json")):
+        found = ",".join(sorted((p.name[5:] for p in run_dir.glob("seed-*") if p.name[5:].isdigit()), key=int))
+        raise UsageError(f"--resume: {run_dir} holds a group of seeds; resume them with --seeds {found}")
     if seeds is None:
         return train_one(compiled, args, run_dir, auto)
     failed = []
@@ -201,6 +206,8 @@ def train_one(compiled, args, run_dir: Path, auto: bool = False) -> int:
 
     config = build_config(compiled, args, run_dir)
     note = data_options_note(args, config, run_dir) if args.resume else None
+    if getattr(args, "resume_note", None):
+        note = "\n".join(filter(None, [args.resume_note, note]))
     return train(compiled, config, run_dir, args, note, auto)
 
 
@@ -255,7 +262,21 @@ def build_config(compiled, args, run_dir: Path):
                                 "start a new run with another --out instead")
     values = saved.to_dict()
     values.update({k: v for k, v in flags.items() if k in RESUMABLE})
+    if "max_steps" not in flags and saved.max_steps is not None and _reached(run_dir, saved.max_steps):
+        # A run that stopped because it reached its --max-steps, resumed without one, goes on to its
+        # last epoch; one stopped before it (Ctrl-C, a kill) keeps it, so it ends where it would have.
+        values["max_steps"] = None
+        args.resume_note = (f"archc: {run_dir} stopped at its --max-steps {saved.max_steps}; going on to the end of epoch {saved.epochs} "
+                            "(give --max-steps to stop sooner)")  # said once the checkpoint is known to be sound
     return TrainConfig.from_dict(values)
+
+
+def _reached(run_dir: Path, max_steps: int) -> bool:
+    """Whether the run's last checkpoint is at (or past) `max_steps`."""
+    from runtime.train import checkpoint
+
+    last = checkpoint.read_link(run_dir, "last")
+    return last is not None and checkpoint.step_of(last) >= max_steps
 
 
 def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: bool = False) -> int:
@@ -317,8 +338,13 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
                           extra_files={"spec.yaml": compiled.spec_text}, world=world,
                           dashboard_texts={"model/layers": "    " + compiled.table().replace("\n", "\n    ")})
         except Interrupted as e:
-            hint = f"archc train {args.spec} --out {run_dir} --resume"
-            raise Interrupted(f"{e}\nto continue: {hint}", e.step, e.checkpoint_path) from None
+            hint = (f"archc train {args.spec} --out {run_dir.parent} --resume --seeds {args.seeds}" if args.seeds is not None
+                    else f"archc train {args.spec} --out {run_dir} --resume")  # a group resumes as a whole
+            if e.checkpoint_path is None and args.seeds is None:  # nothing to resume from: it starts again
+                hint = f"to start it again: archc train {args.spec} --out {run_dir}"
+            else:
+                hint = f"to continue: {hint}"
+            raise Interrupted(f"{e}\n{hint}", e.step, e.checkpoint_path) from None
         except (RuntimeUserError, KeyboardInterrupt):
             raise
         except Exception as e:

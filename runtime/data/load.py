@@ -64,6 +64,7 @@ def load_dataset(
     if parsed.kind == "synthetic":
         from runtime.data.synthetic import generate
 
+        _fits_in_memory(parsed.synthetic, size, spec)
         return generate(parsed.synthetic, size)
     from runtime.data.cache import load_or_build
     from runtime.data.layout import read_layout
@@ -104,3 +105,18 @@ def _synthetic_config(options: str, seed: int) -> SyntheticConfig:
         return SyntheticConfig(**values)
     except ValueError as e:
         raise RuntimeUsageError(str(e)) from None
+
+
+def _fits_in_memory(config: SyntheticConfig, size: tuple[int, int], spec: str) -> None:
+    """The synthetic set lives in memory: one that cannot fit is refused before it is drawn,
+    instead of the kernel killing the process, or an allocation failing, minutes later."""
+    import os
+
+    need = (config.train + config.val) * 3 * size[0] * size[1]
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not knowable here: let the allocator decide
+        return
+    if need > have // 2:
+        raise RuntimeUsageError(f"--data {spec}: {config.train + config.val:,} images at {size[1]}x{size[0]} take {need / 2**30:,.1f} GiB, "
+                                f"more than half of this machine's {have / 2**30:,.1f} GiB; ask for fewer images")

@@ -30,7 +30,7 @@ from runtime.train.evaluate import evaluate
 from runtime.files import write_json, write_text
 from runtime.train.dashboard import Dashboard
 from runtime.train.progress import Reporter
-from runtime.train.resume import State, prepare_run_dir, restore
+from runtime.train.resume import State, prepare_run_dir, release_run_dir, restore
 from runtime.train.schedule import from_config, set_lr
 from runtime.train.setup import (
     IgnoreSignals,
@@ -159,7 +159,10 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     finally:
         reporter.close()
         dashboard.close()
-    return trainer.finish(status)
+    try:
+        return trainer.finish(status)
+    finally:
+        release_run_dir(run_dir)
 
 
 @dataclass(eq=False)

@@ -74,7 +74,10 @@ class Reporter:
     def update(self, done: int, loss: float, acc: float, lr: float, images_per_sec: float, step: int | None = None) -> None:
         if self._progress is not None and self._task is not None:
             stats = f"loss {loss:.3f} acc {100 * acc:.1f}% {images_per_sec:,.0f} img/s"
-            self._progress.update(self._task, completed=done, stats=stats)
+            try:
+                self._progress.update(self._task, completed=done, stats=stats)
+            except BrokenPipeError:
+                self._lost_stdout()
         elif self._due(done, step):
             epoch, epochs, batches = self._epoch
             left = (batches - done) / max(1e-9, (done - self._last_line[1]) / max(1e-9, time.perf_counter() - self._last_line[0]))
@@ -105,12 +108,39 @@ class Reporter:
         """A line that stays: printed above the bar, and kept in train.log."""
         if self.silent:
             return
-        if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)  # a log line, never re-wrapped
-        else:
-            print(text, file=self.stream, flush=True)
+        if self.stream is not None:
+            try:
+                if self._progress is not None:
+                    self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)  # a log line, never re-wrapped
+                else:
+                    print(text, file=self.stream, flush=True)
+            except BrokenPipeError:
+                self._lost_stdout()
         if log and self.log_path is not None:
             append_line(self.log_path, text)
+
+    def _lost_stdout(self) -> None:
+        """The reader of stdout went away (`| head`): the run is worth more than its printout, so
+        it goes on, logging to train.log only; stdout is pointed at nothing for what follows."""
+        import os
+
+        try:
+            self.close()
+        except OSError:
+            self._progress = None
+        self.stream = None
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+        except OSError:
+            pass
+        where = f"; its lines go on in {self.log_path}" if self.log_path is not None else ""
+        try:
+            print(f"archc: standard output was closed; training goes on{where}", file=sys.stderr, flush=True)
+        except OSError:  # stderr went with it (2>&1 | head): it is pointed at nothing too
+            try:
+                sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+            except OSError:
+                pass
 
     def close(self) -> None:
         if self._progress is not None:

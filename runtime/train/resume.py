@@ -2,6 +2,7 @@
 directory's checks, and restoring weights, optimizer, position and RNG from `checkpoints/last`."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,16 +30,55 @@ class State:
         return dict(self.__dict__)
 
 
+LOCK = ".lock"  # in the run directory: held by the process that trains into it
+_held: dict[Path, object] = {}  # run directory -> the open lock file this process holds
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> None:
     def check() -> None:
-        has_run = (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").exists()
+        def has_run() -> bool:
+            return (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").exists()
+
         if resume and not (run_dir / "checkpoints" / "last").is_symlink():
             raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
-        if not resume and has_run:
+        if not resume and has_run():
             raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (run_dir, run_dir / "checkpoints"):  # before the first step, not at the first checkpoint
+            if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+                raise RuntimeUserError(f"{folder}: not writable by this user; the run could not save its checkpoints")
+        fresh = not has_run()
+        lock_run_dir(run_dir)
+        if not resume and fresh and has_run():  # another process started and finished a run here meanwhile
+            raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
 
     on_main(world, check)
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Hold an exclusive lock on `run_dir` until this process ends or release_run_dir: two
+    trainings writing one run would leave a config of one and checkpoints of the other. The
+    lock is the kernel's (flock), so a killed process never leaves a stale one behind."""
+    import fcntl
+
+    key = run_dir.resolve()
+    if key in _held:  # this process holds it already (--seeds, a test's second fit)
+        return
+    # Opened for appending and never written: an empty file, whose content and time a resume
+    # with nothing to do leaves as they were.
+    handle = open(run_dir / LOCK, "a")  # noqa: SIM115 - held open for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RuntimeUserError(f"{run_dir} is being trained by another process; wait for it to end, or pick another --out") from None
+    _held[key] = handle
+
+
+def release_run_dir(run_dir: Path) -> None:
+    handle = _held.pop(Path(run_dir).resolve(), None)
+    if handle is not None:
+        handle.close()
 
 
 def on_main(world: distributed.World, fn):

@@ -1,0 +1,173 @@
+"""What stops a daily user from losing a run or being misled: one process per run directory,
+a closed stdout that does not kill training, output paths that cannot clobber a run or a
+baseline, values that cannot mean something else, and resumes that do what they say."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from archcompiler.cli.main import entry
+from runtime.errors import RuntimeUserError
+from runtime.train import distributed
+from runtime.train.resume import lock_run_dir, prepare_run_dir, release_run_dir
+from tests.conftest import ROOT
+from tests.runtime.data_helpers import make_imagefolder
+from tests.runtime.train_helpers import TINY_SPEC
+
+DATA = "synthetic:train=64,val=32"
+
+
+def archc(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["archc", *args])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+@pytest.fixture
+def spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    return "tiny.yaml"
+
+
+def test_a_run_directory_is_trained_by_one_process_at_a_time(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, sys, time
+        f = open({str(run / '.lock')!r}, "a")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        sys.stdin.read()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RuntimeUserError, match="is being trained by another process; wait for it to end, or pick another --out"):
+            prepare_run_dir(run, False, distributed.World())
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    prepare_run_dir(run, False, distributed.World())  # free again once the other process ended
+    lock_run_dir(run)  # held by this process already: no conflict with itself
+    release_run_dir(run)
+
+
+def test_an_unwritable_run_directory_is_refused_before_training(tmp_path, monkeypatch):
+    import os
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-0000001").mkdir(parents=True)
+    (run / "checkpoints" / "last").symlink_to("step-0000001")
+    monkeypatch.setattr(os, "access", lambda path, mode: not str(path).endswith("checkpoints"))
+    with pytest.raises(RuntimeUserError, match=r"checkpoints: not writable by this user"):
+        prepare_run_dir(run, True, distributed.World())  # a resume: it would train, then fail at its first save
+
+
+def test_training_outlives_a_reader_that_stops_reading(spec, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "archcompiler", "train", spec, "--data", DATA, "--out", "run", "--epochs", "1",
+                             "--batch-size", "1", "--log-every", "1", "--no-progress"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("step ")  # `| head -1`: one line read, then the pipe is closed
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, err
+    assert "standard output was closed; training goes on" in err and "Traceback" not in err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["steps"] == 64
+    assert "epoch   1/1" in (tmp_path / "run" / "train.log").read_text()  # the lines went on into train.log
+
+
+def test_output_cut_short_by_its_reader_exits_1(monkeypatch, capsys):
+    class Gone:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def isatty(self):
+            return False
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    monkeypatch.setattr(sys, "argv", ["archc", "check", str(ROOT / "specs" / "no_attention.yaml")])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    assert info.value.code == 1
+
+
+@pytest.mark.parametrize("value", ["--out=", "''"])
+def test_an_empty_value_is_a_usage_error(spec, capsys, monkeypatch, value):
+    args = ["train", spec, "--out", ""] if value == "''" else ["train", spec, value]
+    code, _, err = archc(capsys, monkeypatch, *args)
+    assert code == 2 and "--out: empty value" in err
+
+
+def test_export_writes_only_onnx_files_and_never_into_a_checkpoint(spec, capsys, monkeypatch, tmp_path):
+    (tmp_path / "run" / "checkpoints" / "step-0000001").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "metrics.csv").write_text("epoch\n")
+    code, _, err = archc(capsys, monkeypatch, "export", spec, "-o", "run/metrics.csv")
+    assert code == 2 and "an ONNX file's name ends in .onnx" in err
+    code, _, err = archc(capsys, monkeypatch, "export", spec, "-o", "run/checkpoints/step-0000001/model.onnx")
+    assert code == 2 and "is inside the run's" in err and "write it beside" in err
+    assert (tmp_path / "run" / "metrics.csv").read_text() == "epoch\n"
+
+
+def test_bench_save_never_replaces_another_machines_baseline(spec, capsys, monkeypatch, tmp_path):
+    other = tmp_path / "amd.json"
+    shutil.copyfile(ROOT / "bench" / "results" / "archc-bench-amd-epyc-2-cpus.json", other)
+    before = other.read_bytes()
+    code, _, err = archc(capsys, monkeypatch, "bench", spec, "--save", str(other), "--compile", "off", "--iters", "1")
+    assert code == 1 and "holds the figures of AMD EPYC (2 CPUs)" in err and "save under another name" in err
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    code, _, err = archc(capsys, monkeypatch, "bench", spec, "--save", str(tmp_path / "notes.json"), "--compile", "off")
+    assert code == 1 and "is not a run archc bench saved" in err
+    assert other.read_bytes() == before and (tmp_path / "notes.json").read_text() == '{"mine": 1}'
+
+
+def test_a_synthetic_set_larger_than_memory_is_refused_at_once(spec, capsys, monkeypatch):
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--data", "synthetic:train=1000000000,val=64", "--max-steps", "1", "--out", "run")
+    assert code == 2 and "ask for fewer images" in err
+
+
+def test_a_run_stopped_at_its_max_steps_resumes_to_its_end_as_one_uninterrupted_run(spec, capsys, monkeypatch, tmp_path):
+    common = ["--data", DATA, "--batch-size", "16", "--epochs", "2", "--no-progress"]
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--out", "whole")[0] == 0
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--out", "parts", "--max-steps", "3")[0] == 0
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "parts", "--resume", "--no-progress")
+    assert code == 0, err
+    assert "stopped at its --max-steps 3; going on to the end of epoch 2" in err
+    a, b = (load_file(tmp_path / run / "checkpoints" / "last" / "model.safetensors") for run in ("whole", "parts"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_tells_a_group_of_seeds_from_one_run(spec, capsys, monkeypatch):
+    assert archc(capsys, monkeypatch, "train", spec, "--data", DATA, "--out", "one", "--max-steps", "1", "--no-progress")[0] == 0
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "one", "--resume", "--seeds", "0,1")
+    assert code == 2 and "is one run, not a group of seeds" in err
+    assert archc(capsys, monkeypatch, "train", spec, "--data", DATA, "--out", "group", "--max-steps", "1", "--seeds", "0,1", "--no-progress")[0] == 0
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "group", "--resume")
+    assert code == 2 and "holds a group of seeds; resume them with --seeds 0,1" in err
+
+
+def test_eval_reads_the_runs_data_as_the_run_did(capsys, monkeypatch, tmp_path):
+    """A run trained on a folder with --resize (its images are not the model's size) is
+    evaluated on that data without --resize: eval takes the run's data options, as --resume does."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(TINY_SPEC.replace("[3, 64, 64]", "[3, 32, 32]"))
+    make_imagefolder(tmp_path / "pets", per_class=4, val=2)  # 64x64 images
+    common = ["--cache-dir", "cache", "--no-progress"]
+    code, _, err = archc(capsys, monkeypatch, "train", "small.yaml", "--data", "pets", "--resize", "--max-steps", "1", "--out", "run", *common)
+    assert code == 0, err
+    code, out, err = archc(capsys, monkeypatch, "eval", "small.yaml", "--checkpoint", "run", "--cache-dir", "cache", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["images"] == 4
