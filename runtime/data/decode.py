@@ -99,11 +99,14 @@ def decode_files(
                 advance(done)
                 resized += chunk_resized
 
+    problems = []  # every kind at once, so one run shows all that is wrong
     if refused:
         wanted = size_text(size)
-        raise DataError(_summary(refused, root, files, f"not {wanted}", f"pass --resize (train, eval, data prepare) to resize them to {wanted}"))
+        problems.append(summary(refused, root, files, f"not {wanted}", f"pass --resize (train, eval, data prepare) to resize them to {wanted}"))
     if failed and not skip_corrupt:
-        raise DataError(_summary(failed, root, files, "cannot be decoded", "pass --skip-corrupt to leave them out"))
+        problems.append(summary(failed, root, files, "cannot be decoded", "pass --skip-corrupt to leave them out"))
+    if problems:
+        raise DataError("\n".join(problems))
     kept = [i for i in range(n) if i not in failed]
     if failed:
         index = torch.tensor(kept, dtype=torch.int64)
@@ -201,7 +204,7 @@ def _decoder_reason(error: RuntimeError) -> str:
     return text.rsplit(", ", 1)[-1] if "cpp:" in text else text
 
 
-def _summary(errors: dict[int, str], root: Path, files: list[str], what: str, hint: str) -> str:
+def summary(errors: dict[int, str], root: Path, files: list[str], what: str, hint: str) -> str:
     listed = [f"  {root / files[i]}: {reason}" for i, reason in sorted(errors.items())[:_MAX_LISTED]]
     more = len(errors) - len(listed)
     tail = [f"  ... and {more} more"] if more else []

@@ -44,11 +44,14 @@ def dataset_info(spec: str, skip_corrupt: bool = False) -> dict:
 
 
 def count_grayscale(root: Path, files: list[str], skipped: list | None = None) -> int:
-    """Grayscale images among `files`; an unreadable one is an error, or appended to `skipped`."""
+    """Grayscale images among `files`; the unreadable ones are one error listing them all, or
+    appended to `skipped`."""
     from PIL import Image, UnidentifiedImageError
 
-    count = 0
-    for rel in files:
+    from runtime.data.decode import summary
+
+    count, bad = 0, {}
+    for i, rel in enumerate(files):
         try:
             with Image.open(root / rel) as image:
                 count += image.mode in ("1", "L", "LA", "I", "I;16", "F")
@@ -56,5 +59,10 @@ def count_grayscale(root: Path, files: list[str], skipped: list | None = None) -
             if skipped is not None:
                 skipped.append([rel, str(e) or type(e).__name__])
                 continue
-            raise DataError(f"{root / rel}: not a readable image ({e})") from None
+            bad[i] = f"not a readable image ({e})"
+    if len(bad) == 1:
+        (i, reason), = bad.items()
+        raise DataError(f"{root / files[i]}: {reason}")
+    if bad:
+        raise DataError(summary(bad, root, files, "cannot be read", "pass --skip-corrupt to count around them"))
     return count

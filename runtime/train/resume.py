@@ -43,6 +43,10 @@ def prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> No
             raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
         if not resume and has_run():
             raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
+        others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if not resume and run_dir.is_dir() else []
+        if others:  # `--out .` or `--out ~/work`: a run's files would mix with the folder's own
+            listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise RuntimeUsageError(f"{run_dir} holds other files ({listed}); a new run needs a new or empty folder as --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         for folder in (run_dir, run_dir / "checkpoints"):  # before the first step, not at the first checkpoint
             if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):

@@ -46,8 +46,16 @@ def set_lr(optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+WARMUP_SHARE = 5  # warm-up in epochs takes at most 1/5 of the run
+
+
 def from_config(config, steps_per_epoch: int) -> Schedule:
     """The schedule a TrainConfig asks for, over all its epochs (a --max-steps stop does not
     shorten it: a quick run shows the start of the real one, and a resumed run the same rates)."""
-    return Schedule(config.lr_schedule, config.lr, config.epochs * steps_per_epoch, config.lr_decay, config.lr_decay_every,
-                    config.warmup_for(steps_per_epoch))
+    total = config.epochs * steps_per_epoch
+    warmup = config.warmup_for(steps_per_epoch)
+    if not config.warmup_steps and warmup > total // WARMUP_SHARE:
+        # Warm-up given in epochs (the modern recipe's 2) on a short run: a fifth of the run at
+        # most, so a 2-epoch run still decays instead of ending at its peak rate.
+        warmup = total // WARMUP_SHARE
+    return Schedule(config.lr_schedule, config.lr, total, config.lr_decay, config.lr_decay_every, warmup)

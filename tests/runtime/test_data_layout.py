@@ -220,3 +220,22 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_wrapped(tmp_path):
     image, gray, _ = decode_one(tmp_path / "deep.png")
     want = torch.from_numpy(((values.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8))
     assert image.dtype == torch.uint8 and gray and torch.equal(image[0], want) and image.max() == 255
+
+
+def test_every_problem_of_a_folder_is_listed_in_one_go(tmp_path):
+    """Two unreadable files and one of another size: info names both unreadable ones, and
+    decoding names all three, so a user fixes the folder in one round."""
+    from runtime.data.info import dataset_info
+
+    root = make_imagefolder(tmp_path / "pets", per_class=3, val=1)
+    (root / "train" / "cat" / "empty.jpg").write_bytes(b"")
+    (root / "train" / "cat" / "fake.png").write_bytes(b"hello")
+    (root / "train" / "dog" / "big.jpg").write_bytes(jpeg_bytes(3, size=(80, 90)))
+    with pytest.raises(DataError) as error:
+        dataset_info(str(root))
+    assert str(error.value).startswith("2 images cannot be read") and "empty.jpg" in str(error.value) and "fake.png" in str(error.value)
+    with pytest.raises(DataError) as error:
+        load(root, tmp_path)
+    message = str(error.value)
+    assert "1 image not 64x64" in message and "big.jpg: is 80x90" in message
+    assert "2 images cannot be decoded" in message and "empty.jpg: empty file" in message

@@ -164,5 +164,11 @@ def test_modern_recipe_trains_with_warmup_augmentation_and_smoothing(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["recipe"] == "modern" and saved["augment_flip"] and saved["label_smoothing"] == 0.1
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    # 6 steps per epoch, 2 warm-up epochs: the rate climbs linearly to the peak 2e-3 at step 12
-    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 2e-3])
+    # 6 steps per epoch: 2 warm-up epochs would be the whole run, so warm-up is a fifth of it (2
+    # steps), and the rate decays by cosine to almost 0 at the run's last step
+    from runtime.train.schedule import from_config
+
+    schedule = from_config(cfg, 6)
+    assert schedule.warmup_steps == 2 and schedule(1) == pytest.approx(2e-3)
+    assert [r["lr"] for r in rows] == pytest.approx([schedule(5), schedule(11)])
+    assert rows[-1]["lr"] < 0.05 * 2e-3
