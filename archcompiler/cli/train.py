@@ -348,6 +348,10 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
         except (RuntimeUserError, KeyboardInterrupt):
             raise
         except Exception as e:
+            if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # the CPU allocator's out of memory
+                asked = re.search(r"allocate (\d+) bytes", str(e))
+                what = f" allocating {int(asked.group(1)) / 2**30:,.1f} GiB" if asked else ""
+                raise RuntimeUserError(f"this machine ran out of memory{what}; try a smaller --batch-size, or a smaller model or head") from None
             where = compiled.explain(e)
             if where is None:
                 raise

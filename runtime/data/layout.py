@@ -49,7 +49,7 @@ def read_layout(root: str | Path, *, expect: str | None = None) -> Layout:
     """List the splits of the dataset at `root`. `expect` forces "tiny-imagenet" or "imagefolder"."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such dataset directory")
+        raise DataError(f"{root}: {'a file, not a dataset directory' if root.exists() else 'no such dataset directory'}")
     root = root.resolve()
     tiny = (root / "wnids.txt").exists() or (root / "val" / "val_annotations.txt").exists()
     if expect == "tiny-imagenet" or (expect is None and tiny):

@@ -67,7 +67,7 @@ def read_run(path) -> Run:
     path = Path(path)
     summary_path = path / "summary.json"
     if not path.is_dir():
-        raise RuntimeUserError(f"{path}: no such run directory")
+        raise RuntimeUserError(f"{path}: {'a file, not a run directory' if path.exists() else 'no such run directory'}")
     if not _is_run(path):
         raise RuntimeUserError(f"{path} is not a training run (no summary.json or metrics.jsonl); runs are what `archc train --out` writes")
     summary = rundir.read_summary(summary_path) if summary_path.exists() else {}

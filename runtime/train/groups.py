@@ -8,6 +8,7 @@ three seeds a group says little; the output gives n so the reader can judge.
 from __future__ import annotations
 
 import statistics
+import warnings
 from dataclasses import dataclass
 
 from runtime.errors import RuntimeUsageError
@@ -59,7 +60,9 @@ def welch(a: Group, b: Group, key: str = "best_val_acc") -> dict:
     if len(x) < 2 or len(y) < 2:
         raise RuntimeUsageError(f"--test needs at least 2 runs per group (seeds: archc train --seeds 0,1,2); "
                                 f"{a.model} has {len(x)}, {b.model} has {len(y)}")
-    result = stats.ttest_ind(y, x, equal_var=False)
+    with warnings.catch_warnings():  # scipy's note on groups without spread ("precision loss"): the verdict says it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(y, x, equal_var=False)
     diff = statistics.fmean(y) - statistics.fmean(x)
     p = float(result.pvalue)
     df = float(getattr(result, "df", float("nan")))
