@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object per image, one per line")
     p.add_argument("--device", choices=vocab.DEVICES, default="auto", help="default auto: cuda when present")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--skip-corrupt", action="store_true", help="report images that do not decode and classify the others")
     return p
 
 
@@ -51,7 +52,8 @@ def image_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, device: str = "auto", batch_size: int = 256) -> list[dict]:
+def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, device: str = "auto", batch_size: int = 256,
+            skip_corrupt: bool = False) -> list[dict]:
     import torch
 
     from archcompiler.cli.classes import require_classifier, with_classes
@@ -85,24 +87,30 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     results = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
-        pixels, resized = [], []
+        pixels, resized, read, entries = [], [], [], {}
         for f in chunk:
             try:
                 with warnings.catch_warnings():  # torchvision's notice that its decoders will move to torchcodec
                     warnings.filterwarnings("ignore", category=DeprecationWarning)
                     image, _, was_resized = decode_one(f, resize=True, size=size)
             except DataError as e:
-                raise DataError(f"{f}: {e}") from None
+                if not skip_corrupt:
+                    raise DataError(f"{f}: {e}; pass --skip-corrupt to classify the others") from None
+                entries[f] = {"image": str(f), "error": str(e)}
+                continue
             pixels.append(image)
             resized.append(was_resized)
-        x = (torch.stack(pixels).float() / 255 - mean) / std  # (B, 3, H, W), as the loader normalises
-        with torch.no_grad(), vocab.autocast(kind, vocab.default_amp(kind)):
-            probs = model(x.to(torch_device)).float().softmax(dim=1).cpu()  # (B, classes)
-        top = probs.topk(min(top_k, probs.shape[1]), dim=1)
-        for f, was_resized, p, i in zip(chunk, resized, top.values.tolist(), top.indices.tolist()):
-            results.append({"image": str(f), "resized": bool(was_resized), "top": [
-                {"class": classes[k] if k < len(classes) else str(k), "name": names[k] if k < len(names) else str(k),
-                 "index": k, "probability": prob} for k, prob in zip(i, p)]})
+            read.append(f)
+        if pixels:
+            x = (torch.stack(pixels).float() / 255 - mean) / std  # (B, 3, H, W), as the loader normalises
+            with torch.no_grad(), vocab.autocast(kind, vocab.default_amp(kind)):
+                probs = model(x.to(torch_device)).float().softmax(dim=1).cpu()  # (B, classes)
+            top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+            for f, was_resized, p, i in zip(read, resized, top.values.tolist(), top.indices.tolist()):
+                entries[f] = {"image": str(f), "resized": bool(was_resized), "top": [
+                    {"class": classes[k] if k < len(classes) else str(k), "name": names[k] if k < len(names) else str(k),
+                     "index": k, "probability": prob} for k, prob in zip(i, p)]}
+        results += [entries[f] for f in chunk]  # in the order given, a skipped image where it was
     return results
 
 
@@ -116,10 +124,14 @@ def main(argv: list[str]) -> int:
     from archcompiler.cli.common import image_size
     from runtime.data.decode import size_text
 
-    results = predict(compiled, args.checkpoint, args.images, top_k=args.top_k, device=args.device, batch_size=args.batch_size)
+    results = predict(compiled, args.checkpoint, args.images, top_k=args.top_k, device=args.device, batch_size=args.batch_size,
+                      skip_corrupt=args.skip_corrupt)
     for r in results:
         if args.format == "json":
             print(json.dumps(r))
+            continue
+        if "error" in r:
+            print(f"{r['image']}  (skipped: {r['error']})")
             continue
         print(r["image"] + (f"  (resized to {size_text(image_size(compiled))})" if r["resized"] else ""))
         for t in r["top"]:

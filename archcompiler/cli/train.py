@@ -313,6 +313,9 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
         check_fit(compiled, train_set, args.data or config.data)
         if auto:
             config = _auto_batch(compiled, config, kind, world, train_set.images.shape[0])
+        if config.batch_size >= len(train_set) and world.main and not args.resume:  # an epoch is then a single step
+            print(f"note: batch size {config.batch_size:,} is {'the whole' if config.batch_size == len(train_set) else 'larger than the'} "
+                  f"training set ({len(train_set):,} images): each epoch is one step", file=sys.stderr)
         compile_model = resolved_compile(config, kind)
         if not compile_model and config.compile_mode != "default" and world.main:
             print(f"note: --compile-mode {config.compile_mode} has no effect: the model is not compiled "

@@ -171,3 +171,20 @@ def test_eval_reads_the_runs_data_as_the_run_did(capsys, monkeypatch, tmp_path):
     code, out, err = archc(capsys, monkeypatch, "eval", "small.yaml", "--checkpoint", "run", "--cache-dir", "cache", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["images"] == 4
+
+
+def test_predict_skips_unreadable_images_on_request_and_keeps_the_order(spec, capsys, monkeypatch, tmp_path):
+    from PIL import Image
+
+    assert archc(capsys, monkeypatch, "train", spec, "--data", DATA, "--out", "run", "--max-steps", "1", "--no-progress")[0] == 0
+    (tmp_path / "pics").mkdir()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "pics" / "a.png")
+    (tmp_path / "pics" / "b.png").write_bytes(b"not a picture")
+    Image.new("RGB", (80, 50), (30, 30, 200)).save(tmp_path / "pics" / "c.png")
+    code, _, err = archc(capsys, monkeypatch, "predict", spec, "--checkpoint", "run", "pics")
+    assert code == 1 and "b.png: not a JPEG or PNG file" in err and "--skip-corrupt" in err
+    code, out, err = archc(capsys, monkeypatch, "predict", spec, "--checkpoint", "run", "pics", "--skip-corrupt", "--format", "json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["image"].rsplit("/", 1)[1] for r in rows] == ["a.png", "b.png", "c.png"]
+    assert "error" in rows[1] and rows[0]["top"] and rows[2]["resized"] is True
