@@ -246,7 +246,7 @@ def _expressions(draw, depth=3):
         cmp = draw(st.sampled_from(["<", "<=", "==", "!=", ">", ">="]))
         other = draw(_expressions(depth - 1))
         return f"(({left}) if {draw(_expressions(depth - 1))} {cmp} {draw(_expressions(depth - 1))} else {other})"
-    op = draw(st.sampled_from(["+", "-", "*", "//"]))
+    op = draw(st.sampled_from(["+", "-", "*", "//", "%"]))
     return f"({left}) {op} ({right})"
 
 

@@ -6,7 +6,7 @@ closed, parsed here by recursive descent (never `eval`):
 
     value  := expr ("if" cond "else" value)?
     expr   := term (("+" | "-") term)*
-    term   := unary (("*" | "//" | "/") unary)*
+    term   := unary (("*" | "//" | "/" | "%") unary)*
     unary  := "-" unary | atom
     atom   := INTEGER | DECIMAL | "$" NAME | ("min" | "max") "(" value ("," value)* ")"
             | ("round" | "int") "(" value ")" | "(" value ")"
@@ -29,7 +29,8 @@ or the end; otherwise it is an expression's, as in `($k + 1) * 2 == 4`.)
 
 A whole-value `$name` is the same thing as before: it may stand for a value of any type
 (a string, a boolean). Anything with an operator works on numbers: `//` floors, `/` gives a
-decimal (where a parameter takes one, such as drop_path's `p`). Evaluation goes
+decimal (where a parameter takes one, such as drop_path's `p`), `%` is Python's remainder
+(`$out % 2`: GhostNet trims an odd width). Evaluation goes
 through Python's operators, so `Sym` values (archcompiler.ir.expr) keep the expression and
 the emitted code reads `nn.Conv2d(in_channels, 4 * width, ...)` rather than a number.
 """
@@ -45,7 +46,7 @@ from archcompiler.ir.expr import ADD, ATOM, COND, MUL, Sym, literal, smax, smin,
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>[0-9]*\.[0-9]+|[0-9]+\.[0-9]*)|(?P<int>[0-9]+)|(?P<var>\$[A-Za-z_][A-Za-z0-9_]*)|(?P<fn>min|max|round|int)\b|(?P<kw>and|or|not|true|false|if|else)\b"
     r"|(?P<str>'[^'\\]*'|\"[^\"\\]*\")"
-    r"|(?P<op>//|==|!=|<=|>=|[-+*/(),<>]))"
+    r"|(?P<op>//|==|!=|<=|>=|[-+*/%(),<>]))"
 )
 COMPARE = ("==", "!=", "<", "<=", ">", ">=")
 _COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -61,7 +62,7 @@ class ExprError(Exception):
 
 @dataclass(frozen=True)
 class Node:
-    kind: str  # "int" | "num" | "var" | "neg" | "+" | "-" | "*" | "//" | "/" | "min" | "max" | "round" | "trunc" (int()) | "if"
+    kind: str  # "int" | "num" | "var" | "neg" | "+" | "-" | "*" | "//" | "/" | "%" | "min" | "max" | "round" | "trunc" (int()) | "if"
     offset: int
     value: object = None  # the integer, or the variable's name
     args: tuple = ()
@@ -153,7 +154,7 @@ def condition_source(node: Node, env: dict, prec: int = 0) -> str:
     return f"({text})" if _LOGIC[k] < prec else text
 
 
-_PREC = {"+": ADD, "-": ADD, "*": MUL, "//": MUL, "/": MUL, "neg": ATOM, "if": COND}  # as Sym writes them (ir/expr.py)
+_PREC = {"+": ADD, "-": ADD, "*": MUL, "//": MUL, "/": MUL, "%": MUL, "neg": ATOM, "if": COND}  # as Sym writes them (ir/expr.py)
 _CALLS = {"min": "min", "max": "max", "round": "round", "trunc": "int"}
 
 
@@ -272,8 +273,8 @@ def _arith(node: Node, env: dict):
     if node.kind == "*":
         return _finite(a * b, node)
     if value_of(b) == 0:
-        raise ExprError("division by zero", node.args[1].offset)
-    return _finite(a / b if node.kind == "/" else a // b, node)
+        raise ExprError("division by zero" if node.kind != "%" else "remainder of a division by zero", node.args[1].offset)
+    return _finite(a / b if node.kind == "/" else a % b if node.kind == "%" else a // b, node)
 
 
 def _finite(value, node: Node):
@@ -420,7 +421,7 @@ class _Parser:
 
     def term(self) -> Node:
         node = self.unary()
-        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] in ("*", "//", "/"):
+        while (tok := self.peek()) is not None and tok[0] == "op" and tok[1] in ("*", "//", "/", "%"):
             self.i += 1
             node = Node(tok[1], tok[2], args=(node, self.unary()))
         return node
