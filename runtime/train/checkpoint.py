@@ -80,6 +80,16 @@ def save(run_dir, step: int, weights: dict, state: dict, meta: dict, tags: tuple
     return final
 
 
+def _others(folder: Path) -> str:
+    """A hint naming the complete step directories left in `folder`, to point 'last' at."""
+    complete = sorted((d for d in folder.glob("step-*") if d.is_dir() and all((d / f).is_file() for f in FILES)), key=lambda d: d.name)
+    if not complete:
+        return ""
+    newest = complete[-1]
+    return (f"; {newest.name} is complete: give it as --checkpoint, or for --resume point the link at it "
+            f"(ln -sfn {newest.name} {folder / 'last'})")
+
+
 def step_of(folder: Path) -> int:
     """The step of a step directory, from its name (step_name's inverse)."""
     return int(Path(folder).name.removeprefix("step-"))
@@ -102,7 +112,7 @@ def resolve(path) -> Path:
     if (p / "last").is_symlink() or (p / "last").exists():
         link = p / "last"
         if not link.exists():
-            raise CheckpointError(f"{link} points to {os.readlink(link)}, which does not exist")
+            raise CheckpointError(f"{link} points to {os.readlink(link)}, which does not exist{_others(p)}")
         p = link
     p = p.resolve()
     missing = [f for f in FILES if not (p / f).is_file()]

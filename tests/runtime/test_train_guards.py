@@ -188,3 +188,14 @@ def test_predict_skips_unreadable_images_on_request_and_keeps_the_order(spec, ca
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["image"].rsplit("/", 1)[1] for r in rows] == ["a.png", "b.png", "c.png"]
     assert "error" in rows[1] and rows[0]["top"] and rows[2]["resized"] is True
+
+
+def test_a_dangling_last_link_names_the_complete_checkpoint_left(spec, capsys, monkeypatch, tmp_path):
+    common = ["--data", DATA, "--batch-size", "16", "--no-progress"]
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--out", "run", "--max-steps", "4", "--checkpoint-every", "2")[0] == 0
+    last = tmp_path / "run" / "checkpoints" / "last"
+    last.unlink()
+    last.symlink_to("step-0000099")
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume")
+    assert code == 1 and "points to step-0000099, which does not exist; step-0000004 is complete" in err
+    assert "ln -sfn step-0000004" in err
