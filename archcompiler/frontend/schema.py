@@ -338,7 +338,7 @@ def _translate(err, base: tuple, allowed_extra):
         elif isinstance(name, str) and name.startswith(RESERVED_PREFIX) and name.isidentifier():
             yield "E105", f"{what} name '{name}'{outer} starts with '_': nn.Module keeps its own state in such attributes", key_path, True
         else:
-            yield "E105", f"{what} name {_show(name)}{outer} is not a Python identifier (letters, digits and _, not starting with a digit)", key_path, True
+            yield "E105", f"{what} name {_show(name)}{outer} is not an ASCII identifier (ASCII letters, digits and _, not starting with a digit)", key_path, True
         return
     if v == "additionalProperties":
         allowed = list(schema.get("properties", {})) + list(allowed_extra)
@@ -432,7 +432,7 @@ def _translate(err, base: tuple, allowed_extra):
         if err.validator_value == EXPRESSION:
             yield "E102", f"{_field(path)}{where(path)} must be a $parameter, got {_show(inst)}", path, False
         else:
-            yield "E105", f"{_field(path)}{where(path)} must be a Python identifier (letters, digits and _, not starting with a digit), got {_show(inst)}", path, False
+            yield "E105", f"{_field(path)}{where(path)} must be an ASCII identifier (ASCII letters, digits and _, not starting with a digit), got {_show(inst)}", path, False
         return
     yield "E199", f"{_field(path)}{where(path)}: {err.message}", path, False
 

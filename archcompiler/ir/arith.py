@@ -315,7 +315,7 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             if word:
                 raise ExprError(f"unexpected '{word.group()}' in an expression: a parameter is written ${word.group()}, "
                               f"and a string to compare with is quoted, '{word.group()}'", at)
-            hint = "; only + - * / // min() max() round() int(), A if C else B, and parentheses" if ch in "%^.<>=!&|" else ""
+            hint = "; only + - * / // % min() max() round() int(), A if C else B, and parentheses" if ch in "^.<>=!&|" else ""
             raise ExprError(f"unexpected '{ch}' in an expression{hint}", at)
         kind = m.lastgroup
         out.append((kind, m.group(kind), m.start(kind)))

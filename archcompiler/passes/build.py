@@ -289,7 +289,7 @@ def _build_multi(name: str, raw: dict, previous: str, spec_nodes: dict, nodes: d
         taken = ("named twice" if part in parts[:i] else "an input of the block" if part in nodes and nodes[part].kind == "input"
                  else "a node" if part in spec_nodes or part in nodes else "reserved" if reserved_name(part) or "$" in part else None)
         if taken or not re.match(IDENTIFIER, part):
-            what = taken or "not a Python identifier (ASCII letters, digits and _, not starting with a digit)"
+            what = taken or "not an ASCII identifier (ASCII letters, digits and _, not starting with a digit)"
             scope.error("E212", f"node '{name}' names an output '{part}', which is {what}; choose another", scope.span(*here, "outputs", i))
             ok = False
     plain = {k: v for k, v in raw.items() if k != "outputs"}
