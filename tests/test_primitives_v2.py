@@ -139,6 +139,34 @@ def test_non_square_kernel_stride_padding_and_dilation():
     assert_emitted_equals_inferred(compiled, batch=2)
 
 
+def tf_same_conv(x, conv):
+    """TensorFlow's SAME, written from its definition: out = ceil(in / stride); the total
+    padding is what the last window needs; top and left get half, rounded down."""
+    pads = []
+    for i in (1, 0):  # F.pad's order: width, then height
+        n, s, k, d = x.shape[2 + i], conv.stride[i], conv.kernel_size[i], conv.dilation[i]
+        out = -(-n // s)
+        total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.conv2d(F.pad(x, pads), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
+@pytest.mark.parametrize("params", ["kernel: 3, stride: 2", "kernel: 5, stride: 2, groups: 8", "kernel: [1, 4], stride: [1, 3], dilation: 2",
+                                    "kernel: 2, stride: 2", "kernel: 3, stride: 1", "kernel: 4, stride: 1", "kernel: 1, stride: 2"])
+@pytest.mark.parametrize("size", [(9, 10), (16, 16), (1, 7)])
+def test_same_padding_at_a_stride_is_tensorflows(params, size):
+    """padding: same at any stride is TensorFlow's SAME (EfficientNet's TF checkpoints): the
+    shape check infers, the emitted module's output, and its parameters and FLOPs."""
+    compiled = net(f"c: {{type: conv, out: 8, padding: same, {params}}}", input_shape=(8, *size))
+    model = randomise(compiled.module(seed=0)).eval()
+    x = randn(2, 8, *size)
+    with torch.no_grad():
+        got, want = model(x), tf_same_conv(x, model.c)
+    assert got.shape[1:] == compiled.graph.nodes["c"].shape
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert_emitted_equals_inferred(compiled, batch=2)
+
+
 def test_a_pair_with_equal_sides_is_written_as_one_integer():
     compiled = net("c: {type: conv, out: 6, kernel: [3, 3], padding: [1, 1]}")
     assert "nn.Conv2d(8, 6, kernel_size=3, padding=1)" in compiled.source

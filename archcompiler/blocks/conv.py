@@ -27,7 +27,8 @@ PADDING = {
               {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 2, "description": "[height, width]"}],
     "default": "valid",
     "x-expected": "'same', 'valid', an integer >= 0 or a pair [height, width] of them",
-    "description": "'same' keeps H x W (stride 1 only), 'valid' is 0, or pixels on each side",
+    "description": "'same' keeps H x W at stride 1 and gives ceil(H / stride) at a larger one, padded as TensorFlow's SAME "
+                   "(the odd pixel at the bottom and right); 'valid' is 0; or pixels on each side",
 }
 
 
@@ -73,13 +74,12 @@ class Conv(Block):
         return p.get("out", ins[0][0])
 
     def infer(self, p, ins, refs, names):
-        c, _, _ = check_spatial(ins[0], "conv")
+        c, h, w = check_spatial(ins[0], "conv")
         out = self.out_channels(p, ins)
-        if p["padding"] == "same" and pair(p["stride"]) != (1, 1):
-            raise ShapeError("padding 'same' needs stride 1; give the padding in pixels instead", param="padding", code="E403")
         check_groups(p, c, out)
-        if p["padding"] == "same":  # PyTorch pads (unevenly, for an even kernel) to keep H x W
-            return (out, ins[0][1], ins[0][2])
+        if p["padding"] == "same":  # PyTorch pads (unevenly, for an even kernel) to keep H x W; TF's SAME at a stride
+            (sh, sw) = pair(p["stride"])
+            return (out, -(-h // sh), -(-w // sw))
         pad = (0, 0) if p["padding"] == "valid" else pair(p["padding"])
         oh, ow = slide(ins[0], p["kernel"], p["stride"], pad, p["dilation"])
         return (out, oh, ow)
@@ -93,9 +93,14 @@ class Conv(Block):
         return 2 * cout * oh * ow * (ins[0][0] // p["groups"]) * window(p)
 
     def torch_module(self, p, ins):
-        keywords = [("kernel_size", code(p["kernel"]), None), ("stride", code(p["stride"]), 1), ("padding", code(p["padding"]), "valid"),
+        strided_same = p["padding"] == "same" and _strided(p)
+        padding = [] if strided_same else [("padding", code(p["padding"]), "valid")]  # Conv2dSame pads in forward
+        keywords = [("kernel_size", code(p["kernel"]), None), ("stride", code(p["stride"]), 1), *padding,
                     ("dilation", code(p["dilation"]), 1), ("groups", p["groups"], 1), ("bias", p["bias"], True)]
-        return call("nn.Conv2d", [ins[0][0], self.out_channels(p, ins)], keywords)
+        return call("Conv2dSame" if strided_same else "nn.Conv2d", [ins[0][0], self.out_channels(p, ins)], keywords)
+
+    def torch_helpers(self):
+        return {"Conv2dSame": CONV2D_SAME}
 
     # memory: convolution_backward needs the input (weight grad) and the weight (input grad);
     # the bias needs only its size. Under autocast both are bf16 copies.
@@ -103,12 +108,49 @@ class Conv(Block):
 
     def saved(self, p, ins, out, device):
         weight = self.param_count(p, ins, out) - (out[0] if p["bias"] else 0)
-        return [Saved("in0", dtype="low"), Saved("param", weight, dtype="low")]
+        padded = same_padded(p, ins[0])
+        read = Saved("in0", dtype="low") if padded is None else Saved("new", prod(padded), dtype="low")  # the padded copy
+        return [read, Saved("param", weight, dtype="low")]
 
     # On the CPU, oneDNN's backward reorders a copy of the output's gradient and of the input
     # into its own layout while it computes the gradients.
     def workspace(self, p, ins, out, device):
-        return prod(out) + prod(ins[0]) if device == "cpu" else 0
+        return prod(out) + prod(same_padded(p, ins[0]) or ins[0]) if device == "cpu" else 0
+
+
+def _strided(p) -> bool:
+    return is_symbolic(p["stride"]) or pair(p["stride"]) != (1, 1)
+
+
+def same_padded(p, shape) -> tuple | None:
+    """The (C, H, W) of the padded copy that 'same' padding makes, or None where it makes none.
+    Both nn.Conv2d's 'same' (stride 1) and Conv2dSame (TensorFlow's, at a stride) let the
+    convolution pad evenly by itself, and copy the input into a padded tensor only when one
+    side needs a pixel more than the other (an even kernel, or a size the stride does not fit)."""
+    if p["padding"] != "same":
+        return None
+    c, h, w = shape
+    totals = [max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0) for n, s, k, d in zip((h, w), pair(p["stride"]), pair(p["kernel"]), pair(p["dilation"]))]
+    return (c, h + totals[0], w + totals[1]) if any(t % 2 for t in totals) else None
+
+
+# TensorFlow's SAME padding at a stride, which nn.Conv2d refuses: the padding depends on the
+# input's size, so it is computed in forward (as timm's Conv2dSame does); the parameters and
+# their names are nn.Conv2d's.
+CONV2D_SAME = '''class Conv2dSame(nn.Conv2d):
+    """nn.Conv2d with TensorFlow's SAME padding at any stride: the output is ceil(H / stride) x ceil(W / stride),
+    and the odd pixel of padding goes to the bottom and right."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []  # F.pad's order: left, right, top, bottom
+        for i in (1, 0):
+            size, stride, reach = x.shape[2 + i], self.stride[i], (self.kernel_size[i] - 1) * self.dilation[i] + 1
+            total = max((-(-size // stride) - 1) * stride + reach - size, 0)
+            pads += [total // 2, total - total // 2]
+        if pads[0] == pads[1] and pads[2] == pads[3]:  # even on both sides: the convolution pads, with no copy
+            return F.conv2d(x, self.weight, self.bias, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
+        return super().forward(F.pad(x, pads))
+'''
 
 
 @dataclass

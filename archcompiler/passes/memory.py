@@ -175,8 +175,8 @@ def _saved(ops, shape, dtype, storage, batch, amp, device):
                 if amp == "off":
                     continue  # the weight itself: counted as a parameter
                 key, size = (op.name, "weight"), s.elements * BYTES[LOW]
-            elif s.of == "new":
-                kind = s.dtype or dtype[op.name]
+            elif s.of == "new":  # "low": made from the input, then cast by autocast where it is on (Conv2dSame's padded copy)
+                kind = (LOW if amp != "off" else dtype[op.inputs[0]]) if s.dtype == "low" else s.dtype or dtype[op.name]
                 key, size = (op.name, j), s.elements * (batch if s.batched else 1) * BYTES[kind]
             else:
                 src = op.name if s.of == "out" else op.inputs[int(s.of[2:])]
