@@ -66,8 +66,8 @@ class Parser(argparse.ArgumentParser):
         for i, arg in enumerate(argv):
             if arg == "--":
                 break
-            if arg == "" or (arg.startswith("--") and arg.endswith("=")):
-                after = arg[:-1] if arg else (argv[i - 1] if i and argv[i - 1].startswith("-") else None)
+            if not arg.strip() or (arg.startswith("--") and arg.endswith("=")):
+                after = arg[:-1] if arg.strip() else (argv[i - 1] if i and argv[i - 1].startswith("-") else None)
                 self.error(f"{after}: empty value" if after else "an empty argument ('') is never a valid value")
         return super().parse_args(argv, namespace)
 

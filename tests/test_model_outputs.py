@@ -68,3 +68,17 @@ def test_onnx_export_names_each_output_after_its_node(tmp_path):
     run = archc("export", str(SPEC), "-o", str(tmp_path / "m.onnx"))
     assert run.returncode == 0, run.stderr
     assert [o.name for o in onnx.load(str(tmp_path / "m.onnx")).graph.output] == list(OUTPUTS)
+
+
+def test_an_output_switched_off_keeps_its_name_and_may_not_duplicate_another(tmp_path):
+    spec = tmp_path / "off.yaml"
+    text = SPEC.read_text().replace("  p6: {type: maxpool, kernel: 1, stride: 2, in: p5}",
+                                    "  p6: {type: maxpool, kernel: 1, stride: 2, in: p5, when: false}")
+    spec.write_text(text.replace("output: [c3, p4, p5, p6]", "output: [c3, p4, p6]"))
+    run = archc("check", str(spec), "--format", "json")
+    assert run.returncode == 0, run.stderr
+    outputs = json.loads(run.stdout)["files"][0]["outputs"]  # p6 is p5's value, under the name the spec gives it
+    assert [(o["name"], o["shape"]) for o in outputs] == [("c3", [32, 16, 16]), ("p4", [32, 8, 8]), ("p6", [32, 4, 4])]
+    spec.write_text(text.replace("output: [c3, p4, p5, p6]", "output: [c3, p5, p6]"))
+    run = archc("check", str(spec))
+    assert run.returncode == 1 and "the outputs 'p5' and 'p6' are the same node here" in run.stderr

@@ -78,7 +78,8 @@ def render_table(name: str, graph: Graph, totals: dict, expand: bool = False, de
     convention = "MACs count a multiply-add as 1 (as torchvision and ptflops do)" if macs else "FLOPs count a multiply-add as 2"
     out = f"{name}\n{lines}"
     if len(graph.results) > 1:  # which rows the model returns, when it is not simply the last
-        out += f"returns {len(graph.results)} outputs: " + ", ".join(f"{o} ({fmt_shape(graph.nodes[o].shape)})" for o in graph.results) + "\n"
+        out += f"returns {len(graph.results)} outputs: " + ", ".join(
+            f"{name} ({fmt_shape(graph.nodes[o].shape)})" for name, o in zip(graph.result_names, graph.results)) + "\n"
     out += f"activations at batch 1 (fp32): {act:.1f} MiB; {convention}, forward pass, batch 1"
     return out + ("\n" + memory_summary(memory) if memory else "")
 

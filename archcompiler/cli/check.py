@@ -56,7 +56,7 @@ def to_json(results: list[CheckResult], expand: bool = False, depth: int | None 
             ]
             entry["totals"] = dict(r.totals)  # flops count a multiply-add as 2; macs = flops // 2
             # what the model returns, in order: one entry, or one per output of a model with several
-            entry["outputs"] = [{"name": o, "shape": list(r.graph.nodes[o].shape)} for o in r.graph.results]
+            entry["outputs"] = [{"name": name, "shape": list(r.graph.nodes[o].shape)} for name, o in zip(r.graph.result_names, r.graph.results)]
             if memory:
                 entry["memory"] = memory.to_json()
         files.append(entry)

@@ -49,7 +49,7 @@ def require_classifier(compiled, command: str = "archc train trains") -> None:
     if len(compiled.output_shapes) > 1:
         names = ", ".join(compiled.graph.results)
         raise ArchcError(f"{command} classifiers, whose output is a vector of class scores; {compiled.name} returns "
-                         f"{len(compiled.output_shapes)} outputs ({names}); check, render, emit and export handle such a model")
+                         f"{len(compiled.output_shapes)} outputs ({names}); check, render, emit, export and bench handle such a model")
     if len(compiled.output_shape) != 1:
         raise ArchcError(f"{command} classifiers, whose output is a vector of class scores; {compiled.name} outputs a "
                          f"{' x '.join(map(str, compiled.output_shape))} map (dense prediction is not supported yet)")

@@ -42,3 +42,25 @@ def image_size(compiled) -> tuple[int, int]:
         raise RuntimeUserError(f"{compiled.name} takes input {list(shape)}, but archc's datasets are RGB images: "
                                "train, eval and predict need an input of [3, H, W]")
     return shape[1], shape[2]
+
+
+def trained_at(meta: dict, compiled) -> str | None:
+    """A note when a checkpoint was trained at another input than the spec now takes (a model
+    with global pooling runs at any size, but its accuracy was measured at one)."""
+    trained = meta.get("input_shape")
+    if isinstance(trained, list) and tuple(trained) != tuple(compiled.input_shape):
+        return f"it was trained at input {trained}, and the spec takes {list(compiled.input_shape)}"
+    return None
+
+
+def load_weights(model, ckpt, compiled, device) -> None:
+    """The checkpoint's weights into `model`; a mismatch says so when the input size changed
+    since training, which is the usual reason (a flatten before an affine)."""
+    from runtime.errors import CheckpointError
+    from runtime.train import checkpoint
+
+    try:
+        checkpoint.load_into(model, {k: v.to(device) for k, v in ckpt.weights.items()}, ckpt.path)
+    except CheckpointError as e:
+        note = trained_at(ckpt.meta, compiled)
+        raise CheckpointError(f"{e}; {note}" if note else str(e)) from None

@@ -35,7 +35,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     import torch
 
     from archcompiler.cli.classes import require_classifier
-    from archcompiler.cli.common import image_size
+    from archcompiler.cli.common import image_size, load_weights, trained_at
     from archcompiler.cli.train import check_fit
     from runtime.data import load_dataset
     from runtime.train import checkpoint
@@ -54,7 +54,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     kind = device_kind(device)
     torch_device = torch.device(kind)
     model = compiled.module(seed=None, device=torch_device)
-    checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
+    load_weights(model, ckpt, compiled, torch_device)
     saved_data = ckpt.meta.get("data_stats", {})
     if data is None and saved_data.get("dataset"):  # the run's own data, read as the run read it (as --resume does)
         options = ckpt.meta.get("data_options") if isinstance(ckpt.meta.get("data_options"), dict) else {}
@@ -82,8 +82,10 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
                          mean=torch.tensor(saved_data["mean"]), std=std)
     result = evaluate(model, loader, amp or vocab.default_amp(kind), device=torch_device)
     warning = None
+    if trained_at(ckpt.meta, compiled):
+        warning = f"{trained_at(ckpt.meta, compiled)}: these figures are at the spec's size, not the training size"
     if ckpt.meta.get("spec_sha256") not in (None, compiled.spec_hash):
-        warning = "the spec has changed since this checkpoint was trained (the weights still fit it)"
+        warning = "; ".join(filter(None, [warning, "the spec has changed since this checkpoint was trained (the weights still fit it)"]))
     return {"checkpoint": str(ckpt.path), "data": data, "val_loss": result["loss"], "top1": result["top1"], "top5": result["top5"],
             "images": result["images"], "step": ckpt.meta.get("step"), "epochs_completed": ckpt.meta.get("epochs_completed"), "warning": warning}
 
@@ -120,6 +122,6 @@ def main(argv: list[str]) -> int:
     if args.format == "json":
         print(json.dumps(result))
     else:
-        print(f"{compiled.name} at {result['checkpoint']} on {result['data']} ({result['images']:,} validation images):")
+        print(f"{compiled.name} at {result['checkpoint']} on {result['data']} ({result['images']:,} validation image{'' if result['images'] == 1 else 's'}):")
         print(f"  val loss {result['val_loss']:.4f}   top-1 {100 * result['top1']:.2f}%   top-5 {100 * result['top5']:.2f}%")
     return 0

@@ -77,7 +77,7 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
 
         load_into(model, ckpt.weights, ckpt.path)
     example = torch.randn(2, *compiled.input_shape, generator=torch.Generator().manual_seed(0))
-    results = compiled.graph.results
+    results = compiled.graph.result_names  # as the spec names them
     # A model with several outputs names each after its node; one that returns its own input
     # (output: [input, p3]) cannot reuse the input's name, which ONNX gives one value.
     names = ["output"] if len(results) == 1 else [f"{r}_output" if r == "input" else r for r in results]
@@ -127,14 +127,17 @@ def check_args(args) -> None:
     """The output path, and the opset against what this installation's exporter writes."""
     from runtime.paths import output_file
 
-    output_file(args.output, "-o", reads=[args.spec, args.checkpoint])
     out = Path(args.output)
-    if out.suffix.lower() != ".onnx":  # a typo'd -o would otherwise overwrite, say, a run's metrics.csv with ONNX bytes
+    if out.name.lower() == ".onnx":
+        raise UsageError(f"-o {args.output}: give the file a name, e.g. model.onnx")
+    if out.suffix.lower() != ".onnx" and not out.is_dir():  # a typo'd -o would otherwise overwrite, say, a run's metrics.csv
         raise UsageError(f"-o {args.output}: an ONNX file's name ends in .onnx")
-    inside = next((p for p in out.resolve().parents if p.name == "checkpoints" and (p.parent / "config.json").exists()), None)
+    resolved = out.resolve()
+    inside = next((p for p in (resolved, *resolved.parents) if p.name == "checkpoints" and (p.parent / "config.json").exists()), None)
     if inside is not None:
         raise UsageError(f"-o {args.output}: is inside the run's {inside}, which holds only what archc train writes; "
-                         f"write it beside, e.g. {inside.parent / out.name}")
+                         f"write it beside, e.g. {inside.parent / 'model.onnx'}")
+    output_file(args.output, "-o", reads=[args.spec, args.checkpoint])
     if args.opset is not None:
         try:
             import onnx

@@ -57,7 +57,7 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     import torch
 
     from archcompiler.cli.classes import require_classifier, with_classes
-    from archcompiler.cli.common import image_size
+    from archcompiler.cli.common import image_size, load_weights, trained_at
     from runtime.data.decode import decode_one
     from runtime.errors import CheckpointError, DataError, RuntimeUsageError
     from runtime.train import checkpoint
@@ -77,7 +77,9 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     kind = vocab.device_kind(device)
     torch_device = torch.device(kind)
     model = compiled.module(seed=None, device=torch_device)
-    checkpoint.load_into(model, {k: v.to(torch_device) for k, v in ckpt.weights.items()}, ckpt.path)
+    load_weights(model, ckpt, compiled, torch_device)
+    if trained_at(meta, compiled):
+        print(f"archc: warning: {trained_at(meta, compiled)}", file=sys.stderr)
     model.eval()
     names = meta.get("class_names") or classes
     mean = torch.tensor(stats["mean"]).view(1, 3, 1, 1)
@@ -126,6 +128,7 @@ def main(argv: list[str]) -> int:
 
     results = predict(compiled, args.checkpoint, args.images, top_k=args.top_k, device=args.device, batch_size=args.batch_size,
                       skip_corrupt=args.skip_corrupt)
+    skipped = sum("error" in r for r in results)
     for r in results:
         if args.format == "json":
             print(json.dumps(r))
@@ -137,6 +140,11 @@ def main(argv: list[str]) -> int:
         for t in r["top"]:
             label = t["class"] if t["name"] == t["class"] else f"{t['class']} {t['name']}"
             print(f"  {100 * t['probability']:6.2f}%  {label}")
+    classified = len(results) - skipped
     if args.format == "text" and len(results) > 1:
-        print(f"{len(results)} images", file=sys.stderr)
+        print(f"{classified} image{'s' * (classified != 1)} classified" + (f", {skipped} skipped" if skipped else ""), file=sys.stderr)
+    if not classified:  # --skip-corrupt, and nothing could be read: not a success
+        from runtime.errors import DataError
+
+        raise DataError(f"none of the {len(results)} images could be read (listed above)")
     return 0

@@ -213,7 +213,7 @@ def train_one(compiled, args, run_dir: Path, auto: bool = False) -> int:
 
 def parse_seeds(text: str) -> list[int]:
     try:
-        seeds = [int(t) for t in text.split(",") if t.strip()]
+        seeds = [int(t) for t in text.split(",")]  # an empty item ("0,,1") is a typo, not a list of two
     except ValueError:
         raise UsageError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got '{text}'") from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) > argtypes.SEED_MAX:
@@ -291,6 +291,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
     require_classifier(compiled)  # before any process starts, what train cannot train is refused at once
     size = image_size(compiled)
     kind = device_kind(config.device)
+    if kind == "cpu" and not auto:
+        _check_step_fits(compiled, config)
     world = distributed.init(kind)
     try:
         if args.resume and world.main:
@@ -364,6 +366,30 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
     finally:
         distributed.shutdown(world)
     return 0
+
+
+def _check_step_fits(compiled, config) -> None:
+    """On the CPU, a training step predicted to need far more than the free memory (1.5 times,
+    beyond the model's error) is refused before any data is read: the kernel would kill the
+    process, or an allocation fail minutes later. On a GPU, out of memory is an exception that
+    saves nothing and says what to do."""
+    import torch
+
+    from archcompiler.passes.memory import predict
+    from runtime.bench.device import free_memory
+    from runtime.errors import RuntimeUserError
+
+    try:
+        free, source = free_memory(torch.device("cpu"))
+    except Exception:  # noqa: BLE001 - no figure for free memory here: nothing to check against
+        return
+    amp = config.amp or "off"
+    peak = predict(compiled.graph, compiled.result.registry, config.batch_size, "train", config.optimizer, amp, "cpu").peak_bytes
+    if peak > 1.5 * free:
+        shape = " x ".join(map(str, compiled.input_shape))
+        raise RuntimeUserError(f"a training step of {compiled.name} at batch {config.batch_size} and input {shape} is predicted to need "
+                               f"{peak / 2**30:,.1f} GiB, and {free / 2**30:.1f} GiB is free ({source}); "
+                               "give a smaller --batch-size (or auto), or a smaller input in the spec")
 
 
 def fit_classes(compiled, config, train_set, args, world):
@@ -447,7 +473,7 @@ def _report(compiled, summary: dict, run_dir: Path) -> None:
     print()
     best = summary["best_val_acc"]
     status = {"complete": "finished", "max_steps": "stopped at --max-steps"}.get(summary["status"], summary["status"])
-    print(f"{compiled.name}: {status} after {summary['steps']} steps ({summary['epochs_completed']} full epoch{'' if summary['epochs_completed'] == 1 else 's'}) "
+    print(f"{compiled.name}: {status} after {summary['steps']} step{'' if summary['steps'] == 1 else 's'} ({summary['epochs_completed']} full epoch{'' if summary['epochs_completed'] == 1 else 's'}) "
           f"in {summary['wall_time_s']:.1f}s on {summary['device']}" + (f" x{summary['world_size']}" if summary['world_size'] > 1 else ""))
     if best is not None and summary.get("final_val_acc") is not None:
         print(f"  final val acc {100 * summary['final_val_acc']:.2f}%  loss {summary['final_val_loss']:.4f}   "

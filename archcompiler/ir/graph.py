@@ -73,6 +73,13 @@ class Graph:
         return self.outputs or [self.output]
 
     @property
+    def result_names(self) -> list:
+        """What the graph returns, named as written: an output switched off (`when:`) keeps its
+        own name, though a node before it stands in for its value (`results`)."""
+        written = self.raw_outputs or [self.raw_output]
+        return [w if w is not None else r for w, r in zip(written, self.results)]
+
+    @property
     def input(self) -> Node:
         return self.nodes[INPUT]
 

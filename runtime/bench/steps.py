@@ -56,6 +56,8 @@ def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, inpu
     if mode != "train":
         raise RuntimeUsageError(f"mode must be train or infer, not '{mode}'")
     model.train()
+    if not any(p.requires_grad for p in model.parameters()):
+        raise RuntimeUsageError("a training step needs weights, and this model has none to train")
     opt = vocab.make_optimizer(optimizer, model.parameters(), lr, device_type=device.type)
 
     def train_step():
@@ -63,6 +65,8 @@ def make_step(net: Callable, model: torch.nn.Module, mode: str, batch: int, inpu
         opt.zero_grad(set_to_none=True)
         with cast:
             loss = loss_of(net(x), y)
+        if not loss.requires_grad:
+            raise RuntimeUsageError("no output of this model depends on a weight, so a training step has nothing to train")
         loss.backward()
         opt.step()
 

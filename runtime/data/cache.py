@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 
 from runtime.data.decode import DEFAULT, decode_files, size_text
-from runtime.data.imageset import ImageSet, channel_stats
+from runtime.data.imageset import ImageSet, channel_stats, describe_shortfall, memory_shortfall
 from runtime.data.layout import Layout
 from runtime.errors import DataError
 from runtime.files import replacing
 
-FORMAT_VERSION = 2  # bump when the stored fields or the decoding policy change
+FORMAT_VERSION = 3  # bump when the stored fields or the decoding policy change (3: palette PNGs in colour)
 
 
 def default_cache_dir() -> Path:
@@ -72,6 +72,10 @@ def load_or_build(
     stored = _read(path, key, size)
     built = stored is None
     if stored is None:
+        count = len(layout.train.files) + len(layout.val.files)
+        short = memory_shortfall(count, size)
+        if short is not None:  # before a decode that would fail, or be killed, after minutes
+            raise DataError(f"{layout.root}: {describe_shortfall(count, size, *short)}; use a smaller size (the spec's input, or --size)")
         stored = _build(layout, key, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=progress)
         _write_atomically(stored, path)
     train, val = (_imageset(stored, split) for split in ("train", "val"))

@@ -6,7 +6,8 @@ rows of the preallocated result.
 
 Policies, chosen once and stated in every message:
 - Grayscale sources (1 channel, or 2 with alpha) become 3 equal channels: the same bytes as
-  PIL's `convert("RGB")`. CMYK and RGBA sources are converted to RGB by the decoder.
+  PIL's `convert("RGB")`. CMYK and RGBA sources are converted to RGB by the decoder, and so
+  are palette PNGs (whose one channel holds palette indices, not grey levels).
 - A file that does not decode (corrupt, truncated, not an image) is an error naming it.
   With `skip_corrupt=True` it is left out and reported instead.
 - An image that is not the requested size (64x64 unless the model takes another) is refused,
@@ -138,7 +139,9 @@ def decode_one(path: Path, resize: bool = False, size: tuple[int, int] = DEFAULT
         raise DataError(f"its header says {claimed[0]}x{claimed[1]} pixels, more than the {MAX_PIXELS:,} archc decodes")
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
-        image = decode_image(raw, mode=ImageReadMode.UNCHANGED)  # (C, H, W)
+        # A palette PNG (colour type 3) decodes UNCHANGED to its palette indices: its colours come with RGB.
+        palette = kind == "PNG" and len(data) > 25 and data[12:16] == b"IHDR" and data[25] == 3
+        image = decode_image(raw, mode=ImageReadMode.RGB if palette else ImageReadMode.UNCHANGED)  # (C, H, W)
         if image.dtype != torch.uint8:  # a 16-bit PNG: scale to 8 bits (not wrap, nor drop the high byte)
             image = ((image.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
         if image.shape[0] in (1, 2):

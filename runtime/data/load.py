@@ -110,13 +110,9 @@ def _synthetic_config(options: str, seed: int) -> SyntheticConfig:
 def _fits_in_memory(config: SyntheticConfig, size: tuple[int, int], spec: str) -> None:
     """The synthetic set lives in memory: one that cannot fit is refused before it is drawn,
     instead of the kernel killing the process, or an allocation failing, minutes later."""
-    import os
+    from runtime.data.imageset import describe_shortfall, memory_shortfall
 
-    need = (config.train + config.val) * 3 * size[0] * size[1]
-    try:
-        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not knowable here: let the allocator decide
-        return
-    if need > have // 2:
-        raise RuntimeUsageError(f"--data {spec}: {config.train + config.val:,} images at {size[1]}x{size[0]} take {need / 2**30:,.1f} GiB, "
-                                f"more than half of this machine's {have / 2**30:,.1f} GiB; ask for fewer images")
+    count = config.train + config.val
+    short = memory_shortfall(count, size)
+    if short is not None:
+        raise RuntimeUsageError(f"--data {spec}: {describe_shortfall(count, size, *short)}; ask for fewer images")

@@ -239,3 +239,19 @@ def test_every_problem_of_a_folder_is_listed_in_one_go(tmp_path):
     message = str(error.value)
     assert "1 image not 64x64" in message and "big.jpg: is 80x90" in message
     assert "2 images cannot be decoded" in message and "empty.jpg: empty file" in message
+
+
+def test_a_palette_png_is_read_in_its_colours(tmp_path):
+    """An indexed-colour PNG holds palette numbers in its one channel: it is read as the RGB
+    that PIL's convert("RGB") gives, and is not grayscale (with transparency too)."""
+    from PIL import Image
+
+    from runtime.data.decode import decode_one
+
+    pixels = torch.randint(0, 256, (12, 10, 3), generator=torch.Generator().manual_seed(3), dtype=torch.uint8).numpy()
+    for name, image, extra in (("p.png", Image.fromarray(pixels).convert("P"), {}),
+                               ("t.png", Image.fromarray(pixels).convert("P"), {"transparency": 0})):
+        image.save(tmp_path / name, **extra)
+        got, gray, _ = decode_one(tmp_path / name, resize=True, size=(12, 10))
+        want = torch.from_numpy(__import__("numpy").asarray(Image.open(tmp_path / name).convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(got, want) and not gray

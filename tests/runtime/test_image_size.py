@@ -173,3 +173,36 @@ def test_image_size_flag_of_data_prepare(tmp_path, capsys, monkeypatch):
     assert out.startswith("cache built: ") and "-40x24.pt" in out
     code, _, err = archc(capsys, monkeypatch, "data", "prepare", str(root), "--size", "0x5")
     assert code == 2 and "--size" in err
+
+
+def test_eval_at_another_input_size_than_training_says_so(tmp_path, capsys, monkeypatch):
+    """A checkpoint trained at 32x48 evaluated with the spec edited to 64x64: global pooling
+    lets it run, and the warning says the figures are not at the training size; a head that
+    flattens the map no longer fits, and the error says why."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wide.yaml").write_text(WIDE_SPEC)
+    code, _, err = archc(capsys, monkeypatch, "train", "wide.yaml", "--data", "synthetic:train=40,val=20", "--max-steps", "1", "--out", "run",
+                         "--no-progress")
+    assert code == 0, err
+    (tmp_path / "square.yaml").write_text(WIDE_SPEC.replace("[3, 32, 48]", "[3, 64, 64]"))
+    code, _, err = archc(capsys, monkeypatch, "eval", "square.yaml", "--checkpoint", "run", "--data", "synthetic:train=40,val=20")
+    assert code == 0, err
+    assert "warning: it was trained at input [3, 32, 48], and the spec takes [3, 64, 64]" in err
+    flat = WIDE_SPEC.replace("pool: {type: global_avgpool}", "pool: {type: flatten}")
+    (tmp_path / "flat.yaml").write_text(flat)
+    assert archc(capsys, monkeypatch, "train", "flat.yaml", "--data", "synthetic:train=40,val=20", "--max-steps", "1", "--out", "frun",
+                 "--no-progress")[0] == 0
+    (tmp_path / "flat64.yaml").write_text(flat.replace("[3, 32, 48]", "[3, 64, 64]"))
+    code, _, err = archc(capsys, monkeypatch, "eval", "flat64.yaml", "--checkpoint", "frun", "--data", "synthetic:train=40,val=20")
+    assert code == 1 and "fc.weight" in err and "it was trained at input [3, 32, 48]" in err
+
+
+def test_a_folder_too_large_for_memory_at_the_size_asked_is_refused_before_decoding(tmp_path, monkeypatch):
+    import os
+
+    root = make_imagefolder(tmp_path / "pets", per_class=2, val=1)
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 1024 if name == "SC_PHYS_PAGES" else real(name))  # a 4 MiB machine
+    with pytest.raises(DataError, match=r"6 images at 640x640 take .* more than half of this machine's"):
+        load_dataset(str(root), cache_dir=tmp_path / "cache", resize=True, size=(640, 640), progress=False)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

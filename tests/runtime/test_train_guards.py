@@ -199,3 +199,22 @@ def test_a_dangling_last_link_names_the_complete_checkpoint_left(spec, capsys, m
     code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume")
     assert code == 1 and "points to step-0000099, which does not exist; step-0000004 is complete" in err
     assert "ln -sfn step-0000004" in err
+
+
+def test_a_training_step_far_larger_than_memory_is_refused_before_any_data(spec, capsys, monkeypatch, tmp_path):
+    (tmp_path / "huge.yaml").write_text(TINY_SPEC.replace("[3, 64, 64]", "[3, 8192, 8192]"))
+    code, _, err = archc(capsys, monkeypatch, "train", "huge.yaml", "--max-steps", "1", "--out", "run", "--device", "cpu")
+    assert code == 1 and "input 3 x 8192 x 8192 is predicted to need" in err and "GiB is free" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_predict_with_nothing_readable_is_not_a_success(spec, capsys, monkeypatch, tmp_path):
+    assert archc(capsys, monkeypatch, "train", spec, "--data", DATA, "--out", "run", "--max-steps", "1", "--no-progress")[0] == 0
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    code, out, err = archc(capsys, monkeypatch, "predict", spec, "--checkpoint", "run", "bad.png", "--skip-corrupt")
+    assert code == 1 and "none of the 1 images could be read" in err and "(skipped: not a JPEG or PNG file" in out
+
+
+def test_a_seed_list_with_an_empty_item_is_a_typo(spec, capsys, monkeypatch):
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--seeds", "0,,1", "--out", "run")
+    assert code == 2 and "--seeds takes comma-separated integers" in err
