@@ -101,8 +101,8 @@ def test_blocks_with_several_outputs_keep_each_output_alive(mode, optimizer, amp
     """The emitted forward unpacks a block's outputs into variables of their own (`c3, c4, x =
     self.body(x)`), which live longer than the same layers written in one graph. What they
     hold beyond the flat graph is predicted to the byte. (A forward pass, and a bf16 step, of
-    this topology peak 10-11% above the prediction in both forms: a gap of the memory model
-    for upsample-and-add pyramids, not of the blocks; docs/memory.md.)"""
+    this topology peak 10-11% above the prediction in both forms: oneDNN's transient copies
+    inside one convolution, which the model leaves out, not the blocks; docs/memory.md.)"""
     peaks = {}
     for path in (SEVERAL_OUTPUTS, SEVERAL_OUTPUTS.with_name("several_outputs_flat.yaml")):
         net = archcompiler.compile(str(path))
