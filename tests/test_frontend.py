@@ -224,3 +224,11 @@ def test_check_does_not_import_torch():
     code = "import sys; from archcompiler.cli.check import main; main(['-q', 'specs/attn_reduction.yaml']); assert 'torch' not in sys.modules"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("text", ["# \r\x1f-x\n", "# \r\n\x1f-x\n", "a: 1\u2028\x1f\n"])
+def test_a_position_counts_every_line_break_yaml_knows(text):
+    """An old Mac line end (\r) or U+2028 breaks a line for YAML, so a position after it is on
+    line 2 (found by the fuzz test: the column once ran past the end of line 1)."""
+    (d,) = check_text(text, "f.yaml").diagnostics
+    assert (d.span.line, d.span.column) == (2, 1) and "U+001F" in d.message

@@ -20,7 +20,8 @@ from archcompiler.driver import builtin_registry
 from archcompiler.driver import check_text
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = sorted([*ROOT.glob("specs/*.yaml"), *ROOT.glob("specs/examples/*.yaml"), *ROOT.glob("archcompiler/blocks/stdlib/*.yaml")])
+SEEDS = sorted([*ROOT.glob("specs/*.yaml"), *ROOT.glob("specs/examples/*.yaml"), *ROOT.glob("tests/specs/*.yaml"),
+                *ROOT.glob("archcompiler/blocks/stdlib/*.yaml")])
 # The stdlib's blocks are renamed, or each would only clash with the built-in of its name.
 TEXTS = [re.sub(r"^  ([a-z_]+):$", r"  \1_v2:", p.read_text(encoding="utf-8"), flags=re.M) if "stdlib" in p.parts else p.read_text(encoding="utf-8") for p in SEEDS]
 NAMES = sorted({m for t in TEXTS for m in re.findall(r"^ +([a-z_][a-z0-9_]*):", t, re.M)})

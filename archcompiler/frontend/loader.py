@@ -236,9 +236,13 @@ def _report_marked(e: yaml.MarkedYAMLError, text: str, file: str, diags: Diagnos
     diags.error("E001", f"invalid YAML: {problem}" + (f" ({context})" if context else ""), span)
 
 
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break (PyYAML's marks too)
+
+
 def _line_col(text: str, index: int) -> tuple[int, int]:
-    line = text.count("\n", 0, index) + 1
-    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+    """1-based line and column of `index`, lines broken as YAML breaks them (\r alone too)."""
+    breaks = list(_BREAK.finditer(text, 0, index))
+    return len(breaks) + 1, index - (breaks[-1].end() if breaks else 0) + 1
 
 
 def load_file(path: str, diags: Diagnostics, display: str | None = None) -> Document | None:

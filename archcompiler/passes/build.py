@@ -410,6 +410,8 @@ def check_defaults(doc, registry: Registry, diags: Diagnostics) -> dict:
         if block is None:
             diags.error("E200", f"unknown block type '{type_name}' in defaults{_type_hint(type_name, registry)}", doc.span(("defaults", type_name), key=True))
             continue
+        if getattr(block, "broken", False):
+            continue  # its definition's errors (a parameter declared with an unknown type) are reported where it is defined
         schema = dict(block.param_schema(), required=[])
         errors = list(validator(schema).iter_errors(values))
         if errors:
