@@ -222,6 +222,27 @@ def test_plausible_edits_never_crash(text):
     assert_sound(text)
 
 
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(plausible_data())
+def test_a_valid_edited_spec_emits_a_model_that_runs(text):
+    """What check accepts, emit writes, and the module runs (on the meta device: shapes, not
+    numbers) to the output check inferred: an edit that check passes but the emitter or
+    PyTorch refuses is a bug of check's (a spec once emitted a KeyError)."""
+    import torch
+
+    from archcompiler.api import Compiled
+
+    result = check_text(text, "fuzz.yaml")
+    if not result.ok:
+        return
+    compiled = Compiled(result)
+    compile(compiled.source, "model.py", "exec")
+    with torch.no_grad():
+        out = compiled.module(seed=0, device="meta").eval()(torch.empty(1, *compiled.input_shape, device="meta"))
+    outs = out if isinstance(out, tuple) else (out,)
+    assert [tuple(o.shape[1:]) for o in outs] == [tuple(s) for s in compiled.output_shapes]
+
+
 def test_the_seeds_themselves_are_valid():
     for text in TEXTS:
         result = check_text(text)

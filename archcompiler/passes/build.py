@@ -92,7 +92,8 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
         if _several_outputs(raw, scope):  # the composite, then a node per output
             built = _build_multi(node_name, raw, previous, spec_nodes, nodes, scope) if node_name not in scope.broken else None
             if built is None:
-                failed_parts.update(p for p in raw.get("outputs") or [] if isinstance(p, str))
+                listed = raw.get("outputs") if isinstance(raw.get("outputs"), list) else []  # `outputs: 1` is the schema's to report
+                failed_parts.update(p for p in listed if isinstance(p, str))
                 ok = False
             else:
                 multi[node_name] = built
