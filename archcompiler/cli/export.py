@@ -128,16 +128,19 @@ def check_args(args) -> None:
     from runtime.paths import output_file
 
     out = Path(args.output)
-    if out.name.lower() == ".onnx":
-        raise UsageError(f"-o {args.output}: give the file a name, e.g. model.onnx")
-    if out.suffix.lower() != ".onnx" and not out.is_dir():  # a typo'd -o would otherwise overwrite, say, a run's metrics.csv
-        raise UsageError(f"-o {args.output}: an ONNX file's name ends in .onnx")
     resolved = out.resolve()
     inside = next((p for p in (resolved, *resolved.parents) if p.name == "checkpoints" and (p.parent / "config.json").exists()), None)
+    if inside is not None and out.is_dir():  # not "give a file name inside it": none may go there
+        raise UsageError(f"-o {args.output}: is the run's {inside}, which holds only what archc train writes; "
+                         f"write it beside, e.g. {inside.parent / 'model.onnx'}")
+    output_file(args.output, "-o", reads=[args.spec, args.checkpoint])  # a folder, a device, what the command reads
+    if out.name.lower() == ".onnx":
+        raise UsageError(f"-o {args.output}: give the file a name, e.g. model.onnx")
+    if out.suffix.lower() != ".onnx":  # a typo'd -o would otherwise overwrite, say, a run's metrics.csv
+        raise UsageError(f"-o {args.output}: an ONNX file's name ends in .onnx")
     if inside is not None:
         raise UsageError(f"-o {args.output}: is inside the run's {inside}, which holds only what archc train writes; "
                          f"write it beside, e.g. {inside.parent / 'model.onnx'}")
-    output_file(args.output, "-o", reads=[args.spec, args.checkpoint])
     if args.opset is not None:
         try:
             import onnx

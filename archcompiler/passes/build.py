@@ -672,7 +672,7 @@ def _check_references(graph: Graph, spec_nodes: dict, scope: Scope, skip: set, s
         if several and raw_output in graph.raw_outputs[:i]:
             scope.error("E302", f"the output '{raw_output}' is listed twice; {what} returns each node once", scope.span(*at))
             ok = False
-        elif several and output in graph.results[:i]:  # two names, one value: an output switched off stands for another
+        elif several and not scope.path and output in graph.results[:i]:  # a model's two names, one value (a block may return x, x)
             other = graph.raw_outputs[graph.results.index(output)]
             scope.error("E302", f"the outputs '{other}' and '{raw_output}' are the same node here ('{output}': a node switched off "
                         f"by when: stands for the one it reads); {what} returns each node once", scope.span(*at))

@@ -202,9 +202,9 @@ def test_a_dangling_last_link_names_the_complete_checkpoint_left(spec, capsys, m
 
 
 def test_a_training_step_far_larger_than_memory_is_refused_before_any_data(spec, capsys, monkeypatch, tmp_path):
-    (tmp_path / "huge.yaml").write_text(TINY_SPEC.replace("[3, 64, 64]", "[3, 8192, 8192]"))
+    (tmp_path / "huge.yaml").write_text(TINY_SPEC.replace("[3, 64, 64]", "[3, 16384, 16384]"))  # 3 GiB an image: 48 GiB at batch 16
     code, _, err = archc(capsys, monkeypatch, "train", "huge.yaml", "--max-steps", "1", "--out", "run", "--device", "cpu")
-    assert code == 1 and "input 3 x 8192 x 8192 is predicted to need" in err and "GiB is free" in err
+    assert code == 1 and "input 3 x 16384 x 16384 is predicted to need" in err and "GiB is free" in err
     assert not (tmp_path / "run").exists()
 
 
