@@ -362,7 +362,10 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
                 raise
             raise RuntimeUserError(f"the model failed while training: {where}") from e
         if world.main:
-            _report(compiled, summary, run_dir)
+            try:
+                _report(compiled, summary, run_dir)
+            except BrokenPipeError:  # the reader left as the run ended (`| head`): the run is complete all the same
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
     finally:
         distributed.shutdown(world)
     return 0

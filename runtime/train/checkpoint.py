@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +162,9 @@ def _load_folder(folder: Path, weights_only: bool) -> Checkpoint:
     state = None
     if not weights_only:
         try:
-            state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's notes on a foreign pickle: the error below says it all
+                warnings.simplefilter("ignore")
+                state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - pickle, zip and unpickler errors all mean "corrupt"
             raise CheckpointError(f"{folder / 'state.pt'} is corrupt or not a training state ({_torch_reason(e)})") from None
         if not isinstance(state, dict):

@@ -72,15 +72,18 @@ def test_an_unwritable_run_directory_is_refused_before_training(tmp_path, monkey
         prepare_run_dir(run, True, distributed.World())  # a resume: it would train, then fail at its first save
 
 
-def test_training_outlives_a_reader_that_stops_reading(spec, tmp_path):
+@pytest.mark.parametrize("log_every, first", [("1", "step "), ("0", "epoch   1/1")])
+def test_training_outlives_a_reader_that_stops_reading(spec, tmp_path, log_every, first):
+    """`| head -1` during training (a step line), or as it ends (its one epoch line, with the
+    report still to print): the run completes and exits 0 either way."""
     proc = subprocess.Popen([sys.executable, "-m", "archcompiler", "train", spec, "--data", DATA, "--out", "run", "--epochs", "1",
-                             "--batch-size", "1", "--log-every", "1", "--no-progress"],
+                             "--batch-size", "1", "--log-every", log_every, "--no-progress"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("step ")  # `| head -1`: one line read, then the pipe is closed
+    assert proc.stdout.readline().startswith(first)  # one line read, then the pipe is closed
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=600) == 0, err
-    assert "standard output was closed; training goes on" in err and "Traceback" not in err
+    assert "Traceback" not in err and ("standard output was closed; training goes on" in err or log_every == "0")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["steps"] == 64
     assert "epoch   1/1" in (tmp_path / "run" / "train.log").read_text()  # the lines went on into train.log
