@@ -39,7 +39,7 @@ def default_cache_dir() -> Path:
 
 def fingerprint(layout: Layout, *, skip_corrupt: bool, resize: bool, size: tuple[int, int] = DEFAULT) -> str:
     h = hashlib.sha256()
-    # The default size adds nothing, so the caches built before sizes existed stay valid.
+    # The default size adds nothing: a 64x64 cache is keyed as it was before sizes existed.
     at = "" if tuple(size) == DEFAULT else f" size={size_text(size)}"
     h.update(f"v{FORMAT_VERSION} {layout.format} skip={skip_corrupt} resize={resize}{at}\n".encode())
     # One update over the joined text: the same digest as one update per file, in a third of the time.
