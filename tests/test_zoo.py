@@ -135,17 +135,15 @@ def test_unet_equals_a_hand_written_one():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
 
 
-def test_resnet18_fpn_levels_equal_torchvisions():
-    """Blocks with several outputs: the trunk returns C2..C5 and the pyramid P2..P5 and
-    "pool", each level equal to torchvision's BackboneWithFPN (resnet_fpn_backbone), at odd
-    sizes where the top-down path upsamples to a lateral's size rather than by 2."""
+def fpn_pair(net):
+    """(ours, torchvision's, our key -> theirs): the emitted resnet18_fpn module with the weights of
+    torchvision's resnet_fpn_backbone, whose FPN keeps ModuleLists and whose projection is `downsample`."""
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
-    net = archcompiler.compile(ROOT / "specs" / "examples" / "resnet18_fpn.yaml")
     theirs = lively(resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, returned_layers=[1, 2, 3, 4]))
     ours = net.module(seed=0).eval()
     b = theirs.state_dict()
-    mapped = {}  # our key -> torchvision's: its FPN keeps ModuleLists, its projection is `downsample`
+    mapped = {}
     for k in ours.state_dict():
         if k.startswith("body.") and not k.endswith("num_batches_tracked"):  # FrozenBatchNorm2d counts nothing
             mapped[k] = k.replace("down_conv", "downsample.0").replace("down_bn", "downsample.1")
@@ -154,6 +152,16 @@ def test_resnet18_fpn_levels_equal_torchvisions():
             mapped[k] = f"fpn.{kind}_blocks.{level - 2}.0.{tensor}"
     assert set(mapped.values()) == set(b)
     ours.load_state_dict({k: b[v] for k, v in mapped.items()}, strict=False)
+    return ours, theirs, mapped
+
+
+def test_resnet18_fpn_levels_equal_torchvisions():
+    """Blocks with several outputs: the trunk returns C2..C5 and the pyramid P2..P5 and
+    "pool", each level equal to torchvision's BackboneWithFPN (resnet_fpn_backbone), at odd
+    sizes where the top-down path upsamples to a lateral's size rather than by 2."""
+    net = archcompiler.compile(ROOT / "specs" / "examples" / "resnet18_fpn.yaml")
+    ours, theirs, mapped = fpn_pair(net)
+    b = theirs.state_dict()
     head = net.graph.nodes["fc"].meta["params"]
     weights = sum(b[v].numel() for v in mapped.values() if not v.endswith(("running_mean", "running_var")))  # frozen BN's are buffers
     assert sum(p.numel() for p in ours.parameters()) - head == weights == net.totals["params"] - head
@@ -175,23 +183,10 @@ def test_a_model_returning_the_pyramid_equals_torchvisions_backbone():
     """A model with several outputs: resnet18_fpn without its classifier returns P2..P6 as a
     tuple, each equal to what torchvision's BackboneWithFPN returns in its OrderedDict, and
     check reports their shapes in order."""
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-
     text = (ROOT / "specs" / "examples" / "resnet18_fpn.yaml").read_text()
     text = text[:text.index("  g2: {type: global_avgpool")] + "output: [p2, p3, p4, p5, p6]\n"
     net = archcompiler.compile(text, file="resnet18_fpn_backbone.yaml")
-    theirs = lively(resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5, returned_layers=[1, 2, 3, 4]))
-    ours = net.module(seed=0).eval()
-    b = theirs.state_dict()
-    mapped = {}
-    for k in ours.state_dict():
-        if k.startswith("body.") and not k.endswith("num_batches_tracked"):
-            mapped[k] = k.replace("down_conv", "downsample.0").replace("down_bn", "downsample.1")
-        elif k.startswith(("fpn.inner", "fpn.layer")):
-            kind, level, tensor = k[4:9], int(k[9]), k.rsplit(".", 1)[1]
-            mapped[k] = f"fpn.{kind}_blocks.{level - 2}.0.{tensor}"
-    assert set(mapped.values()) == set(b)
-    ours.load_state_dict({k: b[v] for k, v in mapped.items()}, strict=False)
+    ours, theirs, _ = fpn_pair(net)
     x = torch.randn(1, 3, 97, 97, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         levels, expected = ours(x), theirs(x)

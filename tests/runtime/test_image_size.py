@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from archcompiler.cli.main import entry
 from runtime.data import load_dataset
 from runtime.data.cache import cache_path
 from runtime.data.decode import decode_files, decode_one, resize_center
@@ -19,6 +17,7 @@ from runtime.data.layout import read_layout
 from runtime.data.synthetic import SyntheticConfig, generate
 from runtime.errors import DataError
 from tests.runtime.data_helpers import jpeg_bytes, make_imagefolder
+from tests.runtime.train_helpers import archc
 
 WIDE_SPEC = """\
 archc: 1
@@ -31,14 +30,6 @@ nodes:
   fc: {type: affine, out: 10}
 output: fc
 """
-
-
-def archc(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["archc", *args])
-    with pytest.raises(SystemExit) as info:
-        entry()
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize("size", [(32, 32), (48, 96), (224, 224)])

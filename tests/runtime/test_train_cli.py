@@ -10,19 +10,9 @@ import sys
 
 import pytest
 
-from archcompiler.cli.main import entry
-from tests.runtime.train_helpers import TINY_SPEC
+from tests.runtime.train_helpers import TINY_SPEC, archc
 
 DATA = "synthetic:train=64,val=32"
-
-
-def archc(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """Run `archc ARGS` in this process through the console-script entry point."""
-    monkeypatch.setattr(sys, "argv", ["archc", *args])
-    with pytest.raises(SystemExit) as info:
-        entry()
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,9 @@ from runtime.train import distributed
 from runtime.train.resume import lock_run_dir, prepare_run_dir, release_run_dir
 from tests.conftest import ROOT
 from tests.runtime.data_helpers import make_imagefolder
-from tests.runtime.train_helpers import TINY_SPEC
+from tests.runtime.train_helpers import TINY_SPEC, archc
 
 DATA = "synthetic:train=64,val=32"
-
-
-def archc(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["archc", *args])
-    with pytest.raises(SystemExit) as info:
-        entry()
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture

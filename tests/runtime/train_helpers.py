@@ -39,3 +39,18 @@ def small_data(train: int = 96, val: int = 48):
 
 def config(**overrides) -> TrainConfig:
     return resolve({}, {"epochs": 2, "batch_size": 16, "progress": False, "device": "cpu", **overrides})
+
+
+def archc(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """Run `archc ARGS` in this process through the console-script entry point: (exit code, stdout, stderr)."""
+    import sys
+
+    import pytest
+
+    from archcompiler.cli.main import entry
+
+    monkeypatch.setattr(sys, "argv", ["archc", *args])
+    with pytest.raises(SystemExit) as info:
+        entry()
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
