@@ -60,3 +60,16 @@ def append_line(path, line: str) -> None:
     """For the human-readable log: appended and flushed, since a lost last line costs nothing."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(line.rstrip("\n") + "\n")
+
+
+def to_nothing(name: str) -> bool:
+    """Point sys.stdout or sys.stderr (`name`) at nothing, after its reader went away (`| head`):
+    later writes, and the interpreter's own flush at exit, then neither fail nor print
+    'Exception ignored'. False when not even os.devnull opens."""
+    import sys
+
+    try:
+        setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the rest of the process
+    except OSError:
+        return False
+    return True

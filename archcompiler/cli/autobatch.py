@@ -13,6 +13,28 @@ from archcompiler.passes.memory import largest_batch
 MARGIN = 0.15
 
 
+# An explicit batch predicted to need this many times the free memory is refused on the CPU:
+# beyond the model's error and the margin, the kernel would kill the process first.
+FAR = 1.5
+
+
+def far_over_free(graph, registry, batch: int, mode: str, optimizer: str, amp: str) -> tuple[int, int, str] | None:
+    """(predicted peak, free bytes, where that figure comes from) when a CPU step at `batch`
+    is predicted to need more than FAR times the free memory, else None (also when the free
+    memory cannot be known). On a GPU, out of memory is an exception, not a kill: not checked."""
+    import torch
+
+    from archcompiler.passes.memory import predict
+    from runtime.bench.device import free_memory
+
+    try:
+        free, source = free_memory(torch.device("cpu"))
+    except Exception:  # noqa: BLE001 - no figure for free memory here: nothing to check against
+        return None
+    peak = predict(graph, registry, batch, mode, optimizer, amp, "cpu").peak_bytes
+    return (peak, free, source) if peak > FAR * free else None
+
+
 def auto_batch(compiled, mode: str, optimizer: str, amp: str, device, cap: int | None = None) -> int:
     """The batch to run, after printing the prediction behind it on stderr."""
     from runtime.bench.device import free_memory

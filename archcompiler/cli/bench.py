@@ -136,21 +136,17 @@ def check_batches_fit(args, loads, batch_sizes: tuple) -> None:
     """On the CPU, a batch whose predicted peak is far over the free memory is refused before
     anything is built: the kernel would kill the process (or the machine's other work) before
     any step-down could. On a GPU out of memory is an exception, and the bench steps down.
-    "Far": 1.5 times, beyond the model's error and margin."""
-    from archcompiler.passes.memory import predict
-    from runtime.bench.device import free_memory, resolve_device
+    "Far": autobatch.FAR times, beyond the model's error and margin."""
+    from archcompiler.cli.autobatch import far_over_free
+    from runtime.bench.device import resolve_device
 
-    device = resolve_device(args.device)
-    if device.type != "cpu":
+    if resolve_device(args.device).type != "cpu":
         return  # out of memory on a GPU is an exception, and the bench steps the batch down
-    try:
-        free, source = free_memory(device)
-    except Exception:  # noqa: BLE001 - no figure for free memory here: nothing to check against
-        return
     for w, net, mode in _spec_modes(args, loads):
         for batch in batch_sizes:
-            peak = predict(net.graph, net.result.registry, batch, mode, w.optimizer or "sgd", args.amp, device.type).peak_bytes
-            if peak > 1.5 * free:
+            over = far_over_free(net.graph, net.result.registry, batch, mode, w.optimizer or "sgd", args.amp)
+            if over is not None:
+                peak, free, source = over
                 raise UsageError(f"--batch-size {batch}: a {mode} step of {w.spec} is predicted to need {peak / 2**30:,.1f} GiB, "
                                  f"and {free / 2**30:.1f} GiB is free ({source}); give a smaller batch, or --batch-size auto")
 

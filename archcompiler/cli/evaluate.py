@@ -81,9 +81,8 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     loader = make_loader(val_set, batch_size=batch_size, train=False, config=TrainConfig(), device=torch_device,
                          mean=torch.tensor(saved_data["mean"]), std=std)
     result = evaluate(model, loader, amp or vocab.default_amp(kind), device=torch_device)
-    warning = None
-    if trained_at(ckpt.meta, compiled):
-        warning = f"{trained_at(ckpt.meta, compiled)}: these figures are at the spec's size, not the training size"
+    elsewhere = trained_at(ckpt.meta, compiled)
+    warning = f"{elsewhere}: these figures are at the spec's size, not the training size" if elsewhere else None
     if ckpt.meta.get("spec_sha256") not in (None, compiled.spec_hash):
         warning = "; ".join(filter(None, [warning, "the spec has changed since this checkpoint was trained (the weights still fit it)"]))
     return {"checkpoint": str(ckpt.path), "data": data, "val_loss": result["loss"], "top1": result["top1"], "top5": result["top5"],

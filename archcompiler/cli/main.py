@@ -170,9 +170,9 @@ def _where(e: OSError) -> str:
 def _quiet_stdout() -> None:
     """After a failed write to stdout, the interpreter's own flush at exit would fail again and
     print 'Exception ignored': point stdout at nothing."""
-    try:
-        sys.stdout = open(os.devnull, "w")
-    except OSError:
+    from runtime.files import to_nothing
+
+    if not to_nothing("stdout"):
         sys.stdout = _Closed()
 
 

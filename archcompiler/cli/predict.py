@@ -78,8 +78,9 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     torch_device = torch.device(kind)
     model = compiled.module(seed=None, device=torch_device)
     load_weights(model, ckpt, compiled, torch_device)
-    if trained_at(meta, compiled):
-        print(f"archc: warning: {trained_at(meta, compiled)}", file=sys.stderr)
+    elsewhere = trained_at(meta, compiled)
+    if elsewhere:
+        print(f"archc: warning: {elsewhere}", file=sys.stderr)
     model.eval()
     names = meta.get("class_names") or classes
     mean = torch.tensor(stats["mean"]).view(1, 3, 1, 1)

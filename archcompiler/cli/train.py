@@ -20,6 +20,7 @@ from pathlib import Path
 from archcompiler.cli.common import image_size
 from archcompiler.errors import UsageError
 from runtime import argtypes, vocab  # names only: imports no torch
+from runtime.files import to_nothing
 
 # Flags that may differ from the run's saved config when resuming: they change where and how
 # fast the run goes, not which numbers it computes.
@@ -365,7 +366,7 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
             try:
                 _report(compiled, summary, run_dir)
             except BrokenPipeError:  # the reader left as the run ended (`| head`): the run is complete all the same
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+                to_nothing("stdout")
     finally:
         distributed.shutdown(world)
     return 0
@@ -376,19 +377,12 @@ def _check_step_fits(compiled, config) -> None:
     beyond the model's error) is refused before any data is read: the kernel would kill the
     process, or an allocation fail minutes later. On a GPU, out of memory is an exception that
     saves nothing and says what to do."""
-    import torch
-
-    from archcompiler.passes.memory import predict
-    from runtime.bench.device import free_memory
+    from archcompiler.cli.autobatch import far_over_free
     from runtime.errors import RuntimeUserError
 
-    try:
-        free, source = free_memory(torch.device("cpu"))
-    except Exception:  # noqa: BLE001 - no figure for free memory here: nothing to check against
-        return
-    amp = config.amp or "off"
-    peak = predict(compiled.graph, compiled.result.registry, config.batch_size, "train", config.optimizer, amp, "cpu").peak_bytes
-    if peak > 1.5 * free:
+    over = far_over_free(compiled.graph, compiled.result.registry, config.batch_size, "train", config.optimizer, config.amp or "off")
+    if over is not None:
+        peak, free, source = over
         shape = " x ".join(map(str, compiled.input_shape))
         raise RuntimeUserError(f"a training step of {compiled.name} at batch {config.batch_size} and input {shape} is predicted to need "
                                f"{peak / 2**30:,.1f} GiB, and {free / 2**30:.1f} GiB is free ({source}); "

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from runtime.data.decode import DEFAULT, decode_files, size_text
-from runtime.data.imageset import ImageSet, channel_stats, describe_shortfall, memory_shortfall
+from runtime.data.imageset import ImageSet, channel_stats, memory_shortfall
 from runtime.data.layout import Layout
 from runtime.errors import DataError
 from runtime.files import replacing
@@ -39,16 +39,15 @@ def default_cache_dir() -> Path:
 
 def fingerprint(layout: Layout, *, skip_corrupt: bool, resize: bool, size: tuple[int, int] = DEFAULT) -> str:
     h = hashlib.sha256()
-    # The default size adds nothing: a 64x64 cache is keyed as it was before sizes existed.
-    at = "" if tuple(size) == DEFAULT else f" size={size_text(size)}"
-    h.update(f"v{FORMAT_VERSION} {layout.format} skip={skip_corrupt} resize={resize}{at}\n".encode())
+    h.update(f"v{FORMAT_VERSION} {layout.format} skip={skip_corrupt} resize={resize} size={size_text(size)}\n".encode())
     # One update over the joined text: the same digest as one update per file, in a third of the time.
     h.update("".join(f"{rel}\t{size}\t{mtime}\n" for rel, size, mtime in layout.stamps).encode())
     return h.hexdigest()
 
 
 def cache_path(layout: Layout, cache_dir: str | Path | None = None, size: tuple[int, int] = DEFAULT) -> Path:
-    # One file per dataset directory and size, so a rebuild replaces the stale file instead of piling up.
+    # One file per dataset directory and size, so a rebuild replaces the stale file instead of piling up;
+    # 64x64 keeps the name it had before sizes existed, so its old file is the one replaced.
     where = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     tag = hashlib.sha256(str(layout.root).encode()).hexdigest()[:12]
     at = "" if tuple(size) == DEFAULT else f"-{size_text(size)}"
@@ -72,10 +71,9 @@ def load_or_build(
     stored = _read(path, key, size)
     built = stored is None
     if stored is None:
-        count = len(layout.train.files) + len(layout.val.files)
-        short = memory_shortfall(count, size)
+        short = memory_shortfall(len(layout.train.files) + len(layout.val.files), size)
         if short is not None:  # before a decode that would fail, or be killed, after minutes
-            raise DataError(f"{layout.root}: {describe_shortfall(count, size, *short)}; use a smaller size (the spec's input, or --size)")
+            raise DataError(f"{layout.root}: {short}; use a smaller size (the spec's input, or --size)")
         stored = _build(layout, key, skip_corrupt=skip_corrupt, resize=resize, size=size, progress=progress)
         _write_atomically(stored, path)
     train, val = (_imageset(stored, split) for split in ("train", "val"))

@@ -64,10 +64,10 @@ def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (mean / 255).float(), (var.sqrt() / 255).float()
 
 
-def memory_shortfall(count: int, size: tuple[int, int]) -> tuple[int, int] | None:
-    """(bytes needed, bytes of RAM) when `count` uint8 RGB images of `size` (height, width)
-    would take more than half this machine's memory, else None. Every split lives in memory
-    (and on the GPU when training there), so such a set is refused before it is made."""
+def memory_shortfall(count: int, size: tuple[int, int]) -> str | None:
+    """What is wrong when `count` uint8 RGB images of `size` (height, width) would take more
+    than half this machine's memory, else None. Every split lives in memory (and on the GPU
+    when training there), so such a set is refused before it is made."""
     import os
 
     need = count * 3 * size[0] * size[1]
@@ -75,9 +75,6 @@ def memory_shortfall(count: int, size: tuple[int, int]) -> tuple[int, int] | Non
         have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not knowable here: let the allocator decide
         return None
-    return (need, have) if need > have // 2 else None
-
-
-def describe_shortfall(count: int, size: tuple[int, int], need: int, have: int) -> str:
-    return (f"{count:,} images at {size[1]}x{size[0]} take {need / 2**30:,.1f} GiB, more than half of this machine's "
-            f"{have / 2**30:,.1f} GiB")
+    if need <= have // 2:
+        return None
+    return f"{count:,} images at {size[1]}x{size[0]} take {need / 2**30:,.1f} GiB, more than half of this machine's {have / 2**30:,.1f} GiB"

@@ -110,9 +110,8 @@ def _synthetic_config(options: str, seed: int) -> SyntheticConfig:
 def _fits_in_memory(config: SyntheticConfig, size: tuple[int, int], spec: str) -> None:
     """The synthetic set lives in memory: one that cannot fit is refused before it is drawn,
     instead of the kernel killing the process, or an allocation failing, minutes later."""
-    from runtime.data.imageset import describe_shortfall, memory_shortfall
+    from runtime.data.imageset import memory_shortfall
 
-    count = config.train + config.val
-    short = memory_shortfall(count, size)
+    short = memory_shortfall(config.train + config.val, size)
     if short is not None:
-        raise RuntimeUsageError(f"--data {spec}: {describe_shortfall(count, size, *short)}; ask for fewer images")
+        raise RuntimeUsageError(f"--data {spec}: {short}; ask for fewer images")

@@ -122,25 +122,19 @@ class Reporter:
     def _lost_stdout(self) -> None:
         """The reader of stdout went away (`| head`): the run is worth more than its printout, so
         it goes on, logging to train.log only; stdout is pointed at nothing for what follows."""
-        import os
+        from runtime.files import to_nothing
 
         try:
             self.close()
         except OSError:
             self._progress = None
         self.stream = None
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
-        except OSError:
-            pass
+        to_nothing("stdout")
         where = f"; its lines go on in {self.log_path}" if self.log_path is not None else ""
         try:
             print(f"archc: standard output was closed; training goes on{where}", file=sys.stderr, flush=True)
         except OSError:  # stderr went with it (2>&1 | head): it is pointed at nothing too
-            try:
-                sys.stderr = open(os.devnull, "w")  # noqa: SIM115
-            except OSError:
-                pass
+            to_nothing("stderr")
 
     def close(self) -> None:
         if self._progress is not None:

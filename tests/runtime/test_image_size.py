@@ -99,7 +99,7 @@ def test_each_size_has_its_own_cache_file_and_both_stay_fresh(tmp_path):
     layout = read_layout(root)
     paths = {cache_path(layout, cache), cache_path(layout, cache, (32, 32))}
     assert paths == set(cache.iterdir())
-    # 64x64 keeps the name it had before sizes existed, so caches built then stay in use
+    # 64x64 keeps the name it had before sizes existed, so a rebuild replaces that old file
     assert cache_path(layout, cache).name.count("-") == 1 and cache_path(layout, cache, (32, 32)).name.endswith("-32x32.pt")
     stamp = {p: p.stat().st_mtime_ns for p in paths}
     again, _ = load_dataset(str(root), cache_dir=cache, resize=True, size=(32, 32), progress=False)
