@@ -51,9 +51,8 @@ def prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> No
         for folder in (run_dir, run_dir / "checkpoints"):  # before the first step, not at the first checkpoint
             if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
                 raise RuntimeUserError(f"{folder}: not writable by this user; the run could not save its checkpoints")
-        fresh = not has_run()
         lock_run_dir(run_dir)
-        if not resume and fresh and has_run():  # another process started and finished a run here meanwhile
+        if not resume and has_run():  # another process started and finished a run here since the check above
             raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
 
     on_main(world, check)
