@@ -8,7 +8,7 @@ Measured with runtime.bench.memory.step_tensor_peak: on CUDA torch.cuda.max_memo
 on the CPU the running sum of the profiler's memory events (every allocation and free of
 torch's CPU allocator, with its size, in order). Both count tensors only, which is what the
 model predicts; RSS would add the interpreter, libraries and malloc's slack. `--save` writes
-bench/results/memory-model-<machine>.json. Asserts nothing: tests/test_memory.py does.
+bench/results/memory-model-<machine>.json (memory-model-infer-<machine>.json for --mode infer). Asserts nothing: tests/test_memory.py does.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument("--amp", default="off,bf16", help="comma-separated (default off,bf16)")
     p.add_argument("--mode", default="train", choices=("train", "infer"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--save", action="store_true", help="also write bench/results/memory-model-<machine>.json")
+    p.add_argument("--save", action="store_true", help="also write bench/results/memory-model-<machine>.json (memory-model-infer-... with --mode infer)")
     args = p.parse_args()
     specs = args.specs or sorted(os.path.relpath(s, ROOT) for pat in ("specs/*.yaml", "specs/examples/*.yaml") for s in glob.glob(os.path.join(ROOT, pat)))
     device = torch.device(args.device)
@@ -63,7 +63,7 @@ def main() -> None:
                             f"--amp {args.amp}", f"--mode {args.mode}", "--save", *args.specs])
         method = got.method
         figures = {"worst_ratio": worst["ratio"], "target": "0.9 to 1.1", "measured_by": method}
-        print(f"wrote {write_results(envelope('memory-model', command, rows=rows, figures=figures, device=device.type))}")
+        print(f"wrote {write_results(envelope('memory-model' if args.mode == 'train' else 'memory-model-infer', command, rows=rows, figures=figures, device=device.type))}")
     sys.exit(0)
 
 
