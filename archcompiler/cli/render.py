@@ -218,7 +218,7 @@ def _feeds(main: tuple, others: list[tuple]) -> tuple[dict, list[str]]:
     return nodes, names
 
 
-# A drawing past this many nodes takes graphviz minutes (10,000 layers: 147 s and 7 GB, measured).
+# A drawing past this many nodes takes graphviz minutes and gigabytes (10,000 layers, in one run on a 2-CPU machine).
 MANY_NODES = 2_000
 # a node statement of a Digraph's body, at any cluster depth; edges have "->" after the name
 _NODE_LINE = re.compile(r'^\s+(?!(?:graph|node|edge) \[)(?:"[^"]*"|[^\s"\[]+) \[')
