@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 SEED_MAX = 2**32 - 1  # numpy's and most libraries' seed range; torch adds epoch and rank to it
 COUNT_MAX = 2**31 - 1  # epochs, steps, batch sizes: far beyond any real run, still a C int
@@ -50,9 +51,15 @@ class Parser(argparse.ArgumentParser):
     wrong, and `--help` is one flag away. Flags are never abbreviated: `--epoch 3` is an
     error, not `--epochs 3`, so a flag added later cannot change what an old command means."""
 
+    # argparse takes "-1e-3", "-inf" and "-.5e2" for flags ("--lr: expected one argument"), as it
+    # knows only "-1" and "-1.5" for numbers; no flag here starts with a digit, "inf" or "nan", so
+    # these are values, and the flag's own type says what is wrong with them.
+    NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self._negative_number_matcher = self.NEGATIVE_NUMBER
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")

@@ -183,6 +183,8 @@ CASES = [
     Case("train-seed-negative", "train tiny.yaml --seed -1", 2, "argument --seed"),
     Case("train-lr-nan", "train tiny.yaml --lr nan", 2, "argument --lr"),
     Case("train-lr-zero", "train tiny.yaml --lr 0", 2, "argument --lr"),
+    Case("train-lr-negative-exponent", "train tiny.yaml --lr -1e-3", 2, "wants a finite number above 0, not -1e-3"),
+    Case("train-lr-minus-inf", "train tiny.yaml --lr -inf", 2, "wants a finite number above 0, not -inf"),
     Case("train-epochs-zero", "train tiny.yaml --epochs 0", 2, "argument --epochs"),
     Case("train-batch-huge", "train tiny.yaml --batch-size 1e9", 2, "argument --batch-size"),
     Case("train-max-steps-zero", "train tiny.yaml --max-steps 0", 2, "argument --max-steps"),
