@@ -275,3 +275,13 @@ def test_every_block_types_example_saves_what_its_rule_says(name):
     result = check_text(block_spec(builtin_registry().get(name)), f"<example {name}>")
     net = Compiled(result)
     assert predicted_saved(net, 2, "off") == measured_saved(net, 2, "off")
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_each_pad_mode_saves_what_its_rule_says(mode):
+    """reflect and replicate keep their input for backward, zeros and circular nothing: the
+    block's example is zeros only."""
+    from tests.test_primitives_v2 import net
+
+    compiled = net(f"a: {{type: conv, out: 6}}\np: {{type: pad, pad: [1, 2, 0, 1], mode: {mode}}}\nb: {{type: conv, out: 4}}")
+    assert predicted_saved(compiled, 2, "off") == measured_saved(compiled, 2, "off")

@@ -510,3 +510,78 @@ def test_weighted_add_needs_matching_maps_and_a_positive_eps():
         a: {type: conv, out: 8, kernel: 1}
         f: {type: weighted_add, in: [a, input], eps: 0}
     """))
+
+
+# ---------------------------------------------------------------- padding
+
+
+PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+@pytest.mark.parametrize("mode", sorted(PAD_MODES))
+def test_pad_refuses_exactly_what_pytorch_refuses_and_equals_f_pad(mode):
+    """Every side count from 0 to one past the map, on a 3 x 4 map: check accepts a pad if and
+    only if F.pad runs it, with F.pad's shape and values (four sides, then the short forms)."""
+    x = randn(2, 2, 3, 4)
+    forms = [[t, b, l, r] for t in (0, 1, 3, 4) for b in (0, 2, 3) for l in (0, 1, 4, 5) for r in (1, 4)] + [2, 3, 4, [1, 3], [3, 1]]
+    accepted = 0
+    for pad in forms:
+        top, bottom, left, right = pad if isinstance(pad, list) and len(pad) == 4 else (
+            [pad[0], pad[0], pad[1], pad[1]] if isinstance(pad, list) else [pad] * 4)
+        try:
+            want = F.pad(x, (left, right, top, bottom), mode=PAD_MODES[mode])
+        except RuntimeError:
+            want = None
+        result = check_text(f"archc: 1\nname: p\ninput: [2, 3, 4]\nnodes:\n  p: {{type: pad, pad: {pad}, mode: {mode}}}\n", "p.yaml")
+        assert result.ok == (want is not None), (pad, [d.concise() for d in result.diagnostics])
+        if want is None:
+            assert [d.code for d in result.diagnostics] == ["E409"], pad
+            continue
+        accepted += 1
+        compiled = Compiled(result)
+        assert compiled.output_shape == tuple(want.shape[1:])
+        with torch.no_grad():
+            assert torch.equal(compiled.module()(x), want), pad
+    assert accepted >= 5  # not a test of refusals only
+
+
+def test_pad_before_a_strided_conv_is_keras_zero_padding_and_reflect_is_cyclegans():
+    """The pad-then-valid-conv of Keras applications (`correct_pad`: ZeroPadding2D(((0, 1), (0, 1)))
+    before a 3x3 conv at stride 2, ((1, 2), (1, 2)) before a 4x4), and the
+    ReflectionPad2d(3) + 7x7 conv that opens a CycleGAN generator, inside composites whose
+    pads are expressions of the block's parameters."""
+    compiled = net("""
+        stem: {type: gen_in, p: 3}
+        down: {type: tf_down, k: 3, width: 16}
+        down4: {type: tf_down, k: 4, width: 16, mode: reflect}
+    """, input_shape=(3, 16, 16), blocks="""
+        blocks:
+          gen_in:
+            params: {p: {type: integer, minimum: 0}}
+            nodes:
+              pad: {type: pad, pad: $p, mode: reflect}
+              conv: {type: conv, out: 8, kernel: 2 * $p + 1}
+          tf_down:
+            params:
+              k: {type: integer, minimum: 1}
+              width: {type: integer, minimum: 1}
+              mode: {enum: [zeros, reflect], default: zeros}
+            nodes:
+              pad: {type: pad, pad: [$k // 2 - 1, $k // 2, $k // 2 - 1, $k // 2], mode: $mode}
+              conv: {type: conv, out: $width, kernel: $k, stride: 2}
+    """)
+    assert "F.pad(x, (self.k // 2 - 1, self.k // 2, self.k // 2 - 1, self.k // 2))" in compiled.source
+    model = randomise(compiled.module()).eval()
+    x = randn(2, 3, 16, 16)
+    with torch.no_grad():
+        stem = model.stem.conv(torch.nn.ReflectionPad2d(3)(x))
+        down = model.down.conv(torch.nn.ZeroPad2d((0, 1, 0, 1))(stem))
+        down4 = model.down4.conv(torch.nn.ReflectionPad2d((1, 2, 1, 2))(down))
+        torch.testing.assert_close(model(x), down4)
+    assert compiled.output_shape == tuple(down4.shape[1:]) == (16, 4, 4)
+    assert_emitted_equals_inferred(compiled, batch=1)
+
+
+def test_pad_with_reflect_larger_than_the_map_is_refused_at_the_pad():
+    (message,) = errors("p: {type: pad, pad: [0, 0, 10, 0], mode: reflect}")
+    assert "E409" in message and "reflect padding of 10 needs a width above 10, but the input's is 10" in message

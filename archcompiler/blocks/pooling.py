@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from archcompiler.ir.expr import call, literal, variables
 from archcompiler.blocks.conv import code, int_or_pair
-from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError, check_spatial, pair, slide
+from archcompiler.blocks.registry import IDENTIFIER, Block, Saved, ShapeError, check_spatial, items, pair, slide
 
 POSITIVE = {"type": "integer", "minimum": 1}
 
@@ -238,4 +238,66 @@ class AdaptiveAvgPool(Block):
         return [] if tuple(out[1:]) == (1, 1) else [Saved("in0")]
 
 
-BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), AdaptiveAvgPool(), ChannelPool(), Upsample()]
+PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+def sides(v) -> tuple:
+    """(top, bottom, left, right) of `pad`: one integer, [height, width] or the four sides."""
+    if isinstance(v, (list, tuple)) or isinstance(getattr(v, "value", None), (list, tuple)):
+        parts = items(v)
+        return (parts[0], parts[0], parts[1], parts[1]) if len(parts) == 2 else tuple(parts)
+    return (v, v, v, v)
+
+
+@dataclass
+class Pad(Block):
+    name: str = "pad"
+    family: str = "pooling"
+    summary: str = ("Pad a map's sides: with zeros (Keras' ZeroPadding2D, an asymmetric pad before a strided conv), "
+                    "or by reflecting, repeating or wrapping its edges (nn.ReflectionPad2d, as image-to-image generators do).")
+    required: tuple = ("pad",)
+    label_keys: tuple = ("pad", "mode")
+    example_params: dict = field(default_factory=lambda: {"pad": [0, 1, 0, 1]})
+
+    def __post_init__(self):
+        side = {"type": "integer", "minimum": 0}
+        self.params = {
+            "pad": {
+                "oneOf": [side, {"type": "array", "items": side, "minItems": 2, "maxItems": 2, "description": "[height, width]"},
+                          {"type": "array", "items": side, "minItems": 4, "maxItems": 4, "description": "[top, bottom, left, right]"}],
+                "x-expected": "an integer >= 0, a pair [height, width] or four sides [top, bottom, left, right] of them",
+                "description": "pixels added: one integer for every side, [height, width] for top and bottom, left and right, "
+                               "or [top, bottom, left, right] (note: F.pad's own order is left, right, top, bottom)",
+            },
+            "mode": {"enum": list(PAD_MODES), "default": "zeros",
+                     "description": "zeros; reflect (the edge pixel not repeated, as nn.ReflectionPad2d); replicate (the edge pixel "
+                                    "repeated); circular (the opposite edge's pixels, as a torus)"},
+        }
+
+    def infer(self, p, ins, refs, names):
+        c, h, w = check_spatial(ins[0], self.name)
+        top, bottom, left, right = (int(getattr(x, "value", x)) for x in sides(p["pad"]))
+        mode = p["mode"]
+        for axis, size, a, b in (("height", h, top, bottom), ("width", w, left, right)):
+            # PyTorch's own limits: reflect mirrors inside the map, so it needs a pixel beyond
+            # each pad; circular wraps at most once around
+            if mode == "reflect" and max(a, b) >= size:
+                raise ShapeError(f"reflect padding of {max(a, b)} needs a {axis} above {max(a, b)}, but the input's is {size}; "
+                                 "use replicate or zeros, or pad less", param="pad", code="E409")
+            if mode == "circular" and max(a, b) > size:
+                raise ShapeError(f"circular padding of {max(a, b)} wraps around the {axis} ({size}) more than once; pad at most {size}",
+                                 param="pad", code="E409")
+        return (c, h + top + bottom, w + left + right)
+
+    def torch_call(self, p, args, module, refs):
+        top, bottom, left, right = sides(p["pad"])
+        mode = "" if p["mode"] == "zeros" else f", mode={literal(PAD_MODES[p['mode']])}"
+        return f"F.pad({args[0]}, {literal((left, right, top, bottom))}{mode})"
+
+    # memory: a constant pad's backward slices the gradient and circular's is built of slices
+    # and a cat, needing only sizes; reflect and replicate keep their input (derivatives.yaml).
+    def saved(self, p, ins, out, device):
+        return [Saved("in0")] if p["mode"] in ("reflect", "replicate") else []
+
+
+BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), AdaptiveAvgPool(), ChannelPool(), Upsample(), Pad()]
