@@ -41,6 +41,11 @@ class BatchNorm(Block):
         return [Saved("in0"), Saved("new", c, "fp32", batched=False), Saved("new", c, "fp32", batched=False)]
 
 
+def _fp32_on(device: str) -> str:
+    """The dtype of what layer and group norm save: CUDA's autocast casts their input to fp32."""
+    return "fp32" if device == "cuda" else ""
+
+
 # ConvNeXt's LayerNorm2d (torchvision.models.convnext): nn.LayerNorm over the channels of each
 # pixel, by moving channels last and back. nn.GroupNorm(1, C) is not the same: it normalises
 # over C, H and W together.
@@ -62,10 +67,14 @@ class LayerNorm(Block):
 
 
     # memory: native_layer_norm saves its input (a permuted view of it, for a map) and the
-    # mean and 1/std of each normalised position (fp32).
+    # mean and 1/std of each normalised position (fp32). CUDA's autocast runs it in fp32, on a
+    # cast copy of a bf16 input (its fp32 list; CPU's keeps bf16).
     def saved(self, p, ins, out, device):
         positions = prod(ins[0][1:]) if len(ins[0]) == 3 else 1
-        return [Saved("in0"), Saved("new", positions, "fp32"), Saved("new", positions, "fp32")]
+        return [Saved("in0", dtype=_fp32_on(device)), Saved("new", positions, "fp32"), Saved("new", positions, "fp32")]
+
+    def runs_in_fp32(self, p, device):
+        return device == "cuda"
 
     def __post_init__(self):
         self.params = {"eps": EPS, "affine": AFFINE}
@@ -91,9 +100,13 @@ class GroupNorm(Block):
     example_params: dict = field(default_factory=lambda: {"groups": 4})
 
 
-    # memory: native_group_norm saves its input and the mean and 1/std of each group (fp32).
+    # memory: native_group_norm saves its input and the mean and 1/std of each group (fp32);
+    # on CUDA under autocast, as layernorm, an fp32 copy of its input.
     def saved(self, p, ins, out, device):
-        return [Saved("in0"), Saved("new", p["groups"], "fp32"), Saved("new", p["groups"], "fp32")]
+        return [Saved("in0", dtype=_fp32_on(device)), Saved("new", p["groups"], "fp32"), Saved("new", p["groups"], "fp32")]
+
+    def runs_in_fp32(self, p, device):
+        return device == "cuda"
 
     def __post_init__(self):
         self.params = {

@@ -295,9 +295,13 @@ class Pad(Block):
         return f"F.pad({args[0]}, {literal((left, right, top, bottom))}{mode})"
 
     # memory: a constant pad's backward slices the gradient and circular's is built of slices
-    # and a cat, needing only sizes; reflect and replicate keep their input (derivatives.yaml).
+    # and a cat, needing only sizes; reflect and replicate keep their input (derivatives.yaml),
+    # which CPU autocast casts to fp32 first: they are on its fp32 list (not on CUDA's).
     def saved(self, p, ins, out, device):
-        return [Saved("in0")] if p["mode"] in ("reflect", "replicate") else []
+        return [Saved("in0", dtype="fp32" if self.runs_in_fp32(p, device) else "")] if p["mode"] in ("reflect", "replicate") else []
+
+    def runs_in_fp32(self, p, device):
+        return device == "cpu" and p["mode"] in ("reflect", "replicate")
 
 
 BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), AdaptiveAvgPool(), ChannelPool(), Upsample(), Pad()]

@@ -167,6 +167,11 @@ class Block:
     autocast_low: bool = False  # under autocast it computes in bf16 (conv, linear); others keep their inputs' dtype
     view: bool = False  # its output is a view of its input's storage (flatten), not new memory
 
+    def runs_in_fp32(self, p: dict, device: str) -> bool:
+        """Whether autocast runs this op in fp32 on `device`, casting a bf16 input up (the op is
+        on PyTorch's autocast fp32 list there, as CPU's reflection and replication pads are)."""
+        return False
+
     def saved(self, p: dict, ins: list[Shape], out: Shape, device: str) -> list[Saved]:
         """The tensors autograd keeps for this op's backward when every input requires grad,
         checked against torch.autograd.graph.saved_tensors_hooks in tests/test_memory.py.

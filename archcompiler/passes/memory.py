@@ -91,7 +91,7 @@ def predict(graph: Graph, registry: Registry, batch_size: int, mode: str = "trai
     params = sum(n.meta["params"] for n in graph.primitives())
     params_bytes = BYTES["fp32"] * params
     training = mode == "train"
-    dtype = _dtypes(ops, amp)
+    dtype = _dtypes(ops, amp, device)
     storage = {INPUT: INPUT}
     for op in ops:
         storage[op.name] = storage[op.inputs[0]] if op.block.view else op.name
@@ -149,12 +149,13 @@ def largest_batch(graph: Graph, registry: Registry, budget: int, mode: str = "tr
     return lo, fits(lo)
 
 
-def _dtypes(ops: list[Op], amp: str) -> dict:
+def _dtypes(ops: list[Op], amp: str, device: str) -> dict:
     """Each output's dtype: fp32, or under autocast bf16 from conv and linear onwards (an op
-    on mixed inputs promotes to fp32, as torch does)."""
+    on mixed inputs promotes to fp32, as torch does, and one that autocast runs in fp32 on
+    this device makes fp32)."""
     dtype = {INPUT: "fp32"}
     for op in ops:
-        if amp == "off":
+        if amp == "off" or op.block.runs_in_fp32(op.node.params, device):
             dtype[op.name] = "fp32"
         elif op.block.autocast_low:
             dtype[op.name] = LOW
@@ -180,8 +181,9 @@ def _saved(ops, shape, dtype, storage, batch, amp, device):
                 key, size = (op.name, j), s.elements * (batch if s.batched else 1) * BYTES[kind]
             else:
                 src = op.name if s.of == "out" else op.inputs[int(s.of[2:])]
-                if s.dtype == "low" and amp != "off" and dtype[src] != LOW:
-                    key, size = (op.name, j), batch * prod(shape[src]) * BYTES[LOW]  # autocast's copy
+                cast = {"low": LOW, "fp32": "fp32"}.get(s.dtype)
+                if cast and amp != "off" and dtype[src] != cast:
+                    key, size = (op.name, j), batch * prod(shape[src]) * BYTES[cast]  # autocast's copy
                 else:
                     key, size = storage[src], batch * prod(shape[src]) * BYTES[dtype[src]]
             if key not in saved:

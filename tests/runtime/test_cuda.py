@@ -183,3 +183,24 @@ def test_nan_guard_on_cuda_names_the_step_and_saves_nothing_after_it(tmp_path):
         run(tmp_path, model=lambda device: NaNAfter(bad=9).to(device), compile=False)
     ckpt = checkpoint.load(tmp_path / "run")
     assert ckpt.meta["step"] == 6 and all(torch.isfinite(w.float()).all() for w in ckpt.weights.values())
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_saved_tensors_on_cuda_are_what_the_memory_model_predicts(amp):
+    """The rules that differ on CUDA: dropout keeps a bool mask, and autocast runs layer and
+    group norm in fp32 on a cast copy of their bf16 input (reflect pads stay bf16 there)."""
+    from tests.test_memory import measured_saved, predicted_saved
+    from tests.test_primitives_v2 import net
+
+    compiled = net("""
+        a: {type: conv, out: 8}
+        ln: {type: layernorm}
+        b: {type: conv, out: 8}
+        gn: {type: groupnorm, groups: 2}
+        c: {type: conv, out: 8}
+        p: {type: pad, pad: 1, mode: reflect}
+        d: {type: conv, out: 8}
+        drop: {type: dropout, p: 0.5}
+        e: {type: conv, out: 4}
+    """)
+    assert predicted_saved(compiled, 2, amp, "cuda") == measured_saved(compiled, 2, amp, "cuda")
