@@ -149,9 +149,8 @@ def _train_main(args) -> int:
         elif args.resume and status == "complete" and args.epochs is None and args.max_steps is None:
             print(f"archc train: seed {k} in {seed_dir} is complete; nothing to resume (--epochs N trains it further)", flush=True)
             continue
-        elif args.resume and (status == "diverged" or not (seed_dir / "checkpoints" / "last").is_symlink()):
-            why = "diverged" if status == "diverged" else "stopped before its first checkpoint"
-            print(f"archc train: seed {k} in {seed_dir} {why}; left as it is (train it again into another --out)", file=sys.stderr, flush=True)
+        elif args.resume and status == "diverged":
+            print(f"archc train: seed {k} in {seed_dir} diverged; left as it is (train it again into another --out)", file=sys.stderr, flush=True)
             failed.append(k)
             continue
         print(f"archc train: seed {k} of {','.join(map(str, seeds))} into {seed_dir}", flush=True)
@@ -295,19 +294,22 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
     if kind == "cpu" and not auto:
         _check_step_fits(compiled, config)
     world = distributed.init(kind)
+    # A run that stopped before its first checkpoint has nothing to resume from: --resume starts
+    # it again from step 0, with the settings its config.json recorded (read into `config`).
+    resume = args.resume and (run_dir / "checkpoints" / "last").is_symlink()
     try:
-        if args.resume and world.main:
+        if args.resume and not resume and world.main:
+            from runtime.train.resume import restart_unstarted
+
+            restart_unstarted(run_dir)
+            print(f"archc: {run_dir} stopped before its first checkpoint; starting it again from step 0 with its own settings",
+                  file=sys.stderr, flush=True)
+        if resume and world.main:
             from runtime.train import checkpoint
 
             # a corrupt checkpoint, or one of another run, should fail now, not after minutes of decoding
             from archcompiler.cli.resume import check_same_run
 
-            link = run_dir / "checkpoints" / "last"
-            if not link.is_symlink() and not link.exists():
-                from runtime.errors import CheckpointError
-
-                raise CheckpointError(f"--resume: {run_dir} has no checkpoint yet (it stopped before writing its first); "
-                                      "start it again without --resume, after removing the folder or with another --out")
             check_same_run(checkpoint.load(run_dir), compiled, config)
             if note:
                 print(note, file=sys.stderr)
@@ -316,7 +318,7 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
         check_fit(compiled, train_set, args.data or config.data)
         if auto:
             config = _auto_batch(compiled, config, kind, world, train_set.images.shape[0])
-        if config.batch_size >= len(train_set) and world.main and not args.resume:  # an epoch is then a single step
+        if config.batch_size >= len(train_set) and world.main and not resume:  # an epoch is then a single step
             print(f"note: batch size {config.batch_size:,} is {'the whole' if config.batch_size == len(train_set) else 'larger than the'} "
                   f"training set ({len(train_set):,} images): each epoch is one step", file=sys.stderr)
         compile_model = resolved_compile(config, kind)
@@ -340,16 +342,14 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
                                  "resize": args.resize},
                 "init_from": init if args.init_from else None}  # filled in when fit() builds the model, before it writes config.json
         try:
-            summary = fit(factory, train_set, val_set, config, run_dir, resume=args.resume, extra_meta=meta,
+            summary = fit(factory, train_set, val_set, config, run_dir, resume=resume, extra_meta=meta,
                           extra_files={"spec.yaml": compiled.spec_text}, world=world,
                           dashboard_texts={"model/layers": "    " + compiled.table().replace("\n", "\n    ")})
         except Interrupted as e:
             hint = (f"archc train {args.spec} --out {run_dir.parent} --resume --seeds {args.seeds}" if args.seeds is not None
                     else f"archc train {args.spec} --out {run_dir} --resume")  # a group resumes as a whole
-            if e.checkpoint_path is None and args.seeds is None:  # nothing to resume from: it starts again
-                hint = f"to start it again: archc train {args.spec} --out {run_dir}"
-            else:
-                hint = f"to continue: {hint}"
+            # with no checkpoint, --resume starts it again with the settings it recorded
+            hint = f"to {'start it again' if e.checkpoint_path is None and args.seeds is None else 'continue'}: {hint}"
             raise Interrupted(f"{e}\n{hint}", e.step, e.checkpoint_path) from None
         except (RuntimeUserError, KeyboardInterrupt):
             raise

@@ -58,6 +58,33 @@ def prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> No
     on_main(world, check)
 
 
+# What a run writes in its directory before its first checkpoint (TensorBoard's event files
+# are matched by their prefix): all that restart_unstarted removes.
+RUN_FILES = ("config.json", "spec.yaml", "metrics.jsonl", "metrics.csv", "summary.json", "train.log", "curves.png", "curves.svg")
+
+
+def restart_unstarted(run_dir: Path) -> None:
+    """Empty a run that stopped before its first checkpoint, so that it starts again from step
+    0 (`--resume` on it; its settings were read from config.json first). Only the files a run
+    writes go, under the run's lock; anything else stays, and the new run then refuses it."""
+    import shutil
+
+    lock_run_dir(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    if (checkpoints / "last").is_symlink():  # one appeared since the caller looked: not unstarted
+        raise RuntimeUserError(f"{run_dir} has a checkpoint now; run --resume again to continue from it")
+    ours = [p for p in run_dir.iterdir() if p.name in RUN_FILES or p.name.startswith("events.out.tfevents.")]
+    others = sorted(p.name for p in run_dir.iterdir() if p not in ours and p.name not in (LOCK, "checkpoints"))
+    if others:  # refused before anything is removed
+        listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise RuntimeUserError(f"{run_dir} stopped before its first checkpoint, so --resume would start it again, but the folder also "
+                               f"holds {listed}; move that out first, or train into another --out")
+    for path in ours:
+        path.unlink()
+    if checkpoints.is_dir():  # only partial writes, none complete (no 'last' link)
+        shutil.rmtree(checkpoints)
+
+
 def lock_run_dir(run_dir: Path) -> None:
     """Hold an exclusive lock on `run_dir` until this process ends or release_run_dir: two
     trainings writing one run would leave a config of one and checkpoints of the other. The

@@ -255,8 +255,8 @@ CASES = [
     Case("resume-config-wrong-type", "train tiny.yaml --out {run} --resume", 1, "is not a config archc wrote",
          edit_json("run/config.json", lambda c: {**c, "epochs": "two"})),
     Case("resume-no-checkpoint", "train tiny.yaml --out {c}/empty --resume", 1, "no config.json", mkdir("empty")),
-    Case("resume-before-the-first-checkpoint", "train tiny.yaml --out {run} --resume", 1, "start it again without --resume",
-         lambda d: shutil.rmtree(d / "run" / "checkpoints")),
+    Case("resume-before-the-first-checkpoint-beside-other-files", "train tiny.yaml --out {run} --resume", 1, "also holds notes.txt",
+         lambda d: (shutil.rmtree(d / "run" / "checkpoints"), (d / "run" / "notes.txt").write_text("mine"))),
     Case("resume-changed-flag", "train tiny.yaml --out {run} --resume --lr 0.5", 2, "--lr cannot change"),
     Case("train-over-a-run", f"train tiny.yaml --data {DATA} --out {{run}}", 2, "already holds a run; add --resume"),
     # ---- not errors, but they must not touch the run: a resume with nothing left to do

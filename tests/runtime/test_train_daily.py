@@ -274,11 +274,12 @@ def test_seeds_train_one_run_per_seed_into_seed_folders(tmp_path, capsys, monkey
     assert json.loads((tmp_path / "runs/s/seed-7/summary.json").read_text())["status"] == "complete"
     new = json.loads((tmp_path / "runs/s/seed-7/config.json").read_text())
     assert (new["data"], new["epochs"], new["lr"], new["batch_size"], new["seed"]) == (DATA, 1, 0.05, 8, 7)  # its siblings' settings
-    # a finished seed goes further when asked to; one that never reached a checkpoint is named and left alone
+    # a finished seed goes further when asked to; one that never reached a checkpoint starts again
     shutil.rmtree(tmp_path / "runs/s/seed-5/checkpoints")
     again = archc(capsys, monkeypatch, tmp_path, "train", "tiny.yaml", "--seeds", "3,5", "--out", "runs/s", "--resume", "--epochs", "2")
-    assert again.returncode == 1 and "seed 5 in runs/s/seed-5 stopped before its first checkpoint; left as it is" in again.stderr
+    assert again.returncode == 0 and "runs/s/seed-5 stopped before its first checkpoint; starting it again from step 0" in again.stderr
     assert json.loads((tmp_path / "runs/s/seed-3/summary.json").read_text())["epochs_completed"] == 2
+    assert json.loads((tmp_path / "runs/s/seed-5/summary.json").read_text())["epochs_completed"] == 2
 
 
 def test_bad_seeds_are_a_usage_error(tmp_path, capsys, monkeypatch):

@@ -145,6 +145,24 @@ def test_a_run_stopped_at_its_max_steps_resumes_to_its_end_as_one_uninterrupted_
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_before_the_first_checkpoint_starts_the_run_again_with_its_own_settings(spec, capsys, monkeypatch, tmp_path):
+    """A run stopped (Ctrl-C twice, a kill) before its first checkpoint has nothing to resume
+    from: `--resume` starts it again, with the data and flags its config.json recorded, and
+    ends where a run that was never stopped ends."""
+    common = ["--data", DATA, "--batch-size", "16", "--epochs", "1", "--lr", "0.02", "--seed", "4", "--no-progress"]
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--out", "whole")[0] == 0
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--out", "cut")[0] == 0
+    shutil.rmtree(tmp_path / "cut" / "checkpoints")  # as a kill before the first checkpoint leaves it (config, log, metrics)
+    (tmp_path / "cut" / "summary.json").unlink()
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "cut", "--resume", "--no-progress")
+    assert code == 0, err
+    assert "cut stopped before its first checkpoint; starting it again from step 0 with its own settings" in err
+    a, b = (load_file(tmp_path / run / "checkpoints" / "last" / "model.safetensors") for run in ("whole", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1]  # the old run's rows went with it
+
+
 def test_resume_tells_a_group_of_seeds_from_one_run(spec, capsys, monkeypatch):
     assert archc(capsys, monkeypatch, "train", spec, "--data", DATA, "--out", "one", "--max-steps", "1", "--no-progress")[0] == 0
     code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "one", "--resume", "--seeds", "0,1")
