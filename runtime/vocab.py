@@ -117,6 +117,33 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, mome
     return getattr(torch.optim, spec.torch_name)(params, **kwargs)
 
 
+# oneDNN's weight gradient of a 1x1 convolution at a stride, on fewer than 16 input channels in
+# channels_last, kills the process on the CPU (a segfault, or glibc's "corrupted double-linked
+# list"): RepVGG's and ResNet-D's strided 1x1 shortcut on the image. Measured with torch 2.11
+# and 2.14 on a Xeon, from 80x80 inputs up, never at 16 channels or more, nor in NCHW.
+ONEDNN_STRIDED_1X1_MAX_CHANNELS = 15
+
+
+def channels_last_hazard(model, device_type: str) -> str | None:
+    """The first layer of `model` that training in channels_last on this device would crash
+    in, described for a message; None when there is none."""
+    from torch import nn
+
+    if device_type != "cpu":
+        return None
+    for name, m in model.named_modules():
+        if (isinstance(m, nn.Conv2d) and tuple(m.kernel_size) == (1, 1) and tuple(m.stride) != (1, 1)
+                and m.in_channels <= ONEDNN_STRIDED_1X1_MAX_CHANNELS):
+            stride = m.stride[0] if m.stride[0] == m.stride[1] else "x".join(map(str, m.stride))
+            return f"'{name}', a 1x1 convolution at stride {stride} on {m.in_channels} channels"
+    return None
+
+
+def channels_last_refusal(hazard: str, flag: str = "--channels-last") -> str:
+    return (f"{flag} on the CPU: oneDNN crashes the process in the backward pass of {hazard} in channels_last "
+            f"(torch 2.11 to 2.14, measured); leave out {flag} to train in NCHW")
+
+
 def autocast(device_type: str, amp: str):
     """The context a forward pass runs in: bf16 autocast, or nothing."""
     if amp not in AMP:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import re
 import signal
@@ -293,6 +294,14 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
     kind = device_kind(config.device)
     if kind == "cpu" and not auto:
         _check_step_fits(compiled, config)
+    if kind == "cpu" and channels_last_for(config, kind):
+        hazard = vocab.channels_last_hazard(compiled.module(seed=None, device="meta"), kind)
+        if hazard and config.channels_last:
+            raise UsageError(vocab.channels_last_refusal(hazard))
+        if hazard:  # the CPU's default layout gives way; config.json records the one used
+            config = dataclasses.replace(config, channels_last=False)
+            print(f"note: training in NCHW, not the CPU's default channels_last: oneDNN crashes in the backward pass of {hazard} "
+                  "in channels_last", file=sys.stderr)
     world = distributed.init(kind)
     # A run that stopped before its first checkpoint has nothing to resume from: --resume starts
     # it again from step 0, with the settings its config.json recorded (read into `config`).
@@ -392,8 +401,6 @@ def _check_step_fits(compiled, config) -> None:
 def fit_classes(compiled, config, train_set, args, world):
     """The head follows the data's class count unless --num-classes or the spec's train:
     num_classes pins it (on --resume, the run's own count); one line says what was done."""
-    import dataclasses
-
     from archcompiler.cli.classes import decide
 
     source = ("the run's config" if args.resume else "--num-classes" if args.num_classes is not None
@@ -420,8 +427,6 @@ def init_from(model, path: str, world) -> dict:
 
 def _auto_batch(compiled, config, kind: str, world, images: int):
     """The config with the largest batch predicted to fit (at most the training set)."""
-    import dataclasses
-
     import torch
 
     from archcompiler.cli.autobatch import auto_batch

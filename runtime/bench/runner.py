@@ -75,6 +75,10 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         raise RuntimeUsageError("--warmup and --iters must be at least 1 (the first warm-up step compiles)")
     say = progress or (lambda msg: None)
     device = resolve_device(config.device)
+    if config.channels_last and "train" in config.modes and device.type == "cpu":  # before any row, not after some
+        for w in workloads:
+            if hazard := vocab.channels_last_hazard(w.build(), device.type):
+                raise RuntimeUsageError(vocab.channels_last_refusal(hazard) + " (or time --mode infer only)")
     memory_source = allocator.for_device(device.type)  # as archc train does: CPU steps reuse warm pages
     vocab.fast_device_settings(device.type)  # as archc train runs CUDA
     load_before = _load()

@@ -82,7 +82,12 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     device = distributed.device_for(world, kind)
     amp = resolved_amp(config, kind)
     extra_meta = dict(extra_meta or {})
+    given_layout = config.channels_last
     config = dataclasses.replace(config, channels_last=channels_last_for(config, kind))  # config.json records the layout used
+    if config.channels_last and isinstance(model, nn.Module) and (hazard := vocab.channels_last_hazard(model, kind)):
+        if given_layout is not None:
+            raise RuntimeUsageError(vocab.channels_last_refusal(hazard))
+        config = dataclasses.replace(config, channels_last=False)  # the device's default layout gives way
     if config.batch_size % world.size:
         raise RuntimeUsageError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
 
@@ -93,6 +98,8 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     torch.manual_seed(config.seed + world.rank)  # dropout differs per rank, as the batches do
     net = model(device) if callable(model) and not isinstance(model, nn.Module) else place(model, device, config, kind)
     raw = unwrap(net)
+    if config.channels_last and (hazard := vocab.channels_last_hazard(raw, kind)):  # a factory's model: its caller chose the layout
+        raise RuntimeUsageError(vocab.channels_last_refusal(hazard))
     trained = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if kind == "cuda" else None) if world.distributed else net
     optimizer = make_optimizer(raw.parameters(), config, kind)
 

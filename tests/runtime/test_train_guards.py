@@ -231,3 +231,52 @@ def test_predict_with_nothing_readable_is_not_a_success(spec, capsys, monkeypatc
 def test_a_seed_list_with_an_empty_item_is_a_typo(spec, capsys, monkeypatch):
     code, _, err = archc(capsys, monkeypatch, "train", spec, "--seeds", "0,,1", "--out", "run")
     assert code == 2 and "--seeds takes comma-separated integers" in err
+
+
+STRIDED_1X1_ON_THE_IMAGE = """\
+archc: 1
+name: shortcut
+input: [3, 32, 32]
+nodes:
+  down: {type: conv, out: 16, kernel: 1, stride: 2}
+  body: {type: conv, out: 16, kernel: 3, padding: 1, in: input, stride: 2}
+  sum: {type: add, in: [down, body]}
+  pool: {type: global_avgpool}
+  fc: {type: affine, out: 10}
+"""
+
+
+def test_the_cpu_layout_that_crashes_onednn_is_avoided_by_default_and_refused_when_asked(tmp_path, capsys, monkeypatch):
+    """A strided 1x1 conv on the image (RepVGG's shortcut) in channels_last kills the process in
+    oneDNN's backward on the CPU. Never run here: the default layout gives way to NCHW, and
+    asking for channels_last is refused before any run folder or row exists."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(STRIDED_1X1_ON_THE_IMAGE)
+    common = ["--data", DATA, "--batch-size", "16", "--epochs", "1", "--no-progress", "--device", "cpu"]
+    code, _, err = archc(capsys, monkeypatch, "train", "s.yaml", *common, "--out", "run")
+    assert code == 0, err
+    assert "note: training in NCHW, not the CPU's default channels_last: oneDNN crashes in the backward pass of 'down'" in err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["channels_last"] is False
+    code, _, err = archc(capsys, monkeypatch, "train", "s.yaml", *common, "--out", "asked", "--channels-last")
+    assert code == 2 and "'down', a 1x1 convolution at stride 2 on 3 channels" in err and not (tmp_path / "asked").exists()
+    code, _, err = archc(capsys, monkeypatch, "bench", "s.yaml", "--mode", "train", "--channels-last", "--compile", "off", "--batch-size", "2")
+    assert code == 2 and "leave out --channels-last" in err
+
+
+def test_fit_lets_the_default_layout_give_way_for_any_module(tmp_path):
+    """The runtime knows nothing of specs: fit() reads the module itself."""
+    from runtime.errors import RuntimeUsageError
+    from runtime.train.loop import fit
+    from tests.runtime.train_helpers import config, small_data
+
+    def model():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1, stride=2), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+
+    train, val = small_data()
+    summary = fit(model(), train, val, config(epochs=1, device="cpu"), tmp_path / "default")
+    assert summary["status"] == "complete"
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["channels_last"] is False
+    with pytest.raises(RuntimeUsageError, match=r"'0', a 1x1 convolution at stride 2 on 3 channels"):
+        fit(model(), train, val, config(epochs=1, device="cpu", channels_last=True), tmp_path / "asked")
+    assert not (tmp_path / "asked").exists()
