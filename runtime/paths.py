@@ -65,6 +65,13 @@ def _not_an_input(path: Path, flag: str, reads) -> None:
         if target == real or kept:
             what = "is a file" if target == real else f"is a file of {source}, which"
             raise RuntimeUsageError(f"{flag} {path}: {what} this command reads; writing there would destroy its input, so write elsewhere")
+    # any other run's own files too (`compare A --plot B/curves.png`): nothing redraws them
+    for run in target.parents:
+        if (run / "config.json").is_file() and ((run / "metrics.jsonl").exists() or (run / "summary.json").exists()):
+            rest = target.relative_to(run).parts
+            if "checkpoints" in rest or (len(rest) == 1 and (target.name in RUN_FILES or target.name.startswith("events.out.tfevents"))):
+                raise RuntimeUsageError(f"{flag} {path}: is a file of the training run {run}; writing there would replace it, so write elsewhere")
+            break
 
 
 def output_dir(path, flag: str, *, may_create: bool = False) -> Path:

@@ -24,16 +24,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml) the checkpoint was trained from")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG) or folders of them")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="run directory, checkpoints/best|last, or a step directory")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes to list per image (default 5)")
+    p.add_argument("--top-k", type=argtypes.positive, default=5, metavar="K", help="classes to list per image (default 5)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="json prints one object per image, one per line")
     p.add_argument("--device", choices=vocab.DEVICES, default="auto", help="default auto: cuda when present")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per forward pass (default 256)")
     p.add_argument("--skip-corrupt", action="store_true", help="report images that do not decode and classify the others")
     return p
 
 
 def image_files(paths: list[str]) -> list[Path]:
-    from runtime.errors import RuntimeUsageError
+    from runtime.errors import DataError
 
     files: list[Path] = []
     for text in paths:
@@ -41,14 +41,14 @@ def image_files(paths: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
             if not found:
-                raise RuntimeUsageError(f"{path}: no .jpeg, .jpg or .png files in this folder")
+                raise DataError(f"{path}: no .jpeg, .jpg or .png files in this folder")
             files += found
         elif path.is_file():
             files.append(path)
         elif path.exists():
-            raise RuntimeUsageError(f"{path}: not an image file or a folder (a device, pipe or socket)")
+            raise DataError(f"{path}: not an image file or a folder (a device, pipe or socket)")
         else:
-            raise RuntimeUsageError(f"{path}: no such file or folder")
+            raise DataError(f"{path}: no such file or folder")
     return files
 
 

@@ -106,6 +106,9 @@ def resolve(path) -> Path:
         raise CheckpointError(f"{p}: no such checkpoint")
     if p.is_file():
         raise CheckpointError(f"{p} is a file; give the checkpoint directory (e.g. runs/NAME or runs/NAME/checkpoints/best)")
+    seeds = sorted((q.name for q in p.glob("seed-*") if (q / "checkpoints").is_dir()), key=lambda n: (len(n), n))
+    if seeds and not (p / "checkpoints").is_dir():  # what `archc train --seeds` writes: one run per seed
+        raise CheckpointError(f"{p} is a group of runs, one per seed ({', '.join(seeds)}); give one of them, e.g. {p / seeds[0]}")
     if (p / "checkpoints").is_dir():
         p = p / "checkpoints"
         if not (p / "last").is_symlink():

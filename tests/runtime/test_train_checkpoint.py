@@ -99,6 +99,13 @@ def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
     assert torch.equal(ckpt.weights["big"], torch.full((1_000_000,), float(step)))  # whole, and from that very step
 
 
+def test_a_group_of_seeds_is_named_as_one(tmp_path):
+    for k in (0, 1, 10):
+        (tmp_path / f"seed-{k}" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"is a group of runs, one per seed \(seed-0, seed-1, seed-10\); give one of them, e\.g\. .*seed-0$"):
+        checkpoint.load(tmp_path)
+
+
 def test_missing_and_dangling(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "nope")

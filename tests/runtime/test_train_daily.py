@@ -144,7 +144,7 @@ def test_predict_agrees_with_eval(piped, tmp_path, capsys, monkeypatch):
     text = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
     assert text.returncode == 0 and re.search(r"^\s+\d+\.\d\d%  ", text.stdout, re.M)
     missing = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "nope.png"))
-    assert missing.returncode == 2 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def write_run(path, model: str, seed: int, accs: list[float], data: str = "tiny-imagenet:/d", partial: bool = False):
