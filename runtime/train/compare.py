@@ -201,6 +201,13 @@ def main(argv: list[str]) -> int:
     for record, run in zip(records, runs):
         record["final_val_acc"] = run.summary.get("final_val_acc")
     found = groups.group(records)
+    for g in found:  # copies of one run would count as independent seeds in the mean, the std and the test
+        if twins := groups.same_seed(g):
+            first, second, seed = twins
+            message = f"{first} and {second} are runs of {g.model} with the same seed ({seed}): copies of one run, or one run twice"
+            if args.test:
+                raise RuntimeUserError(f"--test: {message}; a test of seeds needs runs of distinct seeds")
+            print(f"warning: {message}; the group's mean and std count it twice", file=sys.stderr)
     tests = []
     if args.test:
         if len(found) < 2:

@@ -60,21 +60,35 @@ def welch(a: Group, b: Group, key: str = "best_val_acc") -> dict:
     if len(x) < 2 or len(y) < 2:
         raise RuntimeUsageError(f"--test needs at least 2 runs per group (seeds: archc train --seeds 0,1,2); "
                                 f"{a.model} has {len(x)}, {b.model} has {len(y)}")
-    with warnings.catch_warnings():  # scipy's note on groups without spread ("precision loss"): the verdict says it
+    diff = statistics.fmean(y) - statistics.fmean(x)
+    common = {"a": a.model, "b": b.model, "a_dataset": a.dataset, "b_dataset": b.dataset, "metric": key,
+              "difference_points": 100 * diff, "n": [len(x), len(y)]}
+    if len(set(x)) == 1 and len(set(y)) == 1:  # no spread in either group: t is undefined (scipy says inf or nan), not "significant"
+        return {**common, "t": None, "df": None, "p": None, "significant": False}
+    with warnings.catch_warnings():  # scipy's note on a group without spread ("precision loss")
         warnings.simplefilter("ignore", RuntimeWarning)
         result = stats.ttest_ind(y, x, equal_var=False)
-    diff = statistics.fmean(y) - statistics.fmean(x)
     p = float(result.pvalue)
-    df = float(getattr(result, "df", float("nan")))
-    return {"a": a.model, "b": b.model, "a_dataset": a.dataset, "b_dataset": b.dataset, "metric": key,
-            "difference_points": 100 * diff, "t": float(result.statistic), "df": df, "p": p, "n": [len(x), len(y)],
-            "significant": bool(p < ALPHA) if p == p else False}
+    return {**common, "t": float(result.statistic), "df": float(getattr(result, "df", float("nan"))), "p": p,
+            "significant": bool(p < ALPHA)}
 
 
 def verdict_line(t: dict, a: Group, b: Group) -> str:
-    if t["p"] != t["p"]:  # nan: both groups without any spread
-        verdict = "cannot tell (no spread within the groups)"
-    else:
-        verdict = (f"significant at {ALPHA}" if t["significant"] else f"not significant at {ALPHA}: seeds alone could explain it")
-    return (f"{b.model} vs {a.model}: {b.describe()} vs {a.describe()}; difference {t['difference_points']:+.2f} points, "
-            f"Welch's t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f}: {verdict}")
+    head = f"{b.model} vs {a.model}: {b.describe()} vs {a.describe()}; difference {t['difference_points']:+.2f} points"
+    if t["p"] is None:
+        return f"{head}: cannot tell (no spread within either group: the runs of each ended alike, so the test is undefined)"
+    verdict = (f"significant at {ALPHA}" if t["significant"] else f"not significant at {ALPHA}: seeds alone could explain it")
+    return f"{head}, Welch's t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f}: {verdict}"
+
+
+def same_seed(g: Group) -> tuple[str, str, int] | None:
+    """Two runs of one group with the same seed (copies of one run, as a second rsync makes):
+    (run, run, seed), else None. A run whose config gives no seed is not compared."""
+    seen: dict[int, str] = {}
+    for r in g.records:
+        seed = r.get("seed")
+        if isinstance(seed, int) and seed in seen:
+            return seen[seed], r["run"], seed
+        if isinstance(seed, int):
+            seen[seed] = r["run"]
+    return None

@@ -198,6 +198,30 @@ def test_same_accuracies_are_not_significant(tmp_path, capsys):
     assert "p = 1.000: not significant at 0.05" in capsys.readouterr().out
 
 
+def test_copies_of_one_run_are_not_seeds_and_groups_without_spread_cannot_be_told_apart(tmp_path, capsys):
+    """Two copies of a run (a second rsync) are one seed, not two: refused by --test, noted in
+    the table. Groups whose runs all ended alike give no t at all, rather than t = inf."""
+    from runtime.errors import RuntimeUserError
+
+    for model, acc in (("a", 0.40), ("b", 0.45)):
+        for copy in ("runs", "backup"):
+            write_run(tmp_path / copy / model, model, 0, [acc])
+    runs = sorted(str(p) for p in tmp_path.glob("*/*"))
+    with pytest.raises(RuntimeUserError, match=r"runs of a with the same seed \(0\): copies of one run, or one run twice"):
+        compare.main([*runs, "--test"])
+    assert compare.main(runs) == 0
+    assert "the group's mean and std count it twice" in capsys.readouterr().err
+    for model, acc in (("c", 0.40), ("d", 0.45)):
+        for seed in (0, 1):
+            write_run(tmp_path / "flat" / model / f"seed-{seed}", model, seed, [acc])
+    flat = sorted(str(p) for p in (tmp_path / "flat").glob("*/seed-*"))
+    compare.main([*flat, "--test"])
+    assert "difference +5.00 points: cannot tell (no spread within either group" in capsys.readouterr().out
+    compare.main([*flat, "--test", "--format", "json"])
+    (test,) = json.loads(capsys.readouterr().out)["tests"]  # strict JSON: no NaN or Infinity
+    assert (test["t"], test["p"], test["significant"]) == (None, None, False)
+
+
 def test_status_data_and_partial_epochs_are_shown(tmp_path, capsys):
     write_run(tmp_path / "real", "m", 0, [0.3, 0.4])
     write_run(tmp_path / "quick", "m", 0, [0.1, 0.2], data="synthetic", partial=True)
