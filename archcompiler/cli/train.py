@@ -267,9 +267,32 @@ def build_config(compiled, args, run_dir: Path):
         # A run that stopped because it reached its --max-steps, resumed without one, goes on to its
         # last epoch; one stopped before it (Ctrl-C, a kill) keeps it, so it ends where it would have.
         values["max_steps"] = None
-        args.resume_note = (f"archc: {run_dir} stopped at its --max-steps {saved.max_steps}; going on to the end of epoch {saved.epochs} "
+        args.resume_note = (f"archc: {run_dir} stopped at its --max-steps {saved.max_steps}; going on to the end of epoch {values['epochs']} "
                             "(give --max-steps to stop sooner)")  # said once the checkpoint is known to be sound
-    return TrainConfig.from_dict(values)
+    config = TrainConfig.from_dict(values)
+    if config.epochs != saved.epochs:
+        change = _schedule_change(run_dir, saved, config, data.get("steps_per_epoch"))
+        args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), change]))
+    return config
+
+
+def _schedule_change(run_dir: Path, saved, config, steps_per_epoch) -> str | None:
+    """A note when new --epochs rewrite a schedule that depends on the run's length (cosine, a
+    warm-up capped at a fifth of the run): the steps already run followed the old one, so the
+    rate jumps where the run resumes and it equals neither an old- nor a new-length run."""
+    from runtime.train import checkpoint
+    from runtime.train.schedule import from_config
+
+    last = checkpoint.read_link(run_dir, "last")
+    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1 or last is None:
+        return None
+    step = checkpoint.step_of(last)  # steps run; the next one's index is `step`
+    old, new = from_config(saved, steps_per_epoch), from_config(config, steps_per_epoch)
+    if all(old(k) == new(k) for k in range(step)):
+        return None  # what ran is what the new length would have run (a staircase, a constant rate)
+    return (f"note: --epochs {config.epochs} rewrites this run's {new.kind} learning-rate schedule, which spans the whole run: its "
+            f"{step} steps so far followed the {saved.epochs}-epoch one, so the rate goes from {old(step - 1):.3g} to {new(step):.3g} "
+            f"at step {step + 1}, and the run will equal neither a {saved.epochs}- nor a {config.epochs}-epoch run from the start")
 
 
 def _reached(run_dir: Path, max_steps: int) -> bool:

@@ -280,3 +280,16 @@ def test_fit_lets_the_default_layout_give_way_for_any_module(tmp_path):
     with pytest.raises(RuntimeUsageError, match=r"'0', a 1x1 convolution at stride 2 on 3 channels"):
         fit(model(), train, val, config(epochs=1, device="cpu", channels_last=True), tmp_path / "asked")
     assert not (tmp_path / "asked").exists()
+
+
+def test_more_epochs_on_resume_say_when_they_rewrite_the_schedule(spec, capsys, monkeypatch):
+    """The modern recipe's cosine spans the run: more epochs change the rates the run already
+    used, which a note says. The paper's staircase does not depend on the length: no note."""
+    common = ["--data", DATA, "--batch-size", "16", "--epochs", "2", "--no-progress", "--max-steps", "5"]
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--recipe", "modern", "--out", "cosine")[0] == 0
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "cosine", "--resume", "--epochs", "3", "--max-steps", "6", "--no-progress")
+    assert code == 0, err
+    assert "note: --epochs 3 rewrites this run's cosine learning-rate schedule, which spans the whole run: its 5 steps so far followed the 2-epoch one" in err
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--out", "stairs")[0] == 0
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "stairs", "--resume", "--epochs", "3", "--max-steps", "6", "--no-progress")
+    assert code == 0 and "rewrites" not in err, err
