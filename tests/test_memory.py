@@ -287,3 +287,14 @@ def test_each_pad_mode_saves_what_its_rule_says(mode):
     compiled = net(f"a: {{type: conv, out: 6}}\np: {{type: pad, pad: [1, 2, 0, 1], mode: {mode}}}\nb: {{type: conv, out: 4}}")
     for amp in ("off", "bf16"):  # under CPU autocast reflect and replicate run in fp32, on a cast copy
         assert predicted_saved(compiled, 2, amp) == measured_saved(compiled, 2, amp), amp
+
+
+@pytest.mark.parametrize("params", ["{}", "{parts: 2}", "{parts: 2, groups: 3}"])
+def test_each_softmax_form_saves_what_its_rule_says(params):
+    """softmax keeps its output, which across parts with groups is still the block's output (a
+    view of it: softmax writes the transposed order contiguously)."""
+    from tests.test_primitives_v2 import net
+
+    compiled = net(f"a: {{type: conv, out: 12}}\ns: {{type: softmax, {params[1:-1]}}}\nb: {{type: conv, out: 4}}")
+    for amp in ("off", "bf16"):
+        assert predicted_saved(compiled, 2, amp) == measured_saved(compiled, 2, amp), amp

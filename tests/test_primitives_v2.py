@@ -585,3 +585,102 @@ def test_pad_before_a_strided_conv_is_keras_zero_padding_and_reflect_is_cyclegan
 def test_pad_with_reflect_larger_than_the_map_is_refused_at_the_pad():
     (message,) = errors("p: {type: pad, pad: [0, 0, 10, 0], mode: reflect}")
     assert "E409" in message and "reflect padding of 10 needs a width above 10, but the input's is 10" in message
+
+
+# ---------------------------------------------------------------- sub, softmax, pixel (un)shuffle
+
+
+def test_sub_is_the_difference_with_broadcasting_as_poolformers_mixer():
+    """PoolFormer's token mixer, `pool(x) - x`, and a broadcast operand."""
+    compiled = net("""
+        pool: {type: avgpool, kernel: 3, stride: 1, padding: 1, count_include_pad: false}
+        mixer: {type: sub, in: [pool, input]}
+        gate: {type: global_avgpool, keep_map: true, in: input}
+        centred: {type: sub, in: [mixer, gate, gate]}
+    """)
+    x = randn(2, 8, 9, 10)
+    pool = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.module()(x), pool - x - 2 * x.mean((2, 3), keepdim=True))
+    assert "mixer = pool - x" in compiled.source or "pool - x" in compiled.source
+    assert any("E410" in e and "sub needs matching channels" in e for e in errors("""
+        a: {type: conv, out: 4, kernel: 1}
+        d: {type: sub, in: [a, input]}
+    """))
+
+
+def test_softmax_over_channels_and_across_parts_as_sknet_weighs_its_branches():
+    compiled = net("""
+        plain: {type: softmax}
+        across: {type: softmax, parts: 2, in: input}
+        both: {type: add, in: [plain, across]}
+    """)
+    x = randn(2, 8, 9, 10)
+    sk = x.view(2, 2, 4, 9, 10).softmax(dim=1).view(2, 8, 9, 10)  # timm's SelectiveKernelAttn: (B, M, C/M, H, W), softmax over M
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.module()(x), x.softmax(dim=1) + sk)
+    assert "x.softmax(dim=1)" in compiled.source and "split_softmax(x, 2)" in compiled.source
+
+
+def test_softmax_with_groups_is_resnests_rsoftmax_inside_split_attention():
+    """ResNeSt's split attention (radix 2, cardinality 2) with rSoftMax written as the paper's
+    code writes it: `x.view(B, card, radix, -1).transpose(1, 2)`, softmax over radix, then one
+    slice of the channels per radix for the weighted sum."""
+    compiled = net("""
+        attn: {type: split_attention, radix: 2, card: 2}
+    """, input_shape=(16, 5, 5), blocks="""
+        blocks:
+          split_attention:
+            params: {radix: {type: integer, minimum: 2}, card: {type: integer, minimum: 1}}
+            nodes:
+              conv: {type: conv, out: 2 * $in_channels, kernel: 3, padding: 1, groups: $card * $radix}
+              parts: {type: split, outputs: [u0, u1]}
+              gap_sum: {type: add, in: [u0, u1]}
+              gap: {type: global_avgpool, keep_map: true}
+              fc1: {type: conv, out: 8, kernel: 1, groups: $card}
+              relu: {type: activation}
+              fc2: {type: conv, out: 2 * $in_channels, kernel: 1, groups: $card}
+              rsoftmax: {type: softmax, parts: $radix, groups: $card}
+              weights: {type: split, outputs: [a0, a1]}
+              w0: {type: mul, in: [u0, a0]}
+              w1: {type: mul, in: [u1, a1]}
+              out: {type: add, in: [w0, w1]}
+    """)
+    model = randomise(compiled.module()).eval()
+    a = model.attn
+    x = randn(2, 16, 5, 5)
+    with torch.no_grad():
+        u = a.conv(x)
+        u0, u1 = torch.split(u, 16, dim=1)
+        logits = a.fc2(F.relu(a.fc1((u0 + u1).mean((2, 3), keepdim=True))))
+        r = logits.view(2, 2, 2, -1).transpose(1, 2)  # (B, card, radix, rest) -> (B, radix, card, rest)
+        att0, att1 = torch.split(F.softmax(r, dim=1).reshape(2, -1).view(2, -1, 1, 1), 16, dim=1)
+        torch.testing.assert_close(model(x), att0 * u0 + att1 * u1)
+    assert "split_softmax(fc2, self.radix, self.card)" in compiled.source
+
+
+def test_softmax_parts_must_divide_and_groups_need_parts():
+    (message,) = errors("s: {type: softmax, parts: 3}")
+    assert "E402" in message and "parts=3 must divide the input channels (8)" in message
+    (message,) = errors("s: {type: softmax, parts: 2, groups: 3}")
+    assert "parts x groups = 6 must divide the input channels (8)" in message
+    (message,) = errors("s: {type: softmax, groups: 2}")
+    assert "groups applies to a softmax across parts; give parts too" in message
+
+
+def test_pixel_shuffle_and_unshuffle_are_pytorchs_and_undo_each_other():
+    compiled = net("""
+        down: {type: pixel_unshuffle, factor: 3}
+        up: {type: pixel_shuffle, factor: 3}
+    """, input_shape=(2, 9, 6))
+    model = compiled.module()
+    x = randn(2, 2, 9, 6)
+    assert compiled.graph.nodes["down"].shape == (18, 3, 2) and compiled.output_shape == (2, 9, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward(x), x)
+        assert torch.equal(F.pixel_unshuffle(x, 3), torch.nn.PixelUnshuffle(3)(x))
+    assert "F.pixel_unshuffle(x, 3)" in compiled.source and "F.pixel_shuffle(x, 3)" in compiled.source
+    (message,) = errors("d: {type: pixel_unshuffle, factor: 2}")  # the map is 9x10
+    assert "E413" in message and "factor 2 must divide the input's height and width, but it is 9x10" in message
+    (message,) = errors("u: {type: pixel_shuffle, factor: 2, in: input}\nv: {type: pixel_shuffle, factor: 2}")
+    assert "E413" in message and "factor 2 needs channels divisible by 4, but the input has 2" in message

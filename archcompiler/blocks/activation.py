@@ -1,10 +1,10 @@
-"""Element-wise activations."""
+"""Element-wise activations, and the softmax that normalises across channels or branches."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from archcompiler.blocks.registry import Block, Saved, ShapeError
-from archcompiler.ir.expr import call, is_symbolic
+from archcompiler.ir.expr import call, is_symbolic, literal
 
 MODULES = {
     "relu": "nn.ReLU",
@@ -79,4 +79,59 @@ class Activation(Block):
         return [Saved("out" if p["fn"] in ("relu", "sigmoid", "tanh") else "in0")]
 
 
-BLOCKS = [Activation()]
+SPLIT_SOFTMAX = '''def split_softmax(x: torch.Tensor, parts: int, groups: int = 1) -> torch.Tensor:
+    """Softmax across `parts` equal slices of the channels, at each position: SKNet's attention
+    over its branches, and ResNeSt's rSoftMax, whose channels run (groups, parts, rest) in and
+    (parts, groups, rest) out, so each part is one slice for a split."""
+    b = x.shape[0]
+    return x.reshape(b, groups, parts, -1).transpose(1, 2).softmax(dim=1).reshape(x.shape)'''
+
+
+@dataclass
+class Softmax(Block):
+    name: str = "softmax"
+    family: str = "norm_act"
+    summary: str = ("Softmax over the channels at each pixel (or over a vector's features); with `parts`, across that many "
+                    "equal slices of the channels, as SKNet and ResNeSt weigh their branches (rSoftMax, with `groups` cardinal groups).")
+    label_keys: tuple = ("parts", "groups")
+    example_params: dict = field(default_factory=lambda: {"parts": 2})
+
+    def __post_init__(self):
+        self.params = {
+            "parts": {"type": "integer", "minimum": 1,
+                      "description": "softmax across this many equal slices of the channels, position by position, instead of over all of them"},
+            "groups": {"type": "integer", "minimum": 1, "default": 1,
+                       "description": "with parts: ResNeSt's cardinality; channels read as (groups, parts, rest) and written as (parts, groups, rest)"},
+        }
+
+    def infer(self, p, ins, refs, names):
+        c = ins[0][0]
+        if "parts" not in p:
+            if p["groups"] != 1:
+                raise ShapeError("groups applies to a softmax across parts; give parts too", param="groups", code="E402")
+            return ins[0]
+        if c % (p["parts"] * p["groups"]):
+            what = f"parts x groups = {p['parts'] * p['groups']}" if p["groups"] != 1 else f"parts={p['parts']}"
+            raise ShapeError(f"{what} must divide the input {'channels' if len(ins[0]) == 3 else 'features'} ({c})",
+                             param="parts", code="E402")
+        return ins[0]
+
+    def torch_call(self, p, args, module, refs):
+        if "parts" not in p:
+            return f"{args[0]}.softmax(dim=1)"
+        groups = "" if not is_symbolic(p["groups"]) and p["groups"] == 1 else f", {literal(p['groups'])}"
+        return f"split_softmax({args[0]}, {literal(p['parts'])}{groups})"
+
+    def torch_helpers(self):
+        return {"split_softmax": SPLIT_SOFTMAX}
+
+    # memory: softmax differentiates from its output. Across parts, softmax writes a contiguous
+    # tensor in the transposed order, so the reshape back is a view of what it saved.
+    def saved(self, p, ins, out, device):
+        return [Saved("out")]
+
+    def runs_in_fp32(self, p, device):
+        return device == "cuda"  # on CUDA's autocast fp32 list (CPU's keeps bf16)
+
+
+BLOCKS = [Activation(), Softmax()]

@@ -55,6 +55,26 @@ class Add(Block):
 
 
 @dataclass
+class Sub(Block):
+    name: str = "sub"
+    family: str = "merge"
+    summary: str = ("Element-wise difference, with broadcasting: in[0] - in[1] (- in[2] ...), "
+                    "as PoolFormer's token mixer `pool(x) - x`.")
+    arity: int | None = None
+    example_inputs: tuple = ((16, 8, 8), (16, 1, 1))
+
+    def infer(self, p, ins, refs, names):
+        return broadcast("sub", ins, names)
+
+    def torch_call(self, p, args, module, refs):
+        return " - ".join(args)
+
+    # memory: the gradient passes through, negated for the others; nothing is saved.
+    def saved(self, p, ins, out, device):
+        return []
+
+
+@dataclass
 class Mul(Block):
     name: str = "mul"
     family: str = "merge"
@@ -235,4 +255,4 @@ class WeightedAdd(Block):
         return [Saved(f"in{i}") for i in range(n)] + ([Saved("new", weights, dtype="fp32", batched=False)] if weights else [])
 
 
-BLOCKS = [Add(), Mul(), Concat(), Split(), WeightedAdd()]
+BLOCKS = [Add(), Sub(), Mul(), Concat(), Split(), WeightedAdd()]

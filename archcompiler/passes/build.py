@@ -164,7 +164,9 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
 # name of ours is close enough for a "did you mean").
 _OTHER_NAMES = {"linear": "affine", "fc": "affine", "dense": "affine", "conv2d": "conv", "bn": "batchnorm",
                 "batch_norm": "batchnorm", "batchnorm2d": "batchnorm", "layer_norm": "layernorm", "group_norm": "groupnorm",
-                "cat": "concat", "interpolate": "upsample", "adaptive_avg_pool": "adaptive_avgpool"}
+                "cat": "concat", "interpolate": "upsample", "adaptive_avg_pool": "adaptive_avgpool", "subtract": "sub", "minus": "sub",
+                "zeropad2d": "pad", "reflectionpad2d": "pad", "zero_padding": "pad", "space_to_depth": "pixel_unshuffle",
+                "depth_to_space": "pixel_shuffle", "focus": "pixel_unshuffle"}
 
 
 def _type_hint(type_name, registry: Registry) -> str:
