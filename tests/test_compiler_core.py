@@ -1708,3 +1708,45 @@ def test_a_splits_sizes_may_be_a_blocks_array_parameter():
     assert "x = x.narrow(1, self.sz[0], self.sz[1])" in net.source
     assert [n.shape for n in net.graph.nodes["x1"].body.layers() if n.name in "pq"] == [(1, 8, 8), (3, 8, 8)]
     assert_emitted_equals_inferred(net, batch=1)
+
+
+# ---------------------------------------------------------------- a condition as a boolean value
+
+CONDITION_VALUES = spec("""
+    archc: 1
+    name: se_every_other
+    input: [8, 16, 16]
+    blocks:
+      b:
+        params: {se: {type: boolean, default: false}}
+        nodes:
+          c: {type: conv, kernel: 1}
+          s: {type: activation, fn: sigmoid, when: $se}
+          m: {type: mul, in: [c, s], when: $se, otherwise: c}
+      stage:
+        params: {width: {type: integer, minimum: 1}}
+        nodes:
+          w: {type: conv, out: $width, kernel: 1}
+          b: {type: b, se: $width >= 16 and $width != 24}
+    nodes:
+      ghost: {type: b, repeat: 4, se: $index % 2 == 1}
+      s8: {type: stage, width: 8}
+      s16: {type: stage, width: 16}
+""")
+
+
+def test_a_boolean_parameter_takes_a_condition_per_instance_and_inside_a_block():
+    """GhostNet's squeeze-excitation on every other block (`se: $index % 2 == 1`), and a
+    block that decides from its own parameters: the condition is written into the code."""
+    net = Compiled(check_text(CONDITION_VALUES, "c.yaml"))
+    model = net.module(seed=0)
+    assert [hasattr(m, "s") and m.s is not None for m in model.ghost] == [False, True, False, True]
+    assert (model.s8.b.s is None, model.s16.b.s is not None) == (True, True)
+    assert "self.b = B(width, se=width >= 16 and width != 24)" in net.source
+    assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_condition_given_where_a_number_belongs_is_a_type_error():
+    text = CONDITION_VALUES.replace("w: {type: conv, out: $width, kernel: 1}", "w: {type: conv, out: $width, kernel: $width > 4}")
+    messages = [d.concise() for d in check_text(text, "c.yaml").diagnostics]
+    assert any("E102" in m and "'kernel'" in m for m in messages), messages

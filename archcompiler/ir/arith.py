@@ -18,7 +18,8 @@ computed, and it binds looser than everything else, so inside arithmetic it is b
 `($a if $a > 8 else 8) * 2`. With it, torchvision's `_make_divisible` and MNASNet's
 `_round_to_multiple_of` ("add a divisor if rounding lost more than 10%") are one value.)
 
-A condition (a node's `when:`) adds comparisons and logic over those expressions:
+A condition (a node's `when:`, or the value of a boolean parameter: `se: $index % 2 == 1`)
+adds comparisons and logic over those expressions:
 
     cond   := conj ("or" conj)* ;  conj := neg ("and" neg)* ;  neg := "not" neg | cmp
     cmp    := "true" | "false" | "(" cond ")" | expr (("==" | "!=" | "<" | "<=" | ">" | ">=") expr)?
@@ -80,6 +81,24 @@ def parse(text: str) -> Node:
 def parse_condition(text: str) -> Node:
     """A condition (a node's `when:`)."""
     return _parse(text, "cond", "condition")
+
+
+_LOGIC_KINDS = ("or", "and", "not", *COMPARE)
+
+
+def parse_value(text: str) -> Node:
+    """A parameter's value: an expression, or a condition, whose value is true or false (a
+    boolean parameter computed per instance: `se: $index % 2 == 1`)."""
+    try:
+        return parse(text)
+    except ExprError as error:
+        try:
+            node = parse_condition(text)
+        except ExprError:
+            raise error from None
+        if node.kind not in _LOGIC_KINDS:
+            raise error from None
+        return node
 
 
 MAX_TOKENS = 200  # a real parameter's expression has a handful; a chain of hundreds is a generated spec gone wrong
@@ -218,6 +237,11 @@ def evaluate(node: Node, env: dict):
     is its value, of any type; inside arithmetic, values must be integers. Raises ExprError."""
     if node.kind == "var":
         return env[node.value]
+    if node.kind in _LOGIC_KINDS:  # a condition as a value: true or false
+        value = holds(node, env)
+        if any(isinstance(env.get(v), Sym) for v, _ in variables(node)):
+            return Sym(condition_source(node, env), value, COND)
+        return value
     try:
         value = _arith(node, env)
     except (OverflowError, ValueError):  # a decimal past 1e308, from huge parameter values; int() of one

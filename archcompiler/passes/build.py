@@ -14,7 +14,7 @@ from archcompiler.blocks.registry import IDENTIFIER, Registry, reserved_name
 from archcompiler.diagnostics import Diagnostics, Span, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import MAX_OUTPUTS, NODE_KEYS, first_node_key, report_schema_errors, validator
-from archcompiler.ir.arith import ExprError, compared_strings, evaluate, holds, is_expression, parse, parse_condition, variables
+from archcompiler.ir.arith import ExprError, compared_strings, evaluate, holds, is_expression, parse_condition, parse_value, variables
 from archcompiler.ir.expr import Sym
 from archcompiler.ir.graph import INPUT, Graph, Node
 
@@ -539,7 +539,7 @@ def _expression(k: str, v: str, rel: tuple, scope: Scope, symbolic: bool) -> tup
     """(ok, value) of the expression `v` written at `rel` (parameter `k`)."""
     here = rel[:2]
     try:
-        tree = parse(v)
+        tree = parse_value(v)
     except ExprError as e:
         # YAML's { } cut an unquoted `max($a, 8)` at its comma: what is left never closes
         cut = v.count("(") > v.count(")") and not _quoted(scope, rel)

@@ -6,7 +6,7 @@ from archcompiler.blocks.registry import CODE_GLOBALS, Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
 from archcompiler.frontend.schema import NODE_KEYS, report_schema_errors, validator
-from archcompiler.ir.arith import ExprError, is_expression, parse, variables
+from archcompiler.ir.arith import ExprError, is_expression, parse_value, variables
 from archcompiler.ir.graph import stable_topological_order
 from archcompiler.passes.build import INDEX, Scope, build_graph
 from archcompiler.passes.rules import check_rules, simple_cycles
@@ -112,7 +112,7 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
             sound = False
         elif is_expression(d):
             try:
-                names = variables(parse(d))
+                names = variables(parse_value(d))
             except ExprError as e:
                 diags.error("E208", f"bad expression in the default of '{pname}': {e}", block.doc.span(at))
                 sound = False
