@@ -1750,3 +1750,44 @@ def test_a_condition_given_where_a_number_belongs_is_a_type_error():
     text = CONDITION_VALUES.replace("w: {type: conv, out: $width, kernel: 1}", "w: {type: conv, out: $width, kernel: $width > 4}")
     messages = [d.concise() for d in check_text(text, "c.yaml").diagnostics]
     assert any("E102" in m and "'kernel'" in m for m in messages), messages
+
+
+AUTOPAD = spec("""
+    archc: 1
+    name: autopad
+    input: [3, 32, 32]
+    blocks:
+      cbs:
+        params:
+          out: {type: integer, minimum: 1}
+          kernel: {type: integer, minimum: 1, default: 1}
+          stride: {type: integer, minimum: 1, default: 1}
+          padding: {type: integer, minimum: 0, default: $kernel // 2}
+        nodes:
+          conv: {type: conv, out: $out, kernel: $kernel, stride: $stride, padding: $padding, bias: false}
+          bn: {type: batchnorm}
+          act: {type: activation, fn: silu}
+      pair:
+        params:
+          out: {type: integer, minimum: 1}
+          k: {type: integer, minimum: 1, default: 3}
+        nodes:
+          a: {type: cbs, out: $out, kernel: $k}
+          b: {type: cbs, out: $out, kernel: $k, padding: 0}
+    nodes:
+      stem: {type: cbs, out: 16, kernel: 6, stride: 2, padding: 2}
+      down: {type: cbs, out: 32, kernel: 3, stride: 2}
+      five: {type: pair, out: 32, k: 5}
+      one: {type: pair, out: 32, k: 1}
+""")
+
+
+def test_a_default_may_read_the_blocks_other_parameters():
+    """Ultralytics' Conv: `padding` defaults to `kernel // 2`, computed from the value a use
+    gives; a given padding wins. Inside a block the call passes the expression."""
+    net = Compiled(check_text(AUTOPAD, "a.yaml"))
+    pads = {name: tuple(m.padding) for name, m in net.module(seed=0).named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert pads == {"stem.conv": (2, 2), "down.conv": (1, 1), "five.a.conv": (2, 2), "five.b.conv": (0, 0),
+                    "one.a.conv": (0, 0), "one.b.conv": (0, 0)}
+    assert "self.a = Cbs(in_channels, out=out, padding=k // 2, kernel=k)" in net.source
+    assert_emitted_equals_inferred(net, batch=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from archcompiler.blocks.registry import Block
-from archcompiler.ir.arith import evaluate, is_expression, parse
+from archcompiler.ir.arith import ExprError, evaluate, is_expression, parse_value, variables
 
 # Values every composite body may substitute, bound from the block's input shape.
 BUILTIN_VARS = ("in_channels", "in_height", "in_width")
@@ -75,18 +75,28 @@ class Composite(Block):
     def bind(self, given: dict, in_shape: tuple, others: tuple = ()) -> dict:
         """Parameter values for one instance: built-ins from the input shapes (the main one,
         then `others`, those of the named inputs), then defaults, then what the caller gave.
-        A default may itself be an expression over the built-ins (`$in_channels`,
-        `$in_channels // 4`), checked when the block was defined."""
+        A default may itself be an expression over the built-ins (`$in_channels // 4`) and the
+        other parameters (`padding: $kernel // 2`), checked when the block was defined."""
         env = {"in_channels": in_shape[0]}
         if len(in_shape) == 3:
             env.update(in_height=in_shape[1], in_width=in_shape[2])
         for name, shape in zip(self.extra_inputs, others):
             env.update(zip((f"{name}_{d}" for d in EXTRA_DIMS), shape))
-        for k, decl in self.params.items():
-            if "default" in decl:
-                d = decl["default"]
-                env[k] = evaluate(parse(d), env) if is_expression(d) else d
         env.update(given)
+        computed = {}
+        for k, decl in self.params.items():
+            if "default" in decl and k not in given:
+                d = decl["default"]
+                if is_expression(d):
+                    computed[k] = parse_value(d)
+                else:
+                    env[k] = d
+        while computed:  # a default over other parameters (`padding: $kernel // 2`) after those it reads; no cycles (checked)
+            ready = [k for k, tree in computed.items() if all(v in env for v, _ in variables(tree))]
+            for k in ready:
+                env[k] = evaluate(computed.pop(k), env)
+            if not ready:  # only in a definition already reported as broken
+                raise ExprError(f"the defaults of {', '.join(computed)} read each other", 0)
         return env
 
 

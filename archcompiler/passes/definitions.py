@@ -57,6 +57,31 @@ def _check_recursion(new: list[Composite], registry: Registry, diags: Diagnostic
     return broken
 
 
+def _default_cycle(block: Composite, start: str) -> list[str] | None:
+    """The chain by which `start`'s default reads itself (padding -> kernel -> padding), or None."""
+    def reads(name: str) -> list[str]:
+        d = (block.params.get(name) or {}).get("default")
+        if not is_expression(d):
+            return []
+        try:
+            return [v for v, _ in variables(parse_value(d)) if v in block.params]
+        except ExprError:
+            return []
+
+    path, stack = [start], [iter(reads(start))]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            path.pop()
+        elif nxt == start:
+            return path + [start]
+        elif nxt not in path:
+            path.append(nxt)
+            stack.append(iter(reads(nxt)))
+    return None
+
+
 def _string_choices(decl) -> list | None:
     """The strings a parameter may hold, for checking `$p == 'x'` where the block is defined:
     its enum's strings (also inside oneOf), or None when any string goes or it is untyped."""
@@ -118,9 +143,15 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
                 sound = False
                 continue
             for var, _ in names:
-                if var not in block.builtin_vars:
-                    hint = did_you_mean(f"${var}", [f"${v}" for v in block.builtin_vars])
-                    diags.error("E206", f"the default of '{pname}' may only use ${', $'.join(block.builtin_vars)}, got '{d}'{hint}", block.doc.span(at))
+                if var not in declared:
+                    hint = did_you_mean(f"${var}", [f"${v}" for v in declared])
+                    diags.error("E206", f"the default of '{pname}' may use the block's parameters and ${', $'.join(block.builtin_vars)}, "
+                                f"got '{d}'{hint}", block.doc.span(at))
+                    sound = False
+                    break
+            else:
+                if cycle := _default_cycle(block, pname):
+                    diags.error("E206", f"the default of '{pname}' depends on itself: {' -> '.join('$' + c for c in cycle)}", block.doc.span(at))
                     sound = False
         elif "default" in decl:
             rules = {k: v for k, v in decl.items() if k not in ("default", "description")}
