@@ -1791,3 +1791,32 @@ def test_a_default_may_read_the_blocks_other_parameters():
                     "one.a.conv": (0, 0), "one.b.conv": (0, 0)}
     assert "self.a = Cbs(in_channels, out=out, padding=k // 2, kernel=k)" in net.source
     assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_count_that_is_a_parameter_gives_one_class_whatever_its_value():
+    """YOLOv5's C3 repeats its bottleneck `$n` times, once in some stages: the single instance
+    is written as the loop the others are, so every use shares one class."""
+    net = Compiled(check_text(spec("""
+        archc: 1
+        name: c3s
+        input: [8, 16, 16]
+        blocks:
+          unit:
+            params: {k: {type: integer, minimum: 1, default: 1}}
+            nodes:
+              conv: {type: conv, kernel: $k, padding: $k // 2}
+          c3:
+            params: {n: {type: integer, minimum: 1}}
+            nodes:
+              m: {type: unit, repeat: $n, k: 2 * ($index % 2) + 1}
+        nodes:
+          one: {type: c3, n: 1}
+          three: {type: c3, n: 3}
+    """), "c3s.yaml"))
+    classes = [line.split("(")[0][6:] for line in net.source.splitlines() if line.startswith("class ")]
+    assert classes == ["Unit", "C3", "C3s"], classes
+    assert "*[Unit(in_channels, k=2 * (index % 2) + 1) for index in range(n)]" in net.source
+    model = net.module(seed=0)
+    assert [len(model.one.m), len(model.three.m)] == [1, 3]
+    assert [m.conv.kernel_size for m in model.three.m] == [(1, 1), (3, 3), (1, 1)]
+    assert_emitted_equals_inferred(net, batch=1)

@@ -253,6 +253,10 @@ class Emitter:
         loop = "index" if any(_INDEX_MARK in p for p in parts) else "_"
         first = parts[0].replace(_INDEX_MARK, "0")
         symbolic = is_symbolic(count) and bool(rest)  # the count is a block parameter
+        if is_symbolic(count) and not rest and not node.meta.get("has_first"):
+            # one instance of a count that is a parameter: the loop that other counts write (each
+            # instance is built as the first is), so that one class fits every count
+            return [f"*[{parts[0]} for {loop} in range({literal(count)})]"]
         if (symbolic or len(rest) >= 2) and all(p == rest[0] for p in rest):
             n = literal(count) if symbolic else str(len(parts))
             if parts[0] == rest[0]:

@@ -484,7 +484,7 @@ def _build_repeat(name: str, raw: dict, previous: str, block, scope: Scope) -> N
         return None
     body = Graph(block.name, instances, prev[0], span=scope.span(*here, key=True), inputs=formal,
                  outputs=prev if chain else [], raw_outputs=prev if chain else [])
-    meta = {"source_path": scope.path + here, "given": {}, "repeat": count, "sym_repeat": sym_count}
+    meta = {"source_path": scope.path + here, "given": {}, "repeat": count, "sym_repeat": sym_count, "has_first": bool(first)}
     return Node(name, "repeat", block.name, {"repeat": count}, inputs, {}, span=scope.span(*here, key=True), meta=meta, body=body)
 
 
