@@ -30,6 +30,32 @@ def with_checkpoint(compiled, path: str):
     return (with_classes(compiled, classes) if isinstance(classes, int) else compiled), ckpt
 
 
+def model_props(compiled, ckpt) -> dict[str, str]:
+    """What a user of the .onnx file needs besides the graph, as its metadata_props: the
+    preprocessing the weights were trained with (archc's loader: RGB pixels / 255, minus the
+    training set's channel mean, over its std when the recipe divides) and the classes in
+    output order. Without a checkpoint only the model and its input."""
+    import json
+
+    h, w = compiled.input_shape[1:]
+    props = {"archc:model": compiled.name, "archc:spec_sha256": compiled.spec_hash,
+             "archc:input": f"float32 (batch, 3, {h}, {w}), RGB, NCHW"}
+    if ckpt is None:
+        return props
+    meta = ckpt.meta
+    stats = meta.get("data_stats") or {}
+    props["archc:checkpoint"] = str(ckpt.path)
+    if "mean" in stats:
+        std = stats.get("std") or [1.0, 1.0, 1.0]
+        props.update({"archc:preprocessing": "x = (pixels / 255 - mean) / std, per RGB channel, pixels 0-255",
+                      "archc:mean": json.dumps(stats["mean"]), "archc:std": json.dumps(std)})
+    if meta.get("classes"):
+        props["archc:classes"] = json.dumps(meta["classes"])
+    if meta.get("class_names"):
+        props["archc:class_names"] = json.dumps(meta["class_names"])
+    return props
+
+
 def supported_opsets(onnx, torch) -> tuple[int, int]:
     """The opsets this installation exports: from the lowest torch's exporter implements (below
     it, it converts down and silently keeps its own when that fails) to the newest onnx knows."""
@@ -98,6 +124,7 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
     if opset is not None and written != opset:  # the exporter falls back quietly when it cannot convert
         raise ArchcError(f"the exporter wrote opset {written}, not the {opset} asked for; not writing {output}")
     say("checking the graph with onnx.checker and running it with onnxruntime against PyTorch")
+    onnx.helper.set_model_props(proto, model_props(compiled, ckpt))
     onnx.checker.check_model(proto, full_check=True)
     data = proto.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -147,6 +147,47 @@ def test_predict_agrees_with_eval(piped, tmp_path, capsys, monkeypatch):
     assert missing.returncode == 1 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow  # about 15 s: torch.export and onnxruntime
+def test_an_exported_model_carries_its_preprocessing_and_classes(piped, tmp_path, capsys, monkeypatch):
+    """The .onnx of a trained run says how to prepare an image and what each output is: read
+    from its metadata alone, onnxruntime ranks an image's classes as `archc predict` does."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from torchvision.io import decode_image, write_png
+
+    from runtime.data import load_dataset
+
+    base, _ = piped
+    _, val = load_dataset(DATA, progress=False)
+    write_png(val.images[0], str(tmp_path / "0.png"))
+    out = tmp_path / "m.onnx"
+    assert archc(capsys, monkeypatch, base, "export", "tiny.yaml", "-o", str(out), "--checkpoint", "runs/t").returncode == 0
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["archc:preprocessing"] == "x = (pixels / 255 - mean) / std, per RGB channel, pixels 0-255"
+    mean, std = (np.array(json.loads(props[k]), dtype=np.float32).reshape(1, 3, 1, 1) for k in ("archc:mean", "archc:std"))
+    pixels = decode_image(str(tmp_path / "0.png")).numpy()[None].astype(np.float32)
+    logits = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": (pixels / 255 - mean) / std})[0]
+    proc = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"), "--format", "json")
+    top = json.loads(proc.stdout)["top"][0]
+    assert int(logits.argmax()) == top["index"] and json.loads(props["archc:classes"])[top["index"]] == top["class"]
+
+
+def test_export_metadata_without_a_checkpoint_names_only_the_model():
+    from types import SimpleNamespace
+
+    from archcompiler.api import compile as compile_spec
+    from archcompiler.cli.export import model_props
+
+    net = compile_spec(TINY_SPEC)
+    assert model_props(net, None) == {"archc:model": "tiny", "archc:spec_sha256": net.spec_hash, "archc:input": "float32 (batch, 3, 64, 64), RGB, NCHW"}
+    ckpt = SimpleNamespace(path="runs/x/checkpoints/step-0000010", meta={"data_stats": {"mean": [0.5, 0.4, 0.3], "std": None},
+                                                                         "classes": ["n01", "n02"], "class_names": ["cat", "dog"]})
+    props = model_props(net, ckpt)
+    assert (props["archc:std"], props["archc:classes"], props["archc:class_names"]) == ("[1.0, 1.0, 1.0]", '["n01", "n02"]', '["cat", "dog"]')
+
+
 def write_run(path, model: str, seed: int, accs: list[float], data: str = "tiny-imagenet:/d", partial: bool = False):
     """A run directory as archc train leaves it, reduced to what compare reads."""
     from runtime.train import metrics
