@@ -90,8 +90,11 @@ def test_odd_text_from_the_spec_cannot_break_the_emitted_file(tmp_path):
     assert result.ok, [d.concise() for d in result.diagnostics]
     assert "\0" in result.data["summary"] and "\ud800" in result.data["summary"]
     source = Compiled(result).source
-    assert "<U+0000>b <U+D800>" in source and "we\"ird/x/q'''q/N.yaml" in source
+    assert "<U+0000>b <U+D800>" in source and "we\"ird\\\\x/q'''q\\\\N.yaml" in source
     assert_ruff_clean(source, tmp_path)
+    namespace: dict = {}
+    exec(compile(source, "model.py", "exec"), namespace)  # the docstring reads the backslashes as written
+    assert "\\N ends in a quote" in namespace["M"].__doc__ and "we\"ird\\x/q" in namespace["__doc__"]
 
 
 def test_a_shared_lines_comment_holds_for_every_instance():

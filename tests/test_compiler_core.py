@@ -937,6 +937,8 @@ def test_a_string_parameter_compares_with_a_quoted_string():
     ("abs($k) == 1", "unknown function 'abs': the functions are min(), max(), round() and int()"),
     ("$k == 'x'", "$k holds no strings, so it never equals 'x'"),
     ("$u == 'two'", "cannot compare 2 with 'two'"),
+    ("$mode == 'a\\\\b'", "a quoted string may not hold a backslash"),  # YAML's "\\" is one backslash
+    ("$mode == 'abc", "the string opened here is never closed with '"),
 ])
 def test_strings_and_words_in_conditions_are_explained(cond, message):
     result = check_text(spec(f"""

@@ -934,10 +934,10 @@ def _rel(n, ref, sym: str, others: list = ()) -> str:
 
 
 def docstring_text(text: str) -> str:
-    """Text from the spec (a summary, the spec's path) made safe inside a docstring: no
-    backslash escapes, no closing quotes, and each character that is not printable (a NUL,
-    a lone surrogate) written as <U+XXXX>."""
-    text = str(text).replace(chr(92), "/").replace(QUOTES, "'" * 3)
+    """Text from the spec (a summary, the spec's path) made safe inside a docstring: each
+    backslash doubled (the docstring reads `C:\\data` as written), no closing quotes, and each
+    character that is not printable (a NUL, a lone surrogate) written as <U+XXXX>."""
+    text = str(text).replace(chr(92), chr(92) * 2).replace(QUOTES, "'" * 3)
     text = "".join(c if c.isprintable() or c == " " else f"<U+{ord(c):04X}>" for c in text)
     return text[:-1] + "'" if text.endswith('"') else text  # `..."` would run into the closing quotes
 

@@ -339,6 +339,13 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             if word:
                 raise ExprError(f"unexpected '{word.group()}' in an expression: a parameter is written ${word.group()}, "
                               f"and a string to compare with is quoted, '{word.group()}'", at)
+            if ch in "'\"":
+                close = text.find(ch, at + 1)
+                if close < 0:
+                    raise ExprError(f"the string opened here is never closed with {ch}", at)
+                slash = text.find(chr(92), at + 1, close)
+                if slash >= 0:
+                    raise ExprError("a quoted string may not hold a backslash; compare with a value that has none", slash)
             hint = "; only + - * / // % min() max() round() int(), A if C else B, and parentheses" if ch in "^.<>=!&|" else ""
             raise ExprError(f"unexpected '{ch}' in an expression{hint}", at)
         kind = m.lastgroup
