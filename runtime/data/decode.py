@@ -137,6 +137,9 @@ def decode_one(path: Path, resize: bool = False, size: tuple[int, int] = DEFAULT
     claimed = _header_size(data, kind)
     if claimed is not None and claimed[0] * claimed[1] > MAX_PIXELS:
         raise DataError(f"its header says {claimed[0]}x{claimed[1]} pixels, more than the {MAX_PIXELS:,} archc decodes")
+    short = _png_short(data) if kind == "PNG" else None
+    if short:  # libpng's "Not enough image data" kills the process inside torchvision instead of raising
+        raise DataError(f"corrupt or truncated PNG ({short})")
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         # A palette PNG (colour type 3) decodes UNCHANGED to its palette indices: its colours come with RGB.
@@ -158,6 +161,56 @@ def decode_one(path: Path, resize: bool = False, size: tuple[int, int] = DEFAULT
             raise _Refused(f"is {image.shape[2]}x{image.shape[1]}")
         image, was_resized = resize_center(image, size), True
     return image, was_gray, was_resized
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))  # x0, y0, dx, dy
+
+
+def _png_short(data: bytes) -> str | None:
+    """Why a PNG holds less image data than its header promises, or None. torchvision's decoder
+    (0.29) segfaults on such a file, complete with its end chunk but short of rows; so the
+    IDAT chunks are inflated here first, counting bytes without keeping them. Other damage is
+    left to the decoder, which reports it."""
+    import struct
+    import zlib
+
+    pos, header, chunks = 8, None, []
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            chunks.append(body)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None or len(header) < 13 or not chunks:
+        return None
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header[:13])
+    if colour not in _PNG_CHANNELS or depth not in (1, 2, 4, 8, 16):
+        return None
+    bits = _PNG_CHANNELS[colour] * depth
+
+    def rows(w: int, h: int) -> int:  # each row: a filter byte, then its pixels' bytes
+        return h * (1 + (w * bits + 7) // 8) if w and h else 0
+
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    expected = sum(rows((width - x0 + dx - 1) // dx if width > x0 else 0, (height - y0 + dy - 1) // dy if height > y0 else 0)
+                   for x0, y0, dx, dy in passes)
+    inflate, got = zlib.decompressobj(), 0
+    try:
+        for chunk in chunks:
+            pending = chunk
+            while pending and got < expected:
+                got += len(inflate.decompress(pending, 1 << 20))
+                pending = inflate.unconsumed_tail
+            if got >= expected:
+                return None
+    except zlib.error:
+        return None  # the decoder says what is wrong with the stream
+    return f"not enough image data: {got:,} of the {expected:,} bytes its {width}x{height} header needs"
 
 
 def _header_size(data: bytes, kind: str) -> tuple[int, int] | None:

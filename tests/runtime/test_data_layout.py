@@ -209,6 +209,43 @@ def test_a_png_whose_header_claims_a_huge_image_is_refused_before_decoding(tmp_p
         decode_one(tmp_path / "big.png")
 
 
+def png(pixels, interlace: bool = False, keep: float = 1.0) -> bytes:
+    """An 8-bit RGB PNG of `pixels` (H, W, 3), written by hand (PIL writes no interlaced
+    ones): rows with filter 0, Adam7's seven passes when `interlace`, and only the first
+    `keep` of the image data, as a file cut short inside IDAT but ended properly."""
+    import zlib
+
+    import numpy as np
+
+    h, w, _ = pixels.shape
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)) if interlace else ((0, 0, 1, 1),)
+    raw = b"".join(b"\0" + row.tobytes() for x0, y0, dx, dy in passes for row in np.asarray(pixels)[y0::dy, x0::dx] if row.size)
+    raw = raw[:int(len(raw) * keep)]
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    header = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 2, 0, 0, int(interlace)])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_a_png_short_of_image_data_is_an_error_not_a_crash(tmp_path, interlace):
+    """torchvision's decoder kills the process on a PNG that ends properly but holds too few
+    rows: it is refused first, by counting the inflated bytes; whole ones still decode."""
+    import numpy as np
+
+    from runtime.data.decode import decode_one
+
+    pixels = np.random.default_rng(0).integers(0, 256, (13, 11, 3), dtype=np.uint8)  # sizes that leave Adam7 passes ragged
+    (tmp_path / "whole.png").write_bytes(png(pixels, interlace))
+    image, _, _ = decode_one(tmp_path / "whole.png", size=(13, 11))
+    assert torch.equal(image, torch.from_numpy(pixels).permute(2, 0, 1))
+    (tmp_path / "short.png").write_bytes(png(pixels, interlace, keep=0.99))
+    with pytest.raises(DataError, match=r"corrupt or truncated PNG \(not enough image data: \d+ of the \d+ bytes its 11x13 header needs\)"):
+        decode_one(tmp_path / "short.png", size=(13, 11))
+
+
 def test_a_16_bit_png_is_scaled_to_8_bits_not_wrapped(tmp_path):
     import numpy as np
     from PIL import Image
