@@ -233,6 +233,10 @@ def build_config(compiled, args, run_dir: Path):
     flags = {k: v for k, v in flags.items() if v is not None}
     notes = {"spec": str(args.spec), "spec_sha256": compiled.spec_hash}
     if not args.resume:
+        if "data" in flags:  # a folder by its absolute path: the run's config names it from anywhere (eval, --resume)
+            from runtime.data.load import absolute_spec
+
+            flags["data"] = absolute_spec(flags["data"])
         return resolve(compiled.train, {**flags, "notes": notes}, recipe=args.recipe)
     # Resuming: the run's own config is the base, so the run goes on exactly as it started.
     from runtime.errors import RuntimeUserError
@@ -254,6 +258,7 @@ def build_config(compiled, args, run_dir: Path):
         trained = with_classes(compiled, saved.num_classes).spec_text if head(compiled)[1] is not None else trained
     if copy.exists() and copy.read_text(errors="replace") != trained:
         raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
+    _resumed_data(flags, saved, args)
     changed = [k for k, v in flags.items() if k not in RESUMABLE and v != getattr(saved, k)]
     if args.recipe is not None and args.recipe != saved.recipe:
         changed.append("recipe")
@@ -270,10 +275,36 @@ def build_config(compiled, args, run_dir: Path):
         args.resume_note = (f"archc: {run_dir} stopped at its --max-steps {saved.max_steps}; going on to the end of epoch {values['epochs']} "
                             "(give --max-steps to stop sooner)")  # said once the checkpoint is known to be sound
     config = TrainConfig.from_dict(values)
+    if getattr(args, "data_moved", None):  # config.json records where the data is now
+        config = dataclasses.replace(config, data=args.data_moved[1])
+        moved = f"archc: the run's data {saved.data} is not there any more; reading {args.data_moved[1]}, checked against the run's"
+        args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), moved]))
     if config.epochs != saved.epochs:
         change = _schedule_change(run_dir, saved, config, data.get("steps_per_epoch"))
         args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), change]))
     return config
+
+
+def _resumed_data(flags: dict, saved, args) -> None:
+    """The data of a resumed run: the same folder written another way (relative, through a
+    link) is the same data; a folder that has moved may be given where it is now, and the
+    checkpoint's counts and channel mean then check that it is the same set."""
+    from runtime.data.load import absolute_spec, parse_spec, same_folder
+    from runtime.errors import RuntimeUserError
+
+    given = flags.get("data")
+    stored = saved.data
+    if given is None:
+        parsed = parse_spec(stored)
+        if parsed.kind == "directory" and not parsed.path.exists():
+            raise RuntimeUserError(f"--resume: the run's data {parsed.path} is not there any more; if it moved, give --data with "
+                                   "where it is now (its image counts and channel mean are checked against the run's)")
+        return
+    if given == stored or same_folder(given, stored):
+        flags["data"] = stored
+    elif parse_spec(stored).kind == "directory" and not parse_spec(stored).path.exists() and parse_spec(given).kind == "directory":
+        flags["data"] = stored  # compared as unchanged; read from where it is now
+        args.data_moved = (stored, absolute_spec(given))
 
 
 def _schedule_change(run_dir: Path, saved, config, steps_per_epoch) -> str | None:
@@ -342,7 +373,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
             # a corrupt checkpoint, or one of another run, should fail now, not after minutes of decoding
             from archcompiler.cli.resume import check_same_run
 
-            check_same_run(checkpoint.load(run_dir), compiled, config)
+            moved = getattr(args, "data_moved", None)  # the checkpoint names the data where it was
+            check_same_run(checkpoint.load(run_dir), compiled, dataclasses.replace(config, data=moved[0]) if moved else config)
             if note:
                 print(note, file=sys.stderr)
         train_set, val_set = _load_data(config.data, args, world, size)

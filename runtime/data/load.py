@@ -13,6 +13,7 @@ size, and a directory's images must have it (or be resized to it, with `resize=T
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,27 @@ def parse_spec(spec: str, *, seed: int = 0) -> DatasetSpec:
         raise RuntimeUsageError(f"unknown kind of dataset '{head}' in '{spec}'; use synthetic[:...], "
                                 f"{', '.join(p + ':DIR' for p in LAYOUT_PREFIXES)}, or a dataset folder")
     return DatasetSpec("directory", path=Path(spec))
+
+
+def absolute_spec(spec: str) -> str:
+    """`spec` with its folder made absolute (`imagefolder:data/pets` -> `imagefolder:/home/me/data/pets`),
+    so that a run's config names its data from any working directory; synthetic specs as given."""
+    import os
+
+    head, sep, rest = spec.partition(":")
+    if head == "synthetic":
+        return spec
+    if head in LAYOUT_PREFIXES and sep and rest:
+        return f"{head}:{os.path.abspath(rest)}"
+    return os.path.abspath(spec)
+
+
+def same_folder(a: str, b: str) -> bool:
+    """Whether two dataset specs name one folder in one layout (a relative path, a link)."""
+    pa, pb = parse_spec(a), parse_spec(b)
+    if pa.kind != "directory" or pb.kind != "directory" or None not in (pa.layout, pb.layout) and pa.layout != pb.layout:
+        return False
+    return pa.path.resolve() == pb.path.resolve()
 
 
 def load_dataset(
@@ -101,6 +123,8 @@ def _synthetic_config(options: str, seed: int) -> SyntheticConfig:
             values[key] = float(value) if key == "noise" else int(value)
         except ValueError:
             raise RuntimeUsageError(f"synthetic option {key} wants a number, got '{value}'") from None
+        if key == "noise" and not math.isfinite(values[key]):
+            raise RuntimeUsageError(f"synthetic option noise wants a finite number, got '{value}'")
     try:
         return SyntheticConfig(**values)
     except ValueError as e:

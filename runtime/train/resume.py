@@ -136,6 +136,10 @@ def load_optimizer_state(optimizer, state: dict) -> None:
         group.update(implementation)
 
 
+def _rgb(values) -> str:
+    return "(" + ", ".join(f"{v:.6f}" for v in values) + ")"
+
+
 def restore(run_dir: Path, raw: nn.Module, optimizer, data_meta: dict, world, device) -> State:
     # Rank 0 reads and sends: in a multi-node job the other nodes need not see the run directory.
     ckpt = on_main(world, lambda: checkpoint.load(run_dir))
@@ -146,7 +150,13 @@ def restore(run_dir: Path, raw: nn.Module, optimizer, data_meta: dict, world, de
         for key in ("train_images", "val_images", "classes"):
             if saved["data_stats"][key] != data_meta[key]:
                 raise RuntimeUserError(f"--resume: the data differs from the run's ({key}: {saved['data_stats'][key]} then, "
-                                        f"{data_meta[key]} now); give the same --data")
+                                        f"{data_meta[key]} now); resume it on the data it started with")
+        # The same counts with other pixels (an image replaced, edited, or another version of the
+        # set): the training set's channel mean is exact (integer sums in float64), so it shows.
+        then = saved["data_stats"].get("mean")
+        if then is not None and then != data_meta["mean"]:
+            raise RuntimeUserError(f"--resume: the training images differ from the run's (the same counts, but their channel mean "
+                                   f"was {_rgb(then)}, now {_rgb(data_meta['mean'])}); resume it on the data it started with")
         state = State(**{k: saved[k] for k in State().to_dict()})
         rng = saved["rng"]
     except (KeyError, TypeError, ValueError) as e:

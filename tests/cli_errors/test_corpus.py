@@ -327,7 +327,7 @@ def test_a_resume_reads_the_data_the_run_started_with(results, corpus_base):
     _, resumed = results["resume-keeps-cache-dir"]
     assert first["code"] == 0 and resumed["code"] == 0, first["err"] + resumed["err"]
     good = corpus_base / "c" / "good"
-    assert f"resuming with the run's data: data/folder, cache {good / 'cache'}" in resumed["err"]
+    assert f"resuming with the run's data: {corpus_base / 'data' / 'folder'}, cache {good / 'cache'}" in resumed["err"]  # recorded absolute
     assert "resumed c/good/run at step 1" in resumed["out"]
     assert not (good / "default-cache").exists()  # no second decode into the default place
     assert len(list((good / "cache").iterdir())) == 1

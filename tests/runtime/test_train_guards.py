@@ -293,3 +293,45 @@ def test_more_epochs_on_resume_say_when_they_rewrite_the_schedule(spec, capsys, 
     assert archc(capsys, monkeypatch, "train", spec, *common, "--out", "stairs")[0] == 0
     code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "stairs", "--resume", "--epochs", "3", "--max-steps", "6", "--no-progress")
     assert code == 0 and "rewrites" not in err, err
+
+
+def test_a_runs_data_is_named_by_its_absolute_path_and_may_move_but_not_change(tmp_path, capsys, monkeypatch):
+    """`--data pets` from the project folder is stored as its absolute path, so --resume works
+    from anywhere; a set that moved is given where it is now, and one whose pixels changed
+    (the same counts) is refused by its channel mean."""
+    import os
+
+    project = tmp_path / "project"
+    make_imagefolder(project / "pets", per_class=8, val=2)
+    (project / "tiny.yaml").write_text(TINY_SPEC)
+    monkeypatch.setenv("ARCHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(project)
+    common = ["--batch-size", "4", "--epochs", "2", "--no-progress"]
+    assert archc(capsys, monkeypatch, "train", "tiny.yaml", "--data", "pets", "--out", "run", "--max-steps", "2", *common)[0] == 0
+    assert json.loads((project / "run" / "config.json").read_text())["data"] == str(project / "pets")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = archc(capsys, monkeypatch, "train", "project/tiny.yaml", "--out", "project/run", "--resume", "--max-steps", "3", *common)
+    assert code == 0, err
+    (project / "pets").rename(tmp_path / "moved")
+    code, _, err = archc(capsys, monkeypatch, "train", "project/tiny.yaml", "--out", "project/run", "--resume", "--max-steps", "4", *common)
+    assert code == 1 and "the run's data " + str(project / "pets") + " is not there any more; if it moved, give --data" in err
+    code, _, err = archc(capsys, monkeypatch, "train", "project/tiny.yaml", "--out", "project/run", "--resume", "--max-steps", "4",
+                         "--data", "moved", *common)
+    assert code == 0 and "is not there any more; reading " + str(tmp_path / "moved") in err, err
+    assert json.loads((project / "run" / "config.json").read_text())["data"] == str(tmp_path / "moved")
+    shutil.copytree(tmp_path / "moved", tmp_path / "edited")
+    os.replace(tmp_path / "edited" / "train" / "cat" / "001.jpg", tmp_path / "edited" / "train" / "cat" / "000.jpg")
+    shutil.copy(tmp_path / "edited" / "train" / "cat" / "002.jpg", tmp_path / "edited" / "train" / "cat" / "001.jpg")
+    (tmp_path / "moved").rename(tmp_path / "gone")
+    code, _, err = archc(capsys, monkeypatch, "train", "project/tiny.yaml", "--out", "project/run", "--resume", "--max-steps", "5",
+                         "--data", "edited", *common)
+    assert code == 1 and "the training images differ from the run's (the same counts, but their channel mean was" in err, err
+
+
+def test_a_synthetic_noise_that_is_not_finite_is_refused():
+    from runtime.data.load import parse_spec
+    from runtime.errors import RuntimeUsageError
+
+    for value in ("nan", "inf", "-inf"):
+        with pytest.raises(RuntimeUsageError, match=f"noise wants a finite number, got '{value}'"):
+            parse_spec(f"synthetic:noise={value}")
