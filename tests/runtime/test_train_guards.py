@@ -335,3 +335,16 @@ def test_a_synthetic_noise_that_is_not_finite_is_refused():
     for value in ("nan", "inf", "-inf"):
         with pytest.raises(RuntimeUsageError, match=f"noise wants a finite number, got '{value}'"):
             parse_spec(f"synthetic:noise={value}")
+
+
+def test_resume_on_a_complete_run_trains_nothing_and_touches_nothing(spec, capsys, monkeypatch, tmp_path):
+    """A job script that always passes --resume: a finished run is left byte for byte."""
+    assert archc(capsys, monkeypatch, "train", spec, "--data", DATA, "--batch-size", "16", "--epochs", "1", "--no-progress", "--out", "run")[0] == 0
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in sorted((tmp_path / "run").rglob("*"))}
+    code, out, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--no-progress")
+    assert code == 0 and "run is complete (1 of 1 epochs); nothing to train (--epochs N trains it further)" in out, err
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None) for p in sorted((tmp_path / "run").rglob("*"))}
+    assert after == before
+    code, out, _ = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--epochs", "2", "--no-progress")
+    assert code == 0 and "nothing to train" not in out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_completed"] == 2
