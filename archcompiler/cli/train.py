@@ -425,6 +425,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
                           extra_files={"spec.yaml": compiled.spec_text}, world=world,
                           dashboard_texts={"model/layers": "    " + compiled.table().replace("\n", "\n    ")})
         except Interrupted as e:
+            if not world.main:  # rank 0 says where the run stopped and how to go on, once
+                raise SystemExit(130) from None
             hint = (f"archc train {args.spec} --out {run_dir.parent} --resume --seeds {args.seeds}" if args.seeds is not None
                     else f"archc train {args.spec} --out {run_dir} --resume")  # a group resumes as a whole
             # with no checkpoint, --resume starts it again with the settings it recorded
@@ -580,6 +582,8 @@ def _relaunch(args, argv: list[str]) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // args.nproc))}
     code, how = _torchrun(command, env)
+    if how == "interrupted":
+        return 130
     if code != 0:
         why = how or ("Ctrl-C" if code == 130 else "a process that stopped")
         print(f"archc: error: training stopped: {why} (torchrun exit {code})" + ("" if how else "; the processes' own messages are above"),
@@ -613,12 +617,27 @@ def _torchrun(command: list[str], env: dict) -> tuple[int, str]:
     archc process has already said what went wrong, in one line. Returns torchrun's exit code
     and what its report says of a process that died without a word (killed by a signal).
     With ARCHC_DEBUG set, everything is shown."""
-    # Ctrl-C reaches torchrun and the workers from the terminal; the workers save a checkpoint
-    # and torchrun reports, so this process only waits for them.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # torchrun and the workers run in a session of their own, and this process passes each
+    # SIGINT or SIGTERM it gets to torchrun, which sends it on to every worker: Ctrl-C (which the
+    # terminal now sends here alone) and a scheduler's SIGTERM to this process alike reach each
+    # worker once, and each saves its checkpoint (within torchrun's 30 s shutdown timeout).
+    # Before, a SIGTERM killed only this process and the workers trained on, orphaned; and a
+    # Ctrl-C reached each worker twice, from the terminal and from torchrun, the second of which
+    # means "quit without saving".
     debug = bool(os.environ.get("ARCHC_DEBUG"))
+    proc, stopped = None, []
+
+    def forward(signum, frame):
+        stopped.append(signum)
+        if proc is not None and proc.poll() is None:
+            try:
+                os.kill(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
+        proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
         held: list[str] = []  # from a "Traceback" line on: torchrun's report, or a worker's own (debug) traceback
         codes: list[int] = []
         for line in proc.stderr:
@@ -631,6 +650,9 @@ def _torchrun(command: list[str], env: dict) -> tuple[int, str]:
                 sys.stderr.write(line)
             sys.stderr.flush()
         code = proc.wait()
+        if stopped:  # rank 0 said where it stopped and how to continue; torchrun's SignalException says nothing more
+            sys.stderr.writelines(h for h in held if h.startswith("archc: "))
+            return 130, "interrupted"
         if held and not any("ChildFailedError" in h for h in held):
             sys.stderr.writelines(held)  # not torchrun's report: show it
         else:
@@ -639,4 +661,5 @@ def _torchrun(command: list[str], env: dict) -> tuple[int, str]:
         how = f"a process was killed by signal {', '.join(map(str, signals))}" + (" (SIGKILL: out of memory?)" if 9 in signals else "") if signals else ""
         return code, how
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -146,7 +146,7 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     if resume:
         reporter.line(f"resumed {run_dir} at step {state.step} (epoch {state.epoch}, batch {state.batch}/{steps_per_epoch})")
     try:
-        with StopOnSignal() as stop:
+        with StopOnSignal(say=world.main) as stop:
             trainer.stop = stop
             status = trainer.run()
     except (Interrupted, KeyboardInterrupt) as e:

@@ -86,9 +86,10 @@ class StopOnSignal:
     """Ctrl-C (or SIGTERM from a scheduler) asks the loop to stop after the current step and
     checkpoint; a second Ctrl-C quits at once, leaving the previous checkpoint in place."""
 
-    def __init__(self):
+    def __init__(self, say: bool = True):
         self.requested = False
         self._old = {}
+        self.say = say  # under DDP rank 0 alone says it, once
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -100,7 +101,8 @@ class StopOnSignal:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping after this step to save a checkpoint; press Ctrl-C again to quit without saving", file=sys.stderr, flush=True)
+        if self.say:
+            print("\nstopping after this step to save a checkpoint; press Ctrl-C again to quit without saving", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from archcompiler.cli import train as train_cli
+from tests.conftest import ROOT
 from tests.runtime.train_helpers import TINY_SPEC
 
 DRIVER = Path(__file__).with_name("ddp_driver.py")
@@ -83,3 +85,36 @@ def test_a_process_killed_without_a_word_is_named_and_a_worker_traceback_is_kept
     other = "import sys\nprint('Traceback (most recent call last):', file=sys.stderr)\nprint('ValueError: x', file=sys.stderr)\nsys.exit(1)\n"
     assert train_cli._torchrun([sys.executable, "-c", other], dict(os.environ)) == (1, "")
     assert capfd.readouterr().err == "Traceback (most recent call last):\nValueError: x\n"  # not torchrun's report: shown
+
+
+def test_a_sigterm_to_the_launcher_reaches_every_worker_once(tmp_path):
+    """A scheduler stops `archc train --nproc N` by signalling its process alone: the launcher
+    passes the signal to torchrun, which sends it on, so each worker gets it once, stops and
+    saves (here: says so), instead of training on, orphaned, after the launcher died."""
+    worker = ("import signal, sys, time\n"
+              "got = []\n"
+              "signal.signal(signal.SIGTERM, lambda s, f: got.append(s))\n"
+              "print('ready', file=sys.stderr, flush=True)\n"
+              "end = time.monotonic() + 60\n"
+              "while not got and time.monotonic() < end:\n"
+              "    time.sleep(0.05)\n"
+              "time.sleep(1)  # a second signal would arrive by now\n"
+              "print(f'worker got {got}', file=sys.stderr, flush=True)\n")
+    torchrun = ("import signal, subprocess, sys\n"  # as torchrun does: it sends a signal it gets on to each worker
+                f"workers = [subprocess.Popen([sys.executable, '-c', {worker!r}]) for _ in range(2)]\n"
+                "signal.signal(signal.SIGTERM, lambda s, f: [w.send_signal(s) for w in workers])\n"
+                "sys.exit(max(w.wait() for w in workers))\n")
+    launcher = ("import os, sys\n"
+                "from archcompiler.cli import train\n"
+                f"code, _ = train._torchrun([sys.executable, '-c', {torchrun!r}], dict(os.environ))\n"
+                "print('launcher done', code, file=sys.stderr, flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", launcher], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    ready = 0
+    for line in proc.stderr:
+        ready += line.strip() == "ready"
+        if ready == 2:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=30) == 0
+    assert rest.count("worker got [15]\n") == 2 and "launcher done 130" in rest, rest  # each once: a second means "quit without saving"
