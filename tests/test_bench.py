@@ -531,3 +531,17 @@ def test_bench_predict_puts_the_roofline_beside_each_row(tiny, fake_peak, monkey
     for mode in ("train", "infer"):
         want, _ = predict_seconds(step_costs(net.graph, net.result.registry, 4, mode, "off", "sgd"), FAKE_PEAK, FAKE_PEAK / 10)
         assert f"tiny emitted {mode} eager batch 4: measured 10.0 ms, predicted {1000 * want:.1f} ms, measured/predicted {0.010 / want:.2f}" in out
+
+
+def test_a_row_above_the_peak_says_the_peak_is_wrong():
+    """MFU over 100% is impossible: the table says the peak was measured under load or is stale."""
+    from runtime.bench.report import render_table
+
+    peak = {"flops_per_s": 1e11, "matmul_flops_per_s": 5e10, "conv_flops_per_s": 1e11, "cached": True, "measured": "2026-11-30T00:00",
+            "method": "probe"}
+    rows = [Row("s", "emitted", mode, False, 8, 8, "cpu", "off", False, 1, 10**9, images_per_s=1.0, mfu=m, step_ms_median=8.0, step_ms_min=7.0,
+                step_ms_max=9.0, tflops=0.1) for mode, m in (("train", 0.4), ("infer", 1.398))]
+    text = render_table(BenchResult("m", "2026-01-01", "2.x", "archc bench", "cpu", 2, peak, "", rows=rows))
+    assert "139.8%" in text and "warning: 1 row(s) exceed the peak (MFU over 100%): the cached peak was measured while other work ran" in text
+    rows[1].mfu = 0.9
+    assert "exceed the peak" not in render_table(BenchResult("m", "2026-01-01", "2.x", "archc bench", "cpu", 2, peak, "", rows=rows))

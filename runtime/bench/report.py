@@ -83,6 +83,9 @@ def render_table(result: BenchResult) -> str:
                    f"({'cached' if peak.get('cached') else 'measured'} {peak['measured'][:10]}; matmul "
                    f"{peak['matmul_flops_per_s'] / 1e12:.3f}, conv {peak['conv_flops_per_s'] / 1e12:.3f})."),
               f"Peak method: {peak['method']}.",
+              *([f"warning: {over} row(s) exceed the peak (MFU over 100%): the {'cached' if peak.get('cached') else 'measured'} peak "
+                 "was measured while other work ran, or is stale; measure it again with --peak-refresh on a quiet machine"]
+                if (over := sum(r.mfu is not None and r.mfu > 1 for r in result.rows)) else []),
               "FLOPs are analytic (forward as FlopCounterMode counts; train adds the backward pass).",
               f"Memory: {result.memory_method or 'not measured'}."
               + (f" Allocator: {result.allocator}." if result.allocator else ""),
