@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from archcompiler.errors import ArchcError
-from archcompiler.passes.memory import largest_batch
+from archcompiler.passes.memory import largest_batch, largest_conv_copies
 
 # Held back from the free memory: the model of the peak is within a few percent of the
 # measured tensor peak (docs/benchmarks.md), and what it leaves out (the CUDA caching
@@ -47,7 +47,9 @@ def auto_batch(compiled, mode: str, optimizer: str, amp: str, device, cap: int |
                          f"({100 - 100 * MARGIN:.0f}% of the {free / 2**30:.2f} GiB free)")
     batch, memory = found
     capped = f"; capped at {cap}" if cap and batch == cap else ""
+    copies = batch * largest_conv_copies(compiled.graph, compiled.result.registry, amp) if device.type == "cpu" else 0
+    room = f" + {copies / 2**30:.2f} GiB for oneDNN's transient copies" if copies else ""
     print(f"batch size auto: {batch} ({mode}, {optimizer if mode == 'train' else 'no optimizer'}, amp {amp}): predicted peak "
-          f"{memory.peak_bytes / 2**30:.2f} GiB of a budget of {budget / 2**30:.2f} GiB, {100 - 100 * MARGIN:.0f}% of "
+          f"{memory.peak_bytes / 2**30:.2f} GiB{room} of a budget of {budget / 2**30:.2f} GiB, {100 - 100 * MARGIN:.0f}% of "
           f"{free / 2**30:.2f} GiB free ({source}){capped}", file=sys.stderr)
     return batch
