@@ -1822,3 +1822,34 @@ def test_a_count_that_is_a_parameter_gives_one_class_whatever_its_value():
     assert [len(model.one.m), len(model.three.m)] == [1, 3]
     assert [m.conv.kernel_size for m in model.three.m] == [(1, 1), (3, 3), (1, 1)]
     assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_conditional_default_over_expressions_keeps_their_grouping():
+    """Ultralytics' dilated autopad as one conditional default, given a kernel that is itself an
+    expression at the use: `k` as `kk + 2` must read `(kk + 2) // 2`, never `kk + 2 // 2`."""
+    net = Compiled(check_text(spec("""
+        archc: 1
+        name: autopad
+        input: [4, 16, 16]
+        blocks:
+          cv:
+            params:
+              k: {type: integer, minimum: 1, default: 1}
+              d: {type: integer, minimum: 1, default: 1}
+              p: {type: integer, minimum: 0, default: "($d * ($k - 1) + 1) // 2 if $d > 1 else $k // 2"}
+            nodes:
+              conv: {type: conv, out: 4, kernel: $k, dilation: $d, padding: $p}
+          outer:
+            params:
+              kk: {type: integer, minimum: 1, default: 1}
+            nodes:
+              a: {type: cv, k: $kk + 2}
+              b: {type: cv, k: $kk * 2 + 1, d: $kk}
+        nodes:
+          o1: {type: outer}
+          o2: {type: outer, kk: 2}
+          o3: {type: outer, kk: 3}
+    """), "autopad.yaml"))
+    assert "else (kk + 2) // 2" in net.source
+    assert net.output_shape == (4, 17, 17)  # an even kernel (kk = 2: k = 4, p = 2) grows the map by one
+    assert_emitted_equals_inferred(net, batch=1)

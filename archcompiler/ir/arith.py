@@ -169,8 +169,14 @@ def condition_source(node: Node, env: dict, prec: int = 0) -> str:
         a, b = (_source(x, env, bracket_if=True) for x in node.args)
         return f"{a} {k} {b}"
     else:  # a boolean $parameter
-        return literal(env[node.value])
+        return _var_source(env[node.value])
     return f"({text})" if _LOGIC[k] < prec else text
+
+
+def _var_source(v) -> str:
+    """A `$name` as source: its value, or the expression it stands for, bracketed unless it is
+    one atom (`k` given as `kk + 2` reads `(kk + 2) // 2`, not `kk + 2 // 2`)."""
+    return v._wrap(ATOM) if isinstance(v, Sym) else literal(v)
 
 
 _PREC = {"+": ADD, "-": ADD, "*": MUL, "//": MUL, "/": MUL, "%": MUL, "neg": ATOM, "if": COND}  # as Sym writes them (ir/expr.py)
@@ -188,7 +194,7 @@ def _source(node: Node, env: dict, bracket_if: bool = False) -> str:
     if k == "str":
         return literal(node.value)
     if k == "var":
-        return literal(env[node.value])
+        return _var_source(env[node.value])
     if k in _CALLS:
         return f"{_CALLS[k]}({', '.join(_source(a, env) for a in node.args)})"
     if k == "if":
