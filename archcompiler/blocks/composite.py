@@ -94,10 +94,21 @@ class Composite(Block):
         while computed:  # a default over other parameters (`padding: $kernel // 2`) after those it reads; no cycles (checked)
             ready = [k for k, tree in computed.items() if all(v in env for v, _ in variables(tree))]
             for k in ready:
-                env[k] = evaluate(computed.pop(k), env)
+                try:
+                    env[k] = evaluate(computed.pop(k), env)
+                except ExprError as e:  # `$a // 0`, or a value too large: named with the default it came from
+                    raise DefaultError(k, self.params[k]["default"], str(e)) from None
             if not ready:  # only in a definition already reported as broken
                 raise ExprError(f"the defaults of {', '.join(computed)} read each other", 0)
         return env
+
+
+class DefaultError(Exception):
+    """A parameter's default that could not be computed for one use."""
+
+    def __init__(self, param: str, text: str, reason: str):
+        super().__init__(reason)
+        self.param, self.text = param, text
 
 
 def _sound_shape(shape) -> bool:

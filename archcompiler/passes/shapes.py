@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from archcompiler.blocks.composite import EXTRA_DIMS
+from archcompiler.blocks.composite import EXTRA_DIMS, DefaultError
 from archcompiler.blocks.registry import ShapeError
-from archcompiler.ir.expr import Sym, rebind, substitute
+from archcompiler.ir.arith import is_expression
+from archcompiler.ir.expr import Sym, rebind, substitute, value_of
 from archcompiler.ir.graph import Graph, Node, topological_order
 from archcompiler.passes.build import INDEX, Scope, build_graph
 
@@ -114,7 +115,13 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
                           "the emitted model would outgrow Python's recursion limit, and real networks nest a handful", scope.blame).inner = node.span
         raise _Reported()
     in_shape, others = ins[0], tuple(ins[1:])
-    env = block.bind(node.params, in_shape, others)
+    try:
+        env = block.bind(node.params, in_shape, others)
+    except DefaultError as e:
+        scope.error("E208", f"node '{node.name}' ({node.type}): the default of '{e.param}' = {e.text}: {e}", node.span)
+        raise _Reported() from None
+    if not _defaults_fit(block, env, node, scope):
+        raise _Reported()
     inner = Scope(
         doc=block.doc,
         path=block.path,
@@ -148,6 +155,39 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
         node.meta["shapes"] = [body.nodes[o].shape for o in body.results]
         node.meta["sym_shapes"] = sym_shapes
     return body.nodes[body.output].shape
+
+
+def _defaults_fit(block, env: dict, node: Node, scope: Scope) -> bool:
+    """A value a default computed for this use (`padding: $kernel // 2`, `width: $in_channels // 4`)
+    is held to its parameter's declaration (type, minimum, maximum, enum), as a given one is."""
+    from archcompiler.frontend.schema import validator
+
+    ok = True
+    for k, decl in block.params.items():
+        d = decl.get("default")
+        if k in node.params or not is_expression(d):
+            continue
+        rules = {r: v for r, v in decl.items() if r not in ("default", "description")}
+        for err in validator(rules).iter_errors(value_of(env[k])):
+            scope.error("E103", f"node '{node.name}' ({node.type}): the default of '{k}' = {d} gives {_show(value_of(env[k]))} here, "
+                        f"but {_rule(err)}", node.span)
+            ok = False
+            break
+    return ok
+
+
+def _show(v) -> str:
+    return str(v).lower() if isinstance(v, bool) else repr(v) if isinstance(v, str) else str(v)
+
+
+def _rule(err) -> str:
+    """What the declaration wants, from a jsonschema error."""
+    v, limit = err.validator, err.validator_value
+    wants = {"minimum": f"it must be at least {limit}", "maximum": f"it must be at most {limit}",
+             "exclusiveMinimum": f"it must be above {limit}", "exclusiveMaximum": f"it must be below {limit}",
+             "type": f"it must be {'an' if str(limit)[0] in 'aeiou' else 'a'} {limit}",
+             "enum": "it must be one of " + ", ".join(map(_show, limit)) if isinstance(limit, list) else "it is not allowed"}
+    return wants.get(v, f"it fails its declaration ({err.message})")
 
 
 def _repeat(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
