@@ -684,3 +684,24 @@ def test_pixel_shuffle_and_unshuffle_are_pytorchs_and_undo_each_other():
     assert "E413" in message and "factor 2 must divide the input's height and width, but it is 9x10" in message
     (message,) = errors("u: {type: pixel_shuffle, factor: 2, in: input}\nv: {type: pixel_shuffle, factor: 2}")
     assert "E413" in message and "factor 2 needs channels divisible by 4, but the input has 2" in message
+
+
+@pytest.mark.slow  # about 20 s of torch.compile; test_pad_refuses_exactly_what_pytorch_refuses_and_equals_f_pad checks the values
+def test_every_pad_mode_trains_compiled():
+    """torch.compile differentiates each mode: F.pad's replicate failed inductor's stride check
+    in its backward (archc train --compile exited 70), so replicate is emitted as indexing."""
+    compiled = net("""
+        z: {type: pad, pad: [1, 0, 2, 1]}
+        r: {type: pad, pad: 1, mode: reflect}
+        p: {type: pad, pad: [0, 2, 1, 0], mode: replicate}
+        c: {type: pad, pad: 1, mode: circular}
+        conv: {type: conv, out: 4, kernel: 3}
+    """, input_shape=(3, 6, 5))
+    assert "replicate_pad(x, (1, 0, 0, 2))" in compiled.source
+    model = compiled.module(seed=0)
+    x = randn(2, 3, 6, 5)
+    eager = torch.autograd.grad(model(x).square().sum(), list(model.parameters()))
+    fast = torch.compile(model, fullgraph=True)
+    graded = torch.autograd.grad(fast(x).square().sum(), list(model.parameters()))
+    for a, b in zip(eager, graded):
+        torch.testing.assert_close(a, b)

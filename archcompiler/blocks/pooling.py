@@ -347,17 +347,38 @@ class Pad(Block):
 
     def torch_call(self, p, args, module, refs):
         top, bottom, left, right = sides(p["pad"])
+        if p["mode"] == "replicate":
+            return f"replicate_pad({args[0]}, {literal((left, right, top, bottom))})"
         mode = "" if p["mode"] == "zeros" else f", mode={literal(PAD_MODES[p['mode']])}"
         return f"F.pad({args[0]}, {literal((left, right, top, bottom))}{mode})"
 
+    def torch_helpers(self):
+        return {"replicate_pad": REPLICATE_PAD}
+
     # memory: a constant pad's backward slices the gradient and circular's is built of slices
-    # and a cat, needing only sizes; reflect and replicate keep their input (derivatives.yaml),
-    # which CPU autocast casts to fp32 first: they are on its fp32 list (not on CUDA's).
+    # and a cat, needing only sizes; reflect keeps its input (derivatives.yaml), which CPU
+    # autocast casts to fp32 first (reflection_pad2d is on its fp32 list, not on CUDA's); the
+    # replicate helper's indexing keeps its two index vectors.
     def saved(self, p, ins, out, device):
-        return [Saved("in0", dtype="fp32" if self.runs_in_fp32(p, device) else "")] if p["mode"] in ("reflect", "replicate") else []
+        if p["mode"] == "reflect":
+            return [Saved("in0", dtype="fp32" if self.runs_in_fp32(p, device) else "")]
+        if p["mode"] == "replicate":
+            return [Saved("new", out[1], "int64", batched=False), Saved("new", out[2], "int64", batched=False)]
+        return []
 
     def runs_in_fp32(self, p, device):
-        return device == "cpu" and p["mode"] in ("reflect", "replicate")
+        return device == "cpu" and p["mode"] == "reflect"
+
+
+# F.pad's replicate mode, written as indexing: torch.compile cannot differentiate PyTorch's own
+# (inductor's replication_pad2d_backward fails its stride assertion, torch 2.14).
+REPLICATE_PAD = '''def replicate_pad(x: torch.Tensor, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """F.pad(x, pad, mode="replicate"), pad as (left, right, top, bottom): each edge pixel repeated outwards."""
+    left, right, top, bottom = pad
+    h, w = x.shape[-2:]
+    rows = torch.arange(-top, h + bottom, device=x.device).clamp(0, h - 1)
+    cols = torch.arange(-left, w + right, device=x.device).clamp(0, w - 1)
+    return x[..., rows[:, None], cols]'''
 
 
 BLOCKS = [MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), AdaptiveAvgPool(), ChannelPool(), Upsample(), Pad(), PixelShuffle(), PixelUnshuffle()]
