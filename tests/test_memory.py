@@ -303,3 +303,15 @@ def test_each_softmax_form_saves_what_its_rule_says(params):
     compiled = net(f"a: {{type: conv, out: 12}}\ns: {{type: softmax, {params[1:-1]}}}\nb: {{type: conv, out: 4}}")
     for amp in ("off", "bf16"):
         assert predicted_saved(compiled, 2, amp) == measured_saved(compiled, 2, amp), amp
+
+
+@pytest.mark.parametrize("first", ["{type: pad, pad: 3, mode: reflect}", "{type: softmax}", "{type: pad, pad: 1, mode: replicate}"])
+def test_an_op_on_the_image_alone_saves_nothing(first):
+    """The image needs no gradient: a weightless op on it (CycleGAN's reflection pad first)
+    makes no autograd node, so it saves nothing; the conv after it saves its output."""
+    from tests.test_primitives_v2 import net
+
+    compiled = net(f"first: {first}\nconv: {{type: conv, out: 4, kernel: 3}}\nact: {{type: activation}}\nlast: {{type: conv, out: 2}}",
+                   input_shape=(3, 12, 12))
+    for amp in ("off", "bf16"):
+        assert predicted_saved(compiled, 2, amp) == measured_saved(compiled, 2, amp), amp

@@ -186,7 +186,12 @@ def _saved(ops, shape, dtype, storage, batch, amp, device):
     A storage saved by several ops (a ReLU's output that the next conv saves as its input)
     is one entry, owned by the first op that saves it."""
     saved, owner, savers = {}, {}, {}
+    grad = {INPUT: False}  # whether a value needs a gradient: the image does not, and an op on it alone with no weights
+    for op in ops:        # (a pad or a softmax straight on the image) makes no autograd node, so saves nothing
+        grad[op.name] = op.node.meta["params"] > 0 or any(grad[i] for i in op.inputs)
     for k, op in enumerate(ops):
+        if not grad[op.name]:
+            continue
         ins = [shape[i] for i in op.inputs]
         for j, s in enumerate(op.block.saved(op.node.params, ins, op.node.shape, device)):
             if s.of == "param":
