@@ -44,7 +44,8 @@ def model_props(compiled, ckpt) -> dict[str, str]:
         return props
     meta = ckpt.meta
     stats = meta.get("data_stats") or {}
-    props["archc:checkpoint"] = str(ckpt.path)
+    if isinstance(meta.get("step"), int):
+        props["archc:step"] = str(meta["step"])  # the training step of the weights; not a path of this machine
     if "mean" in stats:
         std = stats.get("std") or [1.0, 1.0, 1.0]
         props.update({"archc:preprocessing": "x = (pixels / 255 - mean) / std, per RGB channel, pixels 0-255",

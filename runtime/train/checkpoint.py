@@ -129,6 +129,9 @@ def load(path, *, weights_only: bool = False) -> Checkpoint:
     """Read a checkpoint (see `resolve` for what `path` may be). `weights_only=True` skips the
     training state, for evaluation, and also accepts a bare .safetensors file."""
     if weights_only and str(path).endswith(".safetensors") and Path(path).is_file():
+        folder = Path(path).parent
+        if Path(path).name == "model.safetensors" and all((folder / f).is_file() for f in FILES):
+            return load(folder, weights_only=True)  # a checkpoint's own weights: with its meta.json (classes, preprocessing)
         return Checkpoint(Path(path), load_safetensors(path), None, {})
     folder = resolve(path)
     for attempt in range(3):

@@ -182,10 +182,24 @@ def test_export_metadata_without_a_checkpoint_names_only_the_model():
 
     net = compile_spec(TINY_SPEC)
     assert model_props(net, None) == {"archc:model": "tiny", "archc:spec_sha256": net.spec_hash, "archc:input": "float32 (batch, 3, 64, 64), RGB, NCHW"}
-    ckpt = SimpleNamespace(path="runs/x/checkpoints/step-0000010", meta={"data_stats": {"mean": [0.5, 0.4, 0.3], "std": None},
+    ckpt = SimpleNamespace(path="runs/x/checkpoints/step-0000010", meta={"data_stats": {"mean": [0.5, 0.4, 0.3], "std": None}, "step": 10,
                                                                          "classes": ["n01", "n02"], "class_names": ["cat", "dog"]})
     props = model_props(net, ckpt)
     assert (props["archc:std"], props["archc:classes"], props["archc:class_names"]) == ("[1.0, 1.0, 1.0]", '["n01", "n02"]', '["cat", "dog"]')
+    assert props["archc:step"] == "10" and not any("runs/x" in v for v in props.values())  # no path of this machine
+
+
+def test_a_checkpoints_own_weights_file_brings_its_meta(piped):
+    """`--checkpoint run/checkpoints/best/model.safetensors` is that checkpoint, meta.json and
+    all (classes, preprocessing); a bare weights file elsewhere has no meta."""
+    from runtime.train import checkpoint
+
+    base, _ = piped
+    folder = checkpoint.load(base / "runs/t", weights_only=True).path
+    inside = checkpoint.load(folder / "model.safetensors", weights_only=True)
+    assert inside.meta["data_stats"]["mean"] and inside.meta["classes"]
+    shutil.copy(folder / "model.safetensors", base / "bare.safetensors")
+    assert checkpoint.load(base / "bare.safetensors", weights_only=True).meta == {}
 
 
 def write_run(path, model: str, seed: int, accs: list[float], data: str = "tiny-imagenet:/d", partial: bool = False):
