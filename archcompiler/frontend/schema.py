@@ -409,6 +409,17 @@ def _translate(err, base: tuple, allowed_extra):
             listed += " (the spec format version this archc reads)"
         yield "E104", f"{_field(path)}{where(path)} must be {'one of ' if len(options) > 1 else ''}{listed}, got {_show(inst)}{did_you_mean(inst, options)}", path, False
         return
+    lists = [sub for sub in schema[v] if sub.get("type") == "array" and sub.get("minItems") == sub.get("maxItems")] if v in ("oneOf", "anyOf") else []
+    if isinstance(inst, list) and len(lists) > 1:
+        # lists of several fixed lengths (pad: [height, width] or four sides): the one of its length, or say which lengths
+        fits = [sub for sub in lists if sub["minItems"] == len(inst)]
+        if not fits:
+            counts = " or ".join(f"{sub['minItems']}" + (f" ({sub['description']})" if "description" in sub else "") for sub in lists)
+            yield "E103", f"{_field(path)}{where(path)} must list {counts} values, got {len(inst)}", path, False
+            return
+        for sub in validator(fits[0]).iter_errors(inst):
+            yield from _translate(sub, path, allowed_extra)
+        return
     if v in ("oneOf", "anyOf") and any(_is_pair(sub) for sub in schema[v]):
         # an integer or a [height, width] pair: report against the branch the value was meant for
         branches = [sub for sub in schema[v] if _is_pair(sub) == isinstance(inst, list)]

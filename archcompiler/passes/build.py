@@ -166,7 +166,11 @@ _OTHER_NAMES = {"linear": "affine", "fc": "affine", "dense": "affine", "conv2d":
                 "batch_norm": "batchnorm", "batchnorm2d": "batchnorm", "layer_norm": "layernorm", "group_norm": "groupnorm",
                 "cat": "concat", "interpolate": "upsample", "adaptive_avg_pool": "adaptive_avgpool", "subtract": "sub", "minus": "sub",
                 "zeropad2d": "pad", "reflectionpad2d": "pad", "zero_padding": "pad", "space_to_depth": "pixel_unshuffle",
-                "depth_to_space": "pixel_shuffle", "focus": "pixel_unshuffle"}
+                "depth_to_space": "pixel_shuffle", "focus": "pixel_unshuffle", "zeropadding2d": "pad", "zero_padding2d": "pad",
+                "reflection_pad": "pad", "reflection_pad2d": "pad", "replication_pad": "pad", "replication_pad2d": "pad",
+                "replicationpad2d": "pad", "circularpad2d": "pad", "circular_pad": "pad", "constantpad2d": "pad", "padding": "pad",
+                "spacetodepth": "pixel_unshuffle", "depthtospace": "pixel_shuffle", "pixelshuffle": "pixel_shuffle",
+                "pixelunshuffle": "pixel_unshuffle", "sub_pixel": "pixel_shuffle", "subtraction": "sub", "softmax2d": "softmax"}
 
 
 def _type_hint(type_name, registry: Registry) -> str:
@@ -177,10 +181,9 @@ def _type_hint(type_name, registry: Registry) -> str:
     key = str(type_name).lower()
     if key in MODULES and "activation" in registry.names():
         return f"; {key} is a function of the activation block: write {{type: activation, fn: {key}}}"
-    close = did_you_mean(type_name, registry.names())
-    if not close and _OTHER_NAMES.get(key) in registry.names():
+    if _OTHER_NAMES.get(key) in registry.names():  # another tool's name, before a merely similar one (reflection_pad, not reduction)
         return f"; archc calls it '{_OTHER_NAMES[key]}'"
-    return close
+    return did_you_mean(type_name, registry.names())
 
 
 def _build_node(name: str, raw: dict, previous: str, scope: Scope, here: tuple | None = None) -> Node | None:
