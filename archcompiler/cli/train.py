@@ -294,6 +294,8 @@ def build_config(compiled, args, run_dir: Path):
         config = dataclasses.replace(config, data=args.data_moved[1])
         moved = f"archc: the run's data {saved.data} is not there any more; reading {args.data_moved[1]}, checked against the run's"
         args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), moved]))
+    if config.epochs < saved.epochs:
+        _not_behind(run_dir, config.epochs, data.get("steps_per_epoch"))
     if config.epochs != saved.epochs:
         change = _schedule_change(run_dir, saved, config, data.get("steps_per_epoch"))
         args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), change]))
@@ -320,6 +322,20 @@ def _resumed_data(flags: dict, saved, args) -> None:
     elif parse_spec(stored).kind == "directory" and not parse_spec(stored).path.exists() and parse_spec(given).kind == "directory":
         flags["data"] = stored  # compared as unchanged; read from where it is now
         args.data_moved = (stored, absolute_spec(given))
+
+
+def _not_behind(run_dir: Path, epochs: int, steps_per_epoch) -> None:
+    """Fewer --epochs on resume are fine while the run has not trained past them."""
+    from runtime.errors import RuntimeUsageError
+    from runtime.train import checkpoint
+
+    last = checkpoint.read_link(run_dir, "last")
+    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1 or last is None:
+        return
+    step = checkpoint.step_of(last)
+    if step > epochs * steps_per_epoch:
+        raise RuntimeUsageError(f"--resume --epochs {epochs}: the run has trained {step} steps, past the end of epoch {epochs} "
+                                f"(step {epochs * steps_per_epoch}); give --epochs {-(-step // steps_per_epoch)} or more")
 
 
 def _schedule_change(run_dir: Path, saved, config, steps_per_epoch) -> str | None:

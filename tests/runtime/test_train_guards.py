@@ -348,3 +348,12 @@ def test_resume_on_a_complete_run_trains_nothing_and_touches_nothing(spec, capsy
     code, out, _ = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--epochs", "2", "--no-progress")
     assert code == 0 and "nothing to train" not in out
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_completed"] == 2
+
+
+def test_resume_with_fewer_epochs_than_the_run_has_trained_is_refused(spec, capsys, monkeypatch):
+    common = ["--data", DATA, "--batch-size", "16", "--no-progress"]
+    assert archc(capsys, monkeypatch, "train", spec, *common, "--epochs", "3", "--max-steps", "6", "--out", "run")[0] == 0  # 4 steps an epoch
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--epochs", "1", "--no-progress")
+    assert code == 2 and "--resume --epochs 1: the run has trained 6 steps, past the end of epoch 1 (step 4); give --epochs 2 or more" in err
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--epochs", "2", "--no-progress")
+    assert code == 0, err
