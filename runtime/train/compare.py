@@ -59,6 +59,7 @@ class Run:
             "wall_time_s": s.get("wall_time_s", sum(r.get("epoch_seconds") or 0 for r in rows) or None),
             "spec_sha256": config.get("spec_sha256"),
             "seed": config.get("seed"),
+            "settings": {k: config[k] for k in groups.RECIPE if k in config},
             "run": str(self.path),
         }
 

@@ -42,13 +42,28 @@ class Group:
         return f"{100 * mean:.2f}%" + (f" ± {100 * std:.2f}" if std is not None else "") + f" (n={self.n})"
 
 
+# The settings that make runs one experiment, repeated over seeds: runs of one model that differ
+# in any (an lr sweep) are separate groups, labelled by what differs.
+RECIPE = ("recipe", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "lr_schedule", "lr_decay", "lr_decay_every",
+          "warmup_steps", "warmup_epochs", "label_smoothing", "augment_flip", "augment_crop_padding", "normalize_std")
+
+
 def group(records: list[dict]) -> list[Group]:
-    """Records of the same model, spec text and dataset, in the order they first appear."""
+    """Records of the same model, spec text, dataset and training settings, in the order they
+    first appear; groups of one model that differ in their settings are named by the difference
+    (`tiny (lr 0.05)`)."""
     groups: dict[tuple, Group] = {}
     for r in records:
-        key = (r["model"], r.get("spec_sha256"), r.get("dataset"))
+        settings = r.get("settings") or {}
+        key = (r["model"], r.get("spec_sha256"), r.get("dataset"), tuple(sorted((k, repr(v)) for k, v in settings.items())))
         groups.setdefault(key, Group(r["model"], r.get("dataset") or "-", []))
         groups[key].records.append(r)
+    for (model, spec, dataset, _), g in groups.items():
+        siblings = [other for (m, sp, d, _), other in groups.items() if (m, sp, d) == (model, spec, dataset)]
+        if len(siblings) > 1:
+            mine = g.records[0].get("settings") or {}
+            differ = [k for k in RECIPE if len({repr((o.records[0].get("settings") or {}).get(k)) for o in siblings}) > 1]
+            g.model = f"{model} ({', '.join(f'{k} {mine.get(k)}' for k in differ)})"
     return list(groups.values())
 
 

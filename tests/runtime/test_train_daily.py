@@ -379,3 +379,16 @@ def test_a_model_that_outputs_a_map_is_refused_with_what_train_supports():
                          capture_output=True, text=True)
     assert run.returncode == 1, run.stderr
     assert "trains classifiers" in run.stderr and "2 x 128 x 128 map" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_runs_of_one_model_with_other_settings_are_other_groups(tmp_path, capsys):
+    """An lr sweep at seed 0 is not two copies of one run: each lr is its own group, named by it."""
+    for lr, accs in ((0.001, (0.40, 0.42)), (0.05, (0.47, 0.49))):
+        for seed, acc in enumerate(accs):
+            path = tmp_path / f"lr{lr}" / f"seed-{seed}"
+            write_run(path, "m", seed, [acc])
+            config = json.loads((path / "config.json").read_text())
+            (path / "config.json").write_text(json.dumps({**config, "lr": lr, "batch_size": 32}))
+    assert compare.main([*sorted(str(p) for p in tmp_path.glob("*/seed-*")), "--test"]) == 0
+    out = capsys.readouterr().out
+    assert "m (lr 0.05) vs m (lr 0.001): 48.00% ± 1.41 (n=2) vs 41.00% ± 1.41 (n=2); difference +7.00 points" in out
