@@ -1748,6 +1748,12 @@ def test_a_boolean_parameter_takes_a_condition_per_instance_and_inside_a_block()
     assert_emitted_equals_inferred(net, batch=1)
 
 
+def test_a_malformed_condition_as_a_value_is_named_as_a_condition():
+    text = CONDITION_VALUES.replace("se: $index % 2 == 1", "se: $index % 2 ==")
+    (message,) = [d.concise() for d in check_text(text, "c.yaml").diagnostics]
+    assert "E208" in message and "the expression ends too early" in message, message
+
+
 def test_a_condition_given_where_a_number_belongs_is_a_type_error():
     text = CONDITION_VALUES.replace("w: {type: conv, out: $width, kernel: 1}", "w: {type: conv, out: $width, kernel: $width > 4}")
     messages = [d.concise() for d in check_text(text, "c.yaml").diagnostics]

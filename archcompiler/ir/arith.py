@@ -94,11 +94,20 @@ def parse_value(text: str) -> Node:
     except ExprError as error:
         try:
             node = parse_condition(text)
-        except ExprError:
-            raise error from None
+        except ExprError as meant:
+            # written as a condition (a comparison, and/or/not): what is wrong with it as one
+            logic = any(kind == "kw" and tok in ("and", "or", "not") or tok in COMPARE for kind, tok, _ in _tokens_or_none(text))
+            raise (meant if logic else error) from None
         if node.kind not in _LOGIC_KINDS:
             raise error from None
         return node
+
+
+def _tokens_or_none(text: str) -> list:
+    try:
+        return _tokens(text)
+    except ExprError:
+        return []
 
 
 MAX_TOKENS = 200  # a real parameter's expression has a handful; a chain of hundreds is a generated spec gone wrong
