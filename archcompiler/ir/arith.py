@@ -95,8 +95,9 @@ def parse_value(text: str) -> Node:
         try:
             node = parse_condition(text)
         except ExprError as meant:
-            # written as a condition (a comparison, and/or/not): what is wrong with it as one
-            logic = any(kind == "kw" and tok in ("and", "or", "not") or tok in COMPARE for kind, tok, _ in _tokens_or_none(text))
+            # written as a condition (a comparison, and/or/not; not `A if C else B`, a value): what is wrong with it as one
+            tokens = [tok for _, tok, _ in _tokens_or_none(text)]
+            logic = "if" not in tokens and any(tok in ("and", "or", "not", *COMPARE) for tok in tokens)
             raise (meant if logic else error) from None
         if node.kind not in _LOGIC_KINDS:
             raise error from None
