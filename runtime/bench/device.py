@@ -70,12 +70,18 @@ def free_memory(device: torch.device) -> tuple[int, str]:
     return min(found)
 
 
+# Binary units as written (GiB), decimal ones as SI means them (10GB is 10^10 bytes), and the
+# bare letters of ulimit and docker (-m 4g) as binary.
+_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
 def parse_bytes(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB)?\s*", text)
-    if not m:
-        raise RuntimeUsageError(f"ARCHC_MEMORY_LIMIT: expected a size such as 2GiB or 512MiB, got '{text}'")
-    unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[m.group(2) or "B"]
-    return int(float(m.group(1)) * unit)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|[KMGT]|B)?\s*", text, flags=re.IGNORECASE)
+    unit = next((u for u in _UNITS if m and m.group(2) and u.lower() == m.group(2).lower()), "B") if m else None
+    if not m or unit is None or (m.group(2) and m.group(2).lower() != unit.lower()):
+        raise RuntimeUsageError(f"ARCHC_MEMORY_LIMIT: expected a size such as 2GiB, 512MiB, 10GB or 4g, got '{text}'")
+    return int(float(m.group(1)) * _UNITS[unit])
 
 
 def _meminfo_available() -> int | None:

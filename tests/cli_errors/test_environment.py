@@ -114,6 +114,7 @@ def test_a_memory_limit_that_is_not_a_size_is_a_clear_error():
     from runtime.errors import RuntimeUsageError
 
     assert parse_bytes("1.5GiB") == 3 * 2**29 and parse_bytes("512 MiB") == 2**29
-    for bad in ("1.2.3GiB", ".GiB", "2 GB", "-1MiB"):
+    assert (parse_bytes("10GB"), parse_bytes("2 gb"), parse_bytes("4g")) == (10**10, 2 * 10**9, 4 * 2**30)  # SI as SI, docker's -m 4g binary
+    for bad in ("1.2.3GiB", ".GiB", "2 GBs", "-1MiB", "4gi"):
         with pytest.raises(RuntimeUsageError, match="expected a size such as 2GiB"):
             parse_bytes(bad)
