@@ -436,8 +436,8 @@ def test_a_symbolic_activation_passes_its_options_to_the_helper():
 
 
 @pytest.mark.parametrize("node, hint", [
-    ("{type: layer_norm}", "did you mean 'layernorm'?"),
-    ("{type: group_norm, groups: 2}", "did you mean 'groupnorm'?"),
+    ("{type: layer_norm}", "archc calls it 'layernorm'"),
+    ("{type: group_norm, groups: 2}", "archc calls it 'groupnorm'"),
     ("{type: convtranspose}", "did you mean 'conv_transpose'?"),
     ("{type: activation, fn: hard_swish}", "did you mean 'hardswish'?"),
     ("{type: maxpool, ceilmode: true}", "did you mean 'ceil_mode'?"),

@@ -62,7 +62,8 @@ def test_a_corrupt_checkpoint_is_a_clear_error(trained, tmp_path, capsys, monkey
     weights = run / "checkpoints" / "last" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     monkeypatch.chdir(base)
-    args = ["eval", "tiny.yaml", "--checkpoint", str(run)] if command == "eval" else ["train", "tiny.yaml", "--out", str(run), "--resume"]
+    # the run is complete: the resume asks for one more epoch, so it has a checkpoint to read
+    args = ["eval", "tiny.yaml", "--checkpoint", str(run)] if command == "eval" else ["train", "tiny.yaml", "--out", str(run), "--resume", "--epochs", "3"]
     code, _, err = archc(capsys, monkeypatch, *args)
     assert code == 1
     assert err.startswith("archc: error: ") and "model.safetensors is not a valid safetensors file" in err and str(run) in err
