@@ -68,6 +68,7 @@ def entry() -> None:
     # Started with stdout closed, writing the results is an error, not a crash; and a write to
     # stdout that fails (a full disk behind it) must be told from one to a file.
     sys.stdout = _Watched(_Closed() if sys.stdout is None else sys.stdout)
+    _terminate_as_interrupt()
     try:
         code = main()
         sys.stdout.flush()  # a full disk or device behind stdout shows here, not after exit
@@ -189,6 +190,19 @@ def _missing_dependency(e: ModuleNotFoundError) -> str | None:
     package = DISTRIBUTIONS.get(top, top)
     return (f"this needs the Python package '{package}', which is not installed in {sys.prefix} "
             f"(`make setup` installs everything archc uses; or: python -m pip install {package})")
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler, `kill`) is Ctrl-C: one line and exit 130 wherever it lands, while a
+    dataset decodes as well as in training (whose loop turns both into a checkpoint and a stop),
+    instead of a silent end with 143. A handler someone else installed is left alone."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _ignore_interrupts() -> None:

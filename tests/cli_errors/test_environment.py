@@ -118,3 +118,22 @@ def test_a_memory_limit_that_is_not_a_size_is_a_clear_error():
     for bad in ("1.2.3GiB", ".GiB", "2 GBs", "-1MiB", "4gi"):
         with pytest.raises(RuntimeUsageError, match="expected a size such as 2GiB"):
             parse_bytes(bad)
+
+
+def test_sigterm_anywhere_is_an_interrupt_with_one_line():
+    """A scheduler's SIGTERM while a dataset decodes ended archc with 143 and no word; it is
+    Ctrl-C: one line, exit 130."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import sys, time\n"
+              "import archcompiler.cli.main as m\n"
+              "m.main = lambda argv=None: (print('ready', flush=True), time.sleep(30))[1]\n"
+              "sys.argv = ['archc']\n"
+              "m.entry()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 130
+    assert proc.stderr.read() == "archc: interrupted\n"
