@@ -81,6 +81,8 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     elsewhere = trained_at(meta, compiled)
     if elsewhere:
         print(f"archc: warning: {elsewhere}", file=sys.stderr)
+    if meta.get("spec_sha256") not in (None, compiled.spec_hash):  # as eval says it
+        print("archc: warning: the spec has changed since this checkpoint was trained (the weights still fit it)", file=sys.stderr)
     model.eval()
     names = meta.get("class_names") or classes
     mean = torch.tensor(stats["mean"]).view(1, 3, 1, 1)

@@ -143,6 +143,10 @@ def test_predict_agrees_with_eval(piped, tmp_path, capsys, monkeypatch):
     assert [r["top"][0]["index"] for r in results] == expected
     text = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
     assert text.returncode == 0 and re.search(r"^\s+\d+\.\d\d%  ", text.stdout, re.M)
+    assert "spec has changed" not in text.stderr
+    (base / "renamed.yaml").write_text((base / "tiny.yaml").read_text().replace("name: tiny", "name: tiny_renamed"))
+    renamed = archc(capsys, monkeypatch, base, "predict", "renamed.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
+    assert renamed.returncode == 0 and "warning: the spec has changed since this checkpoint was trained" in renamed.stderr  # as eval warns
     missing = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "nope.png"))
     assert missing.returncode == 1 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
 
