@@ -40,7 +40,9 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.summary.get("model") or self.path.name
+        """The model's name: from summary.json, else config.json (a run that has not yet written
+        its summary), else the folder's name."""
+        return self.summary.get("model") or (self.config or {}).get("model") or self.path.name
 
     def record(self) -> dict:
         s, rows, config = self.summary, self.rows, self.config or {}
@@ -51,7 +53,7 @@ class Run:
             "dataset": s.get("dataset") or (config.get("data_stats") or {}).get("dataset") or config.get("data"),
             "status": s.get("status") or ("running" if rows else "started"),
             "params": s.get("params"),
-            "flops": s.get("flops"),
+            "flops": s.get("flops", config.get("flops")),
             "best_val_acc": s.get("best_val_acc", best and best.get("val_acc")),
             "best_epoch": s.get("best_epoch", best and best.get("epoch")),
             "epochs": len(full),

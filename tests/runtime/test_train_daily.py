@@ -396,3 +396,14 @@ def test_runs_of_one_model_with_other_settings_are_other_groups(tmp_path, capsys
     assert compare.main([*sorted(str(p) for p in tmp_path.glob("*/seed-*")), "--test"]) == 0
     out = capsys.readouterr().out
     assert "m (lr 0.05) vs m (lr 0.001): 48.00% ± 1.41 (n=2) vs 41.00% ± 1.41 (n=2); difference +7.00 points" in out
+
+
+def test_a_run_without_its_summary_yet_is_named_from_its_config(tmp_path):
+    from runtime.train.compare import read_run
+
+    write_run(tmp_path / "dm4", "mid", 0, [0.3])
+    config = json.loads((tmp_path / "dm4" / "config.json").read_text())
+    (tmp_path / "dm4" / "config.json").write_text(json.dumps({**config, "model": "mid", "flops": 1234}))
+    (tmp_path / "dm4" / "summary.json").unlink()  # a run in its first epoch
+    record = read_run(tmp_path / "dm4").record()
+    assert (record["model"], record["flops"], record["status"]) == ("mid", 1234, "running")
