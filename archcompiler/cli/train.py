@@ -510,6 +510,10 @@ def init_from(model, path: str, world) -> dict:
         print(f"init-from {ckpt.path}: loaded {len(report['loaded'])} of {len(report['loaded']) + len(report['missing'])} "
               f"tensors of the model{skipped}" + (f"; {len(report['missing'])} kept their fresh initialisation" if report["missing"] else ""),
               flush=True)
+        total = len(report["loaded"]) + len(report["missing"])
+        if 2 * len(report["loaded"]) < total:  # a fine-tune keeps most of a model: this is likely another model's checkpoint
+            print(f"archc: warning: --init-from loaded only {len(report['loaded'])} of the model's {total} tensors; is {ckpt.path} "
+                  "a checkpoint of this model? Names and shapes must match", file=sys.stderr, flush=True)
     return {"checkpoint": str(ckpt.path), **report}
 
 

@@ -112,6 +112,21 @@ def test_init_from_copies_exactly_the_matching_tensors(tmp_path):
         checkpoint.load_matching(torch.nn.Linear(2, 2), weights, "test")
 
 
+def test_init_from_that_loads_little_of_the_model_warns(tmp_path, capsys):
+    """A fine-tune loads most of its model: one tensor of many means another model's checkpoint."""
+    from safetensors.torch import save_file
+
+    from archcompiler.cli.train import init_from
+    from runtime.train.distributed import World
+
+    save_file({k: v.contiguous() for k, v in tiny_model(0).state_dict().items()}, str(tmp_path / "w.safetensors"))
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4), *[torch.nn.Conv2d(8, 8, 1) for _ in range(4)])
+    init_from(other, str(tmp_path / "w.safetensors"), World())
+    assert "warning: --init-from loaded only 3 of the model's 10 tensors" in capsys.readouterr().err
+    init_from(tiny_model(1), str(tmp_path / "w.safetensors"), World())
+    assert "warning" not in capsys.readouterr().err
+
+
 @pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 def test_predict_agrees_with_eval(piped, tmp_path, capsys, monkeypatch):
     """predict on image files gives the classes that eval scored: the same preprocessing."""
