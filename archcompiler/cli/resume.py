@@ -34,8 +34,9 @@ def restore_data_options(args, saved) -> None:
     args.resize = args.resize or saved.get("resize") is True
 
 
-def check_same_run(ckpt, compiled, config) -> None:
-    """The checkpoint's meta.json must describe this run: its model, spec, settings and step."""
+def check_same_run(ckpt, compiled, config, reworded: bool = False) -> None:
+    """The checkpoint's meta.json must describe this run: its model, spec, settings and step
+    (`reworded`: the spec's text differs from the run's copy in comments or layout only)."""
     from runtime.errors import CheckpointError
     from runtime.train.config import TrainConfig
 
@@ -49,7 +50,7 @@ def check_same_run(ckpt, compiled, config) -> None:
             compiled = with_classes(compiled, config.num_classes)
     if meta.get("model") not in (None, compiled.name):
         raise CheckpointError(f"{where} is of model {meta.get('model')!r}, not {compiled.name}; it belongs to another run")
-    if meta.get("spec_sha256") not in (None, compiled.spec_hash):
+    if meta.get("spec_sha256") not in (None, compiled.spec_hash) and not reworded:
         raise CheckpointError(f"{where} was trained from another spec than this run's; it belongs to another run")
     if meta.get("step") != ckpt.state.get("step"):
         raise CheckpointError(f"{where} says step {meta.get('step')} but its state.pt is at step {ckpt.state.get('step')}; "

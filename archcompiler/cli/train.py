@@ -272,7 +272,9 @@ def build_config(compiled, args, run_dir: Path):
 
         trained = with_classes(compiled, saved.num_classes).spec_text if head(compiled)[1] is not None else trained
     if copy.exists() and copy.read_text(errors="replace") != trained:
-        raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
+        if not _same_spec_data(copy.read_text(errors="replace"), trained):
+            raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
+        args.spec_reworded = True  # comments or layout only: the same model, and the checkpoints' spec hash is the old text's
     _resumed_data(flags, saved, args)
     changed = [k for k, v in flags.items() if k not in RESUMABLE and v != getattr(saved, k)]
     if args.recipe is not None and args.recipe != saved.recipe:
@@ -300,6 +302,16 @@ def build_config(compiled, args, run_dir: Path):
         change = _schedule_change(run_dir, saved, config, data.get("steps_per_epoch"))
         args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), change]))
     return config
+
+
+def _same_spec_data(a: str, b: str) -> bool:
+    """Whether two spec texts say the same thing (they differ in comments, spacing or quoting)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(a) == yaml.safe_load(b)
+    except yaml.YAMLError:
+        return False
 
 
 def _resumed_data(flags: dict, saved, args) -> None:
@@ -405,7 +417,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
             from archcompiler.cli.resume import check_same_run
 
             moved = getattr(args, "data_moved", None)  # the checkpoint names the data where it was
-            check_same_run(checkpoint.load(run_dir), compiled, dataclasses.replace(config, data=moved[0]) if moved else config)
+            check_same_run(checkpoint.load(run_dir), compiled, dataclasses.replace(config, data=moved[0]) if moved else config,
+                           reworded=getattr(args, "spec_reworded", False))
             if note:
                 print(note, file=sys.stderr)
         train_set, val_set = _load_data(config.data, args, world, size)

@@ -357,3 +357,16 @@ def test_resume_with_fewer_epochs_than_the_run_has_trained_is_refused(spec, caps
     assert code == 2 and "--resume --epochs 1: the run has trained 6 steps, past the end of epoch 1 (step 4); give --epochs 2 or more" in err
     code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--epochs", "2", "--no-progress")
     assert code == 0, err
+
+
+def test_a_comment_added_to_the_spec_does_not_stop_a_resume(spec, capsys, monkeypatch, tmp_path):
+    """Comments and layout are not the model: the run resumes; a changed value still refuses."""
+    common = ["--batch-size", "16", "--epochs", "2", "--no-progress"]
+    assert archc(capsys, monkeypatch, "train", spec, "--data", DATA, *common, "--out", "run", "--max-steps", "2")[0] == 0
+    text = (tmp_path / spec).read_text()
+    (tmp_path / spec).write_text("# the tiny model, annotated later\n" + text.replace("nodes:", "nodes:   # four layers"))
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--max-steps", "3", *common)
+    assert code == 0, err
+    (tmp_path / spec).write_text(text.replace("out: 8", "out: 12"))
+    code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--max-steps", "4", *common)
+    assert code == 2 and "differs from the spec this run started with" in err
