@@ -43,9 +43,20 @@ def download_tiny_imagenet(to: str | Path, *, url: str = OFFICIAL_URL, sha256: s
         return target
     if target.exists():
         raise DataError(f"{target}: exists but holds no wnids.txt; remove it and run again")
+    created = [p for p in (to, *to.parents) if not p.exists()]  # the folders this call makes, innermost first
     to.mkdir(parents=True, exist_ok=True)
     part = to / f"{FOLDER}.zip.part"
-    fetch(url, part, progress=progress)
+    try:
+        fetch(url, part, progress=progress)
+    except BaseException:
+        if part.exists() and part.stat().st_size == 0:  # nothing came: leave no trace (a partial download stays, to continue)
+            part.unlink()
+        for folder in created:
+            try:
+                folder.rmdir()  # only while empty
+            except OSError:
+                break
+        raise
     _verify(part, url, sha256)
     _unpack(part, to, target)
     part.unlink()

@@ -115,6 +115,14 @@ def test_dropped_connection_keeps_the_bytes_and_the_next_run_resumes(serve, arch
     assert_unpacked(to)
 
 
+def test_a_download_that_gets_nothing_leaves_no_folder_behind(tmp_path):
+    """No network (here: a URL nothing answers): the folders it made for the download go again."""
+    to = tmp_path / "new" / "data"
+    with pytest.raises(DataError):
+        download_tiny_imagenet(to, url="http://127.0.0.1:9/tiny-imagenet-200.zip", progress=False)
+    assert not (tmp_path / "new").exists()
+
+
 def test_server_that_ignores_range_gets_a_clean_restart(serve, archive, tmp_path):
     server = serve(archive, ranges=False)
     to = tmp_path / "data"
