@@ -147,7 +147,7 @@ def check_batches_fit(args, loads, batch_sizes: tuple) -> None:
             over = far_over_free(net.graph, net.result.registry, batch, mode, w.optimizer or "sgd", args.amp)
             if over is not None:
                 peak, free, source = over
-                raise UsageError(f"--batch-size {batch}: a {mode} step of {w.spec} is predicted to need {peak / 2**30:,.1f} GiB, "
+                raise UsageError(f"--batch-size {batch}: {'a training' if mode == 'train' else 'an inference'} step of {w.spec} is predicted to need {peak / 2**30:,.1f} GiB, "
                                  f"and {free / 2**30:.1f} GiB is free ({source}); give a smaller batch, or --batch-size auto")
 
 
