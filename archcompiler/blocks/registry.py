@@ -169,7 +169,7 @@ class Block:
 
     def runs_in_fp32(self, p: dict, device: str) -> bool:
         """Whether autocast runs this op in fp32 on `device`, casting a bf16 input up (the op is
-        on PyTorch's autocast fp32 list there, as CPU's reflection and replication pads are)."""
+        on PyTorch's autocast fp32 list there, as CPU's reflection pad is)."""
         return False
 
     def saved(self, p: dict, ins: list[Shape], out: Shape, device: str) -> list[Saved]:

@@ -91,6 +91,10 @@ def entry() -> None:
             _tell(f"archc: error: {_where(e)}\n")  # a full disk, a closed or read-only output
             _quiet_stdout()
             code = 1
+        elif code is None and _INTERRUPTED:  # the interrupt surfaced as another error (torch.export wraps it, or a half-done import)
+            _ignore_interrupts()
+            _tell("archc: interrupted\n")
+            code = 130
         elif code is None:
             if os.environ.get("ARCHC_DEBUG"):
                 raise
@@ -192,17 +196,25 @@ def _missing_dependency(e: ModuleNotFoundError) -> str | None:
             f"(`make setup` installs everything archc uses; or: python -m pip install {package})")
 
 
+_INTERRUPTED = False  # set by the first Ctrl-C or SIGTERM: whatever error follows, the run was interrupted
+
+
 def _terminate_as_interrupt() -> None:
     """SIGTERM (a scheduler, `kill`) is Ctrl-C: one line and exit 130 wherever it lands, while a
     dataset decodes as well as in training (whose loop turns both into a checkpoint and a stop),
-    instead of a silent end with 143. A handler someone else installed is left alone."""
+    instead of a silent end with 143. Either is remembered, so that an interrupt that a library
+    turns into an error of its own (torch.export wraps it) is still told as one, not as a bug.
+    A handler someone else installed is left alone."""
     import signal
 
     def interrupt(signum, frame):
+        global _INTERRUPTED
+        _INTERRUPTED = True
         raise KeyboardInterrupt
 
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, interrupt)
+    for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        if signal.getsignal(sig) == default:
+            signal.signal(sig, interrupt)
 
 
 def _ignore_interrupts() -> None:

@@ -137,3 +137,29 @@ def test_sigterm_anywhere_is_an_interrupt_with_one_line():
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 130
     assert proc.stderr.read() == "archc: interrupted\n"
+
+
+def test_an_interrupt_that_a_library_turns_into_its_own_error_is_still_an_interrupt():
+    """torch.export wraps a KeyboardInterrupt that lands inside it (or a half-done import fails
+    after it) into an error of its own: that was exit 70, 'a bug in archc'."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import sys, time\n"
+              "import archcompiler.cli.main as m\n"
+              "def main(argv=None):\n"
+              "    print('ready', flush=True)\n"
+              "    try:\n"
+              "        time.sleep(30)\n"
+              "    except KeyboardInterrupt as e:\n"
+              "        raise RuntimeError('TorchExportError: export failed') from e\n"
+              "m.main = main\n"
+              "sys.argv = ['archc']\n"
+              "m.entry()\n")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=20) == 130, sig
+        assert proc.stderr.read() == "archc: interrupted\n"
