@@ -42,36 +42,25 @@ class Add(Block):
     summary: str = "Element-wise sum of its inputs, with broadcasting."
     arity: int | None = None
     example_inputs: tuple = ((16, 8, 8), (16, 1, 1))
+    operator: str = "+"
 
     def infer(self, p, ins, refs, names):
-        return broadcast("add", ins, names)
+        return broadcast(self.name, ins, names)
 
     def torch_call(self, p, args, module, refs):
-        return " + ".join(args)
+        return f" {self.operator} ".join(args)
 
-    # memory: the gradient of a sum is passed through; nothing is saved.
+    # memory: the gradient of a sum (or a difference, negated) is passed through; nothing is saved.
     def saved(self, p, ins, out, device):
         return []
 
 
 @dataclass
-class Sub(Block):
+class Sub(Add):
     name: str = "sub"
-    family: str = "merge"
     summary: str = ("Element-wise difference, with broadcasting: in[0] - in[1] (- in[2] ...), "
                     "as PoolFormer's token mixer `pool(x) - x`.")
-    arity: int | None = None
-    example_inputs: tuple = ((16, 8, 8), (16, 1, 1))
-
-    def infer(self, p, ins, refs, names):
-        return broadcast("sub", ins, names)
-
-    def torch_call(self, p, args, module, refs):
-        return " - ".join(args)
-
-    # memory: the gradient passes through, negated for the others; nothing is saved.
-    def saved(self, p, ins, out, device):
-        return []
+    operator: str = "-"
 
 
 @dataclass

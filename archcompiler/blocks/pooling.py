@@ -239,17 +239,32 @@ class AdaptiveAvgPool(Block):
 
 
 @dataclass
-class PixelShuffle(Block):
-    name: str = "pixel_shuffle"
+class _Shuffle(Block):
+    """pixel_shuffle and pixel_unshuffle: F.<name>(x, factor), reshapes and a permute."""
+
     family: str = "pooling"
-    summary: str = ("Trade channels for resolution: (C x r^2, H, W) becomes (C, H x r, W x r), as nn.PixelShuffle "
-                    "(sub-pixel convolution, ESPCN's and many decoders' learned upsampling).")
     required: tuple = ("factor",)
     label_keys: tuple = ("factor",)
     example_params: dict = field(default_factory=lambda: {"factor": 2})
+    factor_text: str = ""
 
     def __post_init__(self):
-        self.params = {"factor": POSITIVE | {"description": "r: the height and width grow r times, the channels shrink r^2 times"}}
+        self.params = {"factor": POSITIVE | {"description": self.factor_text}}
+
+    def torch_call(self, p, args, module, refs):
+        return f"F.{self.name}({args[0]}, {literal(p['factor'])})"
+
+    # memory: a reshape and a permute (its copy is its output); nothing is saved.
+    def saved(self, p, ins, out, device):
+        return []
+
+
+@dataclass
+class PixelShuffle(_Shuffle):
+    name: str = "pixel_shuffle"
+    summary: str = ("Trade channels for resolution: (C x r^2, H, W) becomes (C, H x r, W x r), as nn.PixelShuffle "
+                    "(sub-pixel convolution, ESPCN's and many decoders' learned upsampling).")
+    factor_text: str = "r: the height and width grow r times, the channels shrink r^2 times"
 
     def infer(self, p, ins, refs, names):
         c, h, w = check_spatial(ins[0], self.name)
@@ -258,26 +273,13 @@ class PixelShuffle(Block):
             raise ShapeError(f"factor {r} needs channels divisible by {r * r}, but the input has {c}", param="factor", code="E413")
         return (c // (r * r), h * r, w * r)
 
-    def torch_call(self, p, args, module, refs):
-        return f"F.pixel_shuffle({args[0]}, {literal(p['factor'])})"
-
-    # memory: a reshape and a permute (its copy is its output); nothing is saved.
-    def saved(self, p, ins, out, device):
-        return []
-
 
 @dataclass
-class PixelUnshuffle(Block):
+class PixelUnshuffle(_Shuffle):
     name: str = "pixel_unshuffle"
-    family: str = "pooling"
     summary: str = ("Trade resolution for channels: (C, H x r, W x r) becomes (C x r^2, H, W), as nn.PixelUnshuffle "
                     "(space-to-depth: a lossless stem, as YOLOv5's Focus up to a channel order, or a downsampling that keeps every pixel).")
-    required: tuple = ("factor",)
-    label_keys: tuple = ("factor",)
-    example_params: dict = field(default_factory=lambda: {"factor": 2})
-
-    def __post_init__(self):
-        self.params = {"factor": POSITIVE | {"description": "r: the height and width shrink r times, the channels grow r^2 times"}}
+    factor_text: str = "r: the height and width shrink r times, the channels grow r^2 times"
 
     def infer(self, p, ins, refs, names):
         c, h, w = check_spatial(ins[0], self.name)
@@ -285,13 +287,6 @@ class PixelUnshuffle(Block):
         if h % r or w % r:
             raise ShapeError(f"factor {r} must divide the input's height and width, but it is {h}x{w}", param="factor", code="E413")
         return (c * r * r, h // r, w // r)
-
-    def torch_call(self, p, args, module, refs):
-        return f"F.pixel_unshuffle({args[0]}, {literal(p['factor'])})"
-
-    # memory: as pixel_shuffle, nothing is saved.
-    def saved(self, p, ins, out, device):
-        return []
 
 
 PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}

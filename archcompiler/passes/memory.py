@@ -99,7 +99,8 @@ def predict(graph: Graph, registry: Registry, batch_size: int, mode: str = "trai
     def nbytes(name: str) -> int:
         return batch_size * prod(shape[name]) * BYTES[dtype[name]]
 
-    saved, owner, savers = _saved(ops, shape, dtype, storage, batch_size, amp, device) if training else ({}, {}, {})
+    needs = _needs_grad(ops)
+    saved, owner, savers = _saved(ops, shape, dtype, storage, batch_size, amp, device, needs) if training else ({}, {}, {})
     per_node = {}
     for key, size in saved.items():
         for i in range(1, len(owner[key]) + 1):
@@ -122,7 +123,7 @@ def predict(graph: Graph, registry: Registry, batch_size: int, mode: str = "trai
         fused = device == "cuda" and OPTIMIZERS[optimizer].fused  # one kernel, in place (runtime.vocab.make_optimizer)
         step_temp = 0 if fused else BYTES["fp32"] * (params if device == "cuda" and temp else temp * largest)
         logits = batch_size * prod(shape[out]) * BYTES["fp32"]
-        bwd = _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch_size, device)
+        bwd = _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch_size, device, needs)
         peak = base + max(fwd + 2 * logits, bwd, params_bytes + step_temp)
     return Memory(batch_size, mode, amp, optimizer if training else None, params_bytes, params_bytes if training else 0, opt_bytes,
                   sum(saved.values()), peak, per_node)
@@ -181,16 +182,23 @@ def _dtypes(ops: list[Op], amp: str, device: str) -> dict:
     return dtype
 
 
-def _saved(ops, shape, dtype, storage, batch, amp, device):
+def _needs_grad(ops) -> dict:
+    """Whether each value needs a gradient: the image does not; an op does when it has weights
+    or an input that does. One that does not (a pad or a softmax straight on the image) makes
+    no autograd node: it saves nothing and gets no gradient."""
+    needs = {INPUT: False}
+    for op in ops:
+        needs[op.name] = op.node.meta["params"] > 0 or any(needs[i] for i in op.inputs)
+    return needs
+
+
+def _saved(ops, shape, dtype, storage, batch, amp, device, needs):
     """(storage key -> bytes, storage key -> owner path, storage key -> [op index that saves it]).
     A storage saved by several ops (a ReLU's output that the next conv saves as its input)
     is one entry, owned by the first op that saves it."""
     saved, owner, savers = {}, {}, {}
-    grad = {INPUT: False}  # whether a value needs a gradient: the image does not, and an op on it alone with no weights
-    for op in ops:        # (a pad or a softmax straight on the image) makes no autograd node, so saves nothing
-        grad[op.name] = op.node.meta["params"] > 0 or any(grad[i] for i in op.inputs)
     for k, op in enumerate(ops):
-        if not grad[op.name]:
+        if not needs[op.name]:
             continue
         ins = [shape[i] for i in op.inputs]
         for j, s in enumerate(op.block.saved(op.node.params, ins, op.node.shape, device)):
@@ -277,13 +285,10 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
     return [names[o] for o in graph.results]
 
 
-def _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch, device) -> int:
+def _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch, device, needs) -> int:
     """Replay the backward in reverse execution order: each op holds its output's gradient,
     makes its inputs' gradients and its weights' (kept to the end), and its saved tensors
     go once every op that saved them has run. Returns the peak above the base."""
-    needs = {INPUT: False}
-    for op in ops:
-        needs[op.name] = any(needs[i] for i in op.inputs) or op.node.meta["params"] > 0
     first_saver = {key: idx[0] for key, idx in savers.items()}
     held = sum(v for k, v in saved.items() if k != INPUT)  # the input batch is in the base
     grads = {ops[-1].name: logits} if ops else {}
