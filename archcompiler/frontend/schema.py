@@ -226,6 +226,12 @@ def _validator_for(key: str, schema_json: str):
     return strict(json.loads(schema_json))
 
 
+def declared_rules(decl: dict) -> dict:
+    """A block parameter's declaration as the schema its values must meet: its default and
+    description say nothing about them."""
+    return {k: v for k, v in decl.items() if k not in ("default", "description")}
+
+
 def validator(schema: dict):
     import json
 

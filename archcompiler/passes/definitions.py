@@ -5,7 +5,7 @@ from archcompiler.blocks.composite import BUILTIN_VARS, Composite
 from archcompiler.blocks.registry import CODE_GLOBALS, Registry
 from archcompiler.diagnostics import Diagnostics, did_you_mean
 from archcompiler.frontend.loader import Document
-from archcompiler.frontend.schema import NODE_KEYS, report_schema_errors, validator
+from archcompiler.frontend.schema import NODE_KEYS, declared_rules, report_schema_errors, validator
 from archcompiler.ir.arith import ExprError, is_expression, parse_value, variables
 from archcompiler.ir.graph import stable_topological_order
 from archcompiler.passes.build import INDEX, Scope, build_graph
@@ -154,8 +154,7 @@ def _check_definition(block: Composite, registry: Registry, diags: Diagnostics) 
                     diags.error("E206", f"the default of '{pname}' depends on itself: {' -> '.join('$' + c for c in cycle)}", block.doc.span(at))
                     sound = False
         elif "default" in decl:
-            rules = {k: v for k, v in decl.items() if k not in ("default", "description")}
-            errors = list(validator(rules).iter_errors(d))
+            errors = list(validator(declared_rules(decl)).iter_errors(d))
             sound = sound and not errors
             report_schema_errors(errors, block.doc, diags, base=at)
     choices = {p: c for p, c in ((p, _string_choices(d)) for p, d in block.params.items()) if c is not None}

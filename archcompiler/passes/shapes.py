@@ -160,15 +160,14 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
 def _defaults_fit(block, env: dict, node: Node, scope: Scope) -> bool:
     """A value a default computed for this use (`padding: $kernel // 2`, `width: $in_channels // 4`)
     is held to its parameter's declaration (type, minimum, maximum, enum), as a given one is."""
-    from archcompiler.frontend.schema import validator
+    from archcompiler.frontend.schema import _show, declared_rules, validator
 
     ok = True
     for k, decl in block.params.items():
         d = decl.get("default")
         if k in node.params or not is_expression(d):
             continue
-        rules = {r: v for r, v in decl.items() if r not in ("default", "description")}
-        for err in validator(rules).iter_errors(value_of(env[k])):
+        for err in validator(declared_rules(decl)).iter_errors(value_of(env[k])):
             scope.error("E103", f"node '{node.name}' ({node.type}): the default of '{k}' = {d} gives {_show(value_of(env[k]))} here, "
                         f"but {_rule(err)}", node.span)
             ok = False
@@ -176,17 +175,15 @@ def _defaults_fit(block, env: dict, node: Node, scope: Scope) -> bool:
     return ok
 
 
-def _show(v) -> str:
-    return str(v).lower() if isinstance(v, bool) else repr(v) if isinstance(v, str) else str(v)
-
-
 def _rule(err) -> str:
     """What the declaration wants, from a jsonschema error."""
+    from archcompiler.frontend.schema import _show as schema_show
+
     v, limit = err.validator, err.validator_value
     wants = {"minimum": f"it must be at least {limit}", "maximum": f"it must be at most {limit}",
              "exclusiveMinimum": f"it must be above {limit}", "exclusiveMaximum": f"it must be below {limit}",
              "type": f"it must be {'an' if str(limit)[0] in 'aeiou' else 'a'} {limit}",
-             "enum": "it must be one of " + ", ".join(map(_show, limit)) if isinstance(limit, list) else "it is not allowed"}
+             "enum": "it must be one of " + ", ".join(map(schema_show, limit)) if isinstance(limit, list) else "it is not allowed"}
     return wants.get(v, f"it fails its declaration ({err.message})")
 
 
