@@ -193,30 +193,27 @@ def _as_siblings(args, siblings: list[Path]) -> None:
         return
 
 
-def _epochs_done(run_dir: Path) -> int:
+def _summary(run_dir: Path) -> dict:
+    """The run's summary.json, or {} where there is none (or it is not an object)."""
     import json
 
     try:
-        done = json.loads((run_dir / "summary.json").read_text()).get("epochs_completed")
-    except (OSError, ValueError, AttributeError):
-        return 0
-    return done if isinstance(done, int) else 0
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def _status(run_dir: Path) -> str | None:
-    import json
-
-    try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return _summary(run_dir).get("status")
 
 
 def train_one(compiled, args, run_dir: Path, auto: bool = False) -> int:
     from archcompiler.cli.resume import data_options_note
 
     config = build_config(compiled, args, run_dir)
-    if args.resume and _status(run_dir) == "complete" and config.epochs <= _epochs_done(run_dir):
+    done = _summary(run_dir).get("epochs_completed") if args.resume else None
+    if args.resume and _status(run_dir) == "complete" and isinstance(done, int) and config.epochs <= done:
         # a job script that always passes --resume: a finished run is left exactly as it is
         print(f"archc train: {run_dir} is complete ({config.epochs} of {config.epochs} epochs); nothing to train "
               "(--epochs N trains it further)", flush=True)
@@ -285,7 +282,7 @@ def build_config(compiled, args, run_dir: Path):
                                 "start a new run with another --out instead")
     values = saved.to_dict()
     values.update({k: v for k, v in flags.items() if k in RESUMABLE})
-    if "max_steps" not in flags and saved.max_steps is not None and _reached(run_dir, saved.max_steps):
+    if "max_steps" not in flags and saved.max_steps is not None and (_steps_run(run_dir) or 0) >= saved.max_steps:
         # A run that stopped because it reached its --max-steps, resumed without one, goes on to its
         # last epoch; one stopped before it (Ctrl-C, a kill) keeps it, so it ends where it would have.
         values["max_steps"] = None
@@ -296,10 +293,12 @@ def build_config(compiled, args, run_dir: Path):
         config = dataclasses.replace(config, data=args.data_moved[1])
         moved = f"archc: the run's data {saved.data} is not there any more; reading {args.data_moved[1]}, checked against the run's"
         args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), moved]))
-    if config.epochs < saved.epochs:
-        _not_behind(run_dir, config.epochs, data.get("steps_per_epoch"))
-    if config.epochs != saved.epochs:
-        change = _schedule_change(run_dir, saved, config, data.get("steps_per_epoch"))
+    spe, step = data.get("steps_per_epoch"), _steps_run(run_dir)
+    if config.epochs != saved.epochs and isinstance(spe, int) and spe >= 1 and step is not None:
+        if step > config.epochs * spe:
+            raise RuntimeUsageError(f"--resume --epochs {config.epochs}: the run has trained {step} steps, past the end of epoch "
+                                    f"{config.epochs} (step {config.epochs * spe}); give --epochs {-(-step // spe)} or more")
+        change = _schedule_change(saved, config, spe, step)
         args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), change]))
     return config
 
@@ -321,46 +320,35 @@ def _resumed_data(flags: dict, saved, args) -> None:
     from runtime.data.load import absolute_spec, parse_spec, same_folder
     from runtime.errors import RuntimeUserError
 
-    given = flags.get("data")
-    stored = saved.data
+    given, stored = flags.get("data"), saved.data
+    was = parse_spec(stored)
+    gone = was.kind == "directory" and not was.path.exists()
     if given is None:
-        parsed = parse_spec(stored)
-        if parsed.kind == "directory" and not parsed.path.exists():
-            raise RuntimeUserError(f"--resume: the run's data {parsed.path} is not there any more; if it moved, give --data with "
+        if gone:
+            raise RuntimeUserError(f"--resume: the run's data {was.path} is not there any more; if it moved, give --data with "
                                    "where it is now (its image counts and channel mean are checked against the run's)")
         return
     if given == stored or same_folder(given, stored):
         flags["data"] = stored
-    elif parse_spec(stored).kind == "directory" and not parse_spec(stored).path.exists() and parse_spec(given).kind == "directory":
+    elif gone and parse_spec(given).kind == "directory":
         flags["data"] = stored  # compared as unchanged; read from where it is now
         args.data_moved = (stored, absolute_spec(given))
 
 
-def _not_behind(run_dir: Path, epochs: int, steps_per_epoch) -> None:
-    """Fewer --epochs on resume are fine while the run has not trained past them."""
-    from runtime.errors import RuntimeUsageError
+def _steps_run(run_dir: Path) -> int | None:
+    """The step of the run's last checkpoint (the steps it has trained), or None."""
     from runtime.train import checkpoint
 
     last = checkpoint.read_link(run_dir, "last")
-    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1 or last is None:
-        return
-    step = checkpoint.step_of(last)
-    if step > epochs * steps_per_epoch:
-        raise RuntimeUsageError(f"--resume --epochs {epochs}: the run has trained {step} steps, past the end of epoch {epochs} "
-                                f"(step {epochs * steps_per_epoch}); give --epochs {-(-step // steps_per_epoch)} or more")
+    return None if last is None else checkpoint.step_of(last)
 
 
-def _schedule_change(run_dir: Path, saved, config, steps_per_epoch) -> str | None:
+def _schedule_change(saved, config, steps_per_epoch: int, step: int) -> str | None:
     """A note when new --epochs rewrite a schedule that depends on the run's length (cosine, a
-    warm-up capped at a fifth of the run): the steps already run followed the old one, so the
+    warm-up capped at a fifth of the run): the `step` steps run followed the old one, so the
     rate jumps where the run resumes and it equals neither an old- nor a new-length run."""
-    from runtime.train import checkpoint
     from runtime.train.schedule import from_config
 
-    last = checkpoint.read_link(run_dir, "last")
-    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1 or last is None:
-        return None
-    step = checkpoint.step_of(last)  # steps run; the next one's index is `step`
     old, new = from_config(saved, steps_per_epoch), from_config(config, steps_per_epoch)
     if all(old(k) == new(k) for k in range(step)):
         return None  # what ran is what the new length would have run (a staircase, a constant rate)
@@ -369,20 +357,12 @@ def _schedule_change(run_dir: Path, saved, config, steps_per_epoch) -> str | Non
             f"at step {step + 1}, and the run will equal neither a {saved.epochs}- nor a {config.epochs}-epoch run from the start")
 
 
-def _reached(run_dir: Path, max_steps: int) -> bool:
-    """Whether the run's last checkpoint is at (or past) `max_steps`."""
-    from runtime.train import checkpoint
-
-    last = checkpoint.read_link(run_dir, "last")
-    return last is not None and checkpoint.step_of(last) >= max_steps
-
-
 def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: bool = False) -> int:
     from archcompiler import __version__
     from runtime.errors import RuntimeUserError
     from runtime.train import distributed
     from runtime.train.loop import Interrupted, fit
-    from runtime.train.setup import channels_last_for, device_kind, resolved_compile
+    from runtime.train.setup import channels_last_for, device_kind, resolved_compile, safe_layout
 
     from archcompiler.cli.classes import require_classifier
 
@@ -391,12 +371,9 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
     kind = device_kind(config.device)
     if kind == "cpu" and not auto:
         _check_step_fits(compiled, config)
-    if kind == "cpu" and channels_last_for(config, kind):
-        hazard = vocab.channels_last_hazard(compiled.module(seed=None, device="meta"), kind)
-        if hazard and config.channels_last:
-            raise UsageError(vocab.channels_last_refusal(hazard))
-        if hazard:  # the CPU's default layout gives way; config.json records the one used
-            config = dataclasses.replace(config, channels_last=False)
+    if kind == "cpu" and channels_last_for(config, kind):  # the layout, decided before the model is built (a meta copy)
+        config, hazard = safe_layout(compiled.module(seed=None, device="meta"), config, kind)
+        if hazard:
             print(f"note: training in NCHW, not the CPU's default channels_last: oneDNN crashes in the backward pass of {hazard} "
                   "in channels_last", file=sys.stderr)
     world = distributed.init(kind)

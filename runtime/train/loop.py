@@ -36,6 +36,7 @@ from runtime.train.setup import (
     IgnoreSignals,
     StopOnSignal,
     channels_last_for,
+    safe_layout,
     describe_device,
     device_kind,
     make_optimizer,
@@ -82,12 +83,10 @@ def fit(model, train_set, val_set, config: TrainConfig, run_dir, *, resume: bool
     device = distributed.device_for(world, kind)
     amp = resolved_amp(config, kind)
     extra_meta = dict(extra_meta or {})
-    given_layout = config.channels_last
-    config = dataclasses.replace(config, channels_last=channels_last_for(config, kind))  # config.json records the layout used
-    if config.channels_last and isinstance(model, nn.Module) and (hazard := vocab.channels_last_hazard(model, kind)):
-        if given_layout is not None:
-            raise RuntimeUsageError(vocab.channels_last_refusal(hazard))
-        config = dataclasses.replace(config, channels_last=False)  # the device's default layout gives way
+    if isinstance(model, nn.Module):  # config.json records the layout used; a factory's caller chose it (safe_layout too)
+        config, _ = safe_layout(model, config, kind)
+    else:
+        config = dataclasses.replace(config, channels_last=channels_last_for(config, kind))
     if config.batch_size % world.size:
         raise RuntimeUsageError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
 

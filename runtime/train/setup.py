@@ -52,6 +52,20 @@ def channels_last_for(config: TrainConfig, kind: str) -> bool:
     return CHANNELS_LAST_BY_DEFAULT[kind] if config.channels_last is None else bool(config.channels_last)
 
 
+def safe_layout(model: nn.Module, config: TrainConfig, kind: str) -> tuple[TrainConfig, str | None]:
+    """`config` with its layout resolved for `model` on this device: channels_last where the
+    device's default or the config asks for it, except where oneDNN would crash in it
+    (vocab.channels_last_hazard): the default then gives way to NCHW, and the layer is returned
+    to be named; asked for explicitly, it is refused."""
+    layout = channels_last_for(config, kind)
+    hazard = vocab.channels_last_hazard(model, kind) if layout else None
+    if hazard and config.channels_last:
+        from runtime.errors import RuntimeUsageError
+
+        raise RuntimeUsageError(vocab.channels_last_refusal(hazard))
+    return dataclasses.replace(config, channels_last=layout and not hazard), hazard
+
+
 def make_optimizer(params, config: TrainConfig, kind: str = "cpu") -> torch.optim.Optimizer:
     return vocab.make_optimizer(config.optimizer, params, config.lr, config.weight_decay, config.momentum, device_type=kind)
 
