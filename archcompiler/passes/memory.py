@@ -137,8 +137,8 @@ def largest_batch(graph: Graph, registry: Registry, budget: int, mode: str = "tr
     # On the CPU oneDNN may reorder a convolution's input and output into blocked layouts while
     # it runs: transient copies the prediction leaves out, as they come for some shapes only
     # (docs/memory.md). The batch chosen here must fit even when they come, so it leaves room
-    # for two copies of the largest convolution's input and output: measured, a 3-channel conv
-    # at batch 40,455 held 1.3 times their size on top of the prediction.
+    # for two copies of the largest convolution's input and output: one was too few for a
+    # 3-channel conv at a very large batch, in a run on this project's machine (docs/memory.md).
     transient = largest_conv_copies(graph, registry, amp) if device == "cpu" else 0
 
     def fits(b):
