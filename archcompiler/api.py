@@ -47,6 +47,24 @@ def compile(source, *, file: str | None = None) -> "Compiled":  # noqa: A001 - t
     return Compiled(result)
 
 
+def spec_data_hash(text: str) -> str | None:
+    """sha256 of a spec text's YAML data in one canonical form; None for text that is not YAML."""
+    import yaml
+
+    def canon(v):
+        if isinstance(v, dict):
+            return ["{}", sorted([repr(k), canon(x)] for k, x in v.items())]
+        if isinstance(v, list):
+            return [canon(x) for x in v]
+        return repr(v)
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return hashlib.sha256(repr(canon(data)).encode()).hexdigest()
+
+
 @dataclass
 class Compiled:
     result: CheckResult
@@ -102,6 +120,12 @@ class Compiled:
     @property
     def spec_hash(self) -> str:
         return hashlib.sha256(self.result.text.encode()).hexdigest()
+
+    @property
+    def spec_data_hash(self) -> str:
+        """The hash of what the spec says, not of how it is written: an edit to comments,
+        spacing or quoting keeps it (a run's checkpoints still describe this model)."""
+        return spec_data_hash(self.result.text)
 
     def table(self, expand: bool = False, depth: int | None = None) -> str:
         return render_table(self.name, self.graph, self.result.totals, expand, depth)

@@ -53,6 +53,33 @@ def trained_at(meta: dict, compiled) -> str | None:
     return None
 
 
+def spec_changed(meta: dict, compiled, checkpoint_path) -> bool:
+    """Whether the spec says something else than the one a checkpoint was trained from: an
+    edit to comments or layout is no change. A checkpoint older than `spec_data_sha256` is
+    compared through its run's copy of the spec, when that copy is the text it was trained from."""
+    from pathlib import Path
+
+    from archcompiler.api import spec_data_hash
+
+    trained = meta.get("spec_sha256")
+    if trained in (None, compiled.spec_hash):
+        return False
+    if meta.get("spec_data_sha256") is not None:
+        return meta["spec_data_sha256"] != compiled.spec_data_hash
+    path = Path(checkpoint_path)
+    for run in (path.parent.parent, path.parent):  # run/checkpoints/step-N, or a file beside the run's spec
+        copy = run / "spec.yaml"
+        try:
+            text = copy.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        import hashlib
+
+        if hashlib.sha256(text.encode()).hexdigest() == trained:
+            return spec_data_hash(text) != compiled.spec_data_hash
+    return True
+
+
 def load_weights(model, ckpt, compiled, device) -> None:
     """The checkpoint's weights into `model`; a mismatch says so when the input size changed
     since training, which is the usual reason (a flatten before an affine)."""

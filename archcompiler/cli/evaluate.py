@@ -35,7 +35,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     import torch
 
     from archcompiler.cli.classes import require_classifier
-    from archcompiler.cli.common import image_size, load_weights, trained_at
+    from archcompiler.cli.common import image_size, load_weights, spec_changed, trained_at
     from archcompiler.cli.train import check_fit
     from runtime.data import load_dataset
     from runtime.train import checkpoint
@@ -83,7 +83,7 @@ def evaluate_checkpoint(compiled, checkpoint_path, *, data: str | None = None, b
     result = evaluate(model, loader, amp or vocab.default_amp(kind), device=torch_device)
     elsewhere = trained_at(ckpt.meta, compiled)
     warning = f"{elsewhere}: these figures are at the spec's size, not the training size" if elsewhere else None
-    if ckpt.meta.get("spec_sha256") not in (None, compiled.spec_hash):
+    if spec_changed(ckpt.meta, compiled, ckpt.path):
         warning = "; ".join(filter(None, [warning, "the spec has changed since this checkpoint was trained (the weights still fit it)"]))
     return {"checkpoint": str(ckpt.path), "data": data, "val_loss": result["loss"], "top1": result["top1"], "top5": result["top5"],
             "images": result["images"], "step": ckpt.meta.get("step"), "epochs_completed": ckpt.meta.get("epochs_completed"), "warning": warning}

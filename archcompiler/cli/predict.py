@@ -57,7 +57,7 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     import torch
 
     from archcompiler.cli.classes import require_classifier, with_classes
-    from archcompiler.cli.common import image_size, load_weights, trained_at
+    from archcompiler.cli.common import image_size, load_weights, spec_changed, trained_at
     from runtime.data.decode import decode_one
     from runtime.errors import CheckpointError, DataError, RuntimeUsageError
     from runtime.train import checkpoint
@@ -81,7 +81,7 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     elsewhere = trained_at(meta, compiled)
     if elsewhere:
         print(f"archc: warning: {elsewhere}", file=sys.stderr)
-    if meta.get("spec_sha256") not in (None, compiled.spec_hash):  # as eval says it
+    if spec_changed(meta, compiled, ckpt.path):  # as eval says it
         print("archc: warning: the spec has changed since this checkpoint was trained (the weights still fit it)", file=sys.stderr)
     model.eval()
     names = meta.get("class_names") or classes

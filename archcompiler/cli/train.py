@@ -243,7 +243,7 @@ def build_config(compiled, args, run_dir: Path):
              "max_steps": args.max_steps, "checkpoint_every": args.checkpoint_every, "progress": args.progress, "log_every": args.log_every,
              "num_classes": args.num_classes}
     flags = {k: v for k, v in flags.items() if v is not None}
-    notes = {"spec": str(args.spec), "spec_sha256": compiled.spec_hash}
+    notes = {"spec": str(args.spec), "spec_sha256": compiled.spec_hash, "spec_data_sha256": compiled.spec_data_hash}
     if not args.resume:
         if "data" in flags:  # a folder by its absolute path: the run's config names it from anywhere (eval, --resume)
             from runtime.data.load import absolute_spec
@@ -269,7 +269,10 @@ def build_config(compiled, args, run_dir: Path):
 
         trained = with_classes(compiled, saved.num_classes).spec_text if head(compiled)[1] is not None else trained
     if copy.exists() and copy.read_text(errors="replace") != trained:
-        if not _same_spec_data(copy.read_text(errors="replace"), trained):
+        from archcompiler.api import spec_data_hash
+
+        said = spec_data_hash(copy.read_text(errors="replace"))
+        if said is None or said != spec_data_hash(trained):
             raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
         args.spec_reworded = True  # comments or layout only: the same model, and the checkpoints' spec hash is the old text's
     _resumed_data(flags, saved, args)
@@ -301,16 +304,6 @@ def build_config(compiled, args, run_dir: Path):
         change = _schedule_change(saved, config, spe, step)
         args.resume_note = "\n".join(filter(None, [getattr(args, "resume_note", None), change]))
     return config
-
-
-def _same_spec_data(a: str, b: str) -> bool:
-    """Whether two spec texts say the same thing (they differ in comments, spacing or quoting)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(a) == yaml.safe_load(b)
-    except yaml.YAMLError:
-        return False
 
 
 def _resumed_data(flags: dict, saved, args) -> None:
@@ -420,7 +413,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
                 model = vocab.compile_module(model, config.compile_mode, fullgraph=True)
             return model
 
-        meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "flops": compiled.totals["flops"],
+        meta = {"model": compiled.name, "spec": str(args.spec), "spec_sha256": compiled.spec_hash, "spec_data_sha256": compiled.spec_data_hash,
+                "flops": compiled.totals["flops"],
                 "input_shape": list(compiled.input_shape), "classes": train_set.classes, "class_names": train_set.names, "num_classes": compiled.output_shape[0],
                 "versions": {"archc": __version__},
                 "data_options": {"cache_dir": args.cache_dir and os.path.abspath(args.cache_dir), "skip_corrupt": args.skip_corrupt,

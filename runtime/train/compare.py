@@ -60,6 +60,7 @@ class Run:
             "partial_epoch": len(full) < len(rows),  # the last row is an epoch cut short (--max-steps, Ctrl-C)
             "wall_time_s": s.get("wall_time_s", sum(r.get("epoch_seconds") or 0 for r in rows) or None),
             "spec_sha256": config.get("spec_sha256"),
+            "spec_data_sha256": config.get("spec_data_sha256"),  # what the spec says: a comment edit keeps a run in its group
             "seed": config.get("seed"),
             "settings": {k: config[k] for k in groups.RECIPE if k in config},
             "run": str(self.path),

@@ -49,13 +49,13 @@ RECIPE = ("recipe", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "
 
 
 def group(records: list[dict]) -> list[Group]:
-    """Records of the same model, spec text, dataset and training settings, in the order they
+    """Records of the same model, spec (what it says, not its comments), dataset and training settings, in the order they
     first appear; groups of one model that differ in their settings are named by the difference
     (`tiny (lr 0.05)`)."""
     groups: dict[tuple, Group] = {}
     for r in records:
         settings = r.get("settings") or {}
-        key = (r["model"], r.get("spec_sha256"), r.get("dataset"), tuple(sorted((k, repr(v)) for k, v in settings.items())))
+        key = (r["model"], r.get("spec_data_sha256") or r.get("spec_sha256"), r.get("dataset"), tuple(sorted((k, repr(v)) for k, v in settings.items())))
         groups.setdefault(key, Group(r["model"], r.get("dataset") or "-", []))
         groups[key].records.append(r)
     for (model, spec, dataset, _), g in groups.items():

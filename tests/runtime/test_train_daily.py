@@ -162,8 +162,34 @@ def test_predict_agrees_with_eval(piped, tmp_path, capsys, monkeypatch):
     (base / "renamed.yaml").write_text((base / "tiny.yaml").read_text().replace("name: tiny", "name: tiny_renamed"))
     renamed = archc(capsys, monkeypatch, base, "predict", "renamed.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
     assert renamed.returncode == 0 and "warning: the spec has changed since this checkpoint was trained" in renamed.stderr  # as eval warns
+    (base / "commented.yaml").write_text("# the model of the tutorial\n" + (base / "tiny.yaml").read_text().replace(": ", ":   "))
+    commented = archc(capsys, monkeypatch, base, "predict", "commented.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
+    assert commented.returncode == 0 and "warning" not in commented.stderr  # comments and spacing are no change
     missing = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "nope.png"))
     assert missing.returncode == 1 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_spec_edited_in_comments_only_is_the_spec_a_checkpoint_was_trained_from(tmp_path):
+    """eval and predict warn of a changed spec when it says something else, not when it is
+    only reworded; a checkpoint from before the data hash is compared through its run's copy."""
+    import hashlib
+
+    from archcompiler.api import compile as compile_spec
+    from archcompiler.cli.common import spec_changed
+
+    trained, reworded, other = TINY_SPEC, "# notes\n" + TINY_SPEC.replace(": ", ":  "), TINY_SPEC.replace("out: 10", "out: 12")
+    net = {k: compile_spec(text) for k, text in [("trained", trained), ("reworded", reworded), ("other", other)]}
+    meta = {"spec_sha256": net["trained"].spec_hash, "spec_data_sha256": net["trained"].spec_data_hash}
+    step = tmp_path / "run" / "checkpoints" / "step-0000010"
+    assert [spec_changed(meta, net[k], step) for k in net] == [False, False, True]
+    old = {"spec_sha256": meta["spec_sha256"]}  # no data hash: the run's spec.yaml tells, when it is the trained text
+    assert [spec_changed(old, net[k], step) for k in net] == [False, True, True]  # no copy: any other text is a change
+    step.mkdir(parents=True)
+    (tmp_path / "run" / "spec.yaml").write_text(trained)
+    assert [spec_changed(old, net[k], step) for k in net] == [False, False, True]
+    (tmp_path / "run" / "spec.yaml").write_text(reworded)  # a copy that is not what was trained says nothing
+    assert hashlib.sha256(reworded.encode()).hexdigest() != old["spec_sha256"]
+    assert [spec_changed(old, net[k], step) for k in net] == [False, True, True]
 
 
 @pytest.mark.slow  # about 15 s: torch.export and onnxruntime
@@ -411,6 +437,18 @@ def test_runs_of_one_model_with_other_settings_are_other_groups(tmp_path, capsys
     assert compare.main([*sorted(str(p) for p in tmp_path.glob("*/seed-*")), "--test"]) == 0
     out = capsys.readouterr().out
     assert "m (lr 0.05) vs m (lr 0.001): 48.00% ± 1.41 (n=2) vs 41.00% ± 1.41 (n=2); difference +7.00 points" in out
+
+
+def test_seeds_of_one_spec_are_one_group_when_its_comments_changed_between_them(tmp_path, capsys):
+    """A comment edit between seeds changes the spec's text, not the model: its runs stay one
+    group; a change to what the spec says (another data hash) makes another."""
+    for seed, (text, data) in enumerate([("a", "x"), ("b", "x"), ("c", "y"), ("d", "y")]):
+        path = tmp_path / f"seed-{seed}"
+        write_run(path, "m", seed, [0.4 + seed / 100])
+        config = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**config, "spec_sha256": text * 64, "spec_data_sha256": data * 64}))
+    compare.main([*sorted(str(p) for p in tmp_path.glob("seed-*")), "--format", "json"])
+    assert [g["n"] for g in json.loads(capsys.readouterr().out)["groups"]] == [2, 2]
 
 
 def test_a_run_without_its_summary_yet_is_named_from_its_config(tmp_path):
