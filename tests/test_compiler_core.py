@@ -1830,6 +1830,40 @@ def test_a_count_that_is_a_parameter_gives_one_class_whatever_its_value():
     assert_emitted_equals_inferred(net, batch=1)
 
 
+def test_a_single_instance_with_a_first_or_a_new_width_shares_the_class_of_longer_stacks():
+    """A ResNet stage of one block (`first: {stride: 2}`), or a stack whose first instance
+    reads other channels than the rest: the single instance is the first of the loop that a
+    longer use writes (`range(n - 1)` is empty), so both uses share one class."""
+    net = Compiled(check_text(spec("""
+        archc: 1
+        name: stages
+        input: [3, 32, 32]
+        blocks:
+          stage:
+            params: {n: {type: integer, minimum: 1}, out: {type: integer}}
+            nodes:
+              body: {type: conv, out: $out, kernel: 3, padding: 1, repeat: $n, first: {stride: 2}}
+          widen:
+            params: {n: {type: integer, minimum: 1}, out: {type: integer}}
+            nodes:
+              body: {type: conv, out: $out, kernel: 1, repeat: $n}
+        nodes:
+          s1: {type: stage, n: 1, out: 16}
+          s2: {type: stage, n: 3, out: 32}
+          w1: {type: widen, n: 1, out: 48}
+          w2: {type: widen, n: 2, out: 64}
+          w3: {type: widen, n: 1, out: 64}
+    """), "stages.yaml"))
+    classes = [line.split("(")[0][6:] for line in net.source.splitlines() if line.startswith("class ")]
+    assert classes == ["Stage", "Widen", "Stages"], classes
+    assert "*[nn.Conv2d(out, out, kernel_size=3, padding=1) for _ in range(n - 1)]" in net.source
+    model = net.module(seed=0)
+    assert [len(model.s1.body), len(model.s2.body), len(model.w1.body), len(model.w2.body), len(model.w3.body)] == [1, 3, 1, 2, 1]
+    assert [model.s1.body[0].stride, model.s2.body[0].stride, model.s2.body[1].stride] == [(2, 2), (2, 2), (1, 1)]
+    assert [model.w1.body[0].in_channels, model.w2.body[0].in_channels, model.w2.body[1].in_channels, model.w3.body[0].in_channels] == [32, 48, 64, 64]
+    assert_emitted_equals_inferred(net, batch=1)
+
+
 def test_a_conditional_default_over_expressions_keeps_their_grouping():
     """Ultralytics' dilated autopad as one conditional default, given a kernel that is itself an
     expression at the use: `k` as `kk + 2` must read `(kk + 2) // 2`, never `kk + 2 // 2`."""

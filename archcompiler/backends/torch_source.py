@@ -78,6 +78,7 @@ class Emitter:
         self._by_instance: dict[tuple, _Class] = {}
         self._unions_tried: set[str] = set()
         self.instances: dict[str, list[Node]] = {}  # block type -> its composite instances
+        self.repeats: dict[tuple, list] = {}  # (block type, node) -> its repeated nodes in every instance, with their parameters
         # what a variable of forward must not hide: the modules, built-ins and helpers it calls
         self.taken_globals = (*MODULE_NAMES, *SPATIAL, "self", *CODE_GLOBALS, *_helpers(registry))
 
@@ -87,6 +88,9 @@ class Emitter:
         for _, node in graph.walk():
             if node.kind == "composite":
                 self.instances.setdefault(node.type, []).append(node)
+                for inner in node.body.nodes.values():
+                    if inner.kind == "repeat":
+                        self.repeats.setdefault((node.type, inner.name), []).append((inner, node.meta["env"]))
 
     # ---------------------------------------------------------------- composites
     def class_for(self, node: Node) -> _Class:
@@ -136,9 +140,9 @@ class Emitter:
         if node.kind == "composite":
             return _composite_call(self.class_for(node), node), f"self.{node.name}({', '.join(args)})"
         if node.kind == "repeat" and node.body.outputs:  # chained outputs: a loop over an nn.ModuleList (see _assignment)
-            return self._sequential(node, "nn.ModuleList"), f"self.{node.name}[0]({', '.join(args)})"
+            return self._sequential(node, graph.name, "nn.ModuleList"), f"self.{node.name}[0]({', '.join(args)})"
         if node.kind == "repeat":
-            return self._sequential(node), f"self.{node.name}({args[0]})"
+            return self._sequential(node, graph.name), f"self.{node.name}({args[0]})"
         block = self.registry.get(node.type)
         p = node.meta["sym_params"]
         ins = [graph.nodes[i].meta["sym_shape"] for i in node.inputs]
@@ -226,37 +230,38 @@ class Emitter:
                 return candidate, source
         return None
 
-    def _sequential(self, node: Node, container: str = "nn.Sequential") -> str:
+    def _sequential(self, node: Node, block: str, container: str = "nn.Sequential") -> str:
         """A repeated node as nn.Sequential, so its instances' keys are `name.0`, `name.1`;
         instances after the first that are built alike are written as one loop. A block with
         several outputs chained from instance to instance is an nn.ModuleList, looped over."""
-        items = self._stack(node)
+        items = self._stack(node, block)
         if container == "nn.Sequential":
             return f"nn.Sequential({', '.join(items)})"
         if len(items) == 1 and items[0].startswith("*["):  # every instance alike: the comprehension itself
             return f"nn.ModuleList({items[0][1:]})"
         return f"nn.ModuleList([{', '.join(items)}])"
 
-    def _stack(self, node: Node) -> list[str]:
+    def _stack(self, node: Node, block: str | None = None) -> list[str]:
         """The instances' constructors, in order: `*[Block(...) for _ in range(n)]` for those
         built alike after the first (or all of them)."""
-        parts = []
-        for inst in (n for n in node.body.layers() if n.kind != "part"):
-            if inst.kind == "composite":
-                parts.append(_composite_call(self.class_for(inst), inst))
-                continue
-            ins = [node.body.nodes[i].meta["sym_shape"] for i in inst.inputs]
-            parts.append(self.registry.get(inst.type).torch_module(inst.meta["sym_params"], ins))  # check refused module-less ones
+        parts = self._instances(node)
         rest = parts[1:]
         count = node.meta.get("sym_repeat", len(parts))
         # `$index` (the instance number) is a variable the loop binds; written out, each its value
         loop = "index" if any(_INDEX_MARK in p for p in parts) else "_"
         first = parts[0].replace(_INDEX_MARK, "0")
         symbolic = is_symbolic(count) and bool(rest)  # the count is a block parameter
-        if is_symbolic(count) and not rest and not node.meta.get("has_first"):
-            # one instance of a count that is a parameter: the loop that other counts write (each
-            # instance is built as the first is), so that one class fits every count
-            return [f"*[{parts[0]} for {loop} in range({literal(count)})]"]
+        if is_symbolic(count) and not rest:
+            # one instance of a count that is a parameter: the loop that other counts write, so
+            # that one class fits every count; the first instance of a use with more, where its
+            # first is built as this one (a `first:`, or a width that changes after it)
+            uses = self.repeats.get((block, node.name), [])
+            longer = next((self._stack(other) for other, _ in uses if len(self._instances(other)) > 1), None)
+            env = next((env for other, env in uses if other is node), None)
+            if longer is not None and len(longer) == 2 and env is not None and _agrees(longer[0], first, env):
+                return longer
+            if not node.meta.get("has_first"):
+                return [f"*[{parts[0]} for {loop} in range({literal(count)})]"]
         if (symbolic or len(rest) >= 2) and all(p == rest[0] for p in rest):
             n = literal(count) if symbolic else str(len(parts))
             if parts[0] == rest[0]:
@@ -264,6 +269,17 @@ class Emitter:
             after = f"1, {n}" if loop == "index" else (literal(count - 1) if symbolic else str(len(rest)))
             return [first, f"*[{rest[0]} for {loop} in range({after})]"]
         return [p.replace(_INDEX_MARK, str(i)) for i, p in enumerate(parts)]
+
+    def _instances(self, node: Node) -> list[str]:
+        """The constructor of each instance of a repeated node, in order."""
+        parts = []
+        for inst in (n for n in node.body.layers() if n.kind != "part"):
+            if inst.kind == "composite":
+                parts.append(_composite_call(self.class_for(inst), inst))
+                continue
+            ins = [node.body.nodes[i].meta["sym_shape"] for i in inst.inputs]
+            parts.append(self.registry.get(inst.type).torch_module(inst.meta["sym_params"], ins))  # check refused module-less ones
+        return parts
 
     def _spell(self, body: Graph, params: list[str], init, forward, used, taken=()):
         """Write each variable where it is used: a constructor argument in __init__, an

@@ -94,12 +94,12 @@ def test_a_sigterm_to_the_launcher_reaches_every_worker_once(tmp_path):
     worker = ("import signal, sys, time\n"
               "got = []\n"
               "signal.signal(signal.SIGTERM, lambda s, f: got.append(s))\n"
-              "print('ready', file=sys.stderr, flush=True)\n"
+              "sys.stderr.write('ready\\n')  # one write (print makes two, which two workers can interleave: 'readyready')\n"
               "end = time.monotonic() + 60\n"
               "while not got and time.monotonic() < end:\n"
               "    time.sleep(0.05)\n"
               "time.sleep(1)  # a second signal would arrive by now\n"
-              "print(f'worker got {got}', file=sys.stderr, flush=True)\n")
+              "sys.stderr.write(f'worker got {got}\\n')\n")
     torchrun = ("import signal, subprocess, sys\n"  # as torchrun does: it sends a signal it gets on to each worker
                 f"workers = [subprocess.Popen([sys.executable, '-c', {worker!r}]) for _ in range(2)]\n"
                 "signal.signal(signal.SIGTERM, lambda s, f: [w.send_signal(s) for w in workers])\n"
