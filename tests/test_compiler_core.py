@@ -1050,6 +1050,11 @@ def test_a_conditional_value_is_pythons_and_the_code_keeps_it(ratio, expected):
     ("$a if $a > 2 else $b if $b > 2 else 7", 1, 1, 7),
     ("2 * ($a if $a > 2 else $b) - ($b if $b < 4 else 4 // ($a - 1))", 1, 3, 3),
     ("$b // $a if $a > 0 else 0", 3, 9, 3),
+    ("$a if ($a > 2) else 8", 5, 0, 5),  # the condition in parentheses, as Python allows
+    ("$a if not ($a > 2) else 8", 5, 0, 8),
+    ("$a if ($b > 2 or $a == $b - 1) else 7", 1, 2, 1),  # Xception's grow_first rule
+    ("$a if (($a > 2) and not ($b > 2)) else 7", 5, 1, 5),
+    ("($a if ($a > 2) else 8) * ($b if ($b + 1) * 2 > 4 else 3)", 1, 2, 16),
 ])
 def test_conditional_values_group_as_python_reads_them(expr, a, b, value):
     """A conditional in the branch Python would read as part of the else branch is written

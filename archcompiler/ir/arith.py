@@ -25,8 +25,8 @@ adds comparisons and logic over those expressions:
     cmp    := "true" | "false" | "(" cond ")" | expr (("==" | "!=" | "<" | "<=" | ">" | ">=") expr)?
     (in a comparison, an atom may also be a quoted STRING: `$mode == 'fused'`, with == and != only)
 
-(A "(" opens a condition when what it encloses is one and is followed by `and`, `or`, ")"
-or the end; otherwise it is an expression's, as in `($k + 1) * 2 == 4`.)
+(A "(" opens a condition when what it encloses is one and is followed by `and`, `or`, ")",
+`else` or the end; otherwise it is an expression's, as in `($k + 1) * 2 == 4`.)
 
 A whole-value `$name` is the same thing as before: it may stand for a value of any type
 (a string, a boolean). Anything with an operator works on numbers: `//` floors, `/` gives a
@@ -433,7 +433,7 @@ class _Parser:
                 self.expect(")")
                 after = self.peek()
                 if inner.kind in _LOGIC or inner.kind in COMPARE or inner.kind == "bool":
-                    if after is None or after[1] in ("and", "or", ")"):
+                    if after is None or after[1] in ("and", "or", ")", "else"):  # `else`: the C of `A if (C) else B`
                         return inner
             except ExprError as e:
                 if "nests more than" in str(e):
