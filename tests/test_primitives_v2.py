@@ -104,6 +104,7 @@ def test_batchnorm_without_affine_or_running_statistics():
 @pytest.mark.parametrize("fn, reference", [
     ("hardswish", F.hardswish), ("hardsigmoid", F.hardsigmoid), ("relu6", F.relu6),
     ("gelu", lambda x: F.gelu(x)), ("leaky_relu", lambda x: F.leaky_relu(x, 0.01)),
+    ("elu", F.elu), ("selu", F.selu), ("mish", F.mish), ("softplus", F.softplus),
 ])
 def test_each_activation_is_pytorchs(fn, reference):
     x = 4 * randn(2, 8, 9, 10)
@@ -127,6 +128,28 @@ def test_an_option_of_another_function_is_refused_where_it_is_written():
         "probe.yaml:5:51: error[E408]: node 'a' (activation): 'negative_slope' applies to fn: leaky_relu, not to fn: relu"
     ]
     assert errors("a: {type: activation, approximate: tanh}")[0].endswith("'approximate' applies to fn: gelu, not to fn: relu")
+    assert errors("a: {type: activation, fn: elu, beta: 2}")[0].endswith("'beta' applies to fn: softplus, not to fn: elu")
+    assert "'beta' in node 'a' must be greater than 0" in errors("a: {type: activation, fn: softplus, beta: 0}")[0]
+
+
+def test_elu_alpha_and_softplus_beta_also_inside_a_block():
+    """DPN ends with ELU, YOLOv4's CSPDarknet uses Mish: written directly, or as a block's `fn`
+    parameter (make_activation), each is PyTorch's function with its option."""
+    model = net("a: {type: activation, fn: elu, alpha: 0.5}\nb: {type: activation, fn: softplus, beta: 2}").module()
+    x = 4 * randn(2, 8, 9, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), F.softplus(F.elu(x, 0.5), beta=2), rtol=0, atol=0)
+    for fn, reference in (("mish", F.mish), ("selu", F.selu), ("elu", F.elu), ("softplus", F.softplus)):
+        inner = net(f"y: {{type: act, fn: {fn}}}", blocks="""
+            blocks:
+              act:
+                params: {fn: {type: string}}
+                nodes:
+                  a: {type: activation, fn: $fn}
+        """)
+        assert "make_activation(fn)" in inner.source
+        with torch.no_grad():
+            torch.testing.assert_close(inner.module()(x), reference(x), rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------- convolutions

@@ -16,6 +16,10 @@ MODULES = {
     "hardsigmoid": "nn.Hardsigmoid",
     "sigmoid": "nn.Sigmoid",
     "tanh": "nn.Tanh",
+    "elu": "nn.ELU",
+    "selu": "nn.SELU",
+    "mish": "nn.Mish",
+    "softplus": "nn.Softplus",
 }
 # Parameters that only some functions take, with PyTorch's default and the functions they
 # apply to. They have no schema default, so that one given to another function is an error
@@ -23,6 +27,8 @@ MODULES = {
 OPTIONS = {
     "negative_slope": (0.01, ("leaky_relu",)),
     "approximate": ("none", ("gelu",)),
+    "alpha": (1.0, ("elu",)),
+    "beta": (1.0, ("softplus",)),
 }
 
 OPTIONS_OF = {fn for _, fns in OPTIONS.values() for fn in fns}  # built with their options
@@ -33,14 +39,16 @@ class Activation(Block):
     name: str = "activation"
     family: str = "norm_act"
     summary: str = ("An element-wise nonlinearity: relu, relu6, leaky_relu, gelu (exact or tanh), silu, "
-                    "hardswish, hardsigmoid, sigmoid or tanh.")
-    label_keys: tuple = ("fn", "negative_slope", "approximate")
+                    "hardswish, hardsigmoid, sigmoid, tanh, elu, selu, mish or softplus.")
+    label_keys: tuple = ("fn", "negative_slope", "approximate", "alpha", "beta")
 
     def __post_init__(self):
         self.params = {
             "fn": {"enum": list(MODULES), "default": "relu", "description": "the function"},
             "negative_slope": {"type": "number", "description": "leaky_relu only: the slope for x < 0 (default 0.01)"},
             "approximate": {"enum": ["none", "tanh"], "description": "gelu only: 'none' is exact (erf), 'tanh' the tanh approximation (default 'none')"},
+            "alpha": {"type": "number", "description": "elu only: the value it tends to for large negative x is -alpha (default 1.0)"},
+            "beta": {"type": "number", "exclusiveMinimum": 0, "description": "softplus only: log(1 + exp(beta * x)) / beta (default 1.0)"},
         }
 
     def takes_default(self, param, given):
@@ -63,18 +71,23 @@ class Activation(Block):
 
     def torch_helpers(self):
         table = "".join(f'\n        "{k}": {v},' for k, v in MODULES.items() if k not in OPTIONS_OF)
-        return {"make_activation": f'''def make_activation(fn: str, negative_slope: float = 0.01, approximate: str = "none") -> nn.Module:
+        return {"make_activation": f'''def make_activation(fn: str, negative_slope: float = 0.01, approximate: str = "none",
+                    alpha: float = 1.0, beta: float = 1.0) -> nn.Module:
     """The activation module named `fn`."""
     if fn == "leaky_relu":
         return nn.LeakyReLU(negative_slope)
     if fn == "gelu":
         return nn.GELU(approximate=approximate)
+    if fn == "elu":
+        return nn.ELU(alpha)
+    if fn == "softplus":
+        return nn.Softplus(beta)
     modules = {{{table}
     }}
     return modules[fn]()'''}
 
     # memory: relu, sigmoid and tanh differentiate from their output; the others (hardtanh
-    # for relu6, gelu, silu) from their input.
+    # for relu6, gelu, silu, elu, selu, mish, softplus) from their input.
     def saved(self, p, ins, out, device):
         return [Saved("out" if p["fn"] in ("relu", "sigmoid", "tanh") else "in0")]
 
