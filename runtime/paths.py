@@ -21,9 +21,10 @@ def output_file(path, flag: str, reads=()) -> Path:
     """`path` as a file archc may write (atomically, beside itself); else a usage error naming `flag`.
     `reads` are what the command reads (files, or run directories and checkpoints): the output
     must not replace one of those files, nor a file a run keeps (RUN_FILES, its checkpoints)."""
+    written = str(path)
     path = Path(path)
-    if str(path) == "" or path.name in ("", ".", ".."):
-        raise RuntimeUsageError(f"{flag} {path}: give a file name, not a folder")
+    if str(path) == "" or path.name in ("", ".", "..") or written.endswith(("/", os.sep)):  # `x.py/` names a folder; Path drops the slash
+        raise RuntimeUsageError(f"{flag} {written}: give a file name, not a folder")
     parent = path.parent
     if not parent.is_dir():
         what = "is not a folder" if parent.exists() else "does not exist"

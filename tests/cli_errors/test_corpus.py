@@ -134,6 +134,11 @@ CASES = [
     # ---- output paths: refused before any work, with nothing written
     Case("emit-o-folder", f"{OUT} {{c}}/out", 2, "is a folder", mkdir("out")),
     Case("emit-o-proc", f"{OUT} /proc/nope/x.py", 2, "the folder /proc/nope does not exist"),
+    # a trailing slash names a folder that does not exist yet: refused first, not at the final rename
+    Case("emit-o-slash", f"{OUT} {{c}}/x.py/", 2, "give a file name, not a folder"),
+    Case("emit-line-map-slash", f"{OUT} {{c}}/m.py --line-map {{c}}/map.json/", 2, "give a file name, not a folder"),
+    Case("schema-o-slash", "schema -o {c}/new/", 2, "give a file name, not a folder"),
+    Case("export-o-slash", "export tiny.yaml -o {c}/m.onnx/", 2, "give a file name, not a folder"),
     Case("emit-o-missing-parent", f"{OUT} {{c}}/new/x.py", 2, "does not exist; create it first"),
     # A pipe, not /dev/null: code that wrongly replaces a special file (as the atomic writer once
     # did, run as root) must not take the machine's /dev/null with it.
