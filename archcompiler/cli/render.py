@@ -25,6 +25,7 @@ from archcompiler.blocks.registry import RESERVED_NAMES, Registry
 from archcompiler.driver import builtin_registry
 from archcompiler.errors import ArchcError, UsageError
 from archcompiler.driver import CheckResult, check_file, check_text
+from archcompiler.ir.arith import MAX_VALUE
 from archcompiler.ir.graph import Graph, Node
 from runtime import argtypes
 from runtime.files import write_bytes, write_text
@@ -168,7 +169,8 @@ def _instance_failed(inst: CheckResult, node: str, params: dict, drawn: str):
     error; one inside a composite's body at the body's line in its own file (the spec, or
     the standard library's); one at the instance itself at no line of the generated text.
     Each says which instance was drawn."""
-    at = {span: path for table in (inst.doc.key_spans, inst.doc.spans) for path, span in table.items()}
+    tables = (inst.doc.key_spans, inst.doc.spans) if inst.doc is not None else ()  # None: the generated text did not load (a --set value past 2^53)
+    at = {span: path for table in tables for path, span in table.items()}
 
     def the_flags(d) -> bool:  # at a --set value of the instance, or naming one
         if d.inner is not None:
@@ -320,6 +322,8 @@ def _shape(text: str) -> tuple:
         dims = ()
     if len(dims) not in (1, 3) or min(dims) < 1:
         raise UsageError(f"--input wants C,H,W (or a vector length N) as positive integers, not '{text}'")
+    if max(dims) > MAX_VALUE:
+        raise UsageError(f"--input {text}: a size is too large; a spec's integers stay within 2^53 ({MAX_VALUE:,})")
     return dims
 
 

@@ -157,6 +157,7 @@ CASES = [
     Case("render-o-proc", "render tiny.yaml -o /proc/nope/x.svg", 2, "does not exist"),
     Case("render-o-extension", "render tiny.yaml -o {c}/x.gif", 2, "cannot tell the format"),
     Case("render-input-zero", "render --block residual --input 0,0,0 -o {c}/x.dot", 2, "--input"),
+    Case("render-input-past-2-53", "render --block conv --input 3,9007199254740993,8 -o {c}/x.dot", 2, "a size is too large"),
     Case("render-depth-negative", "render tiny.yaml --expand --depth -1 -o {c}/x.dot", 2, "argument --depth"),
     # flags are never abbreviated: a prefix of a flag is an error, not that flag
     Case("emit-abbreviated-flag", "emit tiny.yaml --out {c}/x.py", 2, "unrecognized arguments: --out"),
