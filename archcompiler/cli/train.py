@@ -360,6 +360,8 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
     from archcompiler.cli.classes import require_classifier
 
     require_classifier(compiled)  # before any process starts, what train cannot train is refused at once
+    if not compiled.totals["params"]:  # a pool and a flatten: the optimizer would get no tensor at all
+        raise RuntimeUserError(f"{compiled.name} has no weights to train (0 parameters); add a layer that has some, such as an affine head")
     size = image_size(compiled)
     kind = device_kind(config.device)
     if kind == "cpu" and not auto:

@@ -169,6 +169,8 @@ CASES = [
     Case("compare-plot-proc", "compare {run} --plot /proc/nope/p.png", 2, "does not exist"),
     Case("compare-plot-extension", "compare {run} --plot {c}/p.gif", 2, "must end in .png"),
     Case("train-out-file", f"train tiny.yaml --data {DATA} --out {{c}}/f", 2, "is a file, not a folder", write("f", "x")),
+    Case("train-no-weights", "train {c}/w.yaml --data synthetic:train=16,val=16 --resize --out {c}/r", 1, "has no weights to train (0 parameters)",
+         write("w.yaml", "archc: 1\nname: w\ninput: [3, 4, 10]\nnodes:\n  pool: {type: adaptive_avgpool, size: [1, 10]}\n  f: {type: flatten}\n")),
     Case("train-out-proc", f"train tiny.yaml --data {DATA} --out /proc/bad_run", 2, "cannot write in /proc"),
     Case("train-out-under-file", f"train tiny.yaml --data {DATA} --out {{c}}/f/run", 2, "is a file", write("f", "x")),
     Case("bench-save-proc", "bench tiny.yaml --iters 1 --warmup 0 --save /proc/nope/b.json", 2, "does not exist"),
