@@ -1835,6 +1835,28 @@ def test_a_count_that_is_a_parameter_gives_one_class_whatever_its_value():
     assert_emitted_equals_inferred(net, batch=1)
 
 
+def test_a_node_left_out_by_when_false_beside_a_conditional_one_emits():
+    """GhostNet's `when: false` beside a node whose condition varies: the class over instances
+    finds the stand-in of the one that is never there (emit was exit 70, KeyError)."""
+    net = Compiled(check_text(spec("""
+        archc: 1
+        name: m
+        input: [1, 4, 4]
+        blocks:
+          b:
+            params: {out: {}}
+            nodes:
+              a: {type: batchnorm, when: false}
+              c: {type: batchnorm, when: $in_channels != $out}
+        nodes:
+          n: {type: b, out: 1}
+          w: {type: b, out: 2}
+          fc: {type: conv, out: 2}
+    """), "m.yaml"))
+    assert "self.a" not in net.source and "self.c = nn.BatchNorm2d(in_channels) if in_channels != out else None" in net.source
+    assert_emitted_equals_inferred(net, batch=2)
+
+
 def test_a_single_instance_with_a_first_or_a_new_width_shares_the_class_of_longer_stacks():
     """A ResNet stage of one block (`first: {stride: 2}`), or a stack whose first instance
     reads other channels than the rest: the single instance is the first of the loop that a

@@ -103,7 +103,7 @@ def build_graph(name: str, scope: Scope) -> tuple[Graph, bool]:
             present = _present(node_name, raw, previous, scope)
             if present is None:
                 ok = False
-            elif is_expression(raw["when"]):
+            elif is_expression(raw["when"]) or present is False:  # `when: false` too: a class over instances finds its stand-in here
                 optional[node_name] = (raw["when"], raw.get("otherwise") or _single_input(raw, previous))
             if present is False:
                 absent[node_name] = raw.get("otherwise") or _single_input(raw, previous)

@@ -21,6 +21,16 @@ def simple_cycles(edges: dict[str, list[str]]) -> list[list[str]]:
 
 
 def check_rules(graph: Graph, scope: Scope) -> bool:
+    ok = report_cycles(graph, scope)
+    if not ok or graph.partial or any(o not in graph.nodes for o in graph.results):
+        return False
+    return _check_reach(graph, scope)
+
+
+def report_cycles(graph: Graph, scope: Scope) -> bool:
+    """E301 for each cycle (a node reading itself was reported at its reference); False if any.
+    A block's body is checked per instance too: a node left out there may stand in a loop
+    (`otherwise:` naming a node that reads it)."""
     edges = readers(graph)
     ok = True
     order = {n: i for i, n in enumerate(graph.nodes)}
@@ -38,10 +48,15 @@ def check_rules(graph: Graph, scope: Scope) -> bool:
         path = cycle[i:] + cycle[:i] + [start]
         # edges run dependency -> reader; show the chain as "reads" links
         chain = " -> ".join(reversed(path))
-        scope.error("E301", f"cycle: {chain} (each node reads the next)", graph.nodes[start].span)
+        gone = [f"'{n}' (read as '{stand_in}')" for n, (_, stand_in) in graph.optional.items() if n not in graph.nodes]
+        left_out = f"; left out here: {', '.join(gone)}" if gone else ""
+        scope.error("E301", f"cycle: {chain} (each node reads the next){left_out}", graph.nodes[start].span)
         ok = False
-    if not ok or graph.partial or any(o not in graph.nodes for o in graph.results):
-        return False
+    return ok
+
+
+def _check_reach(graph: Graph, scope: Scope) -> bool:
+    edges = readers(graph)
     # one output depends on the input; each of a block's several on one of its inputs (an FPN
     # level may read only a named input)
     reached = _reachable(edges, INPUT)

@@ -136,6 +136,10 @@ def _expand(node: Node, graph: Graph, ins: list, scope: Scope) -> tuple:
     )
     before = len(scope.diags)
     body, complete = build_graph(node.type, inner)
+    if complete and body.optional and len(topological_order(body)) < len(body.nodes):  # left out here, a node stands in a loop
+        from archcompiler.passes.rules import report_cycles
+
+        complete = report_cycles(body, inner)
     if not complete or not infer_shapes(body, in_shape, inner, others=others):
         if len(scope.diags) == before and scope.budget[0] >= 0:  # never silent (past the budget, E213 said why)
             scope.error("E400", f"node '{node.name}' ({node.type}) could not be expanded", node.span)
