@@ -315,3 +315,88 @@ def test_an_op_on_the_image_alone_saves_nothing(first):
                    input_shape=(3, 12, 12))
     for amp in ("off", "bf16"):
         assert predicted_saved(compiled, 2, amp) == measured_saved(compiled, 2, amp), amp
+
+
+# A conv (or any op that saves its input) on one part of a split saves a narrow view, and
+# autograd keeps the view's whole storage alive: the split's input, not the part.
+SPLIT_SPECS = {
+    "repro": """archc: 1
+name: part_of_a_split
+input: [64, 32, 32]
+nodes:
+  c0: {type: conv, kernel: 1}
+  sp: {type: split, outputs: [a, b], sizes: [16, 48]}
+  c1: {type: conv, kernel: 3, padding: 1, in: a}
+  cat: {type: concat, in: [c1, b]}
+""",
+    "partial_conv": """archc: 1
+name: partial_conv
+input: [3, 32, 32]
+blocks:
+  partial_block:
+    summary: "FasterNet's block: a 3x3 conv on a quarter of the channels, the rest untouched, then 1x1 convs and a residual."
+    nodes:
+      parts: {type: split, outputs: [conv_part, rest], sizes: [$in_channels // 4, $in_channels - $in_channels // 4]}
+      pconv: {type: conv, kernel: 3, padding: 1, bias: false, in: conv_part}
+      mixed: {type: concat, in: [pconv, rest]}
+      expand: {type: conv, out: $in_channels * 2, kernel: 1, bias: false}
+      bn: {type: batchnorm}
+      act: {type: activation}
+      project: {type: conv, out: $in_channels, kernel: 1, bias: false}
+      sum: {type: add, in: [input, project]}
+nodes:
+  stem: {type: conv, out: 32, kernel: 4, stride: 4}
+  stage: {type: partial_block, repeat: 2}
+""",
+    "csp": """archc: 1
+name: csp
+input: [3, 32, 32]
+blocks:
+  bottleneck:
+    nodes:
+      c1: {type: conv, kernel: 1, bias: false}
+      b1: {type: batchnorm}
+      a1: {type: activation, fn: silu}
+      c2: {type: conv, kernel: 3, padding: 1, bias: false}
+      b2: {type: batchnorm}
+      a2: {type: activation, fn: silu}
+      sum: {type: add, in: [input, a2]}
+  csp:
+    summary: "Cross-stage partial: split the channels, one half through bottlenecks, concat with the other, a 1x1 transition."
+    nodes:
+      c: {type: conv, kernel: 1, bias: false}
+      bn: {type: batchnorm}
+      act: {type: activation, fn: silu}
+      halves: {type: split, outputs: [route, main]}
+      body: {type: bottleneck, repeat: 2, in: main}
+      cat: {type: concat, in: [body, route]}
+      trans: {type: conv, kernel: 1, bias: false}
+nodes:
+  stem: {type: conv, out: 32, kernel: 3, stride: 2, padding: 1}
+  stage: {type: csp}
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_SPECS))
+def test_a_saved_part_of_a_split_keeps_the_whole_input(name):
+    """The split's input is saved whole, once, however many parts are saved, and shared with
+    an op that saves the input itself. Before, only the part's bytes were counted: the repro
+    was 2.5 MiB for 4.0 at batch 8, a FasterNet-style partial conv 11% low, CSP 5%."""
+    net = archcompiler.compile(SPLIT_SPECS[name])
+    for amp in ("off", "bf16"):
+        for batch in (1, 2):
+            assert predicted_saved(net, batch, amp) == measured_saved(net, batch, amp), (amp, batch)
+    if name == "repro":
+        assert predicted_saved(net, 8, "off") == 4 * 2**20  # c0's input and its whole output, fp32
+
+
+@pytest.mark.parametrize("name", ["repro", "csp"])
+def test_a_split_keeps_its_input_alive_while_a_part_is_referenced(name):
+    """In a forward pass, `x = x.narrow(...)` rebinds `x`, but the parts still hold the split's
+    input: it is freed with the last variable that views it (30% low before, for the repro)."""
+    net = archcompiler.compile(SPLIT_SPECS[name])
+    x = torch.randn(4, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    measured = step_tensor_peak(net.module(seed=0), x, None, "infer").peak_bytes
+    predicted = predict(net.graph, net.result.registry, 4, "infer").peak_bytes
+    assert abs(predicted - measured) <= 0.01 * measured, (predicted, measured)

@@ -214,8 +214,9 @@ def _saved(ops, shape, dtype, storage, batch, amp, device, needs):
                 cast = {"low": LOW, "fp32": "fp32"}.get(s.dtype)
                 if cast and amp != "off" and dtype[src] != cast:
                     key, size = (op.name, j), batch * prod(shape[src]) * BYTES[cast]  # autocast's copy
-                else:
-                    key, size = storage[src], batch * prod(shape[src]) * BYTES[dtype[src]]
+                else:  # the tensor itself, or a view of another's storage (a split part): autograd keeps the whole storage
+                    key = storage[src]
+                    size = batch * prod(shape[key]) * BYTES[dtype[key]]
             if key not in saved:
                 saved[key], owner[key] = size, op.path
             savers.setdefault(key, []).append(k)
@@ -256,8 +257,8 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
             out = outs[0] if len(outs) == 1 else None
         elif node.kind == "part":
             out = several[node.inputs[0]][node.meta["index"]]
-            if out not in given.values() and state["storage"].get(out) == out and out not in state["saved"]:
-                state["live"][out] = state["nbytes"](out)  # a value the block passed through: this variable holds it too
+            if out not in given.values() and _unsaved(out, state):
+                state["live"][out] = state["storage"][out]  # a value the block passed through: this variable holds it too
             instance = graph.nodes[node.inputs[0]]
             if chained and node.meta["index"] == len(several[instance.name]) - 1:  # the loop rebinds: the last instance's outputs are gone
                 for prev in instance.inputs:
@@ -268,9 +269,10 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
         else:
             out = ".".join(path + (local,))
             state["held"] += sum(state["saved"][key] for key in state["first"].get(out, [])) + state["casts"].get(out, 0)
-            if state["storage"][out] == out and out not in state["saved"]:
-                state["live"][out] = state["nbytes"](out)
-            state["peak"] = max(state["peak"], state["held"] + sum(state["live"].values()))
+            if _unsaved(out, state):
+                state["live"][out] = state["storage"][out]  # a view (a split part) keeps its input's whole storage
+            live = set(state["live"].values())  # each storage once, however many variables view it
+            state["peak"] = max(state["peak"], state["held"] + sum(state["nbytes"](key) for key in live))
         names[local] = out
         if local in takes_x:
             if holder not in graph.inputs:
@@ -285,6 +287,13 @@ def _forward_scope(graph: Graph, path: tuple, given: dict, state: dict, chained:
     return [names[o] for o in graph.results]
 
 
+def _unsaved(out: str, state: dict) -> bool:
+    """Whether the storage `out` lives in is held only by variables: not saved for backward
+    (which `held` counts) and not the batch (which the step's base counts)."""
+    key = state["storage"][out]
+    return key != INPUT and key not in state["saved"]
+
+
 def _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch, device, needs) -> int:
     """Replay the backward in reverse execution order: each op holds its output's gradient,
     makes its inputs' gradients and its weights' (kept to the end), and its saved tensors
@@ -296,8 +305,11 @@ def _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch,
     for k in range(len(ops) - 1, -1, -1):
         op = ops[k]
         made = {}
+        # A view of all its input (flatten) passes its gradient on, reshaped; a part of it (a
+        # split's narrow) makes a zero-filled gradient of the whole input around its own.
+        reshaped = op.block.view and prod(shape[op.inputs[0]]) == prod(shape[op.name])
         for i in op.inputs:
-            if needs[i] and not op.block.view:
+            if needs[i] and not reshaped:
                 made[i] = nbytes(i)
         wgrad = BYTES["fp32"] * op.node.meta["params"]
         scratch = batch * BYTES[dtype[op.name]] * op.block.workspace(op.node.params, [shape[i] for i in op.inputs], op.node.shape, device)
@@ -309,7 +321,7 @@ def _backward_peak(ops, shape, saved, savers, nbytes, dtype, logits, amp, batch,
         mine = grads.pop(op.name, 0)
         for i, size in made.items():
             grads[i] = grads.get(i, 0) or size  # a second consumer's gradient is added into the first
-        if op.block.view and needs[op.inputs[0]]:
+        if reshaped and needs[op.inputs[0]]:
             grads[op.inputs[0]] = mine  # a view's gradient is its input's, reshaped
     return max(peak, weights)
 
