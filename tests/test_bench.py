@@ -25,6 +25,7 @@ from runtime.bench.report import breakdown_lines, pooled_line
 from runtime.bench.rows import KEY, ROW_FIELDS, BenchResult, Row
 from runtime.bench.stepdown import decay_batch_step, fit_batch, is_oom
 from runtime.bench.timing import Timing
+from runtime.errors import RuntimeUsageError
 from tests.conftest import PAPER_SPECS, ROOT, spec_path
 
 TINY = """archc: 1
@@ -279,6 +280,44 @@ def test_reference_workload_has_the_emitted_weights():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(a(x), b(x))
+
+
+# ---- layout: archc train's decision
+
+def test_bench_layout_is_archc_trains_and_can_be_refused(tiny, fake_peak, monkeypatch, capsys):
+    """Without a flag, bench times the layout archc train would train in on this device, and
+    says which in the JSON config, in each row and in the table's header; --no-channels-last
+    times NCHW."""
+    from runtime.train.config import TrainConfig
+    from runtime.train.setup import channels_last_for
+
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    args = [tiny, "--mode", "train", "--compile", "off", "--batch-size", "2", "--warmup", "1", "--iters", "1", "-q"]
+    trains_in = channels_last_for(TrainConfig(), "cpu")
+    for flags, layout in (([], trains_in), (["--no-channels-last"], False), (["--channels-last"], True)):
+        assert main(["bench", *args, *flags, "--format", "json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["config"]["channels_last"] is layout and [r["channels_last"] for r in data["rows"]] == [layout], flags
+        assert main(["bench", *args, *flags]) == 0
+        header = capsys.readouterr().out.splitlines()[0].split(";")[0]  # the load average follows
+        assert header.endswith("amp off, channels_last" if layout else "amp off, NCHW"), (flags, header)
+    assert "--[no-]channels-last" in cli_bench.parser().format_help().replace("--channels-last, --no-channels-last", "--[no-]channels-last")
+
+
+def test_bench_layout_gives_way_where_train_would_crash(tmp_path, fake_peak, monkeypatch, capsys):
+    """A strided 1x1 conv on the image crashes oneDNN's backward in channels_last: as archc
+    train does, the default gives way to NCHW with a note, and --channels-last is refused."""
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    spec = tmp_path / "shortcut.yaml"
+    spec.write_text(TINY.replace("name: tiny", "name: shortcut").replace("kernel: 3, padding: same", "kernel: 1, stride: 2"))
+    args = ["bench", str(spec), "--mode", "train", "--compile", "off", "--batch-size", "2", "--warmup", "1", "--iters", "1", "-q"]
+    assert main([*args, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert [r["channels_last"] for r in json.loads(out)["rows"]] == [False]
+    assert "note: shortcut runs in NCHW" in err and "'conv'" in err
+    with pytest.raises(RuntimeUsageError, match="--channels-last on the CPU: oneDNN crashes .* 'conv'") as refused:
+        main(args + ["--channels-last"])
+    assert refused.value.exit_code == 2
 
 
 # ---- save and compare

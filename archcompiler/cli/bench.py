@@ -38,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cold-compile", action="store_true",
                    help="bypass inductor's on-disk caches, so compile time is that of a first run (default: caches on)")
     p.add_argument("--amp", choices=AMP, default="off", help="autocast to bfloat16")
-    p.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last (NHWC)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="model and inputs in channels_last (NHWC), or NCHW (default: archc train's layout for the device, channels_last, "
+                        "except NCHW for a spec whose training step oneDNN crashes in channels_last on the CPU)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]", help="default auto: cuda when available")
     p.add_argument("--warmup", type=argtypes.non_negative, default=3, metavar="N", help="untimed steps per row; the first compiles (default 3)")
     p.add_argument("--iters", type=argtypes.positive, default=10, metavar="N", help="timed steps per row (default 10)")
@@ -121,15 +123,49 @@ def auto_batch_sizes(args, loads) -> int:
     return min(auto_batch(net, mode, w.optimizer, args.amp, device) for w, net, mode in _spec_modes(args, loads))
 
 
-def _spec_modes(args, loads):
-    """(workload, compiled spec, mode) for each spec's emitted workload and each --mode."""
+def _specs(args, loads):
+    """(workload, compiled spec) for each spec's emitted workload."""
     from archcompiler.cli.common import compile_or_report
 
-    modes = ("train", "infer") if args.mode == "both" else (args.mode,)
     for w, path in zip([w for w in loads if w.model == "emitted"], args.specs):
-        net = compile_or_report(path)
+        yield w, compile_or_report(path)
+
+
+def _spec_modes(args, loads):
+    """(workload, compiled spec, mode) for each spec's emitted workload and each --mode."""
+    modes = ("train", "infer") if args.mode == "both" else (args.mode,)
+    for w, net in _specs(args, loads):
         for mode in modes:
             yield w, net, mode
+
+
+def decide_layouts(args, loads) -> bool:
+    """Give each workload archc train's layout (runtime.train.setup.safe_layout): --[no-]channels-last,
+    else the device's default, except that on the CPU a spec whose training step oneDNN would crash
+    in channels_last trains in NCHW, and an explicit --channels-last is refused for it.
+    Returns the run's layout, which rows of a spec that gave way differ from."""
+    from runtime.bench.device import resolve_device
+    from runtime.errors import RuntimeUsageError
+    from runtime.train.config import TrainConfig
+    from runtime.train.setup import channels_last_for, safe_layout
+
+    kind = resolve_device(args.device).type
+    asked = TrainConfig(channels_last=args.channels_last)
+    layout = channels_last_for(asked, kind)
+    for w, net in _specs(args, loads):
+        chosen = layout
+        if layout and args.mode != "infer":  # the hazard is in the backward pass
+            try:
+                safe, hazard = safe_layout(net.module(seed=None, device="meta"), asked, kind)
+            except RuntimeUsageError as e:
+                raise RuntimeUsageError(f"{e} (or time --mode infer only)") from None
+            chosen = safe.channels_last
+            if hazard:
+                print(f"note: {w.spec} runs in NCHW, not the CPU's default channels_last: oneDNN crashes in the backward pass of "
+                      f"{hazard} in channels_last", file=sys.stderr)
+        for same in (x for x in loads if x.spec == w.spec):  # its reference has the same layers
+            same.channels_last = chosen
+    return layout
 
 
 def check_batches_fit(args, loads, batch_sizes: tuple) -> None:
@@ -262,6 +298,7 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     save_path, baseline = check_outputs(args)  # before minutes of timing, not after
     loads = workloads(args.specs, args.reference, args.optimizer)
+    channels_last = decide_layouts(args, loads)
     if batch_sizes == "auto":
         batch_sizes = (auto_batch_sizes(args, loads),)
     else:
@@ -273,7 +310,7 @@ def main(argv: list[str]) -> int:
         modes=("train", "infer") if args.mode == "both" else (args.mode,),
         batch_sizes=batch_sizes,
         compiled={"both": (False, True), "on": (True,), "off": (False,)}[args.compile],
-        compile_kwargs=compile_kwargs, freeze=args.freeze, cold_compile=args.cold_compile, device=args.device, amp=args.amp, channels_last=args.channels_last,
+        compile_kwargs=compile_kwargs, freeze=args.freeze, cold_compile=args.cold_compile, device=args.device, amp=args.amp, channels_last=channels_last,
         warmup=args.warmup, iters=args.iters, peak_refresh=args.peak_refresh, breakdown=args.breakdown,
     )
     command = "archc bench " + " ".join(shlex.quote(a) for a in argv)

@@ -182,7 +182,7 @@ def bench_steps(home: Path, dry: bool) -> list[Step]:
                                                             "--compile-mode", "reduce-overhead", "--batch-size", "32,256", *fast], 60, 150),
             ("no_attention-infer-bf16-cl", [spec("no_attention"), "--mode", "infer", "--compile", "both", "--batch-size", "32,256", *fast], 45, 150),
             ("no_attention-train-fp32", [spec("no_attention"), "--mode", "train", "--compile", "both", "--batch-size", "256",
-                                         "--warmup", "5", "--iters", "30", "-q", "--format", "json"], 60, 150),
+                                         "--no-channels-last", "--warmup", "5", "--iters", "30", "-q", "--format", "json"], 60, 150),
             *[(f"{name}-bf16-cl", [spec(name), "--mode", "both", "--compile", "both", "--batch-size", "32,256", *fast], 120, 240)
               for name in ("attn_simple", "no_attention_extra", "attn_reduction")],
         ]

@@ -59,7 +59,7 @@ def render_table(result: BenchResult) -> str:
     """The rows, then compile times, then the peak and how memory was measured."""
     lines = [f"{result.machine}, torch {result.torch}, {result.device}"
              + (f" ({result.threads} threads)" if result.device == "cpu" else "")
-             + f", amp {result.config.get('amp', 'off')}" + (", channels_last" if result.config.get("channels_last") else "")
+             + f", amp {result.config.get('amp', 'off')}, {layout(result)}"
              + (f"; load average {result.load_average[0]} before, {result.load_average[1]} after" if result.load_average else "")]
     lines += table(COLUMNS, [_cells(r) for r in result.rows], right=[i >= 4 for i in range(len(COLUMNS))]).splitlines()
     for r in result.rows:
@@ -94,6 +94,15 @@ def render_table(result: BenchResult) -> str:
     if result.pooled:
         lines.append(pooled_line(result.pooled))
     return "\n".join(lines) + "\n"
+
+
+def layout(result: BenchResult) -> str:
+    """The run's layout, and the specs whose rows ran in the other one (archc bench's NCHW for a
+    spec that oneDNN would crash on in channels_last)."""
+    main = bool(result.config.get("channels_last"))
+    names = {True: "channels_last", False: "NCHW"}
+    other = list(dict.fromkeys(r.spec for r in result.rows if bool(r.channels_last) != main))
+    return names[main] + (f" ({names[not main]}: {', '.join(other)})" if other else "")
 
 
 def _compile(r: Row) -> str:

@@ -44,6 +44,7 @@ class Workload:
     flops_per_image: int  # forward, analytic
     train_flops_per_image: int  # forward + backward, analytic
     optimizer: str | None = None  # of its training step; None: the config's
+    channels_last: bool | None = None  # its layout; None: the config's (archc bench decides it per spec, as archc train does)
 
 
 @dataclass
@@ -56,7 +57,7 @@ class BenchConfig:
     cold_compile: bool = False  # bypass inductor's on-disk caches, so compile time is a first run's
     device: str = "auto"  # cuda when available
     amp: str = "off"  # "bf16": autocast to bfloat16
-    channels_last: bool = False  # model and inputs in NHWC
+    channels_last: bool = False  # model and inputs in NHWC, where a workload names no layout of its own
     warmup: int = 3  # untimed steps, the first of which compiles
     iters: int = 10  # timed steps per row, interleaved with the group's other rows
     optimizer: str = "sgd"  # of a training step, unless the workload names one: a name in runtime.vocab.OPTIMIZERS
@@ -75,9 +76,9 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
         raise RuntimeUsageError("--warmup and --iters must be at least 1 (the first warm-up step compiles)")
     say = progress or (lambda msg: None)
     device = resolve_device(config.device)
-    if config.channels_last and "train" in config.modes and device.type == "cpu":  # before any row, not after some
-        for w in workloads:
-            if hazard := vocab.channels_last_hazard(w.build(), device.type):
+    if "train" in config.modes and device.type == "cpu":  # before any row, not after some
+        for w in workloads:  # a workload that names its layout had it checked by its caller (archc bench: safe_layout)
+            if w.channels_last is None and config.channels_last and (hazard := vocab.channels_last_hazard(w.build(), device.type)):
                 raise RuntimeUsageError(vocab.channels_last_refusal(hazard) + " (or time --mode infer only)")
     memory_source = allocator.for_device(device.type)  # as archc train does: CPU steps reuse warm pages
     vocab.fast_device_settings(device.type)  # as archc train runs CUDA
@@ -185,8 +186,12 @@ def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[lis
 
 def _row(w: Workload, compiled: bool, mode: str, batch: int, device: torch.device, config: BenchConfig) -> Row:
     return Row(spec=w.spec, model=w.model, mode=mode, compiled=compiled, batch_size=batch, batch_run=batch,
-               device=device.type, amp=config.amp, channels_last=config.channels_last, iters=config.iters,
+               device=device.type, amp=config.amp, channels_last=_channels_last(w, config), iters=config.iters,
                flops_per_image=w.train_flops_per_image if mode == "train" else w.flops_per_image)
+
+
+def _channels_last(w: Workload, config: BenchConfig) -> bool:
+    return config.channels_last if w.channels_last is None else w.channels_last
 
 
 def _label(row: Row) -> str:
@@ -197,7 +202,8 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
     """Build the candidate at `batch` and run its warm-up steps; (step, warm-up times)."""
     w = cand.workload
     model = w.build().to(device)
-    if config.channels_last:
+    channels_last = _channels_last(w, config)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = model
     if cand.compiled:
@@ -206,7 +212,7 @@ def _warm(cand: _Candidate, mode: str, batch: int, device, config: BenchConfig, 
     cudagraphs = cand.compiled and vocab.uses_cudagraphs(str(config.compile_kwargs.get("mode", "default")), device.type)
     cand.cudagraphs = cudagraphs
     step = make_step(net, model, mode, batch, w.input_shape, w.num_classes, device, amp=config.amp,
-                     channels_last=config.channels_last, optimizer=w.optimizer or config.optimizer, lr=config.lr, cudagraphs=cudagraphs)
+                     channels_last=channels_last, optimizer=w.optimizer or config.optimizer, lr=config.lr, cudagraphs=cudagraphs)
     # Compilation happens in the first calls, so inductor's settings must be on while they run.
     patches = {}
     if cand.compiled and mode == "infer" and config.freeze:
