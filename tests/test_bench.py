@@ -114,6 +114,15 @@ def test_row_arithmetic_images_tflops_mfu(tiny, fake_peak, monkeypatch):
     assert result.peak["flops_per_s"] == FAKE_PEAK and result.peak["cached"]
 
 
+def test_progress_says_the_peak_is_read_from_the_cache_when_it_is(tiny, fake_peak, monkeypatch):
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    said = []
+    run(cli_bench.workloads([tiny], reference=False), BenchConfig(modes=("infer",), batch_sizes=(2,), compiled=(False,), device="cpu",
+                                                                   warmup=1, iters=1), progress=said.append)
+    assert said[0].startswith("reading the cached peak of ") and "(fp32, measured 2026-01-01)" in said[0]
+    assert not any("measuring" in line for line in said)
+
+
 def test_ratios_compiled_to_eager_and_emitted_to_reference():
     def row(model, compiled, ips):
         return Row("s", model, "train", compiled, 8, 8, "cpu", "off", False, 1, 1, images_per_s=ips)

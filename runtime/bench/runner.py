@@ -23,7 +23,7 @@ from runtime import allocator, vocab
 from runtime.bench.breakdown import profile_step
 from runtime.bench.device import device_name, resolve_device
 from runtime.bench.memory import measure_peak
-from runtime.bench.peak import Peak, device_peak
+from runtime.bench.peak import Peak, cached_peak, device_peak
 from runtime.bench.rows import BenchResult, Row
 from runtime.bench.stepdown import fit_batch, free_memory
 from runtime.bench.steps import make_step
@@ -83,8 +83,11 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
     memory_source = allocator.for_device(device.type)  # as archc train does: CPU steps reuse warm pages
     vocab.fast_device_settings(device.type)  # as archc train runs CUDA
     load_before = _load()
-    say(f"measuring the peak of {device_name(device)} ({'bf16' if config.amp == 'bf16' else 'fp32'}) ...")
-    peak = device_peak(device, "bf16" if config.amp == "bf16" else "fp32", refresh=config.peak_refresh)
+    dtype = "bf16" if config.amp == "bf16" else "fp32"
+    cached = None if config.peak_refresh else cached_peak(device, dtype)
+    say(f"reading the cached peak of {device_name(device)} ({dtype}, measured {cached.measured[:10]}) ..." if cached
+        else f"measuring the peak of {device_name(device)} ({dtype}) ...")
+    peak = device_peak(device, dtype, refresh=config.peak_refresh)
     say(peak.describe())
     rows: list[Row] = []
     memory_method = ""
