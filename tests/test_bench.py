@@ -291,6 +291,19 @@ def test_reference_workload_has_the_emitted_weights():
         torch.testing.assert_close(a(x), b(x))
 
 
+def test_bench_json_names_the_optimizer_the_train_rows_ran(tmp_path, fake_peak, monkeypatch, capsys):
+    """The spec's recipe says adam: the config and every train row say adam, not the default sgd."""
+    monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
+    spec = tmp_path / "adam.yaml"
+    spec.write_text(TINY + "train: {optimizer: adam}\n")
+    args = ["bench", str(spec), "--compile", "off", "--batch-size", "2", "--warmup", "1", "--iters", "1", "-q", "--format", "json"]
+    for flags, used in (([], "adam"), (["--optimizer", "sgd"], "sgd")):
+        assert main(args + flags) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["config"]["optimizer"] == used
+        assert [(r["mode"], r["optimizer"]) for r in data["rows"]] == [("train", used), ("infer", None)]
+
+
 # ---- layout: archc train's decision
 
 def test_bench_layout_is_archc_trains_and_can_be_refused(tiny, fake_peak, monkeypatch, capsys):

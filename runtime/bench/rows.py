@@ -37,6 +37,7 @@ class Row:
     channels_last: bool
     iters: int  # timed steps
     flops_per_image: int  # of the timed step: forward for infer, forward + backward for train
+    optimizer: str | None = None  # of a train row's step (runtime.vocab.OPTIMIZERS); None on infer rows
     images_per_s: float | None = None  # batch_run / median step time
     step_ms_median: float | None = None
     step_ms_min: float | None = None

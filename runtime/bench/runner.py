@@ -91,6 +91,10 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
     say(peak.describe())
     rows: list[Row] = []
     memory_method = ""
+    # What the training steps used: the config's only where a workload names none. None where
+    # the workloads' own differ (specs with different recipes); each train row names its own.
+    used = {w.optimizer or config.optimizer for w in workloads}
+    optimizer = used.pop() if len(used) == 1 else None
 
     def result(complete: bool) -> BenchResult:
         return BenchResult(
@@ -102,7 +106,7 @@ def run(workloads: list[Workload], config: BenchConfig, command: str = "",
             threads=torch.get_num_threads(),
             peak=asdict(peak),
             memory_method=memory_method,
-            config={k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)},
+            config={**{k: v for k, v in asdict(config).items() if k not in ("peak_refresh",)}, "optimizer": optimizer},
             rows=list(rows),
             load_average=None if load_before is None else [load_before, _load()],
             allocator=memory_source,
@@ -190,7 +194,8 @@ def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[lis
 def _row(w: Workload, compiled: bool, mode: str, batch: int, device: torch.device, config: BenchConfig) -> Row:
     return Row(spec=w.spec, model=w.model, mode=mode, compiled=compiled, batch_size=batch, batch_run=batch,
                device=device.type, amp=config.amp, channels_last=_channels_last(w, config), iters=config.iters,
-               flops_per_image=w.train_flops_per_image if mode == "train" else w.flops_per_image)
+               flops_per_image=w.train_flops_per_image if mode == "train" else w.flops_per_image,
+               optimizer=(w.optimizer or config.optimizer) if mode == "train" else None)
 
 
 def _channels_last(w: Workload, config: BenchConfig) -> bool:
