@@ -441,15 +441,17 @@ def test_a_run_stopped_part_way_keeps_the_groups_it_measured(tiny, fake_peak, mo
     assert load(saved).complete is True and [r.batch_size for r in load(saved).rows] == [2, 4]
 
 
-def test_a_comparison_with_no_row_in_common_is_not_a_pass(tiny, fake_peak, monkeypatch, tmp_path, capsys):
+def test_a_comparison_with_no_row_in_common_is_refused_before_timing(tiny, fake_peak, monkeypatch, tmp_path, capsys):
+    """Another batch size, or another layout, matches no saved row: known before any step runs."""
     monkeypatch.setattr(runner, "time_interleaved", fixed_timings(0.010))
     saved = tmp_path / "base.json"
     args = [tiny, "--compile", "off", "--mode", "infer", "--warmup", "1", "--iters", "1", "--quiet"]
-    assert cli_bench.main(args + ["--batch-size", "2", "--save", str(saved)]) == 0
-    capsys.readouterr()
-    assert cli_bench.main(args + ["--batch-size", "4", "--compare", str(saved)]) == 1
-    out = capsys.readouterr().out
-    assert "Nothing compared: no row of this run matches" in out and "No regression." not in out
+    assert cli_bench.main(args + ["--batch-size", "2", "--no-channels-last", "--save", str(saved)]) == 0
+    monkeypatch.setattr(runner, "_run_group", lambda *a: pytest.fail("timed a run that can compare nothing"))
+    for other in (["--batch-size", "4", "--no-channels-last"], ["--batch-size", "2", "--channels-last"]):
+        with pytest.raises(ArchcError, match=f"Nothing compared: no row of this run matches a row of {saved}") as refused:
+            cli_bench.main(args + other + ["--compare", str(saved)])
+        assert refused.value.exit_code == 1
 
 
 def test_save_creates_a_missing_results_dir_as_its_help_says(tiny, fake_peak, monkeypatch, tmp_path):

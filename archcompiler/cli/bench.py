@@ -277,6 +277,23 @@ def _may_replace(path: Path, machine: str) -> None:
     print(f"archc bench: replacing {path}, this machine's run of {saved.date}", file=sys.stderr)
 
 
+def check_comparable(baseline: tuple, loads, config) -> None:
+    """--compare: the rows this run will have are known before any is timed (a row keeps the
+    batch asked for as its key, even when it steps down), so a baseline none can match is
+    refused now, not after minutes of timing."""
+    from runtime.bench.device import resolve_device
+    from runtime.bench.report import nothing_compared
+    from runtime.bench.rows import KEY
+
+    path, saved = baseline
+    device = resolve_device(config.device).type
+    planned = {tuple({"spec": w.spec, "model": w.model, "mode": mode, "compiled": compiled, "batch_size": batch, "amp": config.amp,
+                      "channels_last": config.channels_last if w.channels_last is None else w.channels_last, "device": device}[k] for k in KEY)
+               for w in loads for mode in config.modes for compiled in config.compiled for batch in config.batch_sizes}
+    if not planned & {r.key() for r in saved.rows}:
+        raise ArchcError(nothing_compared(str(path)))
+
+
 def check_args(args) -> tuple[int, ...]:
     """The flags' values, before torch is imported; returns the batch sizes."""
     if args.threshold <= 0 or args.threshold >= 1:
@@ -313,6 +330,8 @@ def main(argv: list[str]) -> int:
         compile_kwargs=compile_kwargs, freeze=args.freeze, cold_compile=args.cold_compile, device=args.device, amp=args.amp, channels_last=channels_last,
         warmup=args.warmup, iters=args.iters, peak_refresh=args.peak_refresh, breakdown=args.breakdown,
     )
+    if baseline is not None:
+        check_comparable(baseline, loads, config)
     command = "archc bench " + " ".join(shlex.quote(a) for a in argv)
     # With --save, the file is rewritten after each group of rows (marked incomplete until the
     # end), so a run stopped part-way, by a deadline or Ctrl-C, keeps the rows it measured.

@@ -165,7 +165,12 @@ def render_changes(changes: list[Change], threshold: float, saved: str, loads: t
     if any(c.verdict == "unclear" for c in changes):
         lines.append("unclear: the interval reaches past the threshold but the steps do not show a consistent difference; rerun with more --iters.")
     if not any(c.verdict not in ("new", "gone") for c in changes):
-        lines.append(f"Nothing compared: no row of this run matches a row of {saved} (spec, model, mode, compile and batch size).")
+        lines.append(nothing_compared(saved))
     else:
         lines.append(f"{flagged} regression(s) flagged." if flagged else "No regression.")
     return "\n".join(lines) + "\n"
+
+
+def nothing_compared(saved: str) -> str:
+    return (f"Nothing compared: no row of this run matches a row of {saved} "
+            "(spec, model, mode, compile, batch size, amp, layout and device).")
