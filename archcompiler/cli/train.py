@@ -136,6 +136,11 @@ def _train_main(args) -> int:
     if args.resume and seeds is None and not (run_dir / "config.json").exists() and any(run_dir.glob("seed-*/config.json")):
         found = ",".join(sorted((p.name[5:] for p in run_dir.glob("seed-*") if p.name[5:].isdigit()), key=int))
         raise UsageError(f"--resume: {run_dir} holds a group of seeds; resume them with --seeds {found}")
+    if not args.resume:  # before any data is decoded (a minute and a cache file on the full set)
+        from runtime.train.resume import check_new_run_dir
+
+        for folder in [run_dir] if seeds is None else [run_dir / f"seed-{k}" for k in seeds]:
+            check_new_run_dir(folder)
     if seeds is None:
         return train_one(compiled, args, run_dir, auto)
     failed = []

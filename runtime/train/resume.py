@@ -34,25 +34,33 @@ LOCK = ".lock"  # in the run directory: held by the process that trains into it
 _held: dict[Path, object] = {}  # run directory -> the open lock file this process holds
 
 
+def _has_run(run_dir: Path) -> bool:
+    return (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").exists()
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run's folder must be new or empty: refused (a usage error) when it holds a run or
+    other files. The CLI asks before it decodes any data; fit() asks again when it starts."""
+    if _has_run(run_dir):
+        raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
+    others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if run_dir.is_dir() else []
+    if others:  # `--out .` or `--out ~/work`: a run's files would mix with the folder's own
+        listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise RuntimeUsageError(f"{run_dir} holds other files ({listed}); a new run needs a new or empty folder as --out")
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, world: distributed.World) -> None:
     def check() -> None:
-        def has_run() -> bool:
-            return (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").exists()
-
         if resume and not (run_dir / "checkpoints" / "last").is_symlink():
             raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from (checkpoints/last is missing)")
-        if not resume and has_run():
-            raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
-        others = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if not resume and run_dir.is_dir() else []
-        if others:  # `--out .` or `--out ~/work`: a run's files would mix with the folder's own
-            listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            raise RuntimeUsageError(f"{run_dir} holds other files ({listed}); a new run needs a new or empty folder as --out")
+        if not resume:
+            check_new_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         for folder in (run_dir, run_dir / "checkpoints"):  # before the first step, not at the first checkpoint
             if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
                 raise RuntimeUserError(f"{folder}: not writable by this user; the run could not save its checkpoints")
         lock_run_dir(run_dir)
-        if not resume and has_run():  # another process started and finished a run here since the check above
+        if not resume and _has_run(run_dir):  # another process started and finished a run here since the check above
             raise RuntimeUsageError(f"{run_dir} already holds a run; add --resume to continue it, or pick another --out")
 
     on_main(world, check)

@@ -80,8 +80,17 @@ def test_resume_refuses_to_change_the_recipe(trained, capsys, monkeypatch):
 def test_existing_run_is_not_overwritten(trained, capsys, monkeypatch):
     base, _ = trained
     monkeypatch.chdir(base)
+    import runtime.data
+
+    def decode(*args, **kwargs):
+        raise AssertionError("the data was loaded before the folder was checked")
+
+    monkeypatch.setattr(runtime.data, "load_dataset", decode)  # on the full set: a minute of decoding, to be told the folder is taken
     code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--data", DATA, "--out", "runs/tiny")
     assert code == 2 and "already holds a run; add --resume" in err
+    (base / "group" / "seed-1" / "checkpoints").mkdir(parents=True)
+    code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--data", DATA, "--out", "group", "--seeds", "0,1")
+    assert code == 2 and "group/seed-1 already holds a run" in err and not (base / "group" / "seed-0").exists()
 
 
 def test_the_head_follows_the_data_unless_pinned(tmp_path, capsys, monkeypatch):
