@@ -73,14 +73,15 @@ def read_run(path) -> Run:
     if not path.is_dir():
         raise RuntimeUserError(f"{path}: {'a file, not a run directory' if path.exists() else 'no such run directory'}")
     if not _is_run(path):
-        raise RuntimeUserError(f"{path} is not a training run (no summary.json or metrics.jsonl); runs are what `archc train --out` writes")
+        raise RuntimeUserError(f"{path} is not a training run (no summary.json, metrics.jsonl or config.json); runs are what `archc train --out` writes")
     summary = rundir.read_summary(summary_path) if summary_path.exists() else {}
     return Run(path, summary, rundir.check_rows(path / "metrics.jsonl", metrics.read(path)), _read_config(path))
 
 
 def _is_run(folder: Path) -> bool:
-    """A run directory: what `archc train --out` writes has a summary.json or metrics.jsonl."""
-    return (folder / "summary.json").exists() or (folder / "metrics.jsonl").exists()
+    """A run directory: what `archc train --out` writes has a summary.json or metrics.jsonl,
+    or, in its first epoch, a config.json alone (written when it starts)."""
+    return any((folder / name).exists() for name in ("summary.json", "metrics.jsonl", "config.json"))
 
 
 def expand(paths: list[str]) -> list[str]:

@@ -451,6 +451,20 @@ def test_seeds_of_one_spec_are_one_group_when_its_comments_changed_between_them(
     assert [g["n"] for g in json.loads(capsys.readouterr().out)["groups"]] == [2, 2]
 
 
+def test_a_run_in_its_first_epoch_is_compared_as_started(tmp_path, capsys):
+    """Before its first epoch ends a run has only config.json (and checkpoints): compare lists
+    it as started, beside finished runs, instead of refusing it as no run (the first epoch of
+    the full set is hours on a CPU)."""
+    write_run(tmp_path / "done", "m", 0, [0.3])
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "config.json").write_text(json.dumps({"seed": 1, "model": "m", "data": "synthetic", "flops": 10}))
+    assert compare.main([str(tmp_path / "done"), str(tmp_path / "new"), "--format", "json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["model"], r["status"], r["best_val_acc"], r["epochs"]) for r in runs] == [("m", "complete", 0.3, 1), ("m", "started", None, 0)]
+    assert compare.main([str(tmp_path / "done"), str(tmp_path / "new")]) == 0
+    assert "started" in capsys.readouterr().out
+
+
 def test_a_run_without_its_summary_yet_is_named_from_its_config(tmp_path):
     from runtime.train.compare import read_run
 
