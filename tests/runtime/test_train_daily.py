@@ -290,6 +290,19 @@ def test_seed_groups_and_the_test(seeds, capsys):
     assert json.loads(capsys.readouterr().out) == data
 
 
+def test_a_test_over_runs_stopped_early_says_so(tmp_path, capsys):
+    """Seeds of a --max-steps smoke test can differ 'significantly' at step 25: the verdict says
+    that it compares unfinished runs."""
+    for model, accs in (("narrow", [0.40, 0.42, 0.41]), ("wide", [0.47, 0.49, 0.48])):
+        for seed, acc in enumerate(accs):
+            write_run(tmp_path / model / f"seed-{seed}", model, seed, [acc], partial=seed == 0)
+    runs = sorted(str(p) for p in tmp_path.glob("*/seed-*"))
+    assert compare.main([*runs, "--test"]) == 0
+    assert "significant at 0.05 (but 2 of these 6 runs did not finish their training" in capsys.readouterr().out
+    compare.main([*runs, "--test", "--format", "json"])
+    assert json.loads(capsys.readouterr().out)["tests"][0]["unfinished"] == 2
+
+
 def test_same_accuracies_are_not_significant(tmp_path, capsys):
     for model in ("a", "b"):
         for seed, acc in enumerate((0.40, 0.45, 0.50)):
