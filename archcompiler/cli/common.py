@@ -89,5 +89,17 @@ def load_weights(model, ckpt, compiled, device) -> None:
     try:
         checkpoint.load_into(model, {k: v.to(device) for k, v in ckpt.weights.items()}, ckpt.path)
     except CheckpointError as e:
-        note = trained_at(ckpt.meta, compiled)
+        note = trained_at(ckpt.meta, compiled) or _other_model(ckpt, compiled)
         raise CheckpointError(f"{e}; {note}" if note else str(e)) from None
+
+
+def _other_model(ckpt, compiled) -> str | None:
+    """When a checkpoint does not fit: the model it holds, if another, and its run's spec."""
+    from pathlib import Path
+
+    name = ckpt.meta.get("model")
+    if not isinstance(name, str) or name == compiled.name:
+        return None
+    path = Path(ckpt.path)
+    copy = next((run / "spec.yaml" for run in (path.parent.parent, path.parent) if (run / "spec.yaml").is_file()), None)
+    return f"it holds a {name} model, not {compiled.name}" + (f"; its spec is {copy}" if copy else "")

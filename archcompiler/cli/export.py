@@ -100,9 +100,9 @@ def export_onnx(compiled, output: str, checkpoint: str | None = None, opset: int
         compiled, ckpt = with_checkpoint(compiled, checkpoint)
     model = compiled.module(seed=0).eval()
     if ckpt is not None:
-        from runtime.train.checkpoint import load_into
+        from archcompiler.cli.common import load_weights
 
-        load_into(model, ckpt.weights, ckpt.path)
+        load_weights(model, ckpt, compiled, torch.device("cpu"))  # as eval and predict load, and say what does not fit
     example = torch.randn(2, *compiled.input_shape, generator=torch.Generator().manual_seed(0))
     results = compiled.graph.result_names  # as the spec names them
     # A model with several outputs names each after its node; one that returns its own input

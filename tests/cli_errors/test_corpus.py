@@ -248,9 +248,10 @@ CASES = [
     Case("resume-flipped-state", "train tiny.yaml --out {run} --resume", 1, "SHA-256 mismatch", flip_state),
     Case("resume-truncated-state", "train tiny.yaml --out {run} --resume", 1, "failed finding central directory",
          lambda d: ((d / "run/checkpoints/last").resolve() / "state.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 100)),
-    Case("eval-other-model", "eval wide.yaml --checkpoint {run}", 1, "does not fit this model"),
+    Case("eval-other-model", "eval wide.yaml --checkpoint {run}", 1, "it holds a tiny model, not wide; its spec is /"),
     Case("eval-other-classes", "eval tiny.yaml --checkpoint {run} --data data/folder", 1, "was trained on 10 classes", lines=5),  # 4 decoding lines first
-    Case("export-other-model", "export wide.yaml -o {c}/m.onnx --checkpoint {run}", 1, "does not fit this model"),
+    Case("export-other-model", "export wide.yaml -o {c}/m.onnx --checkpoint {run}", 1, "it holds a tiny model, not wide"),
+    Case("predict-other-model", "predict wide.yaml --checkpoint {run} data/folder", 1, "it holds a tiny model, not wide"),
     Case("export-checkpoint-missing", "export tiny.yaml -o {c}/m.onnx --checkpoint {c}/nosuch", 1, "no such checkpoint"),
     Case("eval-checkpoint-missing", "eval tiny.yaml --checkpoint {c}/nosuch", 1, "no such checkpoint"),
     Case("predict-a-device", "predict tiny.yaml --checkpoint {run} /dev/null", 1, "not an image file or a folder"),
