@@ -65,6 +65,7 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     if top_k < 1 or batch_size < 1:
         raise RuntimeUsageError("--top-k and --batch-size must be at least 1")
     require_classifier(compiled, "archc predict runs")
+    files = image_files(images)  # a missing image is said before any weights are read
     size = image_size(compiled)
     ckpt = checkpoint.load(checkpoint_path, weights_only=True)
     meta = ckpt.meta
@@ -78,6 +79,8 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     torch_device = torch.device(kind)
     model = compiled.module(seed=None, device=torch_device)
     load_weights(model, ckpt, compiled, torch_device)
+    step = f" (step {meta['step']})" if isinstance(meta.get("step"), int) else ""
+    print(f"archc predict: weights of {ckpt.path}{step}", file=sys.stderr)  # a run directory means its last checkpoint, not its best
     elsewhere = trained_at(meta, compiled)
     if elsewhere:
         print(f"archc: warning: {elsewhere}", file=sys.stderr)
@@ -88,7 +91,6 @@ def predict(compiled, checkpoint_path, images: list[str], *, top_k: int = 5, dev
     mean = torch.tensor(stats["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(stats["std"] if stats.get("std") is not None else [1.0, 1.0, 1.0]).view(1, 3, 1, 1)
 
-    files = image_files(images)
     results = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]

@@ -159,6 +159,7 @@ def test_predict_agrees_with_eval(piped, tmp_path, capsys, monkeypatch):
     text = archc(capsys, monkeypatch, base, "predict", "tiny.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
     assert text.returncode == 0 and re.search(r"^\s+\d+\.\d\d%  ", text.stdout, re.M)
     assert "spec has changed" not in text.stderr
+    assert re.search(r"^archc predict: weights of \S+/runs/t/checkpoints/step-\d+ \(step \d+\)$", text.stderr, re.M), text.stderr  # the last, named
     (base / "renamed.yaml").write_text((base / "tiny.yaml").read_text().replace("name: tiny", "name: tiny_renamed"))
     renamed = archc(capsys, monkeypatch, base, "predict", "renamed.yaml", "--checkpoint", "runs/t", str(tmp_path / "0.png"))
     assert renamed.returncode == 0 and "warning: the spec has changed since this checkpoint was trained" in renamed.stderr  # as eval warns
