@@ -79,6 +79,8 @@ def check_args(args) -> None:
     if args.data is not None:
         parse_spec(args.data)
     cache_dir(args.cache_dir, args.data)  # the cache is written after minutes of decoding: check first
+    if not args.resume and args.cache_dir is None and os.environ.get("ARCHC_CACHE_DIR") and not (args.data or "synthetic").startswith("synthetic"):
+        args.cache_dir = os.environ["ARCHC_CACHE_DIR"]  # recorded as if given, so a resume without the variable reads the same cache
 
 
 def _batch_size(text: str):

@@ -308,10 +308,13 @@ def test_a_runs_data_is_named_by_its_absolute_path_and_may_move_but_not_change(t
     monkeypatch.chdir(project)
     common = ["--batch-size", "4", "--epochs", "2", "--no-progress"]
     assert archc(capsys, monkeypatch, "train", "tiny.yaml", "--data", "pets", "--out", "run", "--max-steps", "2", *common)[0] == 0
-    assert json.loads((project / "run" / "config.json").read_text())["data"] == str(project / "pets")
+    config = json.loads((project / "run" / "config.json").read_text())
+    assert config["data"] == str(project / "pets") and config["data_options"]["cache_dir"] == str(tmp_path / "cache")  # the variable, recorded
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ARCHC_CACHE_DIR")  # a new shell: the resume reads the run's cache, not ~/.cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
     code, _, err = archc(capsys, monkeypatch, "train", "project/tiny.yaml", "--out", "project/run", "--resume", "--max-steps", "3", *common)
-    assert code == 0, err
+    assert code == 0 and not (tmp_path / "home-cache").exists(), err
     (project / "pets").rename(tmp_path / "moved")
     code, _, err = archc(capsys, monkeypatch, "train", "project/tiny.yaml", "--out", "project/run", "--resume", "--max-steps", "4", *common)
     assert code == 1 and "the run's data " + str(project / "pets") + " is not there any more; if it moved, give --data" in err
