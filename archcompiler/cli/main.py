@@ -104,9 +104,9 @@ def entry() -> None:
             )
             code = 70
         else:
-            if code == 130:
+            if code == 130:  # a stop the user asked for, and saved: not an error
                 _ignore_interrupts()
-            _tell(f"archc: error: {e}\n")
+            _tell(f"archc: {e}\n" if code == 130 else f"archc: error: {e}\n")
     sys.exit(code)
 
 

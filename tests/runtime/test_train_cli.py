@@ -137,7 +137,7 @@ def test_ctrl_c_saves_says_how_to_resume_and_resume_finishes(tmp_path, capsys, m
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    assert "interrupted at step" in err and "archc train tiny.yaml --out runs/c --resume" in err and "Traceback" not in err
+    assert "archc: interrupted at step" in err and "error" not in err and "archc train tiny.yaml --out runs/c --resume" in err and "Traceback" not in err
     saved = json.loads((tmp_path / "runs/c/checkpoints/last/meta.json").read_text())["step"]
     monkeypatch.chdir(tmp_path)
     code, out, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--out", "runs/c", "--resume", "--max-steps", str(saved + 2))
