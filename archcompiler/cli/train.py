@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--recipe", choices=("paper", "modern"), help="use this recipe instead of the spec's (see docs/training.md)")
     p.add_argument("--epochs", type=argtypes.positive, help="passes over the training set")
+    p.add_argument("--eval-batch-size", type=argtypes.positive, metavar="N",
+                   help="validation's batch (default 256, lowered to what the free memory holds: validation needs no gradients)")
     p.add_argument("--batch-size", type=_batch_size, metavar="N|auto",
                    help="images per step, over all processes; auto: the largest whose predicted peak fits free memory (docs/memory.md)")
     p.add_argument("--lr", type=argtypes.positive_float, help="initial (peak) learning rate")
@@ -247,7 +249,7 @@ def build_config(compiled, args, run_dir: Path):
 
     flags = {"data": args.data, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "device": args.device, "compile": args.compile, "compile_mode": args.compile_mode, "amp": args.amp, "channels_last": args.channels_last,
-             "max_steps": args.max_steps, "checkpoint_every": args.checkpoint_every, "progress": args.progress, "log_every": args.log_every,
+             "max_steps": args.max_steps, "eval_batch_size": args.eval_batch_size, "checkpoint_every": args.checkpoint_every, "progress": args.progress, "log_every": args.log_every,
              "num_classes": args.num_classes}
     flags = {k: v for k, v in flags.items() if v is not None}
     notes = {"spec": str(args.spec), "spec_sha256": compiled.spec_hash, "spec_data_sha256": compiled.spec_data_hash}
@@ -405,6 +407,7 @@ def train(compiled, config, run_dir: Path, args, note: str | None = None, auto: 
         check_fit(compiled, train_set, args.data or config.data)
         if auto:
             config = _auto_batch(compiled, config, kind, world, train_set.images.shape[0])
+        config = _eval_batch(compiled, config, kind, world)
         if config.batch_size >= len(train_set) and world.main and not resume:  # an epoch is then a single step
             print(f"note: batch size {config.batch_size:,} is {'the whole' if config.batch_size == len(train_set) else 'larger than the'} "
                   f"training set ({len(train_set):,} images): each epoch is one step", file=sys.stderr)
@@ -522,6 +525,35 @@ def _auto_batch(compiled, config, kind: str, world, images: int):
     amp = config.amp or ("bf16" if kind == "cuda" else "off")
     batch = auto_batch(compiled, "train", config.optimizer, amp, torch.device(kind), cap=images)
     return dataclasses.replace(config, batch_size=batch)
+
+
+def _eval_batch(compiled, config, kind: str, world):
+    """The config with validation's batch lowered, when needed, to what the free memory holds
+    beside the training state (the weights' gradients and the optimizer's moments stay while
+    it runs): the budget of --batch-size auto, so a run that fits its training step does not
+    then fail, or get killed, in its first validation."""
+    import torch
+
+    from archcompiler.cli.autobatch import MARGIN
+    from archcompiler.passes.memory import largest_batch, predict
+    from runtime.bench.device import free_memory
+
+    try:
+        free, source = free_memory(torch.device(kind))
+    except Exception:  # noqa: BLE001 - no figure for the free memory here: the batch stays as asked
+        return config
+    graph, registry = compiled.graph, compiled.result.registry
+    amp = config.amp or ("bf16" if kind == "cuda" else "off")
+    state = predict(graph, registry, 1, "train", config.optimizer, amp, kind)
+    budget = int(free * (1 - MARGIN)) - state.grads_bytes - state.optimizer_bytes
+    found = largest_batch(graph, registry, budget, "infer", config.optimizer, amp, kind, cap=config.eval_batch_size)
+    batch = found[0] if found else 1
+    if batch >= config.eval_batch_size:
+        return config
+    if world.main:
+        print(f"note: validation batch {batch}, not {config.eval_batch_size}: a larger one is predicted not to fit in "
+              f"{100 - 100 * MARGIN:.0f}% of {free / 2**30:.2f} GiB free ({source}) beside the training state", file=sys.stderr)
+    return dataclasses.replace(config, eval_batch_size=batch)
 
 
 def check_fit(compiled, dataset, data: str) -> None:

@@ -373,3 +373,30 @@ def test_a_comment_added_to_the_spec_does_not_stop_a_resume(spec, capsys, monkey
     (tmp_path / spec).write_text(text.replace("out: 8", "out: 12"))
     code, _, err = archc(capsys, monkeypatch, "train", spec, "--out", "run", "--resume", "--max-steps", "4", *common)
     assert code == 2 and "differs from the spec this run started with" in err
+
+
+def test_validation_batch_fits_the_memory_beside_the_training_state(tmp_path, capsys, monkeypatch):
+    """Validation runs at 256 by default, which can need several times a training step's
+    memory: it is lowered to what the free memory holds beside the gradients and optimizer
+    state (the budget of --batch-size auto), with a note; --eval-batch-size sets the most."""
+    from archcompiler.api import compile as compile_spec
+    from archcompiler.passes.memory import largest_conv_copies, predict
+
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    monkeypatch.chdir(tmp_path)
+    common = ["--data", "synthetic:train=32,val=300", "--max-steps", "1", "--no-progress", "--device", "cpu"]
+    monkeypatch.setenv("ARCHC_MEMORY_LIMIT", "40MiB")
+    code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--out", "small", *common)
+    batch = json.loads((tmp_path / "small" / "config.json").read_text())["eval_batch_size"]
+    assert code == 0 and 1 < batch < 256 and f"note: validation batch {batch}, not 256" in err, err
+    net = compile_spec("tiny.yaml")
+    state = predict(net.graph, net.result.registry, 1, "train", "adam", "off", "cpu")
+    extra = state.grads_bytes + state.optimizer_bytes
+    copies = largest_conv_copies(net.graph, net.result.registry, "off")  # oneDNN's transient copies, as auto leaves room for
+
+    def need(b):
+        return predict(net.graph, net.result.registry, b, "infer", "adam", "off", "cpu").peak_bytes + b * copies + extra
+    assert need(batch) <= int(0.85 * 40 * 2**20) < need(batch + 1)  # the largest that fits
+    monkeypatch.delenv("ARCHC_MEMORY_LIMIT")
+    code, _, err = archc(capsys, monkeypatch, "train", "tiny.yaml", "--out", "given", "--eval-batch-size", "24", *common)
+    assert code == 0 and json.loads((tmp_path / "given" / "config.json").read_text())["eval_batch_size"] == 24 and "validation batch" not in err
