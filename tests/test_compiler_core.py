@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -1833,6 +1834,17 @@ def test_a_count_that_is_a_parameter_gives_one_class_whatever_its_value():
     assert [len(model.one.m), len(model.three.m)] == [1, 3]
     assert [m.conv.kernel_size for m in model.three.m] == [(1, 1), (3, 3), (1, 1)]
     assert_emitted_equals_inferred(net, batch=1)
+
+
+def test_a_chained_repeats_output_read_only_by_its_next_instance_is_no_warning():
+    """Res2Net's step passes (y, acc, rest) on to the next instance and the block reads only
+    acc and rest after the last: y is used, by the chain; an unread output of a block that is
+    not repeated is still W303."""
+    text = (Path(__file__).parent / "specs" / "bifpn.yaml").read_text().replace("in: [g3, g4, g5]", "in: [g4, g5]").replace("  g3: {type: global_avgpool, in: p3}\n", "")
+    assert [d.code for d in check_text(text, "b.yaml").diagnostics] == []
+    once = text.replace("bifpn: {type: bifpn_layer, repeat: 2, in: [l3, l4, l5], outputs: [p3, p4, p5]}",
+                        "bifpn: {type: bifpn_layer, in: [l3, l4, l5], outputs: [p3, p4, p5]}")
+    assert [d.message for d in check_text(once, "b.yaml").diagnostics] == ["output 'p3' of node 'bifpn' is never used: nothing reads it"]
 
 
 def test_a_node_left_out_by_when_false_beside_a_conditional_one_emits():

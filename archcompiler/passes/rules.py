@@ -69,7 +69,9 @@ def _check_reach(graph: Graph, scope: Scope) -> bool:
     # a node that stands in for an optional one (`otherwise: m2`) is read wherever that one is absent
     standing_in = {stand_in for _, stand_in in graph.optional.values()}
     for node in graph.layers():
-        if node.name not in graph.results and not edges[node.name] and "split" not in node.meta and node.name not in standing_in:  # a part left unread is a slice
+        chained = node.kind == "part" and getattr(graph.nodes.get(node.meta.get("part_of")), "kind", None) == "repeat"  # each instance reads the one before's
+        if (node.name not in graph.results and not edges[node.name] and "split" not in node.meta and node.name not in standing_in
+                and not chained):  # a part left unread is a slice
             if scope.blame is None:
                 what = (f"output '{node.name}' of node '{node.meta['part_of']}' is never used: nothing reads it" if node.kind == "part"
                         else f"node '{node.name}' is never used: nothing reads it and it is not the output")
