@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
