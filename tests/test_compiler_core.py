@@ -1847,6 +1847,31 @@ def test_a_chained_repeats_output_read_only_by_its_next_instance_is_no_warning()
     assert [d.message for d in check_text(once, "b.yaml").diagnostics] == ["output 'p3' of node 'bifpn' is never used: nothing reads it"]
 
 
+def test_modules_register_in_the_order_the_spec_writes_them():
+    """timm's FasterNet block declares its MLP before the partial conv it reads: state_dict
+    follows the spec, so weights copied by order line up; forward still runs in dataflow order."""
+    net = Compiled(check_text(spec("""
+        archc: 1
+        name: t
+        input: [8, 8, 8]
+        blocks:
+          blk:
+            nodes:
+              mlp: {type: conv, out: 16, kernel: 1, in: mix}
+              mix: {type: conv, kernel: 3, padding: 1, in: input}
+              opt: {type: batchnorm, in: mlp, when: $in_channels == 8}
+            output: opt
+        nodes:
+          late: {type: conv, out: 4, kernel: 1, in: b}
+          b: {type: blk, in: input}
+          c: {type: blk, in: late}
+        output: c
+    """), "t.yaml"))
+    keys = list(net.module(seed=0).state_dict())
+    assert [k for k in keys if k.endswith("weight")] == ["late.weight", "b.mlp.weight", "b.mix.weight", "b.opt.weight", "c.mlp.weight", "c.mix.weight"]
+    assert_emitted_equals_inferred(net, batch=2)
+
+
 def test_a_node_left_out_by_when_false_beside_a_conditional_one_emits():
     """GhostNet's `when: false` beside a node whose condition varies: the class over instances
     finds the stand-in of the one that is never there (emit was exit 70, KeyError)."""

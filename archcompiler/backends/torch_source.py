@@ -133,6 +133,7 @@ class Emitter:
             parts = _node_parts(node, in_shape, frame, _named_inputs(graph))
             forward.append([_assignment(step.var, node, expr, loop), node, parts])
         forward.append([f"return {w.output}", graph.nodes[graph.output], ()])
+        init = _in_spec_order(init, graph)
         return init, forward, _used(init, forward), w.inputs
 
     def _fragment(self, graph: Graph, node: Node, args: list[str], refs: dict[str, str]) -> tuple[str | None, str]:
@@ -211,7 +212,7 @@ class Emitter:
                 test = f"self.{flag}"
             forward.append([_either(step.var, expr, test, stand_in), node, parts])
         forward.append([f"return {w.output}", union.nodes[union.output], ()])
-        init = _grouped(init)
+        init = _grouped(_in_spec_order(init, union))
         used = _used(init, forward)
         params = _signature(block, used)
         init, forward = self._spell(union, params, init, forward, used, taken=attrs.taken)
@@ -568,6 +569,18 @@ def _assignment(target: str, node: Node, expr: str, loop: str) -> str:
     if node.kind != "repeat" or not node.body.outputs or node.meta["repeat"] == 1:
         return f"{target} = {expr}"
     return f"{target} = {expr}\nfor {loop} in self.{node.name}[1:]:\n    {target} = {loop}({target})"
+
+
+def _in_spec_order(init: list, graph: Graph) -> list:
+    """Constructor lines in the order the spec writes the nodes (forward runs them in dataflow
+    order): modules register, and state_dict lists them, as written, as a reference model
+    that declares a node before the one it reads does (timm's FasterNet block)."""
+    order = {name: i for i, name in enumerate(graph.nodes)}
+    return sorted(init, key=lambda line: order.get(_line_node(line).name, len(order)))
+
+
+def _line_node(line) -> Node:
+    return line.node if isinstance(line, _Optional) else line[1]
 
 
 def _holder(body: Graph, name: str) -> Node:
