@@ -71,8 +71,9 @@ class Activation(Block):
 
     def torch_helpers(self):
         table = "".join(f'\n        "{k}": {v},' for k, v in MODULES.items() if k not in OPTIONS_OF)
-        return {"make_activation": f'''def make_activation(fn: str, negative_slope: float = 0.01, approximate: str = "none",
-                    alpha: float = 1.0, beta: float = 1.0) -> nn.Module:
+        return {"make_activation": f'''def make_activation(
+    fn: str, negative_slope: float = 0.01, approximate: str = "none", alpha: float = 1.0, beta: float = 1.0
+) -> nn.Module:
     """The activation module named `fn`."""
     if fn == "leaky_relu":
         return nn.LeakyReLU(negative_slope)
