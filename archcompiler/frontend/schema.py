@@ -307,14 +307,16 @@ def report_schema_errors(errors, doc: Document, diags: Diagnostics, base: tuple 
     Returns the paths the diagnostics point at."""
     seen = set()
     paths = []
-    for err in sorted(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))):
-        for code, msg, path, is_key in _translate(err, base, allowed_extra):
-            key = (code, path, msg)
-            if key in seen:
-                continue
-            seen.add(key)
-            paths.append(path)
-            diags.error(code, msg, doc.span(path, key=is_key))
+    found = [t for err in sorted(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+             for t in _translate(err, base, allowed_extra)]
+    said = {path for code, _, path, _ in found if code != "E199"}  # the fallback only where nothing better was said
+    for code, msg, path, is_key in found:
+        key = (code, path, msg)
+        if key in seen or (code == "E199" and path in said):
+            continue
+        seen.add(key)
+        paths.append(path)
+        diags.error(code, msg, doc.span(path, key=is_key))
     return paths
 
 
