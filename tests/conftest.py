@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import pytest
 # the zoo, memory and paper-model tests 2.7x slower (87 s against 33 s, side by side). So each
 # worker, and each process its tests start, gets its share of the cores; a value set by hand wins.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+# A suite started as a background job (`make test &` in a script) inherits SIGINT ignored, and
+# so would every process its tests start, which then cannot be interrupted: the tests that
+# send Ctrl-C would wait out their timeouts. A handled signal is reset to the default on exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 if _WORKERS > 1 and not os.environ.get("OMP_NUM_THREADS"):
     _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     os.environ["OMP_NUM_THREADS"] = str(max(1, _cores // _WORKERS))
