@@ -257,7 +257,7 @@ class Emitter:
             # that one class fits every count; the first instance of a use with more, where its
             # first is built as this one (a `first:`, or a width that changes after it)
             uses = self.repeats.get((block, node.name), [])
-            longer = next((self._stack(other) for other, _ in uses if len(self._instances(other)) > 1), None)
+            longer = next((self._stack(other) for other, _ in uses if other.meta["repeat"] > 1), None)
             env = next((env for other, env in uses if other is node), None)
             if longer is not None and len(longer) == 2 and env is not None and _agrees(longer[0], first, env):
                 return longer

@@ -283,12 +283,11 @@ def check_comparable(baseline: tuple, loads, config) -> None:
     refused now, not after minutes of timing."""
     from runtime.bench.device import resolve_device
     from runtime.bench.report import nothing_compared
-    from runtime.bench.rows import KEY
+    from runtime.bench.runner import planned_row
 
     path, saved = baseline
-    device = resolve_device(config.device).type
-    planned = {tuple({"spec": w.spec, "model": w.model, "mode": mode, "compiled": compiled, "batch_size": batch, "amp": config.amp,
-                      "channels_last": config.channels_last if w.channels_last is None else w.channels_last, "device": device}[k] for k in KEY)
+    device = resolve_device(config.device)
+    planned = {planned_row(w, compiled, mode, batch, device, config).key()
                for w in loads for mode in config.modes for compiled in config.compiled for batch in config.batch_sizes}
     if not planned & {r.key() for r in saved.rows}:
         raise ArchcError(nothing_compared(str(path)))

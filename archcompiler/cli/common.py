@@ -57,7 +57,7 @@ def spec_changed(meta: dict, compiled, checkpoint_path) -> bool:
     """Whether the spec says something else than the one a checkpoint was trained from: an
     edit to comments or layout is no change. A checkpoint older than `spec_data_sha256` is
     compared through its run's copy of the spec, when that copy is the text it was trained from."""
-    from pathlib import Path
+    import hashlib
 
     from archcompiler.api import spec_data_hash
 
@@ -66,18 +66,23 @@ def spec_changed(meta: dict, compiled, checkpoint_path) -> bool:
         return False
     if meta.get("spec_data_sha256") is not None:
         return meta["spec_data_sha256"] != compiled.spec_data_hash
-    path = Path(checkpoint_path)
-    for run in (path.parent.parent, path.parent):  # run/checkpoints/step-N, or a file beside the run's spec
-        copy = run / "spec.yaml"
+    for copy in _run_specs(checkpoint_path):
         try:
             text = copy.read_text()
         except (OSError, UnicodeDecodeError):
             continue
-        import hashlib
-
         if hashlib.sha256(text.encode()).hexdigest() == trained:
             return spec_data_hash(text) != compiled.spec_data_hash
     return True
+
+
+def _run_specs(checkpoint_path) -> list:
+    """Where a checkpoint's run may keep its spec.yaml: in the run of run/checkpoints/step-N,
+    or beside a weights file."""
+    from pathlib import Path
+
+    path = Path(checkpoint_path)
+    return [run / "spec.yaml" for run in (path.parent.parent, path.parent)]
 
 
 def load_weights(model, ckpt, compiled, device) -> None:
@@ -95,11 +100,8 @@ def load_weights(model, ckpt, compiled, device) -> None:
 
 def _other_model(ckpt, compiled) -> str | None:
     """When a checkpoint does not fit: the model it holds, if another, and its run's spec."""
-    from pathlib import Path
-
     name = ckpt.meta.get("model")
     if not isinstance(name, str) or name == compiled.name:
         return None
-    path = Path(ckpt.path)
-    copy = next((run / "spec.yaml" for run in (path.parent.parent, path.parent) if (run / "spec.yaml").is_file()), None)
+    copy = next((copy for copy in _run_specs(ckpt.path) if copy.is_file()), None)
     return f"it holds a {name} model, not {compiled.name}" + (f"; its spec is {copy}" if copy else "")

@@ -277,10 +277,11 @@ def build_config(compiled, args, run_dir: Path):
         from archcompiler.cli.classes import head, with_classes
 
         trained = with_classes(compiled, saved.num_classes).spec_text if head(compiled)[1] is not None else trained
-    if copy.exists() and copy.read_text(errors="replace") != trained:
+    started = copy.read_text(errors="replace") if copy.exists() else None
+    if started is not None and started != trained:
         from archcompiler.api import spec_data_hash
 
-        said = spec_data_hash(copy.read_text(errors="replace"))
+        said = spec_data_hash(started)
         if said is None or said != spec_data_hash(trained):
             raise RuntimeUsageError(f"--resume: {args.spec} differs from the spec this run started with; resume with {copy} instead")
         args.spec_reworded = True  # comments or layout only: the same model, and the checkpoints' spec hash is the old text's
@@ -522,7 +523,7 @@ def _auto_batch(compiled, config, kind: str, world, images: int):
 
     if world.size > 1:
         raise RuntimeUsageError("--batch-size auto works on one process; give a batch size with --nproc or torchrun")
-    amp = config.amp or ("bf16" if kind == "cuda" else "off")
+    amp = config.amp or vocab.default_amp(kind)
     batch = auto_batch(compiled, "train", config.optimizer, amp, torch.device(kind), cap=images)
     return dataclasses.replace(config, batch_size=batch)
 
@@ -543,7 +544,7 @@ def _eval_batch(compiled, config, kind: str, world):
     except Exception:  # noqa: BLE001 - no figure for the free memory here: the batch stays as asked
         return config
     graph, registry = compiled.graph, compiled.result.registry
-    amp = config.amp or ("bf16" if kind == "cuda" else "off")
+    amp = config.amp or vocab.default_amp(kind)
     state = predict(graph, registry, 1, "train", config.optimizer, amp, kind)
     budget = int(free * (1 - MARGIN)) - state.grads_bytes - state.optimizer_bytes
     found = largest_batch(graph, registry, budget, "infer", config.optimizer, amp, kind, cap=config.eval_batch_size)

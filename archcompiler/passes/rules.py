@@ -21,17 +21,17 @@ def simple_cycles(edges: dict[str, list[str]]) -> list[list[str]]:
 
 
 def check_rules(graph: Graph, scope: Scope) -> bool:
-    ok = report_cycles(graph, scope)
-    if not ok or graph.partial or any(o not in graph.nodes for o in graph.results):
+    edges = readers(graph)
+    if not report_cycles(graph, scope, edges) or graph.partial or any(o not in graph.nodes for o in graph.results):
         return False
-    return _check_reach(graph, scope)
+    return _check_reach(graph, scope, edges)
 
 
-def report_cycles(graph: Graph, scope: Scope) -> bool:
+def report_cycles(graph: Graph, scope: Scope, edges: dict | None = None) -> bool:
     """E301 for each cycle (a node reading itself was reported at its reference); False if any.
     A block's body is checked per instance too: a node left out there may stand in a loop
     (`otherwise:` naming a node that reads it)."""
-    edges = readers(graph)
+    edges = readers(graph) if edges is None else edges
     ok = True
     order = {n: i for i, n in enumerate(graph.nodes)}
     cycles = simple_cycles(edges) if len(stable_topological_order(edges)) < len(edges) else []
@@ -55,8 +55,7 @@ def report_cycles(graph: Graph, scope: Scope) -> bool:
     return ok
 
 
-def _check_reach(graph: Graph, scope: Scope) -> bool:
-    edges = readers(graph)
+def _check_reach(graph: Graph, scope: Scope, edges: dict) -> bool:
     # one output depends on the input; each of a block's several on one of its inputs (an FPN
     # level may read only a named input)
     reached = _reachable(edges, INPUT)

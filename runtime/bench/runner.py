@@ -144,7 +144,7 @@ class _Candidate:
 
 
 def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[list[Row], str]:
-    cands = [_Candidate(w, c, _row(w, c, mode, batch, device, config)) for w in group for c in config.compiled]
+    cands = [_Candidate(w, c, planned_row(w, c, mode, batch, device, config)) for w in group for c in config.compiled]
     timed = clock(device)
     for cand in cands:
         label = _label(cand.row)
@@ -191,7 +191,8 @@ def _run_group(group, mode, batch, device, config, peak: Peak, say) -> tuple[lis
     return [c.row for c in cands], memory_method
 
 
-def _row(w: Workload, compiled: bool, mode: str, batch: int, device: torch.device, config: BenchConfig) -> Row:
+def planned_row(w: Workload, compiled: bool, mode: str, batch: int, device: torch.device, config: BenchConfig) -> Row:
+    """The row a workload gets, before it is timed (its key is known then: archc bench --compare plans with it)."""
     return Row(spec=w.spec, model=w.model, mode=mode, compiled=compiled, batch_size=batch, batch_run=batch,
                device=device.type, amp=config.amp, channels_last=_channels_last(w, config), iters=config.iters,
                flops_per_image=w.train_flops_per_image if mode == "train" else w.flops_per_image,

@@ -78,7 +78,7 @@ def welch(a: Group, b: Group, key: str = "best_val_acc") -> dict:
     diff = statistics.fmean(y) - statistics.fmean(x)
     common = {"a": a.model, "b": b.model, "a_dataset": a.dataset, "b_dataset": b.dataset, "metric": key,
               "difference_points": 100 * diff, "n": [len(x), len(y)],
-              "unfinished": sum(r.get("status") != "complete" for r in a.records + b.records)}  # runs compared where they stopped
+              "unfinished": sum(r.get("status") != "complete" for r in a.records + b.records if r.get(key) is not None)}  # of the n tested
     if len(set(x)) == 1 and len(set(y)) == 1:  # no spread in either group: t is undefined (scipy says inf or nan), not "significant"
         return {**common, "t": None, "df": None, "p": None, "significant": False}
     with warnings.catch_warnings():  # scipy's note on a group without spread ("precision loss")
@@ -94,17 +94,11 @@ def verdict_line(t: dict, a: Group, b: Group) -> str:
     if t["p"] is None:
         return f"{head}: cannot tell (no spread within either group: the runs of each ended alike, so the test is undefined)"
     verdict = (f"significant at {ALPHA}" if t["significant"] else f"not significant at {ALPHA}: seeds alone could explain it")
-    return f"{head}, Welch's t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f}: {verdict}{unfinished_note(a, b)}"
-
-
-def unfinished_note(a: Group, b: Group) -> str:
-    """A caveat when runs of the pair have not finished their training: the test then compares
-    where they stopped (a --max-steps smoke test, a run still going), not the models."""
-    stopped = [r for r in a.records + b.records if r.get("status") != "complete"]
-    if not stopped:
-        return ""
-    return (f" (but {len(stopped)} of these {len(a.records) + len(b.records)} runs did not finish their training: "
-            "this compares where they stopped, not what the models reach)")
+    # runs of the pair that did not finish (a --max-steps smoke test, a run still going): the
+    # test then compares where they stopped, not the models
+    unfinished = (f" (but {t['unfinished']} of these {sum(t['n'])} runs did not finish their training: "
+                  "this compares where they stopped, not what the models reach)") if t["unfinished"] else ""
+    return f"{head}, Welch's t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f}: {verdict}{unfinished}"
 
 
 def same_seed(g: Group) -> tuple[str, str, int] | None:
